@@ -1,0 +1,86 @@
+"""``datasets``: create, view and search datasets."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import current_app
+from flask.views import MethodView
+
+from .. import catalog, search, user_settings
+from ..auth import current_user
+from ..db import get_session
+from ..errors import DataflowError
+from . import Blueprint
+from .schemas import DatasetSchema, SearchArgs, search_page_schema
+from .views import dataset_view, endpoint_adapter
+
+blp = Blueprint("datasets", __name__, description="Datasets: a measurement's files and metadata.")
+
+
+class MetadataValueArgs(ma.Schema):
+    field_name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
+    field_value = ma.fields.Raw(required=True, allow_none=True)
+
+
+class DatasetArgs(ma.Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1000))
+    instrument_id = ma.fields.Integer(load_default=0, allow_none=True, strict=True)
+    metadata_field_values_attributes = ma.fields.List(
+        ma.fields.Nested(MetadataValueArgs), load_default=list
+    )
+
+
+def page_size(requested: int | None) -> int:
+    """The page size a search uses: as asked, within the configured bounds."""
+    settings = current_app.config["DATAFLOW_LITE"]
+    return min(requested or settings["per_page"], settings["max_per_page"])
+
+
+@blp.route("/datasets")
+class Datasets(MethodView):
+    @blp.arguments(DatasetArgs)
+    @blp.response(201, DatasetSchema)
+    def post(self, args):
+        """Create a dataset; its folder and ``metadata.json`` appear at the destination."""
+        session = get_session()
+        user = current_user()
+        if not args["name"].strip():
+            raise DataflowError(400, "the dataset name is blank", {"name": ["must not be blank"]})
+        values = [
+            (value["field_name"], value["field_value"])
+            for value in args["metadata_field_values_attributes"]
+        ]
+        endpoint = user_settings.destination_endpoint(session, user)
+        dataset = catalog.create_dataset(
+            session, user, args["name"], args["instrument_id"], values, endpoint
+        )
+        _, adapter = endpoint_adapter(session, endpoint.id)
+        catalog.write_metadata_json(session, dataset, adapter)
+        session.commit()
+        return dataset_view(session, dataset)
+
+
+@blp.route("/datasets/<int:dataset_id>")
+class DatasetById(MethodView):
+    @blp.response(200, DatasetSchema)
+    def get(self, dataset_id):
+        """One dataset with its files and metadata."""
+        session = get_session()
+        return dataset_view(session, catalog.get_dataset(session, current_user(), dataset_id))
+
+
+@blp.route("/datasets/search")
+class DatasetSearch(MethodView):
+    @blp.arguments(SearchArgs, location="query")
+    @blp.response(200, search_page_schema(DatasetSchema))
+    def get(self, args):
+        """Datasets whose name, metadata or file names match ``q``, or created on ``q``'s date."""
+        session = get_session()
+        found = search.search_datasets(
+            session, current_user(), args["q"], args["page"], page_size(args["per_page"])
+        )
+        return {
+            "total": found.total,
+            "has_more": found.has_more,
+            "results": [dataset_view(session, dataset) for dataset in found.results],
+        }

@@ -1,0 +1,33 @@
+"""``password-encryption``: a password encrypted with this server's key, for activation."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import current_app
+from flask.views import MethodView
+
+from . import Blueprint
+
+blp = Blueprint("passwords", __name__, description="Encrypt a password for endpoint activation.")
+
+
+class PasswordArgs(ma.Schema):
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1))
+
+
+class EncryptedSchema(ma.Schema):
+    encrypted_password = ma.fields.String()
+
+
+@blp.route("/password-encryption")
+class PasswordEncryption(MethodView):
+    @blp.arguments(PasswordArgs)
+    @blp.response(200, EncryptedSchema)
+    def post(self, args):
+        """Encrypt a password (JSON ``{"password": ...}``) with this server's key.
+
+        Pass the result as ``encrypted_password`` when activating an endpoint; only this server
+        can decrypt it. The password is neither logged nor stored.
+        """
+        cipher = current_app.extensions["dataflow_lite.password_cipher"]
+        return {"encrypted_password": cipher.encrypt(args["password"])}

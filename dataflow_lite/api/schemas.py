@@ -1,0 +1,85 @@
+"""The shapes of API v1 responses and request bodies, as DataFlow's walkthrough shows them."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+UTC_SECONDS = "%Y-%m-%d %H:%M:%S UTC"
+
+
+class InstrumentSchema(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    description = ma.fields.String()
+    instrument_type = ma.fields.String(allow_none=True)
+
+
+class CreatorSchema(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+
+
+class FileSchema(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    file_length = ma.fields.Integer(allow_none=True)
+    file_type = ma.fields.String(allow_none=True)
+    created_at = ma.fields.DateTime(format=UTC_SECONDS)
+    relative_path = ma.fields.String()
+    is_directory = ma.fields.Boolean()
+    dataset_id = ma.fields.Integer()
+    sha256 = ma.fields.String(allow_none=True)
+
+
+class UploadedFileSchema(FileSchema):
+    transport = ma.fields.String(metadata={"description": "the adapter that took the file"})
+    destination = ma.fields.String(metadata={"description": "where the file landed"})
+
+
+class MetadataFieldSchema(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    field_type = ma.fields.String()
+    required = ma.fields.Boolean()
+    choices = ma.fields.List(ma.fields.Raw(), allow_none=True)
+    unit = ma.fields.String()
+
+
+class MetadataValueSchema(ma.Schema):
+    id = ma.fields.Integer()
+    field_value = ma.fields.String()
+    field_name = ma.fields.String()
+    metadata_field = ma.fields.Nested(MetadataFieldSchema, allow_none=True)
+
+
+class DatasetSchema(ma.Schema):
+    id = ma.fields.Integer()
+    created_at = ma.fields.DateTime(format="%Y-%m-%dT%H:%M:%SZ")
+    name = ma.fields.String()
+    creator = ma.fields.Nested(CreatorSchema)
+    dataset_files = ma.fields.List(ma.fields.Nested(FileSchema))
+    instrument = ma.fields.Nested(InstrumentSchema, allow_none=True)
+    metadata_field_values = ma.fields.List(ma.fields.Nested(MetadataValueSchema))
+    destination = ma.fields.String(metadata={"description": "where the dataset's folder is"})
+
+
+class SearchArgs(ma.Schema):
+    q = ma.fields.String(load_default="", metadata={"description": "words, or a YYYY-MM-DD date"})
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    per_page = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=1))
+
+
+class FileSearchArgs(SearchArgs):
+    dataset_id = ma.fields.Integer(load_default=None)
+
+
+def search_page_schema(result_schema: type[ma.Schema]) -> type[ma.Schema]:
+    """The search envelope ``{"total", "has_more", "results"}`` around ``result_schema``."""
+    return ma.Schema.from_dict(
+        {
+            "total": ma.fields.Integer(),
+            "has_more": ma.fields.Boolean(),
+            "results": ma.fields.List(ma.fields.Nested(result_schema)),
+        },
+        name=f"{result_schema.__name__.removesuffix('Schema')}SearchPage",
+    )

@@ -1,0 +1,60 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from . import __version__, db
+from .adapter import AdapterContext, Adapters, discover_adapters
+from .instance_keys import PasswordCipher, instance_secret_key
+from .settings import ENV_PREFIX, load_settings
+
+
+def instance_path_from_environment() -> Path:
+    """The instance folder: ``$DATAFLOW_LITE_INSTANCE``, else ``./instance``."""
+    return Path(os.environ.get(ENV_PREFIX + "INSTANCE") or "instance").resolve()
+
+
+def create_app(test_config: dict[str, Any] | None = None, instance_path: Path | None = None) -> Flask:
+    """Create the dataflow-lite app on an instance folder (created if missing).
+
+    ``test_config`` overrides settings by name (see :mod:`dataflow_lite.settings`).
+    """
+    instance = (instance_path or instance_path_from_environment()).resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(instance, overrides=test_config)
+    staging = instance / settings["staging_dir"]
+    staging.mkdir(parents=True, exist_ok=True)
+
+    app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
+    app.config.update(
+        SECRET_KEY=instance_secret_key(instance),
+        MAX_CONTENT_LENGTH=settings["max_upload_bytes"],
+        DATAFLOW_LITE=settings,
+        API_TITLE="dataflow-lite",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+            },
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["dataflow_lite.password_cipher"] = PasswordCipher(instance)
+    app.extensions["dataflow_lite.adapters"] = Adapters(
+        discover_adapters(), AdapterContext(instance_path=instance, staging_dir=staging)
+    )
+    db.init_app(app, instance / settings["database"], settings["busy_timeout_ms"])
+
+    from .api import register_api
+
+    register_api(app)
+    return app

@@ -1,0 +1,79 @@
+"""Where a file lands: the one module that builds destination paths.
+
+A dataset is the folder ``<instrument slug>/<YYYY-MM-DD>/<HHMMSS>_<slug of dataset name>/`` under
+its endpoint's root (``untitled_instrument`` without an instrument), its files under their
+``relative_path``, and ``metadata.json`` at its root. Paths that users send are checked here
+before anything else sees them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import PurePosixPath
+
+from slugify import slugify
+
+UNTITLED_INSTRUMENT = "untitled_instrument"
+METADATA_FILE = "metadata.json"
+MAX_NAME_BYTES = 255
+MAX_SLUG_LENGTH = 80
+
+
+class UnsafePath(ValueError):
+    """A path or file name from a user that must not be used; the message says why."""
+
+
+def slug(text: str) -> str:
+    """``"Atomic force microscopy scan of PZT"`` -> ``"atomic_force_microscopy_scan_of_pzt"``."""
+    return slugify(text, separator="_", max_length=MAX_SLUG_LENGTH) or "untitled"
+
+
+def dataset_folder(instrument_name: str | None, created_at: datetime, name: str) -> PurePosixPath:
+    """The folder of a dataset, relative to its endpoint's root."""
+    instrument = slug(instrument_name) if instrument_name else UNTITLED_INSTRUMENT
+    return PurePosixPath(
+        instrument, created_at.strftime("%Y-%m-%d"), f"{created_at:%H%M%S}_{slug(name)}"
+    )
+
+
+def check_file_name(name: str, what: str = "file name") -> str:
+    """Return ``name`` if it is safe as one path component, else raise UnsafePath."""
+    if not name:
+        raise UnsafePath(f"the {what} is empty")
+    if name in (".", ".."):
+        raise UnsafePath(f"the {what} {name!r} is not allowed")
+    if "/" in name or "\\" in name:
+        raise UnsafePath(f"the {what} {name!r} contains a slash or a backslash")
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise UnsafePath(f"the {what} {name!r} contains a NUL or control character")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise UnsafePath(f"the {what} is longer than {MAX_NAME_BYTES} bytes")
+    return name
+
+
+def check_relative_path(relative_path: str) -> PurePosixPath:
+    """Return ``relative_path`` as a path below the dataset folder, or raise UnsafePath.
+
+    Refused: absolute paths, ``.`` and ``..``, backslashes, NUL and control characters, and
+    empty components (``a//b``, a trailing slash). The empty string is the dataset's root.
+    """
+    if relative_path == "":
+        return PurePosixPath()
+    if relative_path.startswith("/"):
+        raise UnsafePath(f"relative_path {relative_path!r} is absolute")
+    parts = relative_path.split("/")
+    if "" in parts:
+        raise UnsafePath(f"relative_path {relative_path!r} has an empty component")
+    for part in parts:
+        check_file_name(part, what="relative_path component")
+    return PurePosixPath(*parts)
+
+
+def file_target(folder: str, relative_path: PurePosixPath, name: str) -> PurePosixPath:
+    """A file's path relative to its endpoint's root."""
+    return PurePosixPath(folder) / relative_path / name
+
+
+def metadata_target(folder: str) -> PurePosixPath:
+    """The path of a dataset's ``metadata.json``, relative to its endpoint's root."""
+    return PurePosixPath(folder) / METADATA_FILE

@@ -1,0 +1,119 @@
+"""The catalog's tables (SQLModel over SQLite)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, without microseconds (the wire shows whole seconds)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class User(SQLModel, table=True):
+    """A person who logs in and owns datasets."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True)
+    name: str = ""
+    is_admin: bool = False
+    is_active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: only the hash of its secret part is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    secret_sha256: str
+    name: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class Instrument(SQLModel, table=True):
+    """An instrument whose datasets share a folder and, optionally, a metadata form."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    description: str = ""
+    instrument_type: str | None = None
+
+
+class MetadataField(SQLModel, table=True):
+    """One field of an instrument's metadata form."""
+
+    __table_args__ = (UniqueConstraint("instrument_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id", index=True, ondelete="CASCADE")
+    name: str
+    field_type: str = "string"
+    required: bool = False
+    choices: list[Any] | None = Field(default=None, sa_column=Column(JSON))
+    unit: str = ""
+    position: int = 0
+
+
+class Endpoint(SQLModel, table=True):
+    """A destination that files are transferred to, served by one adapter."""
+
+    id: str = Field(primary_key=True)
+    name: str = Field(unique=True)
+    adapter: str
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    is_default: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserSetting(SQLModel, table=True):
+    """One user setting, such as ``globus.destination_endpoint``."""
+
+    user_id: int = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class Dataset(SQLModel, table=True):
+    """A measurement: a named folder of files at one endpoint, with its metadata."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    creator_id: int = Field(foreign_key="user.id", index=True)
+    instrument_id: int | None = Field(default=None, foreign_key="instrument.id", index=True)
+    endpoint_id: str = Field(foreign_key="endpoint.id")
+    folder: str
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class MetadataValue(SQLModel, table=True):
+    """One flattened metadata value of a dataset, stored with its JSON type."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="dataset.id", index=True, ondelete="CASCADE")
+    field_name: str
+    value: Any = Field(sa_column=Column(JSON))
+    metadata_field_id: int | None = Field(default=None, foreign_key="metadatafield.id")
+
+
+class DatasetFile(SQLModel, table=True):
+    """A file or a directory of a dataset, at ``relative_path/name`` under the dataset folder."""
+
+    __table_args__ = (UniqueConstraint("dataset_id", "relative_path", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="dataset.id", index=True, ondelete="CASCADE")
+    name: str = Field(index=True)
+    relative_path: str = ""
+    is_directory: bool = False
+    file_length: int | None = None
+    file_type: str | None = None
+    sha256: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)

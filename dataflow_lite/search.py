@@ -1,0 +1,110 @@
+"""Finding datasets and files: words through SQLite's FTS5 index, dates by the day.
+
+Each dataset has one row in the ``dataset_text`` full-text table (its rowid is the dataset id)
+holding its name, metadata names and values, and file names; it is rebuilt whenever the dataset
+changes. A query of the form ``YYYY-MM-DD`` finds what was created that day (UTC).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
+
+from .db import SEARCH_TABLE
+from .models import Dataset, DatasetFile, MetadataValue, User
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass
+class Page:
+    """One page of results, with the total count across pages."""
+
+    total: int
+    has_more: bool
+    results: Sequence[Any]
+
+
+def reindex(session: Session, dataset_id: int) -> None:
+    """Rebuild the full-text row of one dataset from the catalog."""
+    dataset = session.get(Dataset, dataset_id)
+    assert dataset is not None
+    words = [dataset.name]
+    for value in session.exec(select(MetadataValue).where(MetadataValue.dataset_id == dataset_id)):
+        words += [value.field_name, str(value.value)]
+    words += session.exec(select(DatasetFile.name).where(DatasetFile.dataset_id == dataset_id))
+    session.execute(text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid = :id"), {"id": dataset_id})
+    session.execute(
+        text(f"INSERT INTO {SEARCH_TABLE} (rowid, body) VALUES (:id, :body)"),
+        {"id": dataset_id, "body": "\n".join(words)},
+    )
+
+
+def fts_query(query: str) -> str | None:
+    """An FTS5 query matching every whitespace-separated term as a prefix phrase, or None.
+
+    ``AFM_Topography.PNG`` becomes the phrase ``"AFM_Topography.PNG"*``, which the tokenizer
+    splits the same way it split the indexed file name. Terms with no letter or digit are dropped.
+    """
+    terms = [term for term in query.split() if any(char.isalnum() for char in term)]
+    if not terms:
+        return None
+    return " ".join('"' + term.replace('"', '""') + '"*' for term in terms)
+
+
+def day_range(query: str) -> tuple[datetime, datetime] | None:
+    """The UTC day a ``YYYY-MM-DD`` query names, or None for any other query."""
+    if not DATE.match(query.strip()):
+        return None
+    try:
+        start = datetime.strptime(query.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return start, start + timedelta(days=1)
+
+
+def _page(session: Session, statement: Any, order: Sequence[Any], page: int, per_page: int) -> Page:
+    total = session.exec(select(func.count()).select_from(statement.subquery())).one()
+    rows = session.exec(statement.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+    return Page(total=total, has_more=page * per_page < total, results=rows)
+
+
+def search_datasets(session: Session, user: User, query: str, page: int, per_page: int) -> Page:
+    """Datasets ``user`` may see that match ``query`` (all of them when it is empty), newest first."""
+    statement = select(Dataset)
+    if not user.is_admin:
+        statement = statement.where(Dataset.creator_id == user.id)
+    if day := day_range(query):
+        statement = statement.where(Dataset.created_at >= day[0], Dataset.created_at < day[1])
+    elif query.strip():
+        match = fts_query(query)
+        if match is None:
+            return Page(total=0, has_more=False, results=[])
+        matching = text(f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match")
+        statement = statement.where(
+            col(Dataset.id).in_(matching.bindparams(match=match).columns(rowid=Dataset.id.type))  # type: ignore[attr-defined]
+        )
+    return _page(session, statement, [col(Dataset.created_at).desc(), col(Dataset.id).desc()], page, per_page)
+
+
+def search_files(
+    session: Session, user: User, query: str, dataset_id: int | None, page: int, per_page: int
+) -> Page:
+    """Files and directories whose name contains ``query`` (or created on its day)."""
+    statement = select(DatasetFile).join(Dataset, col(Dataset.id) == DatasetFile.dataset_id)
+    if not user.is_admin:
+        statement = statement.where(Dataset.creator_id == user.id)
+    if dataset_id is not None:
+        statement = statement.where(DatasetFile.dataset_id == dataset_id)
+    if day := day_range(query):
+        statement = statement.where(DatasetFile.created_at >= day[0], DatasetFile.created_at < day[1])
+    elif query.strip():
+        escaped = query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = statement.where(col(DatasetFile.name).ilike(f"%{escaped}%", escape="\\"))
+    return _page(session, statement, [col(DatasetFile.id)], page, per_page)

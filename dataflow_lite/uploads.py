@@ -1,0 +1,161 @@
+"""Streaming uploads: a multipart body read once, its file written to staging while hashed.
+
+Flask's ``request.files`` spools each file to a temporary file and copies it again on ``save``.
+Here the body is read from ``request.stream`` in large chunks through Werkzeug's sans-IO
+``MultipartDecoder``: the file part goes straight to one file in the staging area, sha256 is
+computed on the way, and nothing larger than a chunk is ever held in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+
+CHUNK = 1 << 20
+FILE_PART = "file"
+
+
+class MalformedUpload(ValueError):
+    """The body is not a multipart upload this server can take; the message says why."""
+
+
+@dataclass
+class StagedUpload:
+    """What arrived: the form fields, and the file written to the staging area."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    filename: str | None = None
+    content_type: str = ""
+    size: int = 0
+    sha256: str = ""
+
+    def discard(self) -> None:
+        """Remove the staged file, if it is still there."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _boundary(content_type: str | None) -> bytes:
+    mimetype, options = parse_options_header(content_type or "")
+    if mimetype != "multipart/form-data":
+        raise MalformedUpload("the upload must be multipart/form-data")
+    boundary = options.get("boundary", "")
+    if not boundary:
+        raise MalformedUpload("the multipart/form-data body has no boundary")
+    return boundary.encode("latin-1")
+
+
+def _data(events: Iterator[object]) -> Iterator[bytes]:
+    """The chunks of the current part's data, up to the part's end."""
+    for event in events:
+        if not isinstance(event, Data):
+            raise MalformedUpload("a multipart part ended without data")
+        yield event.data
+        if not event.more_data:
+            return
+
+
+def _events(decoder: MultipartDecoder, stream: IO[bytes]) -> Iterator[object]:
+    """Every event the decoder finds in ``stream``, reading it in large chunks."""
+    while True:
+        chunk = stream.read(CHUNK)
+        decoder.receive_data(chunk or None)
+        while not isinstance(event := decoder.next_event(), NeedData):
+            yield event
+            if isinstance(event, Epilogue):
+                return
+        if not chunk:
+            raise MalformedUpload("the multipart body ended before its closing boundary")
+
+
+@contextmanager
+def _staged_file(staging_dir: Path) -> Iterator[tuple[IO[bytes], Path]]:
+    fd, name = tempfile.mkstemp(dir=staging_dir, prefix="upload-", suffix=".part")
+    path = Path(name)
+    try:
+        # Landed files are readable like any file the server writes (mkstemp makes them 0600).
+        os.fchmod(fd, 0o644 & ~_umask())
+        with os.fdopen(fd, "wb") as out:
+            yield out, path
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def stage_upload(
+    stream: IO[bytes], content_type: str | None, staging_dir: Path, max_field_bytes: int
+) -> StagedUpload:
+    """Read a multipart body from ``stream`` and stage its ``file`` part.
+
+    Return the fields and the staged file; on any error nothing is left in the staging area.
+    Raise MalformedUpload for a body that is not a well-formed upload with exactly one file.
+    """
+    decoder = MultipartDecoder(_boundary(content_type), max_form_memory_size=CHUNK + max_field_bytes)
+    upload = StagedUpload()
+    try:
+        _read_parts(decoder, stream, staging_dir, max_field_bytes, upload)
+    except BaseException as error:
+        upload.discard()
+        if isinstance(error, RequestEntityTooLarge | ClientDisconnected):
+            raise
+        if isinstance(error, BadRequest | ValueError) and not isinstance(error, MalformedUpload):
+            raise MalformedUpload(f"the multipart body is malformed ({error})") from error
+        raise
+    if upload.path is None:
+        raise MalformedUpload(f"the upload has no file part named {FILE_PART!r}")
+    return upload
+
+
+def _read_parts(
+    decoder: MultipartDecoder,
+    stream: IO[bytes],
+    staging_dir: Path,
+    max_field_bytes: int,
+    upload: StagedUpload,
+) -> None:
+    events = _events(decoder, stream)
+    for event in events:
+        if isinstance(event, Field):
+            value = bytearray()
+            for data in _data(events):
+                value += data
+                if len(value) > max_field_bytes:
+                    raise MalformedUpload(f"form field {event.name!r} is too long")
+            if event.name in upload.fields:
+                raise MalformedUpload(f"form field {event.name!r} is given more than once")
+            try:
+                upload.fields[event.name] = value.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise MalformedUpload(f"form field {event.name!r} is not UTF-8") from error
+        elif isinstance(event, File):
+            if event.name != FILE_PART or upload.path is not None:
+                raise MalformedUpload(f"the upload must carry exactly one file part, {FILE_PART!r}")
+            upload.filename = event.filename
+            upload.content_type = event.headers.get("content-type", "")
+            digest = hashlib.sha256()
+            with _staged_file(staging_dir) as (out, path):
+                upload.path = path
+                for data in _data(events):
+                    digest.update(data)
+                    out.write(data)
+                    upload.size += len(data)
+            upload.sha256 = digest.hexdigest()
