@@ -255,7 +255,7 @@ def endpoint_list(ctx: click.Context) -> None:
             _echo_json(row.model_dump())
 
 
-def _gunicorn_command(bind: str, workers: int) -> list[str]:
+def _gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
     wsgi = Path(__file__).resolve().parent.parent / "wsgi.py"
     target = ["--chdir", str(wsgi.parent), "wsgi:app"] if wsgi.exists() else ["dataflow_lite:create_app()"]
     return [
@@ -266,6 +266,7 @@ def _gunicorn_command(bind: str, workers: int) -> list[str]:
         # a slow upload is still arriving; the gthread worker keeps answering its heartbeat.
         "--worker-class", "gthread", "--threads", "8",
         "--no-control-socket",
+        "--timeout", str(timeout),
         # The request line would carry activation passwords: log the path without the query.
         "--access-logfile", "-", "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
         *target,
@@ -275,12 +276,19 @@ def _gunicorn_command(bind: str, workers: int) -> list[str]:
 @main.command()
 @click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Seconds before a silent worker is restarted (uploads may take longer).",
+)
 @click.pass_context
-def serve(ctx: click.Context, bind: str, workers: int) -> None:
+def serve(ctx: click.Context, bind: str, workers: int, timeout: int) -> None:
     """Serve the API with gunicorn."""
     ctx.invoke(init)
     os.environ["DATAFLOW_LITE_INSTANCE"] = str(ctx.obj["instance"])
-    command = _gunicorn_command(bind, workers)
+    command = _gunicorn_command(bind, workers, timeout)
     os.execv(command[0], command)
 
 
@@ -307,4 +315,4 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
     click.echo(f"Files land in {Path(app.instance_path) / app.config['DATAFLOW_LITE']['destination_dir']}")
     click.echo(f"Try: python -c \"from ordflow import API; print(API('{token}', server_url='{url}').settings_get())\"")
     click.echo("=" * min(width, 72))
-    ctx.invoke(serve, bind=bind, workers=2)
+    ctx.invoke(serve, bind=bind, workers=2, timeout=30)

@@ -61,7 +61,7 @@ def create_schema(engine: Engine, lock_path: Path) -> None:
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session whose transaction commits when the block ends and rolls back on error."""
-    with Session(engine) as session:
+    with Session(engine, expire_on_commit=False) as session:
         with session.begin():
             yield session
 

@@ -1,0 +1,154 @@
+"""Fixtures: a fresh instance per test, the app and its client, the CLI, and a real gunicorn server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from dataflow_lite import create_app
+from dataflow_lite.cli import main
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fail-on-skip",
+        action="store_true",
+        default=os.environ.get("CI") == "true",
+        help="Fail the run when any test was skipped (on by default in CI).",
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if session.config.getoption("--fail-on-skip") and skipped and exitstatus == 0:
+        reporter.write_line(f"FAILED: {len(skipped)} test(s) skipped with --fail-on-skip", red=True)
+        session.exitstatus = 1
+
+
+@dataclass
+class Cli:
+    """The ``dataflow-lite`` command on one instance folder."""
+
+    instance: Path
+
+    def __call__(self, *args: str, input: str | None = None) -> str:
+        result = CliRunner().invoke(main, ["--instance", str(self.instance), *args], input=input)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    def fails(self, *args: str) -> str:
+        """Run a command that must fail; return what it printed."""
+        result = CliRunner().invoke(main, ["--instance", str(self.instance), *args])
+        assert result.exit_code != 0, result.output
+        return result.output
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self(*args))
+
+    def user_key(self, username: str, *, admin: bool = False, name: str = "") -> str:
+        """Add a user and return a new API key for them."""
+        self("user", "add", username, "--name", name or username.title(), *(["--admin"] if admin else []))
+        return self("key", "create", username).strip()
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Path:
+    """A fresh, initialised instance folder."""
+    path = tmp_path / "instance"
+    Cli(path)("init")
+    return path
+
+
+@pytest.fixture
+def cli(instance: Path) -> Cli:
+    return Cli(instance)
+
+
+@pytest.fixture
+def app(instance: Path):
+    return create_app(instance_path=instance)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def key(cli: Cli) -> str:
+    """An API key of user ``suhas`` (full name Suhas Somnath)."""
+    return cli.user_key("suhas", name="Suhas Somnath")
+
+
+@pytest.fixture
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A real gunicorn server started by ``dataflow-lite serve``."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api/v1"
+
+
+def start_server(instance: Path, log: Path, *extra: str) -> LiveServer:
+    port = free_port()
+    command = [sys.executable, "-m", "dataflow_lite", "--instance", str(instance), "serve",
+               "--bind", f"127.0.0.1:{port}", *extra]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {log.read_text()}")
+        try:
+            requests.get(server.api + "/openapi.json", timeout=1)
+            return server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError(f"the server did not answer in 30 s: {log.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    os.killpg(server.process.pid, signal.SIGTERM)
+    try:
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+
+
+@pytest.fixture
+def live_server(instance: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """``dataflow-lite serve`` (gunicorn, two workers) on a free port of 127.0.0.1."""
+    server = start_server(instance, tmp_path / "server.log")
+    yield server
+    stop_server(server)
