@@ -95,10 +95,7 @@ def _add_endpoint(
     return endpoint
 
 
-@main.command()
-@click.pass_context
-def init(ctx: click.Context) -> None:
-    """Create the instance folder, its keys, the database and a default local endpoint."""
+def _init(ctx: click.Context) -> Flask:
     app = _app(ctx)
     with _session(ctx) as session:
         has_endpoint = session.exec(select(Endpoint)).first() is not None
@@ -106,7 +103,14 @@ def init(ctx: click.Context) -> None:
         destination = Path(app.instance_path) / app.config["DATAFLOW_LITE"]["destination_dir"]
         destination.mkdir(parents=True, exist_ok=True)
         _add_endpoint(ctx, DEFAULT_ENDPOINT, "local", {"path": str(destination)}, None, True)
-    click.echo(f"instance ready in {app.instance_path}", err=True)
+    return app
+
+
+@main.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the instance folder, its keys, the database and a default local endpoint."""
+    click.echo(f"instance ready in {_init(ctx).instance_path}", err=True)
 
 
 @main.group()
@@ -286,7 +290,7 @@ def _gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
 @click.pass_context
 def serve(ctx: click.Context, bind: str, workers: int, timeout: int) -> None:
     """Serve the API with gunicorn."""
-    ctx.invoke(init)
+    _init(ctx)
     os.environ["DATAFLOW_LITE_INSTANCE"] = str(ctx.obj["instance"])
     command = _gunicorn_command(bind, workers, timeout)
     os.execv(command[0], command)
@@ -298,8 +302,7 @@ def serve(ctx: click.Context, bind: str, workers: int, timeout: int) -> None:
 @click.pass_context
 def quickstart(ctx: click.Context, username: str, bind: str) -> None:
     """Set up the instance, make sure USER exists (an admin), print a new API key, and serve."""
-    ctx.invoke(init)
-    app = _app(ctx)
+    app = _init(ctx)
     with _session(ctx) as session:
         user = session.exec(select(User).where(User.username == username)).first()
         if user is None:

@@ -9,13 +9,12 @@ from .. import catalog
 from ..db import get_session
 from ..models import Instrument
 from . import Blueprint
-from .schemas import InstrumentSchema, MetadataFieldSchema
+from .schemas import InstrumentDetailSchema, InstrumentSchema
 
 blp = Blueprint("instruments", __name__, description="Instruments and their metadata forms.")
 
 
-class InstrumentDetailSchema(InstrumentSchema):
-    metadata_fields = MetadataFieldSchema(many=True)
+UNTITLED = {"id": 0, "name": "Untitled instrument", "description": "", "instrument_type": None}
 
 
 @blp.route("/instruments")
@@ -33,6 +32,6 @@ class InstrumentById(MethodView):
         """One instrument, with its metadata form; 0 is the untitled instrument."""
         session = get_session()
         if instrument_id == 0:
-            return {"id": 0, "name": "Untitled instrument", "description": "", "instrument_type": None, "metadata_fields": []}
+            return {**UNTITLED, "metadata_fields": []}
         instrument = catalog.get_instrument(session, instrument_id)
         return {**instrument.model_dump(), "metadata_fields": catalog.instrument_fields(session, instrument_id)}

@@ -45,6 +45,10 @@ class MetadataFieldSchema(ma.Schema):
     unit = ma.fields.String()
 
 
+class InstrumentDetailSchema(InstrumentSchema):
+    metadata_fields = ma.fields.List(ma.fields.Nested(MetadataFieldSchema))
+
+
 class MetadataValueSchema(ma.Schema):
     id = ma.fields.Integer()
     field_value = ma.fields.String()

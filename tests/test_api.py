@@ -1,0 +1,127 @@
+"""API v1 behaviour beyond the walkthrough: keys, forms, typed metadata, paging, visibility."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+
+def create(client, auth, name="scan", **extra):
+    response = client.post("/api/v1/datasets", json={"name": name, **extra}, headers=auth)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def test_an_expired_key_is_refused_with_its_date(cli, client, instance: Path):
+    cli("user", "add", "ada")
+    key = cli("key", "create", "ada", "--expires-days", "1").strip()
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.get("/api/v1/instruments", headers=headers).status_code == 200
+    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
+        db.execute("UPDATE apikey SET expires_at = '2020-01-02 03:04:05.000000'")
+    response = client.get("/api/v1/instruments", headers=headers)
+    assert response.status_code == 401
+    assert response.json["message"] == "the API key expired on 2020-01-02 03:04 UTC"
+
+
+def test_metadata_is_checked_against_the_instrument_form_and_keeps_its_types(cli, client, auth, instance):
+    instrument = cli.json("instrument", "add", "Cypher")
+    ident = str(instrument["id"])
+    cli("instrument", "field", ident, "Temperature", "--type", "number", "--required", "--unit", "K")
+    cli("instrument", "field", ident, "Mode", "--choice", "AC", "--choice", "contact")
+    values = [{"field_name": "Temperature", "field_value": 373},
+              {"field_name": "Mode", "field_value": "AC"},
+              {"field_name": "Sample-Name", "field_value": "PZT"}]
+    dataset = create(client, auth, instrument_id=instrument["id"], metadata_field_values_attributes=values)
+    shown = {v["field_name"]: v for v in dataset["metadata_field_values"]}
+    assert shown["Temperature"]["field_value"] == "373"
+    assert shown["Temperature"]["metadata_field"]["unit"] == "K"
+    assert shown["Mode"]["metadata_field"]["choices"] == ["AC", "contact"]
+    assert shown["Sample-Name"]["metadata_field"] is None
+    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
+        kinds = dict(db.execute("SELECT field_name, json_type(value) FROM metadatavalue"))
+        hot = db.execute("SELECT count(*) FROM metadatavalue WHERE field_name = 'Temperature' "
+                         "AND json_extract(value, '$') > 300").fetchone()[0]
+    assert kinds == {"Temperature": "integer", "Mode": "text", "Sample-Name": "text"}
+    assert hot == 1  # numbers stay numbers: range queries work
+
+    detail = client.get(f"/api/v1/instruments/{ident}", headers=auth).json
+    assert [f["name"] for f in detail["metadata_fields"]] == ["Temperature", "Mode"]
+    assert client.get("/api/v1/instruments/0", headers=auth).json["metadata_fields"] == []
+
+
+def test_search_pages_newest_first(client, auth):
+    ids = [create(client, auth, name=f"run {i}")["id"] for i in range(25)]
+    first = client.get("/api/v1/datasets/search?q=run&per_page=10", headers=auth).json
+    assert (first["total"], first["has_more"]) == (25, True)
+    assert [d["id"] for d in first["results"]] == ids[::-1][:10]
+    last = client.get("/api/v1/datasets/search?q=run&per_page=10&page=3", headers=auth).json
+    assert (last["has_more"], [d["id"] for d in last["results"]]) == (False, ids[::-1][20:])
+    everything = client.get("/api/v1/datasets/search", headers=auth).json
+    assert (everything["total"], len(everything["results"])) == (25, 20)  # per_page defaults to 20
+    capped = client.get("/api/v1/datasets/search?per_page=1000", headers=auth).json
+    assert len(capped["results"]) == 25  # max_per_page is 100
+
+
+@pytest.mark.parametrize("query", ['"quoted', "run*", "a OR b", "NEAR(", "-", "x AND"])
+def test_search_words_are_never_fts_syntax(client, auth, query):
+    create(client, auth, name="run a")
+    response = client.get("/api/v1/datasets/search", query_string={"q": query}, headers=auth)
+    assert response.status_code == 200, response.json
+
+
+def test_users_see_only_their_datasets_and_admins_all(cli, client, auth):
+    mine = create(client, auth, name="mine")
+    other = {"Authorization": "Bearer " + cli.user_key("eve")}
+    assert client.get(f"/api/v1/datasets/{mine['id']}", headers=other).status_code == 404
+    assert client.get("/api/v1/datasets/search?q=mine", headers=other).json["total"] == 0
+    assert client.get("/api/v1/dataset-files/search?q=", headers=other).json["total"] == 0
+    admin = {"Authorization": "Bearer " + cli.user_key("boss", admin=True)}
+    assert client.get(f"/api/v1/datasets/{mine['id']}", headers=admin).json["name"] == "mine"
+
+
+def test_password_encryption_round_trip_and_activation(client, auth):
+    encrypted = client.post("/api/v1/password-encryption", json={"password": "pa+ss&"}, headers=auth).json
+    token = encrypted["encrypted_password"]
+    assert "pa+ss" not in token and set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=")
+    response = client.post(f"/api/v1/transports/globus/activate?endpoint=destination&username=u&encrypted_password={token}",
+                           headers=auth)
+    assert response.json == {"status": "ok"}
+
+
+def test_activation_of_an_endpoint_whose_directory_is_gone(cli, client, auth, tmp_path: Path):
+    gone = cli.json("endpoint", "add", "gone", "--type", "local", "--path", str(tmp_path / "missing"))
+    status = client.get(f"/api/v1/transports/globus/activation?endpoint={gone['id']}", headers=auth).json
+    assert status["destination_activation"]["code"] == "AutoActivationFailed"
+    assert "does not exist" in status["destination_activation"]["message"]
+    response = client.post(f"/api/v1/transports/globus/activate?endpoint={gone['id']}&username=u&unencrypted_password=p",
+                           headers=auth)
+    assert response.status_code == 400 and "does not exist" in response.json["message"]
+
+
+def test_transport_protocol_must_match_the_destination(client, auth):
+    response = client.post("/api/v1/user-settings/?setting=transport.protocol&value=globus", headers=auth)
+    assert response.status_code == 400
+    assert response.json["message"] == "transport 'globus' is not installed on this server"
+    assert response.json["errors"] == {"value": ["installed transports: local"]}
+
+
+def test_datasets_follow_the_chosen_destination(cli, client, auth, tmp_path: Path):
+    archive = cli.json("endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "archive"))
+    client.post(f"/api/v1/user-settings/?setting=globus.destination_endpoint&value={archive['id']}", headers=auth)
+    dataset = create(client, auth, name="to the archive")
+    assert dataset["destination"].startswith(str(tmp_path / "archive"))
+    assert (Path(dataset["destination"]) / "metadata.json").is_file()
+
+
+def test_the_openapi_document_lists_every_route_without_a_key(client):
+    spec = client.get("/api/v1/openapi.json").json
+    assert {
+        "/api/v1/user-settings", "/api/v1/instruments", "/api/v1/instruments/{instrument_id}",
+        "/api/v1/transports/globus/activation", "/api/v1/transports/globus/activate",
+        "/api/v1/password-encryption", "/api/v1/datasets", "/api/v1/datasets/{dataset_id}",
+        "/api/v1/datasets/search", "/api/v1/dataset-files/search", "/api/v1/dataset-file-upload",
+    } <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

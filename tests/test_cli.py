@@ -1,0 +1,58 @@
+"""The dataflow-lite command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from dataflow_lite.cli import _gunicorn_command
+
+
+def test_init_is_idempotent(cli, instance: Path):
+    cli("init")
+    endpoints = [line for line in cli("endpoint", "list").splitlines() if line.startswith("{")]
+    assert len(endpoints) == 1
+    assert (instance / "dataflow").is_dir()
+
+
+def test_users_keys_and_revocation(cli, client):
+    key = cli.user_key("ada", name="Ada Lovelace")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.get("/api/v1/user-settings", headers=headers).status_code == 200
+    listed = cli("key", "list", "ada")
+    assert '"revoked_at": null' in listed and "secret" not in listed
+    cli("key", "revoke", key)
+    response = client.get("/api/v1/user-settings", headers=headers)
+    assert response.status_code == 401
+    assert response.json["message"] == "the API key has been revoked"
+    assert "exists already" in cli.fails("user", "add", "ada")
+    assert "no user 'bob'" in cli.fails("key", "create", "bob")
+
+
+def test_instrument_and_endpoint_commands_print_json(cli, tmp_path: Path):
+    instrument = cli.json("instrument", "add", "Cypher", "--description", "AFM in JG 55")
+    assert (instrument["name"], instrument["description"]) == ("Cypher", "AFM in JG 55")
+    field = cli.json("instrument", "field", str(instrument["id"]), "Mode", "--choice", "AC", "--choice", "contact")
+    assert field["choices"] == ["AC", "contact"]
+    endpoint = cli.json("endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "a"),
+                        "--id", "57230a10-7ba2-11e7-8c3b-22000b9923ef")
+    assert endpoint["id"] == "57230a10-7ba2-11e7-8c3b-22000b9923ef"
+    assert endpoint["options"] == {"path": str(tmp_path / "a")}
+
+
+def test_endpoint_mistakes_are_refused(cli, tmp_path: Path):
+    assert "adapter 'ftp' is not installed; installed: local" in cli.fails(
+        "endpoint", "add", "x", "--type", "ftp", "--path", str(tmp_path))
+    assert "needs --path" in cli.fails("endpoint", "add", "x", "--type", "local")
+    assert "not a UUID" in cli.fails("endpoint", "add", "x", "--type", "local", "--path", "/d", "--id", "nope")
+
+
+def test_module_entry_point_and_serve_command(tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "dataflow_lite", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "serve" in result.stdout
+    command = _gunicorn_command("127.0.0.1:9", 3, 45)
+    assert command[command.index("--workers") + 1] == "3"
+    assert command[command.index("--timeout") + 1] == "45"
+    assert command[-1] == "wsgi:app"
+    assert "%(U)s" in command[command.index("--access-logformat") + 1]  # the path, never the query
