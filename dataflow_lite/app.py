@@ -19,7 +19,9 @@ def instance_path_from_environment() -> Path:
     return Path(os.environ.get(ENV_PREFIX + "INSTANCE") or "instance").resolve()
 
 
-def create_app(test_config: dict[str, Any] | None = None, instance_path: Path | None = None) -> Flask:
+def create_app(
+    test_config: dict[str, Any] | None = None, instance_path: Path | None = None
+) -> Flask:
     """Create the dataflow-lite app on an instance folder (created if missing).
 
     ``test_config`` overrides settings by name (see :mod:`dataflow_lite.settings`).
@@ -41,9 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: Path | 
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
-            "components": {
-                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
-            },
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearerAuth": []}],
         },
     )

@@ -48,7 +48,7 @@ def instrument_fields(session: Session, instrument_id: int | None) -> Sequence[M
 
 
 def get_dataset(session: Session, user: User, dataset_id: int) -> Dataset:
-    """The dataset ``dataset_id`` if ``user`` may see it, else 404 (others' datasets stay hidden)."""
+    """The dataset ``dataset_id`` if ``user`` may see it, else 404 (others' stay hidden)."""
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or not (user.is_admin or dataset.creator_id == user.id):
         raise DataflowError(404, f"dataset {dataset_id} not found")
@@ -114,7 +114,9 @@ def dataset_values(session: Session, dataset_id: int) -> Sequence[MetadataValue]
 def dataset_files(session: Session, dataset_id: int) -> Sequence[DatasetFile]:
     """A dataset's files and directories, in the order they were added."""
     return session.exec(
-        select(DatasetFile).where(DatasetFile.dataset_id == dataset_id).order_by(col(DatasetFile.id))
+        select(DatasetFile)
+        .where(DatasetFile.dataset_id == dataset_id)
+        .order_by(col(DatasetFile.id))
     ).all()
 
 
@@ -134,10 +136,17 @@ def _ensure_directories(session: Session, dataset: Dataset, relative: PurePosixP
         parent = "/".join(relative.parts[:depth])
         entry = _entry(session, dataset.id, parent, name)  # type: ignore[arg-type]
         if entry is None:
-            session.add(DatasetFile(dataset_id=dataset.id, name=name, relative_path=parent, is_directory=True))
+            session.add(
+                DatasetFile(
+                    dataset_id=dataset.id, name=name, relative_path=parent, is_directory=True
+                )
+            )
             session.flush()
         elif not entry.is_directory:
-            raise DataflowError(409, f"{PurePosixPath(parent, name)} is a file in dataset {dataset.id}, not a directory")
+            raise DataflowError(
+                409,
+                f"{PurePosixPath(parent, name)} is a file in dataset {dataset.id}, not a directory",
+            )
 
 
 def add_file(
@@ -156,7 +165,9 @@ def add_file(
     except layout.UnsafePath as error:
         raise DataflowError(400, str(error), {"file": [str(error)]}) from error
     if relative == PurePosixPath() and name == layout.METADATA_FILE:
-        raise DataflowError(409, f"{layout.METADATA_FILE} at the dataset root is kept by the server")
+        raise DataflowError(
+            409, f"{layout.METADATA_FILE} at the dataset root is kept by the server"
+        )
     if _entry(session, dataset.id, str(relative) if relative.parts else "", name):  # type: ignore[arg-type]
         raise DataflowError(
             409, f"dataset {dataset.id} already has {relative / name}: nothing was overwritten"
@@ -200,7 +211,9 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
         "dataset": {
             "id": dataset.id,
             "name": dataset.name,
-            "creator": {"id": creator.id, "name": creator.name or creator.username} if creator else None,
+            "creator": {"id": creator.id, "name": creator.name or creator.username}
+            if creator
+            else None,
             "instrument": {"id": instrument.id, "name": instrument.name} if instrument else None,
             "created_at": dataset.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "metadata": metadata.nest((value.field_name, value.value) for value in values),
@@ -223,4 +236,6 @@ def write_metadata_json(session: Session, dataset: Dataset, adapter: TransferAda
     try:
         adapter.write_file(layout.metadata_target(dataset.folder), content.encode() + b"\n", None)
     except (AdapterError, OSError) as error:
-        raise DataflowError(502, f"cannot write metadata.json at the destination: {error}") from error
+        raise DataflowError(
+            502, f"cannot write metadata.json at the destination: {error}"
+        ) from error

@@ -1,4 +1,4 @@
-"""The ``dataflow-lite`` command: set up an instance, manage users, keys, instruments, endpoints, serve.
+"""The ``dataflow-lite`` command: set up an instance, manage what it serves, and serve it.
 
 Every command works on one instance folder: ``--instance DIR``, else ``$DATAFLOW_LITE_INSTANCE``,
 else ``./instance``.
@@ -73,7 +73,12 @@ def main(ctx: click.Context, instance: Path) -> None:
 
 
 def _add_endpoint(
-    ctx: click.Context, name: str, adapter_name: str, options: dict[str, Any], endpoint_id: str | None, default: bool
+    ctx: click.Context,
+    name: str,
+    adapter_name: str,
+    options: dict[str, Any],
+    endpoint_id: str | None,
+    default: bool,
 ) -> Endpoint:
     adapters = _app(ctx).extensions["dataflow_lite.adapters"]
     try:
@@ -90,7 +95,9 @@ def _add_endpoint(
             raise click.ClickException(f"an endpoint named {name!r} exists already")
         if session.get(Endpoint, endpoint_id):
             raise click.ClickException(f"an endpoint with id {endpoint_id} exists already")
-        endpoint = Endpoint(id=endpoint_id, name=name, adapter=adapter_name, options=checked, is_default=default)
+        endpoint = Endpoint(
+            id=endpoint_id, name=name, adapter=adapter_name, options=checked, is_default=default
+        )
         session.add(endpoint)
     return endpoint
 
@@ -142,14 +149,18 @@ def key() -> None:
 @key.command("create")
 @click.argument("username")
 @click.option("--name", default="", help="What the key is for.")
-@click.option("--expires-days", type=click.IntRange(min=1), default=None, help="Days until it expires.")
+@click.option(
+    "--expires-days", type=click.IntRange(min=1), default=None, help="Days until it expires."
+)
 @click.pass_context
 def key_create(ctx: click.Context, username: str, name: str, expires_days: int | None) -> None:
     """Create an API key for USERNAME and print it (only the key, on stdout; shown once)."""
     app = _app(ctx)
     days = expires_days or app.config["DATAFLOW_LITE"]["api_key_days"] or None
     with _session(ctx) as session:
-        _, token = api_keys.issue_key(session, app.config["SECRET_KEY"], _user(session, username), name, days)
+        _, token = api_keys.issue_key(
+            session, app.config["SECRET_KEY"], _user(session, username), name, days
+        )
     click.echo(token)
 
 
@@ -159,7 +170,11 @@ def key_create(ctx: click.Context, username: str, name: str, expires_days: int |
 def key_list(ctx: click.Context, username: str) -> None:
     """List USERNAME's keys (never the keys themselves)."""
     with _session(ctx) as session:
-        rows = session.exec(select(ApiKey).where(ApiKey.user_id == _user(session, username).id).order_by(col(ApiKey.id)))
+        rows = session.exec(
+            select(ApiKey)
+            .where(ApiKey.user_id == _user(session, username).id)
+            .order_by(col(ApiKey.id))
+        )
         for row in rows:
             _echo_json(row.model_dump(exclude={"secret_sha256"}))
 
@@ -170,7 +185,11 @@ def key_list(ctx: click.Context, username: str) -> None:
 def key_revoke(ctx: click.Context, key_or_id: str) -> None:
     """Revoke a key, given the key itself or its id (from 'key list')."""
     app = _app(ctx)
-    key_id = int(key_or_id) if key_or_id.isdigit() else api_keys.key_id_of(app.config["SECRET_KEY"], key_or_id)
+    key_id = (
+        int(key_or_id)
+        if key_or_id.isdigit()
+        else api_keys.key_id_of(app.config["SECRET_KEY"], key_or_id)
+    )
     with _session(ctx) as session:
         row = session.get(ApiKey, key_id) if key_id is not None else None
         if row is None:
@@ -190,7 +209,9 @@ def instrument() -> None:
 @click.option("--description", default="")
 @click.option("--type", "instrument_type", default=None, help="Kind of instrument, e.g. AFM.")
 @click.pass_context
-def instrument_add(ctx: click.Context, name: str, description: str, instrument_type: str | None) -> None:
+def instrument_add(
+    ctx: click.Context, name: str, description: str, instrument_type: str | None
+) -> None:
     """Add an instrument and print it as JSON."""
     with _session(ctx) as session:
         if session.exec(select(Instrument).where(Instrument.name == name)).first():
@@ -204,13 +225,21 @@ def instrument_add(ctx: click.Context, name: str, description: str, instrument_t
 @instrument.command("field")
 @click.argument("instrument_id", type=int)
 @click.argument("name")
-@click.option("--type", "field_type", type=click.Choice(FIELD_TYPES), default="string", show_default=True)
+@click.option(
+    "--type", "field_type", type=click.Choice(FIELD_TYPES), default="string", show_default=True
+)
 @click.option("--required", is_flag=True)
 @click.option("--choice", "choices", multiple=True, help="An allowed value; repeat for each.")
 @click.option("--unit", default="")
 @click.pass_context
 def instrument_field(
-    ctx: click.Context, instrument_id: int, name: str, field_type: str, required: bool, choices: tuple[str, ...], unit: str
+    ctx: click.Context,
+    instrument_id: int,
+    name: str,
+    field_type: str,
+    required: bool,
+    choices: tuple[str, ...],
+    unit: str,
 ) -> None:
     """Add a metadata field to instrument INSTRUMENT_ID's form and print it as JSON."""
     parsed: list[Any] = []
@@ -222,10 +251,19 @@ def instrument_field(
     with _session(ctx) as session:
         if session.get(Instrument, instrument_id) is None:
             raise click.ClickException(f"no instrument {instrument_id}")
-        position = len(session.exec(select(MetadataField.id).where(MetadataField.instrument_id == instrument_id)).all())
+        position = len(
+            session.exec(
+                select(MetadataField.id).where(MetadataField.instrument_id == instrument_id)
+            ).all()
+        )
         row = MetadataField(
-            instrument_id=instrument_id, name=name, field_type=field_type, required=required,
-            choices=parsed or None, unit=unit, position=position,
+            instrument_id=instrument_id,
+            name=name,
+            field_type=field_type,
+            required=required,
+            choices=parsed or None,
+            unit=unit,
+            position=position,
         )
         session.add(row)
         session.flush()
@@ -239,12 +277,21 @@ def endpoint() -> None:
 
 @endpoint.command("add")
 @click.argument("name")
-@click.option("--type", "adapter_name", required=True, help="The adapter: local, or any installed one.")
+@click.option(
+    "--type", "adapter_name", required=True, help="The adapter: local, or any installed one."
+)
 @click.option("--path", help="The destination directory (local endpoints).")
 @click.option("--id", "endpoint_id", default=None, help="The endpoint's UUID (default: a new one).")
 @click.option("--default", is_flag=True, help="Make it the destination of users without a setting.")
 @click.pass_context
-def endpoint_add(ctx: click.Context, name: str, adapter_name: str, path: str | None, endpoint_id: str | None, default: bool) -> None:
+def endpoint_add(
+    ctx: click.Context,
+    name: str,
+    adapter_name: str,
+    path: str | None,
+    endpoint_id: str | None,
+    default: bool,
+) -> None:
     """Register a destination endpoint and print it as JSON."""
     row = _add_endpoint(ctx, name, adapter_name, {"path": path}, endpoint_id, default)
     _echo_json(row.model_dump())
@@ -261,18 +308,33 @@ def endpoint_list(ctx: click.Context) -> None:
 
 def _gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
     wsgi = Path(__file__).resolve().parent.parent / "wsgi.py"
-    target = ["--chdir", str(wsgi.parent), "wsgi:app"] if wsgi.exists() else ["dataflow_lite:create_app()"]
+    target = (
+        ["--chdir", str(wsgi.parent), "wsgi:app"]
+        if wsgi.exists()
+        else ["dataflow_lite:create_app()"]
+    )
     return [
-        sys.executable, "-m", "gunicorn",
-        "--bind", bind,
-        "--workers", str(workers),
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
         # Threads, not sync workers: a sync worker is killed after --timeout seconds even while
         # a slow upload is still arriving; the gthread worker keeps answering its heartbeat.
-        "--worker-class", "gthread", "--threads", "8",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "8",
         "--no-control-socket",
-        "--timeout", str(timeout),
+        "--timeout",
+        str(timeout),
         # The request line would carry activation passwords: log the path without the query.
-        "--access-logfile", "-", "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
         *target,
     ]
 
@@ -315,7 +377,12 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
     click.echo("=" * min(width, 72))
     click.echo(f"dataflow-lite is starting at {url}")
     click.echo(f"API key for {username!r}: {token}")
-    click.echo(f"Files land in {Path(app.instance_path) / app.config['DATAFLOW_LITE']['destination_dir']}")
-    click.echo(f"Try: python -c \"from ordflow import API; print(API('{token}', server_url='{url}').settings_get())\"")
+    click.echo(
+        f"Files land in {Path(app.instance_path) / app.config['DATAFLOW_LITE']['destination_dir']}"
+    )
+    click.echo(
+        'Try: python -c "from ordflow import API; '
+        f"print(API('{token}', server_url='{url}').settings_get())\""
+    )
     click.echo("=" * min(width, 72))
     ctx.invoke(serve, bind=bind, workers=2, timeout=30)

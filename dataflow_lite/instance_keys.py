@@ -39,9 +39,7 @@ def load_or_create(path: Path, generate: Callable[[], bytes]) -> bytes:
 
 def instance_secret_key(instance_path: Path) -> bytes:
     """The key that signs API keys and session cookies."""
-    return load_or_create(
-        instance_path / "secret_key", lambda: secrets.token_urlsafe(48).encode()
-    )
+    return load_or_create(instance_path / "secret_key", lambda: secrets.token_urlsafe(48).encode())
 
 
 class PasswordCipher:

@@ -1,6 +1,6 @@
 """Dataset metadata: checked against an instrument's form, flattened, and nested again.
 
-Clients send metadata flattened (``{"Microscope": {"Vendor": ...}}`` as field ``Microscope-Vendor``).
+Clients send metadata flattened: ``{"Microscope": {"Vendor": ...}}`` as ``Microscope-Vendor``.
 Values keep their JSON type in the catalog (373 stays a number); the wire shows them as strings,
 as DataFlow does, and ``metadata.json`` shows them nested again with their types.
 """

@@ -71,12 +71,14 @@ def day_range(query: str) -> tuple[datetime, datetime] | None:
 
 def _page(session: Session, statement: Any, order: Sequence[Any], page: int, per_page: int) -> Page:
     total = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    rows = session.exec(statement.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+    rows = session.exec(
+        statement.order_by(*order).offset((page - 1) * per_page).limit(per_page)
+    ).all()
     return Page(total=total, has_more=page * per_page < total, results=rows)
 
 
 def search_datasets(session: Session, user: User, query: str, page: int, per_page: int) -> Page:
-    """Datasets ``user`` may see that match ``query`` (all of them when it is empty), newest first."""
+    """Datasets ``user`` may see that match ``query`` (all when it is empty), newest first."""
     statement = select(Dataset)
     if not user.is_admin:
         statement = statement.where(Dataset.creator_id == user.id)
@@ -90,7 +92,9 @@ def search_datasets(session: Session, user: User, query: str, page: int, per_pag
         statement = statement.where(
             col(Dataset.id).in_(matching.bindparams(match=match).columns(rowid=Dataset.id.type))  # type: ignore[attr-defined]
         )
-    return _page(session, statement, [col(Dataset.created_at).desc(), col(Dataset.id).desc()], page, per_page)
+    return _page(
+        session, statement, [col(Dataset.created_at).desc(), col(Dataset.id).desc()], page, per_page
+    )
 
 
 def search_files(
@@ -103,7 +107,9 @@ def search_files(
     if dataset_id is not None:
         statement = statement.where(DatasetFile.dataset_id == dataset_id)
     if day := day_range(query):
-        statement = statement.where(DatasetFile.created_at >= day[0], DatasetFile.created_at < day[1])
+        statement = statement.where(
+            DatasetFile.created_at >= day[0], DatasetFile.created_at < day[1]
+        )
     elif query.strip():
         escaped = query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         statement = statement.where(col(DatasetFile.name).ilike(f"%{escaped}%", escape="\\"))

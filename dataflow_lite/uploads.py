@@ -109,7 +109,9 @@ def stage_upload(
     Return the fields and the staged file; on any error nothing is left in the staging area.
     Raise MalformedUpload for a body that is not a well-formed upload with exactly one file.
     """
-    decoder = MultipartDecoder(_boundary(content_type), max_form_memory_size=CHUNK + max_field_bytes)
+    decoder = MultipartDecoder(
+        _boundary(content_type), max_form_memory_size=CHUNK + max_field_bytes
+    )
     upload = StagedUpload()
     try:
         _read_parts(decoder, stream, staging_dir, max_field_bytes, upload)

@@ -39,14 +39,19 @@ def destination_endpoint(session: Session, user: User) -> Endpoint:
 def settings_view(session: Session, user: User) -> dict[str, Any]:
     """The settings in DataFlow's shape."""
     endpoint = destination_endpoint(session, user)
-    return {"globus": {"destination_endpoint": endpoint.id}, "transport": {"protocol": endpoint.adapter}}
+    return {
+        "globus": {"destination_endpoint": endpoint.id},
+        "transport": {"protocol": endpoint.adapter},
+    }
 
 
 def _endpoint_list(endpoints: list[Endpoint]) -> list[str]:
     return [f"{endpoint.id} ({endpoint.name}, {endpoint.adapter})" for endpoint in endpoints]
 
 
-def change_setting(session: Session, user: User, adapters: Adapters, setting: str, value: str) -> None:
+def change_setting(
+    session: Session, user: User, adapters: Adapters, setting: str, value: str
+) -> None:
     """Change one setting, or raise a 400 that lists what is allowed."""
     endpoints = list(session.exec(select(Endpoint).order_by(col(Endpoint.created_at))).all())
     if setting == DESTINATION:
@@ -75,5 +80,7 @@ def change_setting(session: Session, user: User, adapters: Adapters, setting: st
             )
     else:
         raise DataflowError(
-            400, f"unknown setting {setting!r}", {"setting": [f"known settings: {', '.join(KNOWN)}"]}
+            400,
+            f"unknown setting {setting!r}",
+            {"setting": [f"known settings: {', '.join(KNOWN)}"]},
         )

@@ -1,4 +1,4 @@
-"""Fixtures: a fresh instance per test, the app and its client, the CLI, and a real gunicorn server."""
+"""Fixtures: a fresh instance per test, the app, its client, the CLI, a real gunicorn server."""
 
 from __future__ import annotations
 
@@ -60,7 +60,14 @@ class Cli:
 
     def user_key(self, username: str, *, admin: bool = False, name: str = "") -> str:
         """Add a user and return a new API key for them."""
-        self("user", "add", username, "--name", name or username.title(), *(["--admin"] if admin else []))
+        self(
+            "user",
+            "add",
+            username,
+            "--name",
+            name or username.title(),
+            *(["--admin"] if admin else []),
+        )
         return self("key", "create", username).strip()
 
 
@@ -119,10 +126,21 @@ class LiveServer:
 
 def start_server(instance: Path, log: Path, *extra: str) -> LiveServer:
     port = free_port()
-    command = [sys.executable, "-m", "dataflow_lite", "--instance", str(instance), "serve",
-               "--bind", f"127.0.0.1:{port}", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "dataflow_lite",
+        "--instance",
+        str(instance),
+        "serve",
+        "--bind",
+        f"127.0.0.1:{port}",
+        *extra,
+    ]
     with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
     server = LiveServer(f"http://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

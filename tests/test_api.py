@@ -26,15 +26,23 @@ def test_an_expired_key_is_refused_with_its_date(cli, client, instance: Path):
     assert response.json["message"] == "the API key expired on 2020-01-02 03:04 UTC"
 
 
-def test_metadata_is_checked_against_the_instrument_form_and_keeps_its_types(cli, client, auth, instance):
+def test_metadata_is_checked_against_the_instrument_form_and_keeps_its_types(
+    cli, client, auth, instance
+):
     instrument = cli.json("instrument", "add", "Cypher")
     ident = str(instrument["id"])
-    cli("instrument", "field", ident, "Temperature", "--type", "number", "--required", "--unit", "K")
+    cli(
+        "instrument", "field", ident, "Temperature", "--type", "number", "--required", "--unit", "K"
+    )
     cli("instrument", "field", ident, "Mode", "--choice", "AC", "--choice", "contact")
-    values = [{"field_name": "Temperature", "field_value": 373},
-              {"field_name": "Mode", "field_value": "AC"},
-              {"field_name": "Sample-Name", "field_value": "PZT"}]
-    dataset = create(client, auth, instrument_id=instrument["id"], metadata_field_values_attributes=values)
+    values = [
+        {"field_name": "Temperature", "field_value": 373},
+        {"field_name": "Mode", "field_value": "AC"},
+        {"field_name": "Sample-Name", "field_value": "PZT"},
+    ]
+    dataset = create(
+        client, auth, instrument_id=instrument["id"], metadata_field_values_attributes=values
+    )
     shown = {v["field_name"]: v for v in dataset["metadata_field_values"]}
     assert shown["Temperature"]["field_value"] == "373"
     assert shown["Temperature"]["metadata_field"]["unit"] == "K"
@@ -42,8 +50,10 @@ def test_metadata_is_checked_against_the_instrument_form_and_keeps_its_types(cli
     assert shown["Sample-Name"]["metadata_field"] is None
     with sqlite3.connect(instance / "dataflow.sqlite3") as db:
         kinds = dict(db.execute("SELECT field_name, json_type(value) FROM metadatavalue"))
-        hot = db.execute("SELECT count(*) FROM metadatavalue WHERE field_name = 'Temperature' "
-                         "AND json_extract(value, '$') > 300").fetchone()[0]
+        hot = db.execute(
+            "SELECT count(*) FROM metadatavalue WHERE field_name = 'Temperature' "
+            "AND json_extract(value, '$') > 300"
+        ).fetchone()[0]
     assert kinds == {"Temperature": "integer", "Mode": "text", "Sample-Name": "text"}
     assert hot == 1  # numbers stay numbers: range queries work
 
@@ -83,34 +93,53 @@ def test_users_see_only_their_datasets_and_admins_all(cli, client, auth):
 
 
 def test_password_encryption_round_trip_and_activation(client, auth):
-    encrypted = client.post("/api/v1/password-encryption", json={"password": "pa+ss&"}, headers=auth).json
+    encrypted = client.post(
+        "/api/v1/password-encryption", json={"password": "pa+ss&"}, headers=auth
+    ).json
     token = encrypted["encrypted_password"]
-    assert "pa+ss" not in token and set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=")
-    response = client.post(f"/api/v1/transports/globus/activate?endpoint=destination&username=u&encrypted_password={token}",
-                           headers=auth)
+    assert "pa+ss" not in token and set(token) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
+    )
+    response = client.post(
+        f"/api/v1/transports/globus/activate?endpoint=destination&username=u&encrypted_password={token}",
+        headers=auth,
+    )
     assert response.json == {"status": "ok"}
 
 
 def test_activation_of_an_endpoint_whose_directory_is_gone(cli, client, auth, tmp_path: Path):
-    gone = cli.json("endpoint", "add", "gone", "--type", "local", "--path", str(tmp_path / "missing"))
-    status = client.get(f"/api/v1/transports/globus/activation?endpoint={gone['id']}", headers=auth).json
+    gone = cli.json(
+        "endpoint", "add", "gone", "--type", "local", "--path", str(tmp_path / "missing")
+    )
+    status = client.get(
+        f"/api/v1/transports/globus/activation?endpoint={gone['id']}", headers=auth
+    ).json
     assert status["destination_activation"]["code"] == "AutoActivationFailed"
     assert "does not exist" in status["destination_activation"]["message"]
-    response = client.post(f"/api/v1/transports/globus/activate?endpoint={gone['id']}&username=u&unencrypted_password=p",
-                           headers=auth)
+    response = client.post(
+        f"/api/v1/transports/globus/activate?endpoint={gone['id']}&username=u&unencrypted_password=p",
+        headers=auth,
+    )
     assert response.status_code == 400 and "does not exist" in response.json["message"]
 
 
 def test_transport_protocol_must_match_the_destination(client, auth):
-    response = client.post("/api/v1/user-settings/?setting=transport.protocol&value=globus", headers=auth)
+    response = client.post(
+        "/api/v1/user-settings/?setting=transport.protocol&value=globus", headers=auth
+    )
     assert response.status_code == 400
     assert response.json["message"] == "transport 'globus' is not installed on this server"
     assert response.json["errors"] == {"value": ["installed transports: local"]}
 
 
 def test_datasets_follow_the_chosen_destination(cli, client, auth, tmp_path: Path):
-    archive = cli.json("endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "archive"))
-    client.post(f"/api/v1/user-settings/?setting=globus.destination_endpoint&value={archive['id']}", headers=auth)
+    archive = cli.json(
+        "endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "archive")
+    )
+    client.post(
+        f"/api/v1/user-settings/?setting=globus.destination_endpoint&value={archive['id']}",
+        headers=auth,
+    )
     dataset = create(client, auth, name="to the archive")
     assert dataset["destination"].startswith(str(tmp_path / "archive"))
     assert (Path(dataset["destination"]) / "metadata.json").is_file()
@@ -119,9 +148,16 @@ def test_datasets_follow_the_chosen_destination(cli, client, auth, tmp_path: Pat
 def test_the_openapi_document_lists_every_route_without_a_key(client):
     spec = client.get("/api/v1/openapi.json").json
     assert {
-        "/api/v1/user-settings", "/api/v1/instruments", "/api/v1/instruments/{instrument_id}",
-        "/api/v1/transports/globus/activation", "/api/v1/transports/globus/activate",
-        "/api/v1/password-encryption", "/api/v1/datasets", "/api/v1/datasets/{dataset_id}",
-        "/api/v1/datasets/search", "/api/v1/dataset-files/search", "/api/v1/dataset-file-upload",
+        "/api/v1/user-settings",
+        "/api/v1/instruments",
+        "/api/v1/instruments/{instrument_id}",
+        "/api/v1/transports/globus/activation",
+        "/api/v1/transports/globus/activate",
+        "/api/v1/password-encryption",
+        "/api/v1/datasets",
+        "/api/v1/datasets/{dataset_id}",
+        "/api/v1/datasets/search",
+        "/api/v1/dataset-files/search",
+        "/api/v1/dataset-file-upload",
     } <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

@@ -33,23 +33,46 @@ def test_users_keys_and_revocation(cli, client):
 def test_instrument_and_endpoint_commands_print_json(cli, tmp_path: Path):
     instrument = cli.json("instrument", "add", "Cypher", "--description", "AFM in JG 55")
     assert (instrument["name"], instrument["description"]) == ("Cypher", "AFM in JG 55")
-    field = cli.json("instrument", "field", str(instrument["id"]), "Mode", "--choice", "AC", "--choice", "contact")
+    field = cli.json(
+        "instrument",
+        "field",
+        str(instrument["id"]),
+        "Mode",
+        "--choice",
+        "AC",
+        "--choice",
+        "contact",
+    )
     assert field["choices"] == ["AC", "contact"]
-    endpoint = cli.json("endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "a"),
-                        "--id", "57230a10-7ba2-11e7-8c3b-22000b9923ef")
+    endpoint = cli.json(
+        "endpoint",
+        "add",
+        "archive",
+        "--type",
+        "local",
+        "--path",
+        str(tmp_path / "a"),
+        "--id",
+        "57230a10-7ba2-11e7-8c3b-22000b9923ef",
+    )
     assert endpoint["id"] == "57230a10-7ba2-11e7-8c3b-22000b9923ef"
     assert endpoint["options"] == {"path": str(tmp_path / "a")}
 
 
 def test_endpoint_mistakes_are_refused(cli, tmp_path: Path):
     assert "adapter 'ftp' is not installed; installed: local" in cli.fails(
-        "endpoint", "add", "x", "--type", "ftp", "--path", str(tmp_path))
+        "endpoint", "add", "x", "--type", "ftp", "--path", str(tmp_path)
+    )
     assert "needs --path" in cli.fails("endpoint", "add", "x", "--type", "local")
-    assert "not a UUID" in cli.fails("endpoint", "add", "x", "--type", "local", "--path", "/d", "--id", "nope")
+    assert "not a UUID" in cli.fails(
+        "endpoint", "add", "x", "--type", "local", "--path", "/d", "--id", "nope"
+    )
 
 
 def test_module_entry_point_and_serve_command(tmp_path: Path):
-    result = subprocess.run([sys.executable, "-m", "dataflow_lite", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dataflow_lite", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "serve" in result.stdout
     command = _gunicorn_command("127.0.0.1:9", 3, 45)
     assert command[command.index("--workers") + 1] == "3"

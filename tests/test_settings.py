@@ -1,4 +1,4 @@
-"""Settings: defaults < instance/config.toml < DATAFLOW_LITE_* < test config; mistakes stop start-up."""
+"""Settings: defaults < config.toml < DATAFLOW_LITE_* < test config; mistakes stop start-up."""
 
 from __future__ import annotations
 
@@ -61,4 +61,6 @@ def test_the_instance_folder_holds_its_state_with_private_keys(tmp_path: Path):
 def test_every_setting_is_documented_in_the_readme():
     readme = README.read_text()
     for setting in SETTINGS:
-        assert f"`{setting.name}`" in readme, f"README.md does not document the setting {setting.name}"
+        assert f"`{setting.name}`" in readme, (
+            f"README.md does not document the setting {setting.name}"
+        )

@@ -18,30 +18,52 @@ METADATA = {
     "Microscope": {"Vendor": "Asylum Research", "Model": "MFP3D"},
     "Temperature": 373,
 }
-FILE_KEYS = {"id", "name", "file_length", "file_type", "created_at", "relative_path", "is_directory"}
+FILE_KEYS = {
+    "id",
+    "name",
+    "file_length",
+    "file_type",
+    "created_at",
+    "relative_path",
+    "is_directory",
+}
 DATASET_KEYS = {"id", "name", "creator", "dataset_files", "instrument", "metadata_field_values"}
 
 
 def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Path):
     key = cli.user_key("suhas", name="Suhas Somnath")
-    instrument = cli.json("instrument", "add", "Asylum Research Cypher West", "--description", "AR Cypher in JG 55")
-    other = cli.json("endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "archive"))
+    instrument = cli.json(
+        "instrument", "add", "Asylum Research Cypher West", "--description", "AR Cypher in JG 55"
+    )
+    other = cli.json(
+        "endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "archive")
+    )
     api = API("Bearer " + key, server_url=live_server.api)
 
     # 2-3. Settings: read, switch the destination, switch back.
     settings = api.settings_get()
     default = settings["globus"]["destination_endpoint"]
-    assert settings == {"globus": {"destination_endpoint": default}, "transport": {"protocol": "local"}}
+    assert settings == {
+        "globus": {"destination_endpoint": default},
+        "transport": {"protocol": "local"},
+    }
     switched = api.settings_set("globus.destination_endpoint", other["id"])
     assert switched["globus"]["destination_endpoint"] == other["id"]
-    assert api.settings_set("globus.destination_endpoint", default)["globus"]["destination_endpoint"] == default
+    assert (
+        api.settings_set("globus.destination_endpoint", default)["globus"]["destination_endpoint"]
+        == default
+    )
     assert api.settings_set("transport.protocol", "local")["transport"] == {"protocol": "local"}
 
     # 4. Instruments.
     listed = api.instrument_list()
     assert listed == [
-        {"id": instrument["id"], "name": "Asylum Research Cypher West",
-         "description": "AR Cypher in JG 55", "instrument_type": None}
+        {
+            "id": instrument["id"],
+            "name": "Asylum Research Cypher West",
+            "description": "AR Cypher in JG 55",
+            "instrument_type": None,
+        }
     ]
     assert api.instrument_info(instrument["id"]).items() >= listed[0].items()
 
@@ -54,8 +76,12 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
         json={"password": "s3cret+/="},
         headers={"Authorization": "Bearer " + key},
     ).json()["encrypted_password"]
-    assert api.globus_endpoints_activate("syz", encrypted, encrypted=True, endpoint="destination") == {"status": "ok"}
-    assert api.globus_endpoints_activate("syz", "pa+ss/wo=rd", encrypted=False, endpoint=default) == {"status": "ok"}
+    assert api.globus_endpoints_activate(
+        "syz", encrypted, encrypted=True, endpoint="destination"
+    ) == {"status": "ok"}
+    assert api.globus_endpoints_activate(
+        "syz", "pa+ss/wo=rd", encrypted=False, endpoint=default
+    ) == {"status": "ok"}
     assert api.globus_endpoints_active()["destination_activation"]["code"] == "AlreadyActivated"
 
     # 7. A dataset with nested metadata.
@@ -63,7 +89,10 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     assert DATASET_KEYS <= dataset.keys()
     assert dataset["creator"]["name"] == "Suhas Somnath"
     assert dataset["dataset_files"] == [] and dataset["instrument"] is None
-    assert [(v["field_name"], v["field_value"], v["metadata_field"]) for v in dataset["metadata_field_values"]] == [
+    assert [
+        (v["field_name"], v["field_value"], v["metadata_field"])
+        for v in dataset["metadata_field_values"]
+    ] == [
         ("Sample", "PZT", None),
         ("Microscope-Vendor", "Asylum Research", None),
         ("Microscope-Model", "MFP3D", None),
@@ -79,7 +108,11 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     second = api.file_upload(str(config), dataset["id"], relative_path="foo/bar")
     assert FILE_KEYS <= first.keys()
     assert (first["name"], first["file_length"], first["relative_path"], first["is_directory"]) == (
-        "AFM_Topography.PNG", png.stat().st_size, "", False)
+        "AFM_Topography.PNG",
+        png.stat().st_size,
+        "",
+        False,
+    )
     assert (second["relative_path"], second["transport"]) == ("foo/bar", "local")
     assert first["created_at"].endswith(" UTC")
 
@@ -92,8 +125,12 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     files = {(f["relative_path"], f["name"]): f for f in result["dataset_files"]}
     assert files[("", "foo")]["is_directory"] and files[("", "foo")]["file_length"] is None
     assert files[("foo", "bar")]["is_directory"] and files[("foo", "bar")]["file_type"] is None
-    assert set(files) == {("", "AFM_Topography.PNG"), ("foo/bar", "measurement_configuration.txt"),
-                          ("", "foo"), ("foo", "bar")}
+    assert set(files) == {
+        ("", "AFM_Topography.PNG"),
+        ("foo/bar", "measurement_configuration.txt"),
+        ("", "foo"),
+        ("foo", "bar"),
+    }
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     assert [d["id"] for d in api.dataset_search(today)["results"]] == [dataset["id"]]
     assert api.dataset_search("2001-01-01")["total"] == 0
@@ -108,17 +145,26 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     assert info["metadata_field_values"] == dataset["metadata_field_values"]
 
     # 11. File search, across datasets and in one.
-    assert [f["name"] for f in api.files_search("measurement")["results"]] == ["measurement_configuration.txt"]
+    assert [f["name"] for f in api.files_search("measurement")["results"]] == [
+        "measurement_configuration.txt"
+    ]
     assert api.files_search("AFM", dataset_id=dataset["id"])["total"] == 1
     assert api.files_search("AFM", dataset_id=dataset["id"])["results"][0]["id"] == first["id"]
 
     # The files at their final paths, and metadata.json beside them.
     created = datetime.strptime(result["created_at"], "%Y-%m-%dT%H:%M:%SZ")
-    folder = (instance / "dataflow" / "untitled_instrument" / created.strftime("%Y-%m-%d")
-              / f"{created:%H%M%S}_my_new_dataset_with_nested_metadata")
+    folder = (
+        instance
+        / "dataflow"
+        / "untitled_instrument"
+        / created.strftime("%Y-%m-%d")
+        / f"{created:%H%M%S}_my_new_dataset_with_nested_metadata"
+    )
     assert info["destination"] == str(folder)
     assert (folder / "AFM_Topography.PNG").read_bytes() == png.read_bytes()
-    assert (folder / "foo" / "bar" / "measurement_configuration.txt").read_bytes() == config.read_bytes()
+    assert (
+        folder / "foo" / "bar" / "measurement_configuration.txt"
+    ).read_bytes() == config.read_bytes()
     document = json.loads((folder / "metadata.json").read_text())
     assert document["dataset"] == {
         "id": dataset["id"],
@@ -130,22 +176,34 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     }
     assert [(f["path"], f["size"], f["sha256"]) for f in document["files"]] == [
         ("AFM_Topography.PNG", png.stat().st_size, hashlib.sha256(png.read_bytes()).hexdigest()),
-        ("foo/bar/measurement_configuration.txt", config.stat().st_size,
-         hashlib.sha256(config.read_bytes()).hexdigest()),
+        (
+            "foo/bar/measurement_configuration.txt",
+            config.stat().st_size,
+            hashlib.sha256(config.read_bytes()).hexdigest(),
+        ),
     ]
     assert sorted(p.name for p in folder.rglob("*")) == sorted(
-        ["AFM_Topography.PNG", "foo", "bar", "measurement_configuration.txt", "metadata.json"])
+        ["AFM_Topography.PNG", "foo", "bar", "measurement_configuration.txt", "metadata.json"]
+    )
     assert list((instance / "staging").iterdir()) == []
 
 
-def test_dataset_on_an_instrument_lands_in_its_folder(live_server, cli, instance: Path, tmp_path: Path):
+def test_dataset_on_an_instrument_lands_in_its_folder(
+    live_server, cli, instance: Path, tmp_path: Path
+):
     key = cli.user_key("suhas")
     instrument = cli.json("instrument", "add", "Asylum Research Cypher West")
     api = API(key, server_url=live_server.api)
-    dataset = api.dataset_create("Atomic force microscopy scan of PZT", instrument_id=instrument["id"])
+    dataset = api.dataset_create(
+        "Atomic force microscopy scan of PZT", instrument_id=instrument["id"]
+    )
     assert dataset["instrument"]["name"] == "Asylum Research Cypher West"
     data = tmp_path / "scan.ibw"
     data.write_bytes(b"\x00\x01" * 1000)
     api.file_upload(str(data), dataset["id"])
-    landed = list((instance / "dataflow" / "asylum_research_cypher_west").glob("*/*_atomic_force_microscopy_scan_of_pzt/scan.ibw"))
+    landed = list(
+        (instance / "dataflow" / "asylum_research_cypher_west").glob(
+            "*/*_atomic_force_microscopy_scan_of_pzt/scan.ibw"
+        )
+    )
     assert [p.read_bytes() for p in landed] == [data.read_bytes()]

@@ -44,11 +44,15 @@ UPLOAD_FORM = {
 def _dataset_id(upload: StagedUpload) -> int:
     value = upload.fields.get("dataset_id", "").strip()
     if not value:
-        raise DataflowError(400, "dataset_id is required", {"dataset_id": ["Missing data for required field."]})
+        raise DataflowError(
+            400, "dataset_id is required", {"dataset_id": ["Missing data for required field."]}
+        )
     try:
         return int(value)
     except ValueError:
-        raise DataflowError(400, f"dataset_id {value!r} is not an integer", {"dataset_id": ["Not a valid integer."]}) from None
+        raise DataflowError(
+            400, f"dataset_id {value!r} is not an integer", {"dataset_id": ["Not a valid integer."]}
+        ) from None
 
 
 @blp.route("/dataset-file-upload")
@@ -64,7 +68,9 @@ class DatasetFileUpload(MethodView):
         settings = current_app.config["DATAFLOW_LITE"]
         staging = current_app.extensions["dataflow_lite.adapters"].context.staging_dir
         try:
-            upload = stage_upload(request.stream, request.content_type, staging, settings["max_form_field_bytes"])
+            upload = stage_upload(
+                request.stream, request.content_type, staging, settings["max_form_field_bytes"]
+            )
         except MalformedUpload as error:
             raise DataflowError(400, str(error)) from error
         try:
@@ -80,7 +86,11 @@ class DatasetFileUpload(MethodView):
         finally:
             upload.discard()
         target = layout.file_target(dataset.folder, relative, row.name)
-        return {**row.model_dump(), "transport": endpoint.adapter, "destination": adapter.locate(target)}
+        return {
+            **row.model_dump(),
+            "transport": endpoint.adapter,
+            "destination": adapter.locate(target),
+        }
 
 
 @blp.route("/dataset-files/search")
@@ -88,7 +98,7 @@ class DatasetFileSearch(MethodView):
     @blp.arguments(FileSearchArgs, location="query")
     @blp.response(200, search_page_schema(FileSchema))
     def get(self, args):
-        """Files whose name contains ``q`` (or created on ``q``'s date), optionally in one dataset."""
+        """Files whose name contains ``q`` (or made on ``q``'s date), optionally in one dataset."""
         session = get_session()
         user = current_user()
         if args["dataset_id"] is not None:

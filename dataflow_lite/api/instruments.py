@@ -34,4 +34,7 @@ class InstrumentById(MethodView):
         if instrument_id == 0:
             return {**UNTITLED, "metadata_fields": []}
         instrument = catalog.get_instrument(session, instrument_id)
-        return {**instrument.model_dump(), "metadata_fields": catalog.instrument_fields(session, instrument_id)}
+        return {
+            **instrument.model_dump(),
+            "metadata_fields": catalog.instrument_fields(session, instrument_id),
+        }

@@ -32,7 +32,8 @@ class ActivationArgs(ma.Schema):
 
 class ActivateArgs(ma.Schema):
     endpoint = ma.fields.String(
-        load_default=DESTINATION, metadata={"description": "source, destination or an endpoint UUID"}
+        load_default=DESTINATION,
+        metadata={"description": "source, destination or an endpoint UUID"},
     )
     username = ma.fields.String(load_default="")
     encrypted_password = ma.fields.String(
@@ -105,7 +106,7 @@ class Activate(MethodView):
     @blp.arguments(ActivateArgs, location="query")
     @blp.response(200)
     def post(self, args):
-        """Activate an endpoint with a username and password (passwords are never stored in clear)."""
+        """Activate an endpoint with a username and password (never stored in clear)."""
         password = _password()
         if args["endpoint"] == SOURCE:
             return {"status": "ok"}
@@ -114,5 +115,7 @@ class Activate(MethodView):
         try:
             adapter.activate(args["username"], password)
         except AdapterError as error:
-            raise DataflowError(400, f"endpoint {endpoint.id} refused activation: {error}") from error
+            raise DataflowError(
+                400, f"endpoint {endpoint.id} refused activation: {error}"
+            ) from error
         return {"status": "ok"}

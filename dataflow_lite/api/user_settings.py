@@ -15,7 +15,9 @@ blp = Blueprint("user_settings", __name__, description="The user's destination a
 
 
 class SettingArgs(ma.Schema):
-    setting = ma.fields.String(required=True, metadata={"description": ", ".join(user_settings.KNOWN)})
+    setting = ma.fields.String(
+        required=True, metadata={"description": ", ".join(user_settings.KNOWN)}
+    )
     value = ma.fields.String(required=True)
 
 

@@ -35,7 +35,9 @@ def dataset_view(session: Session, dataset: Dataset) -> dict[str, Any]:
         "id": dataset.id,
         "created_at": dataset.created_at,
         "name": dataset.name,
-        "creator": {"id": creator.id, "name": creator.name or creator.username} if creator else None,
+        "creator": {"id": creator.id, "name": creator.name or creator.username}
+        if creator
+        else None,
         "dataset_files": catalog.dataset_files(session, dataset.id),  # type: ignore[arg-type]
         "instrument": instrument,
         "metadata_field_values": [
