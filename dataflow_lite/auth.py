@@ -45,4 +45,6 @@ def current_user() -> User:
 
 
 def _unauthorized(message: str) -> DataflowError:
-    return DataflowError(401, message)
+    error = DataflowError(401, message)
+    error.data["headers"] = {"WWW-Authenticate": 'Bearer realm="dataflow-lite"'}
+    return error

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -27,10 +27,20 @@ from .models import (
 )
 from .uploads import StagedUpload
 
+T = TypeVar("T")
+
+
+# SQLite integers are 64-bit: a larger id names nothing (and must not reach the driver).
+MAX_ID = 2**63 - 1
+
+
+def _get(session: Session, model: type[T], ident: int) -> T | None:
+    return session.get(model, ident) if 0 < ident <= MAX_ID else None
+
 
 def get_instrument(session: Session, instrument_id: int) -> Instrument:
     """The instrument with ``instrument_id``, or 404."""
-    instrument = session.get(Instrument, instrument_id)
+    instrument = _get(session, Instrument, instrument_id)
     if instrument is None:
         raise DataflowError(404, f"instrument {instrument_id} not found")
     return instrument
@@ -49,7 +59,7 @@ def instrument_fields(session: Session, instrument_id: int | None) -> Sequence[M
 
 def get_dataset(session: Session, user: User, dataset_id: int) -> Dataset:
     """The dataset ``dataset_id`` if ``user`` may see it, else 404 (others' stay hidden)."""
-    dataset = session.get(Dataset, dataset_id)
+    dataset = _get(session, Dataset, dataset_id)
     if dataset is None or not (user.is_admin or dataset.creator_id == user.id):
         raise DataflowError(404, f"dataset {dataset_id} not found")
     return dataset
@@ -164,7 +174,7 @@ def add_file(
         name = layout.check_file_name(upload.filename or "", what="file name")
     except layout.UnsafePath as error:
         raise DataflowError(400, str(error), {"file": [str(error)]}) from error
-    if relative == PurePosixPath() and name == layout.METADATA_FILE:
+    if (relative.parts[:1] or (name,)) == (layout.METADATA_FILE,):
         raise DataflowError(
             409, f"{layout.METADATA_FILE} at the dataset root is kept by the server"
         )

@@ -31,6 +31,11 @@ class Api(flask_smorest.Api):
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[no-untyped-def]
         payload, code, headers = super().handle_http_exception(error)
+        # Werkzeug's own headers matter (Allow on a 405, WWW-Authenticate on a 401).
+        headers = {
+            **{k: v for k, v in error.get_headers() if k.lower() != "content-type"},
+            **(headers or {}),
+        }
         if "message" not in payload:
             payload["message"] = (
                 "Invalid request: see errors."

@@ -16,6 +16,7 @@ from slugify import slugify
 UNTITLED_INSTRUMENT = "untitled_instrument"
 METADATA_FILE = "metadata.json"
 MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 1024
 MAX_SLUG_LENGTH = 80
 
 
@@ -59,6 +60,8 @@ def check_relative_path(relative_path: str) -> PurePosixPath:
     """
     if relative_path == "":
         return PurePosixPath()
+    if len(relative_path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise UnsafePath(f"relative_path is longer than {MAX_PATH_BYTES} bytes")
     if relative_path.startswith("/"):
         raise UnsafePath(f"relative_path {relative_path!r} is absolute")
     parts = relative_path.split("/")

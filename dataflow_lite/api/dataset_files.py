@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask.views import MethodView
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import catalog, layout, search
 from ..auth import current_user
@@ -73,6 +74,11 @@ class DatasetFileUpload(MethodView):
             )
         except MalformedUpload as error:
             raise DataflowError(400, str(error)) from error
+        except RequestEntityTooLarge as error:
+            limit = settings["max_upload_bytes"]
+            raise DataflowError(
+                413, f"the upload is larger than this server's limit of {limit} bytes"
+            ) from error
         try:
             session = get_session()
             dataset = catalog.get_dataset(session, current_user(), _dataset_id(upload))
