@@ -15,10 +15,13 @@ by :mod:`dataflow_lite.layout`; an adapter never sees a path a user typed.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
+
+from .settings import Setting
 
 ENTRY_POINT_GROUP = "dataflow_lite.adapters"
 
@@ -79,15 +82,51 @@ class AdapterContext:
 
     instance_path: Path
     staging_dir: Path
+    #: The server's settings; an adapter instance sees only its own, by short name.
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TransferJob:
+    """One file to move, as the transfer queue hands it to an adapter, attempt after attempt."""
+
+    staged: Path
+    target: PurePosixPath
+    sha256: str
+    size: int
+    credentials: Credentials | None
+    #: What the adapter remembered on earlier attempts of this transfer (see ``remember``).
+    memo: dict[str, Any] = field(default_factory=dict)
+    #: Store a memo value in the catalog at once, before a step that must not run twice
+    #: (for example a Globus submission id, kept before the task is submitted).
+    remember: Callable[[str, Any], None] = lambda key, value: None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of an endpoint's preflight check: reachable, authenticated, writable, free space."""
+
+    name: str
+    ok: bool
+    detail: str = ""
 
 
 class TransferAdapter(abc.ABC):
-    """Moves staged files to one endpoint. One instance serves one endpoint."""
+    """Moves staged files to one endpoint. One instance serves one endpoint.
+
+    The transfer queue calls ``submit``, then ``status`` until the transfer is done or failed,
+    then ``verify``; a transient AdapterError anywhere is retried later with the same job (and
+    its memo), a permanent one fails the transfer. Requests never wait on these calls.
+    """
 
     #: The name users see in ``transport.protocol``; also the entry-point name.
     name: ClassVar[str]
     #: Endpoint options the adapter needs (``--path``, ``--host``...), with their help text.
     options: ClassVar[dict[str, str]] = {}
+    #: Options that may be left out.
+    optional: ClassVar[frozenset[str]] = frozenset()
+    #: Server settings the adapter reads, named ``<adapter>_<name>`` in the configuration.
+    settings: ClassVar[tuple[Setting, ...]] = ()
 
     def __init__(self, endpoint_options: dict[str, Any], context: AdapterContext) -> None:
         self.endpoint_options = endpoint_options
@@ -96,10 +135,11 @@ class TransferAdapter(abc.ABC):
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         """Return the endpoint options to store, or raise ValueError naming what is wrong."""
-        missing = sorted(set(cls.options) - {k for k, v in options.items() if v})
+        given = {key for key, value in options.items() if value not in (None, "")}
+        missing = sorted(set(cls.options) - cls.optional - given)
         if missing:
             raise ValueError(f"a {cls.name} endpoint needs --{', --'.join(missing)}")
-        return {key: options[key] for key in cls.options if options.get(key) is not None}
+        return {key: options[key] for key in cls.options if key in given}
 
     @abc.abstractmethod
     def activation(self, credentials: Credentials | None) -> Activation:
@@ -113,32 +153,36 @@ class TransferAdapter(abc.ABC):
         """
 
     @abc.abstractmethod
-    def submit(
-        self, staged: Path, target: PurePosixPath, sha256: str, credentials: Credentials | None
-    ) -> str:
-        """Start moving ``staged`` to ``target``; return a handle for :meth:`status`.
+    def check(self, credentials: Credentials | None) -> list[Check]:
+        """A live preflight: reachable, authenticated, writable, free space when it can tell."""
 
-        The file appears under ``target`` only when complete, and never replaces an existing
-        file (raise DestinationExists). The staged file may be consumed (moved) by the adapter.
+    @abc.abstractmethod
+    def submit(self, job: TransferJob) -> str:
+        """Start (or, on a retry, resume) moving ``job.staged`` to ``job.target``; return a handle.
+
+        It may block until the bytes are moved (it runs in a queue worker) or return at once
+        with a handle that ``status`` follows. The file appears under its target name only when
+        complete. An existing file at the target is never replaced: if it already holds the
+        job's bytes (an earlier attempt got that far) the submit succeeds, otherwise it raises
+        DestinationExists. The staged file must be left in place: the queue deletes it after
+        verification.
         """
 
     @abc.abstractmethod
-    def status(self, handle: str) -> TransferStatus:
+    def status(self, job: TransferJob, handle: str) -> TransferStatus:
         """Where the transfer ``handle`` stands."""
 
     @abc.abstractmethod
-    def verify(
-        self, handle: str, target: PurePosixPath, sha256: str, credentials: Credentials | None
-    ) -> bool:
-        """Whether the file at ``target`` holds the bytes whose sha256 the upload computed.
+    def verify(self, job: TransferJob, handle: str) -> bool:
+        """Whether the file at ``job.target`` holds the bytes whose sha256 the upload computed.
 
-        Checked at the destination: by reading the file back or by a checksum computed there,
-        or, when the transfer moved the very file that was hashed (a rename on one
-        filesystem), by finding it there whole.
+        Checked at the destination: by a checksum computed there or by reading the file back,
+        or, when the transfer linked the very file that was hashed (one filesystem), by finding
+        that file there.
         """
 
     @abc.abstractmethod
-    def cancel(self, handle: str) -> None:
+    def cancel(self, job: TransferJob, handle: str) -> None:
         """Stop the transfer ``handle`` if it is still running."""
 
     @abc.abstractmethod
@@ -156,11 +200,25 @@ def discover_adapters() -> dict[str, type[TransferAdapter]]:
     """Every installed adapter class by name, from the ``dataflow_lite.adapters`` entry points."""
     found: dict[str, type[TransferAdapter]] = {}
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        adapter = entry_point.load()
+        try:
+            adapter = entry_point.load()
+        except Exception as error:
+            raise ImportError(
+                f"adapter plugin {entry_point.name!r} ({entry_point.value}) failed to load: {error}"
+            ) from error
         if not (isinstance(adapter, type) and issubclass(adapter, TransferAdapter)):
             raise TypeError(f"entry point {entry_point.value} is not a TransferAdapter subclass")
         found[entry_point.name] = adapter
     return found
+
+
+def adapter_settings(classes: dict[str, type[TransferAdapter]]) -> tuple[Setting, ...]:
+    """Every adapter's own settings, named ``<adapter>_<name>`` in the configuration."""
+    return tuple(
+        replace(setting, name=f"{name}_{setting.name}")
+        for name, adapter_class in sorted(classes.items())
+        for setting in adapter_class.settings
+    )
 
 
 class Adapters:
@@ -186,4 +244,11 @@ class Adapters:
 
     def for_endpoint(self, adapter: str, options: dict[str, Any]) -> TransferAdapter:
         """An adapter instance for an endpoint of type ``adapter`` with ``options``."""
-        return self.get_class(adapter)(options, self.context)
+        adapter_class = self.get_class(adapter)
+        prefix = adapter + "_"
+        own = {
+            name.removeprefix(prefix): value
+            for name, value in self.context.settings.items()
+            if name.startswith(prefix)
+        }
+        return adapter_class(options, replace(self.context, settings=own))

@@ -9,9 +9,10 @@ from typing import Any
 from flask import Flask
 
 from . import __version__, db
-from .adapter import AdapterContext, Adapters, discover_adapters
+from .adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
 from .instance_keys import PasswordCipher, instance_secret_key
 from .settings import ENV_PREFIX, load_settings
+from .transfers import TransferQueue
 
 
 def instance_path_from_environment() -> Path:
@@ -28,7 +29,10 @@ def create_app(
     """
     instance = (instance_path or instance_path_from_environment()).resolve()
     instance.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(instance, overrides=test_config)
+    adapter_classes = discover_adapters()
+    settings = load_settings(
+        instance, overrides=test_config, extra=adapter_settings(adapter_classes)
+    )
     staging = instance / settings["staging_dir"]
     staging.mkdir(parents=True, exist_ok=True)
 
@@ -50,9 +54,16 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["dataflow_lite.password_cipher"] = PasswordCipher(instance)
     app.extensions["dataflow_lite.adapters"] = Adapters(
-        discover_adapters(), AdapterContext(instance_path=instance, staging_dir=staging)
+        adapter_classes, AdapterContext(instance, staging, settings)
     )
-    db.init_app(app, instance / settings["database"], settings["busy_timeout_ms"])
+    engine = db.init_app(app, instance / settings["database"], settings["busy_timeout_ms"])
+    app.extensions["dataflow_lite.transfers"] = TransferQueue(
+        engine,
+        app.extensions["dataflow_lite.adapters"],
+        app.extensions["dataflow_lite.password_cipher"],
+        instance / "queue.sqlite3",
+        settings,
+    )
 
     from .api import register_api
 

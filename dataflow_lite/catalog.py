@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 from sqlmodel import Session, col, select
 
 from . import layout, metadata, search
-from .adapter import FAILED, AdapterError, DestinationExists, TransferAdapter
 from .errors import DataflowError
 from .models import (
     Dataset,
@@ -160,15 +159,12 @@ def _ensure_directories(session: Session, dataset: Dataset, relative: PurePosixP
 
 
 def add_file(
-    session: Session,
-    dataset: Dataset,
-    relative: PurePosixPath,
-    upload: StagedUpload,
-    adapter: TransferAdapter,
+    session: Session, dataset: Dataset, relative: PurePosixPath, upload: StagedUpload
 ) -> DatasetFile:
-    """Record an uploaded file and move it to the dataset's endpoint, verified.
+    """Record an uploaded file (and its new directories) in the dataset.
 
     409 when the dataset already has a file or directory at that path: nothing is overwritten.
+    The transfer queue moves the bytes afterwards.
     """
     try:
         name = layout.check_file_name(upload.filename or "", what="file name")
@@ -178,14 +174,15 @@ def add_file(
         raise DataflowError(
             409, f"{layout.METADATA_FILE} at the dataset root is kept by the server"
         )
-    if _entry(session, dataset.id, str(relative) if relative.parts else "", name):  # type: ignore[arg-type]
+    parent = str(relative) if relative.parts else ""
+    if _entry(session, dataset.id, parent, name):  # type: ignore[arg-type]
         raise DataflowError(
             409, f"dataset {dataset.id} already has {relative / name}: nothing was overwritten"
         )
     row = DatasetFile(
-        dataset_id=dataset.id,
+        dataset_id=dataset.id,  # type: ignore[arg-type]
         name=name,
-        relative_path=str(relative) if relative.parts else "",
+        relative_path=parent,
         file_length=upload.size,
         file_type=upload.content_type,
         sha256=upload.sha256,
@@ -194,20 +191,7 @@ def add_file(
     session.flush()
     # After the file, as DataFlow lists them: the file first, then its new directories.
     _ensure_directories(session, dataset, relative)
-    target = layout.file_target(dataset.folder, relative, name)
-    try:
-        handle = adapter.submit(upload.path, target, upload.sha256, None)  # type: ignore[arg-type]
-        status = adapter.status(handle)
-        if status.state == FAILED:
-            raise AdapterError(status.error or "the transfer failed", permanent=status.permanent)
-        if not adapter.verify(handle, target, upload.sha256, None):
-            raise AdapterError(f"the checksum of {target} at the destination does not match")
-    except DestinationExists as error:
-        raise DataflowError(409, f"{error}: nothing was overwritten") from error
-    except AdapterError as error:
-        raise DataflowError(502, f"the destination did not take the file: {error}") from error
-    search.reindex(session, dataset.id)
-    write_metadata_json(session, dataset, adapter)
+    search.reindex(session, dataset.id)  # type: ignore[arg-type]
     return row
 
 
@@ -240,12 +224,7 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def write_metadata_json(session: Session, dataset: Dataset, adapter: TransferAdapter) -> None:
-    """Rewrite the dataset's ``metadata.json`` at its endpoint, atomically."""
-    content = json.dumps(metadata_document(session, dataset), indent=2, ensure_ascii=False)
-    try:
-        adapter.write_file(layout.metadata_target(dataset.folder), content.encode() + b"\n", None)
-    except (AdapterError, OSError) as error:
-        raise DataflowError(
-            502, f"cannot write metadata.json at the destination: {error}"
-        ) from error
+def metadata_json(session: Session, dataset: Dataset) -> bytes:
+    """The content of the dataset's ``metadata.json``, read from the catalog now."""
+    document = metadata_document(session, dataset)
+    return json.dumps(document, indent=2, ensure_ascii=False).encode() + b"\n"

@@ -25,6 +25,7 @@ from .app import create_app
 from .metadata import FIELD_TYPES
 from .models import ApiKey, Endpoint, Instrument, MetadataField, User, utcnow
 from .settings import ConfigError
+from .supervisor import supervise
 
 DEFAULT_ENDPOINT = "local"
 DEFAULT_BIND = "127.0.0.1:8000"
@@ -349,13 +350,34 @@ def _gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
     show_default=True,
     help="Seconds before a silent worker is restarted (uploads may take longer).",
 )
+@click.option("--no-transfer-worker", is_flag=True, help="Serve the API only; run 'worker' apart.")
 @click.pass_context
-def serve(ctx: click.Context, bind: str, workers: int, timeout: int) -> None:
-    """Serve the API with gunicorn."""
+def serve(
+    ctx: click.Context, bind: str, workers: int, timeout: int, no_transfer_worker: bool
+) -> None:
+    """Serve the API with gunicorn, and run the transfer worker beside it."""
     _init(ctx)
     os.environ["DATAFLOW_LITE_INSTANCE"] = str(ctx.obj["instance"])
-    command = _gunicorn_command(bind, workers, timeout)
-    os.execv(command[0], command)
+    commands = [_gunicorn_command(bind, workers, timeout)]
+    if not no_transfer_worker:
+        commands.append([sys.executable, "-m", "dataflow_lite", "worker"])
+    sys.exit(supervise(commands))
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run the transfer queue's worker (``serve`` starts one)."""
+    app = _init(ctx)
+    queue = app.extensions["dataflow_lite.transfers"]
+    settings = app.config["DATAFLOW_LITE"]
+    # Transfers whose worker died hold a lease until it runs out: look again just after that.
+    woken = queue.sweep()
+    queue.sweep_later(settings["transfer_lease_seconds"] + 1)
+    click.echo(f"transfer worker: {woken} transfer(s) due", err=True)
+    queue.huey.create_consumer(
+        workers=settings["transfer_workers"], worker_type="thread", periodic=True
+    ).run()
 
 
 @main.command()
@@ -385,4 +407,4 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
         f"print(API('{token}', server_url='{url}').settings_get())\""
     )
     click.echo("=" * min(width, 72))
-    ctx.invoke(serve, bind=bind, workers=2, timeout=30)
+    ctx.invoke(serve, bind=bind, workers=2, timeout=30, no_transfer_worker=False)

@@ -117,3 +117,38 @@ class DatasetFile(SQLModel, table=True):
     file_type: str | None = None
     sha256: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class EndpointCredential(SQLModel, table=True):
+    """A user's credentials for one endpoint, from activation; the secret is encrypted at rest."""
+
+    user_id: int = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    endpoint_id: str = Field(foreign_key="endpoint.id", primary_key=True, ondelete="CASCADE")
+    username: str
+    secret_encrypted: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Transfer(SQLModel, table=True):
+    """Moving a file (or a dataset's metadata.json) to its endpoint: the queue's durable record."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = "file"  # "file" or "metadata"
+    dataset_id: int = Field(foreign_key="dataset.id", index=True, ondelete="CASCADE")
+    file_id: int | None = Field(default=None, foreign_key="datasetfile.id", ondelete="CASCADE")
+    endpoint_id: str = Field(foreign_key="endpoint.id")
+    user_id: int = Field(foreign_key="user.id")
+    adapter: str
+    state: str = Field(default="queued", index=True)
+    attempts: int = 0
+    last_error: str | None = None
+    permanent: bool = False
+    bytes_moved: int = 0
+    staged_path: str | None = None
+    handle: str | None = None
+    memo: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    lease_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None

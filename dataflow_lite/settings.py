@@ -79,6 +79,43 @@ SETTINGS: tuple[Setting, ...] = (
         "Most search results a request may ask for in one page.",
     ),
     Setting(
+        "transfer_workers",
+        int,
+        4,
+        "Transfers the queue runs at once (threads of the worker that `serve` starts).",
+    ),
+    Setting(
+        "transfer_max_attempts",
+        int,
+        10,
+        "Attempts before a transfer that keeps failing for transient reasons is marked failed.",
+    ),
+    Setting(
+        "transfer_retry_seconds",
+        int,
+        5,
+        "Wait before the first retry of a transfer; it doubles with each attempt, up to an hour.",
+    ),
+    Setting(
+        "transfer_lease_seconds",
+        int,
+        120,
+        "How long a worker's claim on a transfer lasts unless renewed; a transfer whose worker "
+        "died is resumed after it.",
+    ),
+    Setting(
+        "transfer_poll_seconds",
+        int,
+        10,
+        "How often the queue asks an adapter about a transfer still moving (a Globus task).",
+    ),
+    Setting(
+        "queue_immediate",
+        bool,
+        False,
+        "Run transfers inside the request that queued them, with no worker (for tests).",
+    ),
+    Setting(
         "busy_timeout_ms",
         int,
         30_000,
@@ -86,24 +123,26 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-BY_NAME = {setting.name: setting for setting in SETTINGS}
-
 
 class ConfigError(Exception):
     """The configuration names an unknown setting or gives one a value of the wrong type."""
 
 
-def _check(name: str, value: Any, source: str) -> Any:
-    setting = BY_NAME.get(name)
+def _check(name: str, value: Any, source: str, known: Mapping[str, Setting]) -> Any:
+    setting = known.get(name)
     if setting is None:
         raise ConfigError(
-            f"unknown setting {name!r} in {source}; known settings: {', '.join(sorted(BY_NAME))}"
+            f"unknown setting {name!r} in {source}; known settings: {', '.join(sorted(known))}"
         )
-    if setting.type is int and isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
+    if isinstance(value, str) and setting.type is not str:
+        # Environment variables are text: read numbers and true/false from them.
+        if setting.type is bool and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if setting.type is int:
+            try:
+                return int(value)
+            except ValueError:
+                pass
     # bool is a subclass of int: true/false is not a size or a count.
     if not isinstance(value, setting.type) or (setting.type is int and isinstance(value, bool)):
         raise ConfigError(
@@ -117,10 +156,15 @@ def load_settings(
     instance_path: Path,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    extra: tuple[Setting, ...] = (),
 ) -> dict[str, Any]:
-    """Return every setting's value, each checked, from all sources in order of precedence."""
+    """Return every setting's value, each checked, from all sources in order of precedence.
+
+    ``extra`` adds settings declared elsewhere (the installed adapters' own).
+    """
     environ = os.environ if environ is None else environ
-    values = {setting.name: setting.default for setting in SETTINGS}
+    known = {setting.name: setting for setting in SETTINGS + extra}
+    values = {name: setting.default for name, setting in known.items()}
     config_file = instance_path / "config.toml"
     if config_file.exists():
         try:
@@ -128,11 +172,11 @@ def load_settings(
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{config_file} is not valid TOML: {error}") from error
         for name, value in from_file.items():
-            values[name] = _check(name, value, str(config_file))
+            values[name] = _check(name, value, str(config_file), known)
     for key, value in environ.items():
         if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "INSTANCE":
             name = key[len(ENV_PREFIX) :].lower()
-            values[name] = _check(name, value, f"environment variable {key}")
+            values[name] = _check(name, value, f"environment variable {key}", known)
     for name, value in (overrides or {}).items():
-        values[name] = _check(name, value, "the test config")
+        values[name] = _check(name, value, "the test config", known)
     return values

@@ -86,7 +86,8 @@ def cli(instance: Path) -> Cli:
 
 @pytest.fixture
 def app(instance: Path):
-    return create_app(instance_path=instance)
+    """The app on the test instance; transfers run inside the request that queues them."""
+    return create_app({"queue_immediate": True}, instance_path=instance)
 
 
 @pytest.fixture
@@ -162,6 +163,21 @@ def stop_server(server: LiveServer) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(server.process.pid, signal.SIGKILL)
         server.process.wait()
+
+
+def wait_for_transfers(api: str, key: str, dataset_id: int, seconds: float = 60) -> list[dict]:
+    """Wait until every transfer of the dataset has ended (done or failed); return them."""
+    deadline = time.monotonic() + seconds
+    while True:
+        transfers = requests.get(
+            f"{api}/transfers",
+            params={"dataset_id": dataset_id},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        ).json()
+        if all(t["state"] in ("done", "failed") for t in transfers) or time.monotonic() > deadline:
+            return transfers
+        time.sleep(0.1)
 
 
 @pytest.fixture

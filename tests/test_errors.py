@@ -175,7 +175,8 @@ def afm(cli) -> int:
 @pytest.fixture
 def small_client(instance: Path):
     """A client of an app that takes request bodies of at most 1000 bytes."""
-    return create_app({"max_upload_bytes": 1000}, instance_path=instance).test_client()
+    settings = {"max_upload_bytes": 1000, "queue_immediate": True}
+    return create_app(settings, instance_path=instance).test_client()
 
 
 @pytest.fixture

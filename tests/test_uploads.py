@@ -14,7 +14,7 @@ import pytest
 import requests
 from requests_toolbelt import MultipartEncoder
 
-from .conftest import start_server, stop_server
+from .conftest import start_server, stop_server, wait_for_transfers
 
 pytestmark = pytest.mark.server
 
@@ -99,9 +99,11 @@ def test_a_slow_upload_outlasting_the_worker_timeout_lands_whole(
         )
         status, body = read_response(connection)
         assert time.monotonic() - started > 3 * 2
+        transfers = wait_for_transfers(server.api, key, dataset["id"])
     finally:
         stop_server(server)
     assert status == 201, body
+    assert {t["state"] for t in transfers} == {"done"}
     landed = Path(body["destination"])
     assert landed.read_bytes() == content
     assert landed.relative_to(instance / "dataflow").parts[-3:] == ("runs", "1", "slow.bin")
@@ -153,6 +155,8 @@ def test_parallel_uploads_to_one_dataset_all_land(live_server, cli, instance: Pa
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(upload, contents))
     assert [r.status_code for r in responses] == [201] * len(contents), [r.text for r in responses]
+    transfers = wait_for_transfers(live_server.api, key, dataset["id"])
+    assert {t["state"] for t in transfers} == {"done"}
     folder = Path(
         requests.get(
             f"{live_server.api}/datasets/{dataset['id']}",
@@ -194,6 +198,7 @@ def test_a_large_upload_streams_to_the_destination_intact(
         )
     assert response.status_code == 201, response.text
     body = response.json()
+    assert {t["state"] for t in wait_for_transfers(live_server.api, key, dataset["id"])} == {"done"}
     expected = hashlib.sha256(source.read_bytes()).hexdigest()
     assert (body["file_length"], body["sha256"]) == (source.stat().st_size, expected)
     assert hashlib.sha256(Path(body["destination"]).read_bytes()).hexdigest() == expected

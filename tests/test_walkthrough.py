@@ -11,6 +11,8 @@ import pytest
 import requests
 from ordflow import API
 
+from .conftest import wait_for_transfers
+
 pytestmark = pytest.mark.server
 
 METADATA = {
@@ -114,6 +116,13 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
         False,
     )
     assert (second["relative_path"], second["transport"]) == ("foo/bar", "local")
+    assert second["transfer_state"] in ("queued", "running", "verifying", "done")
+
+    # The transfer queue moves the files; each transfer ends done.
+    transfers = wait_for_transfers(live_server.api, key, dataset["id"])
+    moved = {t["file_id"]: t for t in transfers if t["kind"] == "file"}
+    assert {moved[f["id"]]["state"] for f in (first, second)} == {"done"}
+    assert moved[second["id"]]["id"] == second["transfer_id"]
     assert first["created_at"].endswith(" UTC")
 
     # 9. Search by word and by date.
@@ -201,6 +210,8 @@ def test_dataset_on_an_instrument_lands_in_its_folder(
     data = tmp_path / "scan.ibw"
     data.write_bytes(b"\x00\x01" * 1000)
     api.file_upload(str(data), dataset["id"])
+    transfers = wait_for_transfers(live_server.api, key, dataset["id"])
+    assert {(t["kind"], t["state"]) for t in transfers} == {("file", "done"), ("metadata", "done")}
     landed = list(
         (instance / "dataflow" / "asylum_research_cypher_west").glob(
             "*/*_atomic_force_microscopy_scan_of_pzt/scan.ibw"

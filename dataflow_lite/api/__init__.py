@@ -28,9 +28,25 @@ class Blueprint(flask_smorest.Blueprint):
 
 def register_api(app: Flask) -> Api:
     """Register every API blueprint on ``app``, with the one error handler."""
-    from . import dataset_files, datasets, instruments, passwords, transports, user_settings
+    from . import (
+        dataset_files,
+        datasets,
+        instruments,
+        passwords,
+        transfers,
+        transports,
+        user_settings,
+    )
 
     api = Api(app)
-    for module in (user_settings, instruments, transports, passwords, datasets, dataset_files):
+    for module in (
+        user_settings,
+        instruments,
+        transports,
+        passwords,
+        datasets,
+        dataset_files,
+        transfers,
+    ):
         api.register_blueprint(module.blp)
     return api

@@ -14,7 +14,7 @@ from ..uploads import MalformedUpload, StagedUpload, stage_upload
 from . import Blueprint
 from .datasets import page_size
 from .schemas import FileSchema, FileSearchArgs, UploadedFileSchema, search_page_schema
-from .views import endpoint_adapter
+from .views import endpoint_adapter, transfers
 
 blp = Blueprint("dataset_files", __name__, description="Upload and find a dataset's files.")
 
@@ -63,8 +63,9 @@ class DatasetFileUpload(MethodView):
     def post(self):
         """Upload one file into a dataset, at ``relative_path`` below its root.
 
-        The body is streamed to the staging area (never held in memory) and the file moved to
-        the dataset's endpoint by its adapter, then verified. 409 if the path is taken.
+        The body is streamed to the staging area (never held in memory); the answer comes at
+        once, and the transfer queue moves the file to the dataset's endpoint and verifies it
+        there (``transfer_id``, ``transfer_state``). 409 if the path is taken.
         """
         settings = current_app.config["DATAFLOW_LITE"]
         staging = current_app.extensions["dataflow_lite.adapters"].context.staging_dir
@@ -86,16 +87,23 @@ class DatasetFileUpload(MethodView):
                 relative = layout.check_relative_path(upload.fields.get("relative_path", ""))
             except layout.UnsafePath as error:
                 raise DataflowError(400, str(error), {"relative_path": [str(error)]}) from error
+            row = catalog.add_file(session, dataset, relative, upload)
             endpoint, adapter = endpoint_adapter(session, dataset.endpoint_id)
-            row = catalog.add_file(session, dataset, relative, upload, adapter)
+            transfer = transfers().add(session, dataset, endpoint, row, upload.path)
             session.commit()
-        finally:
+        except BaseException:
             upload.discard()
+            raise
+        # The queue owns the staged file now: it is deleted once the destination verified it.
+        transfers().wake(transfer.id)  # type: ignore[arg-type]
+        session.refresh(transfer)
         target = layout.file_target(dataset.folder, relative, row.name)
         return {
             **row.model_dump(),
             "transport": endpoint.adapter,
             "destination": adapter.locate(target),
+            "transfer_id": transfer.id,
+            "transfer_state": transfer.state,
         }
 
 

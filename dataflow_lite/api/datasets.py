@@ -12,7 +12,7 @@ from ..db import get_session
 from ..errors import DataflowError
 from . import Blueprint
 from .schemas import DatasetSchema, SearchArgs, search_page_schema
-from .views import dataset_view, endpoint_adapter
+from .views import dataset_view, transfers
 
 blp = Blueprint("datasets", __name__, description="Datasets: a measurement's files and metadata.")
 
@@ -54,9 +54,9 @@ class Datasets(MethodView):
         dataset = catalog.create_dataset(
             session, user, args["name"], args["instrument_id"], values, endpoint
         )
-        _, adapter = endpoint_adapter(session, endpoint.id)
-        catalog.write_metadata_json(session, dataset, adapter)
+        transfer = transfers().add(session, dataset, endpoint)
         session.commit()
+        transfers().wake(transfer.id)  # type: ignore[arg-type]
         return dataset_view(session, dataset)
 
 

@@ -29,11 +29,15 @@ class FileSchema(ma.Schema):
     is_directory = ma.fields.Boolean()
     dataset_id = ma.fields.Integer()
     sha256 = ma.fields.String(allow_none=True)
+    transfer_state = ma.fields.String(
+        allow_none=True, metadata={"description": "queued, running, verifying, done or failed"}
+    )
 
 
 class UploadedFileSchema(FileSchema):
-    transport = ma.fields.String(metadata={"description": "the adapter that took the file"})
-    destination = ma.fields.String(metadata={"description": "where the file landed"})
+    transport = ma.fields.String(metadata={"description": "the adapter that takes the file"})
+    destination = ma.fields.String(metadata={"description": "where the file lands"})
+    transfer_id = ma.fields.Integer()
 
 
 class MetadataFieldSchema(ma.Schema):

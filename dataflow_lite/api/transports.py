@@ -11,11 +11,12 @@ import marshmallow as ma
 from flask import current_app, request
 from flask.views import MethodView
 
-from .. import user_settings
+from .. import credentials, user_settings
 from ..adapter import ALREADY_ACTIVATED, Activation, AdapterError
 from ..auth import current_user
 from ..db import get_session
 from ..errors import DataflowError
+from ..instance_keys import PasswordCipher
 from ..models import Endpoint
 from . import Blueprint
 from .views import adapters
@@ -56,6 +57,10 @@ def _code(activation: Activation) -> dict[str, str]:
     return {"code": activation.code, "message": activation.message}
 
 
+def _cipher() -> PasswordCipher:
+    return current_app.extensions["dataflow_lite.password_cipher"]
+
+
 def _raw_query_value(name: str) -> str | None:
     """A query value exactly as sent: ordflow does not URL-encode passwords (``+`` stays ``+``)."""
     for pair in request.query_string.decode("utf-8", "replace").split("&"):
@@ -68,7 +73,7 @@ def _raw_query_value(name: str) -> str | None:
 def _password() -> str:
     encrypted = _raw_query_value("encrypted_password")
     if encrypted is not None:
-        password = current_app.extensions["dataflow_lite.password_cipher"].decrypt(encrypted)
+        password = _cipher().decrypt(encrypted)
         if password is None:
             raise DataflowError(
                 400,
@@ -95,9 +100,10 @@ class ActivationStatus(MethodView):
         """Whether the source and a destination endpoint (default: the user's) are active."""
         endpoint = _endpoint(args["endpoint"])
         adapter = adapters().for_endpoint(endpoint.adapter, endpoint.options)
+        kept = credentials.load(get_session(), _cipher(), current_user().id, endpoint.id)
         return {
             "source_activation": _code(SOURCE_ACTIVATION),
-            "destination_activation": _code(adapter.activation(None)),
+            "destination_activation": _code(adapter.activation(kept)),
         }
 
 
@@ -113,9 +119,13 @@ class Activate(MethodView):
         endpoint = _endpoint(args["endpoint"])
         adapter = adapters().for_endpoint(endpoint.adapter, endpoint.options)
         try:
-            adapter.activate(args["username"], password)
+            kept = adapter.activate(args["username"], password)
         except AdapterError as error:
             raise DataflowError(
                 400, f"endpoint {endpoint.id} refused activation: {error}"
             ) from error
+        if kept is not None:
+            session = get_session()
+            credentials.store(session, _cipher(), current_user().id, endpoint.id, kept)
+            session.commit()
         return {"status": "ok"}

@@ -5,17 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from .. import catalog, layout
 from ..adapter import Adapters, TransferAdapter
 from ..metadata import wire_value
-from ..models import Dataset, Endpoint, Instrument, MetadataField, User
+from ..models import Dataset, Endpoint, Instrument, MetadataField, Transfer, User
+from ..transfers import TransferQueue
 
 
 def adapters() -> Adapters:
     """The app's installed adapters."""
     return current_app.extensions["dataflow_lite.adapters"]
+
+
+def transfers() -> TransferQueue:
+    """The app's transfer queue."""
+    return current_app.extensions["dataflow_lite.transfers"]
+
+
+def file_states(session: Session, dataset_id: int) -> dict[int, str]:
+    """The state of the latest transfer of each of the dataset's files."""
+    rows = session.exec(
+        select(Transfer.file_id, Transfer.state)
+        .where(Transfer.dataset_id == dataset_id, Transfer.kind == "file")
+        .order_by(col(Transfer.id))
+    )
+    return {file_id: state for file_id, state in rows if file_id is not None}
 
 
 def endpoint_adapter(session: Session, endpoint_id: str) -> tuple[Endpoint, TransferAdapter]:
@@ -31,6 +47,7 @@ def dataset_view(session: Session, dataset: Dataset) -> dict[str, Any]:
     instrument = session.get(Instrument, dataset.instrument_id) if dataset.instrument_id else None
     _, adapter = endpoint_adapter(session, dataset.endpoint_id)
     values = catalog.dataset_values(session, dataset.id)  # type: ignore[arg-type]
+    states = file_states(session, dataset.id)  # type: ignore[arg-type]
     return {
         "id": dataset.id,
         "created_at": dataset.created_at,
@@ -38,7 +55,10 @@ def dataset_view(session: Session, dataset: Dataset) -> dict[str, Any]:
         "creator": {"id": creator.id, "name": creator.name or creator.username}
         if creator
         else None,
-        "dataset_files": catalog.dataset_files(session, dataset.id),  # type: ignore[arg-type]
+        "dataset_files": [
+            {**entry.model_dump(), "transfer_state": states.get(entry.id)}  # type: ignore[arg-type]
+            for entry in catalog.dataset_files(session, dataset.id)  # type: ignore[arg-type]
+        ],
         "instrument": instrument,
         "metadata_field_values": [
             {

@@ -1,9 +1,9 @@
 """The local-copy adapter: the destination is a directory on the server's own machine.
 
 When the staging area and the destination share a filesystem, a file is moved by a hard link
-(which, unlike a rename, refuses to replace an existing file) and the staged name removed: no
-byte is written twice. Across filesystems it is copied to a hidden temporary name beside its
-target, synced, then linked into place, so a reader never sees half a file.
+(which, unlike a rename, refuses to replace an existing file); the queue then removes the staged
+name: no byte is written twice. Across filesystems it is copied to a hidden temporary name beside
+its target, synced, then linked into place, so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -21,11 +21,23 @@ from dataflow_lite.adapter import (
     DONE,
     Activation,
     AdapterError,
+    Check,
     Credentials,
     DestinationExists,
     TransferAdapter,
+    TransferJob,
     TransferStatus,
 )
+
+# Errors that no retry can mend.
+PERMANENT_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOENT,
+}
 
 CHUNK = 1 << 20
 
@@ -36,6 +48,12 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _adapter_error(what: str, error: OSError) -> AdapterError:
+    return AdapterError(
+        f"{what}: {error.strerror or error}", permanent=error.errno in PERMANENT_ERRNOS
+    )
 
 
 def _sha256_of(path: Path) -> str:
@@ -84,9 +102,7 @@ class LocalAdapter(TransferAdapter):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise AdapterError(
-                f"cannot create {path.parent}: {error.strerror}", permanent=True
-            ) from error
+            raise _adapter_error(f"cannot create {path.parent}", error) from error
 
     def _copy_beside(self, staged: Path, path: Path) -> Path:
         """Copy ``staged`` to a hidden temporary file beside ``path``, synced; return its path."""
@@ -96,56 +112,71 @@ class LocalAdapter(TransferAdapter):
                 shutil.copyfileobj(source, copy, CHUNK)
                 copy.flush()
                 os.fsync(copy.fileno())
-        except BaseException:
+        except BaseException as error:
             os.unlink(temporary)
+            if isinstance(error, OSError):
+                raise _adapter_error(f"cannot write {path}", error) from error
             raise
         return Path(temporary)
 
-    def submit(
-        self, staged: Path, target: PurePosixPath, sha256: str, credentials: Credentials | None
-    ) -> str:
-        path = self._path(target)
+    def check(self, credentials: Credentials | None) -> list[Check]:
+        root = self.root
+        checks = [Check("reachable", root.is_dir(), str(root))]
+        if root.is_dir():
+            try:
+                with tempfile.TemporaryFile(dir=root):
+                    pass
+                checks.append(Check("writable", True, "a test file was created and removed"))
+            except OSError as error:
+                checks.append(Check("writable", False, error.strerror or str(error)))
+            usage = shutil.disk_usage(root)
+            checks.append(Check("free space", usage.free > 0, f"{usage.free / 2**30:.1f} GiB free"))
+        return checks
+
+    def _already_there(self, job: TransferJob, path: Path) -> bool:
+        """Whether an earlier attempt already put the job's bytes at ``path``."""
+        if job.staged.exists() and os.path.samefile(job.staged, path):
+            return True
+        return path.stat().st_size == job.size and _sha256_of(path) == job.sha256
+
+    def submit(self, job: TransferJob) -> str:
+        path = self._path(job.target)
         self._make_parent(path)
-        how = "link"
         try:
-            os.link(staged, path)
+            os.link(job.staged, path)
+            how = "link"
         except FileExistsError:
-            raise DestinationExists(target) from None
+            if not self._already_there(job, path):
+                raise DestinationExists(job.target) from None
+            return "link" if os.path.samefile(job.staged, path) else "copy"
         except OSError as error:
             if error.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
-                raise AdapterError(f"cannot write {path}: {error.strerror}") from error
+                raise _adapter_error(f"cannot write {path}", error) from error
             how = "copy"
-            temporary = self._copy_beside(staged, path)
+            temporary = self._copy_beside(job.staged, path)
             try:
                 os.link(temporary, path)
             except FileExistsError:
-                raise DestinationExists(target) from None
+                raise DestinationExists(job.target) from None
             finally:
                 os.unlink(temporary)
-        os.unlink(staged)
         _fsync_directory(path.parent)
-        return f"{how}:{target}"
+        return how
 
-    def status(self, handle: str) -> TransferStatus:
+    def status(self, job: TransferJob, handle: str) -> TransferStatus:
         # Local moves finish inside submit.
-        return TransferStatus(DONE, bytes_moved=self._path(self._target(handle)).stat().st_size)
+        return TransferStatus(DONE, bytes_moved=job.size)
 
-    @staticmethod
-    def _target(handle: str) -> PurePosixPath:
-        return PurePosixPath(handle.partition(":")[2])
-
-    def verify(
-        self, handle: str, target: PurePosixPath, sha256: str, credentials: Credentials | None
-    ) -> bool:
-        path = self._path(target)
+    def verify(self, job: TransferJob, handle: str) -> bool:
+        path = self._path(job.target)
         if not path.is_file():
             return False
-        if handle.startswith("link:"):
-            # The staged inode itself is at the target: the bytes hashed on arrival are there.
-            return True
-        return _sha256_of(path) == sha256
+        if handle == "link" and job.staged.exists():
+            # The very file that was hashed on arrival is at the target: nothing was copied.
+            return os.path.samefile(job.staged, path)
+        return _sha256_of(path) == job.sha256
 
-    def cancel(self, handle: str) -> None:
+    def cancel(self, job: TransferJob, handle: str) -> None:
         """Local moves finish inside submit: nothing is ever left to cancel."""
 
     def write_file(
