@@ -271,42 +271,6 @@ def instrument_field(
         _echo_json(row.model_dump())
 
 
-@main.group()
-def endpoint() -> None:
-    """Manage destination endpoints."""
-
-
-@endpoint.command("add")
-@click.argument("name")
-@click.option(
-    "--type", "adapter_name", required=True, help="The adapter: local, or any installed one."
-)
-@click.option("--path", help="The destination directory (local endpoints).")
-@click.option("--id", "endpoint_id", default=None, help="The endpoint's UUID (default: a new one).")
-@click.option("--default", is_flag=True, help="Make it the destination of users without a setting.")
-@click.pass_context
-def endpoint_add(
-    ctx: click.Context,
-    name: str,
-    adapter_name: str,
-    path: str | None,
-    endpoint_id: str | None,
-    default: bool,
-) -> None:
-    """Register a destination endpoint and print it as JSON."""
-    row = _add_endpoint(ctx, name, adapter_name, {"path": path}, endpoint_id, default)
-    _echo_json(row.model_dump())
-
-
-@endpoint.command("list")
-@click.pass_context
-def endpoint_list(ctx: click.Context) -> None:
-    """List the destination endpoints."""
-    with _session(ctx) as session:
-        for row in session.exec(select(Endpoint).order_by(col(Endpoint.created_at))):
-            _echo_json(row.model_dump())
-
-
 def _gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
     wsgi = Path(__file__).resolve().parent.parent / "wsgi.py"
     target = (
@@ -408,3 +372,7 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
     )
     click.echo("=" * min(width, 72))
     ctx.invoke(serve, bind=bind, workers=2, timeout=30, no_transfer_worker=False)
+
+
+# The commands about where files go live beside these ones.
+from . import cli_transfers  # noqa: E402,F401

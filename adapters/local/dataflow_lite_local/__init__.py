@@ -99,6 +99,12 @@ class LocalAdapter(TransferAdapter):
         return None  # a local directory needs no credentials: nothing is kept
 
     def _make_parent(self, path: Path) -> None:
+        if not self.root.is_dir():
+            # Never create the root itself: an unmounted share would fill the server's own disk.
+            raise AdapterError(
+                f"the destination directory {self.root} does not exist (is it mounted?)",
+                permanent=True,
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
