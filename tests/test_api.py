@@ -133,6 +133,7 @@ def test_transport_protocol_must_match_the_destination(client, auth):
 
 
 def test_datasets_follow_the_chosen_destination(cli, client, auth, tmp_path: Path):
+    (tmp_path / "archive").mkdir()
     archive = cli.json(
         "endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "archive")
     )
