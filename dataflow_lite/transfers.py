@@ -292,6 +292,7 @@ class TransferQueue:
             last_error=message,
             next_attempt_at=utcnow() + delay,
             lease_until=None,
+            handle=None,  # the next attempt submits again (adapters resume from their memo)
         )
         self.wake(transfer.id, delay=delay.total_seconds())  # type: ignore[arg-type]
 
@@ -306,6 +307,7 @@ class TransferQueue:
                 .values(
                     state=QUEUED,
                     attempts=0,
+                    handle=None,
                     permanent=False,
                     next_attempt_at=utcnow(),
                     finished_at=None,

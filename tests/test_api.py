@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dataflow_lite.adapter import discover_adapters
+
 
 def create(client, auth, name="scan", **extra):
     response = client.post("/api/v1/datasets", json={"name": name, **extra}, headers=auth)
@@ -124,12 +126,27 @@ def test_activation_of_an_endpoint_whose_directory_is_gone(cli, client, auth, tm
 
 
 def test_transport_protocol_must_match_the_destination(client, auth):
+    installed = ", ".join(sorted(discover_adapters()))
     response = client.post(
-        "/api/v1/user-settings/?setting=transport.protocol&value=globus", headers=auth
+        "/api/v1/user-settings/?setting=transport.protocol&value=ftp", headers=auth
     )
     assert response.status_code == 400
-    assert response.json["message"] == "transport 'globus' is not installed on this server"
-    assert response.json["errors"] == {"value": ["installed transports: local"]}
+    assert response.json["message"] == "transport 'ftp' is not installed on this server"
+    assert response.json["errors"] == {"value": [f"installed transports: {installed}"]}
+
+    settings = client.get("/api/v1/user-settings", headers=auth).json
+    endpoint = settings["globus"]["destination_endpoint"]
+    response = client.post(
+        "/api/v1/user-settings/?setting=transport.protocol&value=local", headers=auth
+    )
+    assert response.status_code == 200  # what the destination uses already
+    if "sftp" in installed:
+        response = client.post(
+            "/api/v1/user-settings/?setting=transport.protocol&value=sftp", headers=auth
+        )
+        assert response.status_code == 400
+        assert response.json["message"].startswith(f"the destination endpoint {endpoint} uses")
+        assert response.json["errors"] == {"value": ["sftp endpoints: none"]}
 
 
 def test_datasets_follow_the_chosen_destination(cli, client, auth, tmp_path: Path):

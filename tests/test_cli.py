@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dataflow_lite.adapter import discover_adapters
 from dataflow_lite.cli import _gunicorn_command
 
 
@@ -60,7 +61,8 @@ def test_instrument_and_endpoint_commands_print_json(cli, tmp_path: Path):
 
 
 def test_endpoint_mistakes_are_refused(cli, tmp_path: Path):
-    assert "adapter 'ftp' is not installed; installed: local" in cli.fails(
+    installed = ", ".join(sorted(discover_adapters()))
+    assert f"adapter 'ftp' is not installed; installed: {installed}" in cli.fails(
         "endpoint", "add", "x", "--type", "ftp", "--path", str(tmp_path)
     )
     assert "needs --path" in cli.fails("endpoint", "add", "x", "--type", "local")

@@ -935,8 +935,8 @@ def test_a_chunked_upload_over_the_size_limit_is_413_on_the_server(limited_serve
         ),
         pytest.param(
             "transport.protocol",
-            "globus",
-            "transport 'globus' is not installed",
+            "ftp",
+            "transport 'ftp' is not installed",
             "value",
             ["local"],
             id="uninstalled-transport",

@@ -1,0 +1,405 @@
+"""The Globus adapter: the destination is a Globus (GCSv5) collection.
+
+This server's staging area is itself exposed as a Globus collection (``globus_source_collection``,
+seen there at ``globus_source_path``); each file becomes one Globus Transfer task from there to
+the endpoint's collection, run by Globus while dataflow-lite only follows it. The server acts as
+one confidential client (see :mod:`.auth`); a user's endpoint password is never used.
+
+Tasks copy with ``sync_level="checksum"`` and ``verify_checksum=True``, and hand Globus the
+upload's own sha256 as ``external_checksum`` so that Globus checks the copy against it at the
+destination (``globus_checksum_algorithm``, SHA256 by default). A submit is idempotent: the
+submission id is kept in the job's memo before the task is submitted, and Globus answers a
+repeated submission id with the task it already started.
+
+An existing file is never replaced: on a first attempt the target is looked up
+(``operation_stat``) and anything there raises DestinationExists. On a retry that lookup is
+skipped, since the file may be this transfer's own work, and ``sync_level="checksum"`` makes
+Globus skip an identical file. A file that a third party writes at the target between that
+lookup and the task would still be replaced: Globus offers no "create only" transfer. Globus
+writes in place, too: a reader at the destination may see a file before it is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import globus_sdk
+from globus_sdk.transport import RetryConfig
+
+from dataflow_lite.adapter import (
+    ACTIVATION_FAILED,
+    ALREADY_ACTIVATED,
+    FAILED,
+    Activation,
+    AdapterContext,
+    AdapterError,
+    Check,
+    Credentials,
+    DestinationExists,
+    TransferAdapter,
+    TransferJob,
+    TransferStatus,
+)
+from dataflow_lite.settings import Setting
+
+from .auth import transfer_client
+from .errors import globus_errors
+from .tasks import task_status
+
+SETTINGS = (
+    Setting(
+        "client_id", str, "", "Client id of the Globus confidential client the server acts as."
+    ),
+    Setting("client_secret", str, "", "Secret of that Globus confidential client."),
+    Setting(
+        "source_collection",
+        str,
+        "",
+        "UUID of the Globus collection that exposes this server's staging area.",
+    ),
+    Setting(
+        "source_path",
+        str,
+        "/",
+        "The staging directory as the source collection sees it.",
+    ),
+    Setting(
+        "checksum_algorithm",
+        str,
+        "SHA256",
+        "Checksum Globus computes at both ends; with SHA256 it also checks the copy against the "
+        "upload's sha256. Empty: the collection's default (MD5).",
+    ),
+)
+
+# Where write_file stages metadata.json copies, inside the staging area.
+METADATA_STAGING = "globus-metadata"
+# Directory whose creation proves that the client may write under the endpoint's path.
+PROBE_DIR = ".dataflow-lite-probe"
+
+
+def _tolerating_exists(call: Any, *args: Any) -> bool:
+    """Run a Globus mkdir; True if it created the directory, False if it was there already."""
+    try:
+        call(*args)
+    except globus_sdk.TransferAPIError as error:
+        if error.code and error.code.endswith("Exists"):
+            return False
+        raise
+    return True
+
+
+def _failed_checks(error: AdapterError) -> list[Check]:
+    """The preflight lines up to the first that failed, from the error that stopped it."""
+    cause = error.__cause__
+    if isinstance(cause, globus_sdk.NetworkError):
+        return [Check("reachable", False, str(error))]
+    if not isinstance(cause, globus_sdk.GlobusAPIError):
+        return [Check("configured", False, str(error))]  # a setting is missing
+    reached = Check("reachable", True, "Globus answered")
+    if cause.http_status == 401 or isinstance(cause, globus_sdk.AuthAPIError):
+        return [reached, Check("authenticated", False, str(error))]
+    authenticated = Check("authenticated", True, "the server's Globus client holds a token")
+    return [reached, authenticated, Check("collection found", False, str(error))]
+
+
+def _label(target: PurePosixPath) -> str:
+    # Globus accepts few characters in a task label (no slashes).
+    return re.sub(r"[^A-Za-z0-9 _,.()-]", " ", f"dataflow-lite {target}")[:128]
+
+
+class GlobusAdapter(TransferAdapter):
+    """Files land on a Globus collection, carried by Globus Transfer tasks."""
+
+    name = "globus"
+    options = {
+        "collection": "the destination Globus collection's UUID",
+        "path": "the base directory on that collection (absolute, e.g. /data/dataflow)",
+    }
+    settings = SETTINGS
+
+    def __init__(
+        self,
+        endpoint_options: dict[str, Any],
+        context: AdapterContext,
+        *,
+        retry_config: RetryConfig | None = None,
+    ) -> None:
+        """``retry_config`` replaces globus-sdk's retries (tests pass ``max_retries=0``)."""
+        super().__init__(endpoint_options, context)
+        self.retry_config = retry_config
+        self._client: globus_sdk.TransferClient | None = None
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        checked = super().check_options(options)
+        try:
+            checked["collection"] = str(uuid.UUID(str(checked["collection"])))
+        except ValueError:
+            raise ValueError(
+                f"--collection {checked['collection']!r} is not a Globus collection UUID"
+            ) from None
+        path = PurePosixPath(str(checked["path"]))
+        if not path.is_absolute() or ".." in path.parts:
+            raise ValueError(f"--path {checked['path']!r} must be absolute and without '..'")
+        checked["path"] = str(path)
+        return checked
+
+    # Configuration -----------------------------------------------------------------------------
+
+    def _setting(self, name: str) -> str:
+        default = next(setting.default for setting in SETTINGS if setting.name == name)
+        value = self.context.settings.get(name, default)
+        if not value:
+            raise AdapterError(
+                f"the Globus adapter needs the setting globus_{name}", permanent=True
+            )
+        return str(value)
+
+    @property
+    def transfer(self) -> globus_sdk.TransferClient:
+        """The Transfer client, made (and its token fetched or loaded) on first use."""
+        if self._client is None:
+            client_id, secret = self._setting("client_id"), self._setting("client_secret")
+            with globus_errors("issue a token to the server's Globus client"):
+                self._client = transfer_client(
+                    client_id, secret, self.context.instance_path, self.retry_config
+                )
+        return self._client
+
+    @property
+    def collection(self) -> str:
+        """The destination collection's UUID."""
+        return str(self.endpoint_options["collection"])
+
+    def _destination(self, target: PurePosixPath) -> str:
+        return str(PurePosixPath(self.endpoint_options["path"]) / target)
+
+    def _source(self, staged: Path) -> str:
+        """``staged`` as the source collection sees it."""
+        try:
+            relative = staged.resolve().relative_to(self.context.staging_dir.resolve())
+        except ValueError:
+            relative = Path(staged.name)
+        return str(PurePosixPath(self._setting("source_path"), *relative.parts))
+
+    def _transfer_data(self, target: PurePosixPath, **fields: Any) -> globus_sdk.TransferData:
+        return globus_sdk.TransferData(
+            self._setting("source_collection"),
+            self.collection,
+            label=_label(target),
+            sync_level="checksum",
+            verify_checksum=True,
+            **fields,
+        )
+
+    def _add_item(
+        self, data: globus_sdk.TransferData, staged: Path, target: PurePosixPath, sha256: str | None
+    ) -> None:
+        """Add the one file of a task, with the checksum Globus should use and, when it can
+        check it, the ``sha256`` the copy must have."""
+        algorithm = str(self.context.settings.get("checksum_algorithm", "SHA256"))
+        data.add_item(
+            self._source(staged),
+            self._destination(target),
+            checksum_algorithm=algorithm or globus_sdk.MISSING,
+            external_checksum=(
+                sha256 if sha256 and algorithm.upper() == "SHA256" else globus_sdk.MISSING
+            ),
+        )
+
+    # Activation and preflight ------------------------------------------------------------------
+
+    def _probe(self) -> AdapterError | None:
+        """List the endpoint's path: None when it answers, else what went wrong."""
+        try:
+            with globus_errors(f"list {self.endpoint_options['path']} on {self.collection}"):
+                self.transfer.operation_ls(
+                    self.collection, path=self.endpoint_options["path"], limit=1
+                )
+        except AdapterError as error:
+            return error
+        return None
+
+    def activation(self, credentials: Credentials | None) -> Activation:
+        """GCSv5 has no activation: a live listing of the endpoint's path says whether it works.
+
+        A missing data_access consent comes back as ``consent_required`` with the scopes to
+        grant. ``credentials`` are not used: the server acts as its own Globus client.
+        """
+        error = self._probe()
+        if error is not None:
+            return Activation(ACTIVATION_FAILED, str(error))
+        return Activation(ALREADY_ACTIVATED)
+
+    def activate(self, username: str, password: str) -> Credentials | None:
+        """Check access as ``activation`` does; the password is neither kept nor sent anywhere."""
+        error = self._probe()
+        if error is not None:
+            raise error
+        return None
+
+    def check(self, credentials: Credentials | None) -> list[Check]:
+        """A live preflight through Globus: reachable, authenticated, collection, writable.
+
+        Writable means a probe directory could be made under the endpoint's path. Free space
+        is reported as unknown: Globus does not tell a collection's free space.
+        """
+        try:
+            client = self.transfer
+            with globus_errors(f"look up the collection {self.collection}"):
+                found = client.get_endpoint(self.collection)
+        except AdapterError as error:
+            return _failed_checks(error)
+        checks = [
+            Check("reachable", True, "Globus Transfer answered"),
+            Check("authenticated", True, "the server's Globus client holds a Transfer token"),
+            Check("collection found", True, f"{found.get('display_name')}"),
+        ]
+        base = self.endpoint_options["path"]
+        try:
+            with globus_errors(f"create directories under {base}"):
+                _tolerating_exists(client.operation_mkdir, self.collection, base)
+                made = _tolerating_exists(
+                    client.operation_mkdir, self.collection, f"{base}/{PROBE_DIR}"
+                )
+        except AdapterError as error:
+            checks.append(Check("writable", False, str(error)))
+        else:
+            checks.append(
+                Check(
+                    "writable",
+                    True,
+                    f"created {base}/{PROBE_DIR}"
+                    if made
+                    else f"{base}/{PROBE_DIR} exists: an earlier check created it",
+                )
+            )
+        checks.append(Check("free space", True, "unknown: Globus does not report free space"))
+        return checks
+
+    # Transfers ---------------------------------------------------------------------------------
+
+    def _refuse_existing(self, target: PurePosixPath) -> None:
+        """Raise DestinationExists if anything is at ``target`` already."""
+        with globus_errors(f"look up {target} on {self.collection}"):
+            try:
+                self.transfer.operation_stat(self.collection, self._destination(target))
+            except globus_sdk.TransferAPIError as error:
+                if error.http_status == 404 and error.code != "EndpointNotFound":
+                    return
+                raise
+        raise DestinationExists(target)
+
+    def submit(self, job: TransferJob) -> str:
+        """Submit (or, on a retry, submit again under the same submission id) one Globus task.
+
+        Returns the task id at once; ``status`` follows the task.
+        """
+        submission_id = job.memo.get("submission_id")
+        if not submission_id:
+            # No task of ours can exist yet, so whatever is at the target is someone else's.
+            self._refuse_existing(job.target)
+            with globus_errors("reserve a submission id"):
+                submission_id = str(self.transfer.get_submission_id()["value"])
+            # Kept before the submit: a retry after a crash reuses it and Globus, seeing the
+            # same id, returns the task it started instead of starting a second one.
+            job.remember("submission_id", submission_id)
+        data = self._transfer_data(job.target, submission_id=submission_id)
+        self._add_item(data, job.staged, job.target, job.sha256)
+        with globus_errors(f"start the transfer of {job.target}"):
+            task_id = str(self.transfer.submit_transfer(data)["task_id"])
+        job.remember("task_id", task_id)
+        return task_id
+
+    def _task(self, handle: str) -> dict[str, Any]:
+        with globus_errors(f"report on the task {handle}"):
+            return dict(self.transfer.get_task(handle).data)
+
+    def status(self, job: TransferJob, handle: str) -> TransferStatus:
+        """The task's state; a failed task is forgotten so that a resubmit starts a new one.
+
+        An INACTIVE task (credentials or consent lapsed) is cancelled, so that it cannot
+        resume and write the file after the transfer was reported failed.
+        """
+        task = self._task(handle)
+        result = task_status(task)
+        if result.state != FAILED:
+            return result
+        if task.get("status") == "INACTIVE":
+            try:
+                self.cancel(job, handle)
+            except AdapterError as error:
+                result.error = f"{result.error}; cancelling it failed too: {error}"
+                return result  # it may still resume: keep its submission id
+            result.error = f"{result.error}; dataflow-lite cancelled it"
+        # The task is over: a later submit must get a new submission id, or Globus would only
+        # hand back this failed task again.
+        job.remember("submission_id", None)
+        job.remember("task_id", None)
+        return result
+
+    def verify(self, job: TransferJob, handle: str) -> bool:
+        """True when the task SUCCEEDED with checksum verification on; else False.
+
+        The checksums are Globus's, computed at both ends: with ``verify_checksum`` Globus
+        checksums the staged file (the very bytes whose sha256 the upload computed) at the
+        source and the copy at the destination, and fails the file on a mismatch; with the
+        default ``globus_checksum_algorithm`` (SHA256) it also compares the copy with the
+        upload's sha256 itself. dataflow-lite cannot read the file back over Globus.
+        """
+        task = self._task(handle)
+        return task.get("status") == "SUCCEEDED" and task.get("verify_checksum") is True
+
+    def cancel(self, job: TransferJob, handle: str) -> None:
+        """Cancel the task; Globus answers a finished one without error."""
+        with globus_errors(f"cancel the task {handle}"):
+            self.transfer.cancel_task(handle)
+
+    def _stage_metadata(self, target: PurePosixPath, content: bytes) -> Path:
+        """Put ``content`` in the staging area under a name of its own for this target.
+
+        The same target always gets the same name and is replaced atomically, so rewrites
+        leave no files behind. A task still copying an older version should then find that the
+        checksums at both ends differ and copy the file again, so the newest version wins.
+        """
+        key = f"{self.collection}:{self._destination(target)}".encode()
+        folder = self.context.staging_dir / METADATA_STAGING
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{hashlib.sha256(key).hexdigest()[:32]}.json"
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".metadata-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+            os.chmod(temporary, 0o644)  # the collection's user must read it
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+        return path
+
+    def write_file(
+        self, target: PurePosixPath, content: bytes, credentials: Credentials | None
+    ) -> None:
+        """Stage ``content`` and submit a task that puts it at ``target``; returns once submitted.
+
+        ``sync_level="checksum"`` replaces a different file at the target, as a metadata
+        rewrite must. Globus writes in place: a reader may briefly see a partial file.
+        """
+        staged = self._stage_metadata(target, content)
+        data = self._transfer_data(target)  # the SDK fetches a submission id of its own
+        # No external checksum: a newer rewrite may replace the staged copy while this task
+        # runs, and the task must then copy the newer version rather than fail.
+        self._add_item(data, staged, target, None)
+        with globus_errors(f"start the transfer of {target}"):
+            self.transfer.submit_transfer(data)
+
+    def locate(self, target: PurePosixPath) -> str:
+        return f"globus://{self.collection}/{self._destination(target).lstrip('/')}"
