@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dataflow_lite import create_app
+from dataflow_lite.adapter import adapter_settings, discover_adapters
 from dataflow_lite.settings import SETTINGS, ConfigError, load_settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -60,7 +61,7 @@ def test_the_instance_folder_holds_its_state_with_private_keys(tmp_path: Path):
 
 def test_every_setting_is_documented_in_the_readme():
     readme = README.read_text()
-    for setting in SETTINGS:
+    for setting in SETTINGS + adapter_settings(discover_adapters()):
         assert f"`{setting.name}`" in readme, (
             f"README.md does not document the setting {setting.name}"
         )
