@@ -125,7 +125,9 @@ class LiveServer:
         return self.url + "/api/v1"
 
 
-def start_server(instance: Path, log: Path, *extra: str) -> LiveServer:
+def start_server(
+    instance: Path, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> LiveServer:
     port = free_port()
     command = [
         sys.executable,
@@ -140,7 +142,11 @@ def start_server(instance: Path, log: Path, *extra: str) -> LiveServer:
     ]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     server = LiveServer(f"http://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + 30
@@ -150,7 +156,7 @@ def start_server(instance: Path, log: Path, *extra: str) -> LiveServer:
         try:
             requests.get(server.api + "/openapi.json", timeout=1)
             return server
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still loading the app
             time.sleep(0.1)
     stop_server(server)
     raise RuntimeError(f"the server did not answer in 30 s: {log.read_text()}")
