@@ -15,6 +15,7 @@ by :mod:`dataflow_lite.layout`; an adapter never sees a path a user typed.
 from __future__ import annotations
 
 import abc
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
@@ -29,6 +30,11 @@ ENTRY_POINT_GROUP = "dataflow_lite.adapters"
 ALREADY_ACTIVATED = "AlreadyActivated"
 AUTO_ACTIVATED = "AutoActivated.CachedCredential"
 ACTIVATION_FAILED = "AutoActivationFailed"
+
+# Errnos that no retry can mend until a person acts (permission, read-only, full, quota, missing).
+PERMANENT_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT}
+)
 
 # Transfer states.
 QUEUED, RUNNING, VERIFYING, DONE, FAILED = "queued", "running", "verifying", "done", "failed"

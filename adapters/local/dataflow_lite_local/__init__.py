@@ -19,6 +19,7 @@ from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     DONE,
+    PERMANENT_ERRNOS,
     Activation,
     AdapterError,
     Check,
@@ -28,16 +29,6 @@ from dataflow_lite.adapter import (
     TransferJob,
     TransferStatus,
 )
-
-# Errors that no retry can mend.
-PERMANENT_ERRNOS = {
-    errno.EACCES,
-    errno.EPERM,
-    errno.EROFS,
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.ENOENT,
-}
 
 CHUNK = 1 << 20
 

@@ -1,0 +1,336 @@
+"""The rsync/SFTP adapter: the destination is a directory on a host reached over SSH.
+
+A submit is one rsync over the stock ssh client: the host's shell checks the base path, rsync
+creates the target's folders (``--mkpath``), resumes from a hidden ``.rsync-partial/`` directory
+and never replaces an existing file (``--ignore-existing``); only when something was already there
+does a paramiko session compare its checksum. Hosts that run no rsync for the account (SFTP only)
+get a paramiko upload to a hidden name and a rename. Checksums are computed on the host (python3,
+``openssl`` or ``sha256sum`` over an exec channel) or, on SFTP-only hosts, by reading the file
+back. Logins use the endpoint's ``key_file`` or, when the user activated the endpoint, their
+username and password; host keys are always checked against a known_hosts file.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import secrets
+import socket
+from contextlib import AbstractContextManager
+from pathlib import Path, PurePosixPath
+
+from dataflow_lite.adapter import (
+    ACTIVATION_FAILED,
+    ALREADY_ACTIVATED,
+    DONE,
+    Activation,
+    AdapterError,
+    Check,
+    Credentials,
+    DestinationExists,
+    TransferAdapter,
+    TransferJob,
+    TransferStatus,
+)
+
+from .errors import Where, sftp_error
+from .host import TIMEOUT, Capabilities, HostSession, Login, open_session, preflight
+from .rsync import (
+    PARTIAL_DIR,
+    RemoteMkpathUnsupported,
+    RsyncUnavailable,
+    local_mkpath,
+    push,
+    rsync_available,
+)
+from .sftp import readback_sha256, staged_path, upload, write_atomically
+
+log = logging.getLogger(__name__)
+
+
+class SftpAdapter(TransferAdapter):
+    """Files land under a base directory of an SSH host (a storage server, a cluster's disk)."""
+
+    name = "sftp"
+    options = {
+        "host": "the SSH host that receives the datasets",
+        "port": "its SSH port (22 on most hosts)",
+        "username": "the account that writes there with key_file (activation may name another)",
+        "path": "the base directory on the host, absolute or relative to the account's home",
+        "key_file": "a private key on this server that logs in as username, without passphrase "
+        "(without it, users activate the endpoint with their password)",
+        "known_hosts": "a known_hosts file holding the host's key (default: known_hosts in the "
+        "instance folder)",
+    }
+    optional = frozenset({"key_file", "known_hosts"})
+
+    @classmethod
+    def check_options(cls, options):  # type: ignore[no-untyped-def]
+        checked = super().check_options(options)
+        try:
+            port = int(checked["port"])
+        except (TypeError, ValueError):
+            raise ValueError(f"--port must be a number, not {checked['port']!r}") from None
+        if not 0 < port < 65536:
+            raise ValueError(f"--port must be between 1 and 65535, not {port}")
+        checked["port"] = port
+        path = str(checked["path"])
+        if path.startswith("~"):
+            raise ValueError("--path is absolute or relative to the home directory, without ~")
+        checked["path"] = path.rstrip("/") or "/"
+        for name in ("key_file", "known_hosts"):
+            if name in checked:
+                checked[name] = str(Path(checked[name]).expanduser().resolve())
+        return checked
+
+    @property
+    def host(self) -> str:
+        """The host's name or address."""
+        return str(self.endpoint_options["host"])
+
+    @property
+    def port(self) -> int:
+        """The host's SSH port."""
+        return int(self.endpoint_options["port"])
+
+    @property
+    def base(self) -> str:
+        """The endpoint's base directory on the host."""
+        return str(self.endpoint_options["path"])
+
+    @property
+    def key_file(self) -> Path | None:
+        """The private key that logs in as ``username``, if the endpoint has one."""
+        key_file = self.endpoint_options.get("key_file")
+        return Path(key_file) if key_file else None
+
+    @property
+    def known_hosts(self) -> Path:
+        """The known_hosts file that the host's key is checked against."""
+        known_hosts = self.endpoint_options.get("known_hosts")
+        return Path(known_hosts) if known_hosts else self.context.instance_path / "known_hosts"
+
+    @property
+    def _where(self) -> Where:
+        return Where(self.host, self.port, str(self.known_hosts))
+
+    def _login(self, credentials: Credentials | None) -> Login:
+        # A user who activated the endpoint writes as themself; otherwise the endpoint's key does.
+        if credentials is not None:
+            return Login(credentials.username, password=credentials.secret)
+        if self.key_file is not None:
+            return Login(str(self.endpoint_options["username"]), key_file=self.key_file)
+        raise AdapterError(
+            f"no credentials for {self._where.host_port}: activate the endpoint with the "
+            "account's password, or give it a key_file",
+            permanent=True,
+        )
+
+    def _session(self, login: Login) -> AbstractContextManager[HostSession]:
+        return open_session(self.host, self.port, login, self._where)
+
+    def _remote(self, target: PurePosixPath) -> str:
+        return posixpath.join(self.base, *target.parts)
+
+    def _sha256(self, session: HostSession, caps: Capabilities, path: str, size: int) -> str:
+        if caps.exec and caps.hasher is not None:
+            return session.sha256(path, caps.hasher, size)
+        reason = "no exec channel (SFTP only)" if not caps.exec else "no hashing tool"
+        log.warning(
+            "%s has %s: checking %s by its size and by reading it back over SFTP",
+            self._where.host_port,
+            reason,
+            path,
+        )
+        return readback_sha256(session, path)
+
+    def _holds(self, session: HostSession, caps: Capabilities, job: TransferJob, path: str) -> bool:
+        """Whether ``path`` holds exactly the job's bytes."""
+        there = session.exists(path)
+        if there is None or there.st_size != job.size:
+            return False
+        return self._sha256(session, caps, path, job.size) == job.sha256
+
+    def activation(self, credentials: Credentials | None) -> Activation:
+        try:
+            login = self._login(credentials)
+            with self._session(login):
+                pass
+        except AdapterError as error:
+            return Activation(ACTIVATION_FAILED, str(error))
+        return Activation(
+            ALREADY_ACTIVATED, f"logged in to {self._where.host_port} as {login.username}"
+        )
+
+    def activate(self, username: str, password: str) -> Credentials | None:
+        with self._session(Login(username, password=password)):
+            pass  # a refused login raised a permanent AdapterError with the reason
+        return Credentials(username, password)  # the core keeps it, encrypted
+
+    def check(self, credentials: Credentials | None) -> list[Check]:
+        where = self._where
+        try:
+            with socket.create_connection((self.host, self.port), timeout=TIMEOUT):
+                pass
+        except OSError as error:
+            return [Check("reachable", False, f"{where.host_port}: {error.strerror or error}")]
+        checks = [Check("reachable", True, f"{where.host_port} accepts connections")]
+        try:
+            login = self._login(credentials)
+            with self._session(login) as session:
+                how = "a password" if login.password is not None else f"key {login.key_file}"
+                checks.append(Check("authenticated", True, f"as {login.username} with {how}"))
+                checks.append(self._check_writable(session))
+                free = session.free_bytes(self.base, session.capabilities())
+                if free is not None:
+                    checks.append(Check("free space", free > 0, f"{free / 2**30:.1f} GiB free"))
+        except AdapterError as error:
+            if len(checks) == 1:
+                checks.append(Check("authenticated", False, str(error)))
+            else:
+                checks.append(Check("free space", False, str(error)))
+        return checks
+
+    def _check_writable(self, session: HostSession) -> Check:
+        probe = posixpath.join(self.base, f".dataflow-lite-check-{secrets.token_hex(6)}")
+        try:
+            session.require_directory(self.base)
+            with session.sftp.open(probe, "wb"):
+                pass
+            session.sftp.remove(probe)
+        except AdapterError as error:
+            return Check("writable", False, str(error))
+        except OSError as error:
+            return Check(
+                "writable", False, str(sftp_error(f"cannot write {probe}", error, self._where))
+            )
+        return Check("writable", True, f"a test file was created and removed in {self.base}")
+
+    def submit(self, job: TransferJob) -> str:
+        staged_path(job)
+        login = self._login(job.credentials)
+        path = self._remote(job.target)
+        if rsync_available():
+            try:
+                return self._submit_by_rsync(job, login, path)
+            except RsyncUnavailable as reason:
+                log.warning(
+                    "%s runs no rsync for %s (%s): moving %s by SFTP",
+                    self._where.host_port,
+                    login.username,
+                    reason,
+                    job.target,
+                )
+        else:
+            log.warning("rsync or ssh is not installed here: moving %s by SFTP", job.target)
+        return self._submit_by_sftp(job, login, path)
+
+    def _submit_by_rsync(self, job: TransferJob, login: Login, path: str) -> str:
+        """One rsync does it all on the way: base path check, folders, resume, no overwrite."""
+        preflight(login, self._where)
+        mkpath = local_mkpath()
+        if not mkpath:
+            self._make_folders(login, job.target)
+        try:
+            try:
+                moved = self._push(job, login, path, mkpath)
+            except RemoteMkpathUnsupported:
+                self._make_folders(login, job.target)
+                moved = self._push(job, login, path, mkpath=False)
+        except AdapterError as error:
+            if error.permanent:
+                self._drop_partial(login, path)
+            raise
+        if moved:
+            return "rsync"
+        # --ignore-existing left a file at the target alone: an earlier attempt's, or another's.
+        with self._session(login) as session:
+            return self._landed_already(session, session.capabilities(), job, path, "rsync")
+
+    def _push(self, job: TransferJob, login: Login, path: str, mkpath: bool) -> bool:
+        return push(
+            job.staged,
+            self.host,
+            self.port,
+            path,
+            login,
+            self._where,
+            base=self.base,
+            mkpath=mkpath,
+            scratch=self.context.instance_path,
+        )
+
+    def _make_folders(self, login: Login, target: PurePosixPath) -> None:
+        """Create the target's folders over SFTP, for an rsync without ``--mkpath``."""
+        with self._session(login) as session:
+            session.require_directory(self.base)
+            session.make_directories(self.base, target.parent.parts)
+
+    def _submit_by_sftp(self, job: TransferJob, login: Login, path: str) -> str:
+        with self._session(login) as session:
+            session.require_directory(self.base)
+            if session.exists(path) is not None:
+                return self._landed_already(session, session.capabilities(), job, path, "sftp")
+            session.make_directories(self.base, job.target.parent.parts)
+            upload(session, job, path)
+        return "sftp"
+
+    def _landed_already(
+        self, session: HostSession, caps: Capabilities, job: TransferJob, path: str, handle: str
+    ) -> str:
+        if not self._holds(session, caps, job, path):
+            raise DestinationExists(job.target)
+        return handle
+
+    def _drop_partial(self, login: Login, path: str) -> None:
+        """Remove what a failed rsync kept, when no retry will resume it (a full disk)."""
+        folder, name = posixpath.split(path)
+        partial = posixpath.join(folder, PARTIAL_DIR)
+        try:
+            with self._session(login) as session:
+                for remove, what in (
+                    (session.sftp.remove, posixpath.join(partial, name)),
+                    (session.sftp.rmdir, partial),
+                ):
+                    try:
+                        remove(what)
+                    except OSError:
+                        pass
+        except AdapterError:
+            pass  # tidying only: the error being raised matters more
+
+    def status(self, job: TransferJob, handle: str) -> TransferStatus:
+        # submit returns only once the bytes are at the target.
+        return TransferStatus(DONE, bytes_moved=job.size, details={"method": handle})
+
+    def verify(self, job: TransferJob, handle: str) -> bool:
+        login = self._login(job.credentials)
+        path = self._remote(job.target)
+        with self._session(login) as session:
+            return self._holds(session, session.capabilities(), job, path)
+
+    def cancel(self, job: TransferJob, handle: str) -> None:
+        """Nothing to stop: ``submit`` returns only when the bytes are in place.
+
+        A submit interrupted mid-transfer stops its rsync, whose partial data stays hidden in
+        ``.rsync-partial/`` beside the target for the next attempt to resume.
+        """
+
+    def write_file(
+        self, target: PurePosixPath, content: bytes, credentials: Credentials | None
+    ) -> None:
+        path = self._remote(target)
+        with self._session(self._login(credentials)) as session:
+            session.require_directory(self.base)
+            session.make_directories(self.base, target.parent.parts)
+            write_atomically(session, path, content)
+
+    def locate(self, target: PurePosixPath) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        # A path relative to the home directory is written /~/ in sftp URLs.
+        where = self.base.lstrip("/") if self.base.startswith("/") else f"~/{self.base}"
+        path = posixpath.join(where, *target.parts)
+        return f"sftp://{self.endpoint_options['username']}@{host}:{self.port}/{path}"
+
+
+__all__ = ["SftpAdapter"]
