@@ -65,7 +65,9 @@ def create_app(
         settings,
     )
 
+    from . import web
     from .api import register_api
 
     register_api(app)
+    web.init_app(app)
     return app

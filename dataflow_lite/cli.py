@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from . import api_keys, db
 from .app import create_app
+from .logins import check_new_password, hash_password
 from .metadata import FIELD_TYPES
 from .models import ApiKey, Endpoint, Instrument, MetadataField, User, utcnow
 from .settings import ConfigError
@@ -130,13 +131,25 @@ def user() -> None:
 @click.argument("username")
 @click.option("--name", default="", help="Full name, shown as the creator of datasets.")
 @click.option("--admin", is_flag=True, help="An admin sees every dataset.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read a web login password from one line of stdin."
+)
 @click.pass_context
-def user_add(ctx: click.Context, username: str, name: str, admin: bool) -> None:
+def user_add(
+    ctx: click.Context, username: str, name: str, admin: bool, password_stdin: bool
+) -> None:
     """Add a user."""
+    password_hash = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            password_hash = hash_password(check_new_password(password))
+        except ValueError as error:
+            raise click.ClickException(str(error)) from error
     with _session(ctx) as session:
         if session.exec(select(User).where(User.username == username)).first():
             raise click.ClickException(f"user {username!r} exists already")
-        row = User(username=username, name=name, is_admin=admin)
+        row = User(username=username, name=name, is_admin=admin, password_hash=password_hash)
         session.add(row)
         session.flush()
         _echo_json(row.model_dump(include={"id", "username", "name", "is_admin"}))
@@ -232,6 +245,7 @@ def instrument_add(
 @click.option("--required", is_flag=True)
 @click.option("--choice", "choices", multiple=True, help="An allowed value; repeat for each.")
 @click.option("--unit", default="")
+@click.option("--persist", is_flag=True, help="Pre-fill it from the user's previous dataset.")
 @click.pass_context
 def instrument_field(
     ctx: click.Context,
@@ -241,6 +255,7 @@ def instrument_field(
     required: bool,
     choices: tuple[str, ...],
     unit: str,
+    persist: bool,
 ) -> None:
     """Add a metadata field to instrument INSTRUMENT_ID's form and print it as JSON."""
     parsed: list[Any] = []
@@ -265,6 +280,7 @@ def instrument_field(
             choices=parsed or None,
             unit=unit,
             position=position,
+            persist=persist,
         )
         session.add(row)
         session.flush()

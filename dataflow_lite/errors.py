@@ -1,7 +1,8 @@
 """The one JSON error shape of the API, and the one handler that produces it.
 
 Every error, ours or Werkzeug's or an unexpected exception, answers with flask-smorest's shape:
-``{"code": 404, "status": "Not Found", "message": "...", "errors": {...}}``.
+``{"code": 404, "status": "Not Found", "message": "...", "errors": {...}}``. Outside ``/api/``, the
+web pages may answer with a page of their own instead (``PAGE_ERROR_HANDLER``).
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import flask_smorest
-from flask import current_app
+from flask import current_app, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+API_PATH = "/api/"
+#: app.extensions key of a function that renders an error as a web page, or returns None.
+PAGE_ERROR_HANDLER = "dataflow_lite.error_page"
 
 
 class DataflowError(HTTPException):
@@ -30,6 +35,10 @@ class Api(flask_smorest.Api):
         self._app.register_error_handler(Exception, self.handle_unexpected_exception)
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[no-untyped-def]
+        page = current_app.extensions.get(PAGE_ERROR_HANDLER)
+        if page is not None and not request.path.startswith(API_PATH):
+            if (response := page(error)) is not None:
+                return response
         payload, code, headers = super().handle_http_exception(error)
         # Werkzeug's own headers matter (Allow on a 405, WWW-Authenticate on a 401).
         headers = {

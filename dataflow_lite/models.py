@@ -23,6 +23,8 @@ class User(SQLModel, table=True):
     is_admin: bool = False
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+    #: An argon2 hash for logging in to the web pages; None: no local password (API keys only).
+    password_hash: str | None = None
 
 
 class ApiKey(SQLModel, table=True):
@@ -60,6 +62,16 @@ class MetadataField(SQLModel, table=True):
     choices: list[Any] | None = Field(default=None, sa_column=Column(JSON))
     unit: str = ""
     position: int = 0
+    #: Pre-fill the value from the user's previous dataset on this instrument (web form).
+    persist: bool = False
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed web logins of one username or one address, counted over a time window."""
+
+    key: str = Field(primary_key=True)  # "user:<username>@<ip>" or "address:<ip>"
+    failures: int = 0
+    window_start: datetime = Field(default_factory=utcnow)
 
 
 class Endpoint(SQLModel, table=True):

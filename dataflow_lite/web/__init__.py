@@ -1,0 +1,43 @@
+"""The web pages: server-rendered Flask blueprints, one per area, beside API v1.
+
+``templates/<blueprint>/`` holds each area's templates and ``static/`` the plain JavaScript and
+CSS every page loads from this server (no build step, nothing from elsewhere). Forms carry a CSRF
+token (Flask-WTF); the API's blueprints are exempt, since they authenticate with bearer keys, or
+with the logged-in session plus its CSRF token in a header (see :mod:`dataflow_lite.auth`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from ..api import Blueprint as ApiBlueprint
+from ..errors import PAGE_ERROR_HANDLER
+from ..logins import LocalPasswords
+from . import accounts, admin, dataset_pages, docs, my_account, pages
+
+# A session lasts this long after the last page or upload request (the cookie is refreshed).
+SESSION_LIFETIME = timedelta(hours=12)
+
+
+def init_app(app: Flask) -> None:
+    """Register the web pages, CSRF protection and the login methods on ``app``."""
+    app.config.update(
+        SESSION_COOKIE_NAME="dataflow_lite_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # The token lives as long as the session: a long upload page keeps working.
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    # Tried in order; a directory login (LDAP, OpenID Connect) would be appended here.
+    app.extensions["dataflow_lite.login_methods"] = [LocalPasswords()]
+    csrf = CSRFProtect(app)
+    for blueprint in list(app.blueprints.values()):
+        if isinstance(blueprint, ApiBlueprint):
+            csrf.exempt(blueprint)
+    for module in (pages, accounts, my_account, dataset_pages, admin, docs):
+        app.register_blueprint(module.bp)
+    app.extensions[PAGE_ERROR_HANDLER] = pages.error_page

@@ -1,0 +1,55 @@
+/* Small helpers every page may use: copy buttons and the extra metadata rows of the wizard. */
+(function () {
+  "use strict";
+
+  // <button data-copy="#input-id">: copies the input's text, and says so.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var input = document.querySelector(button.dataset.copy);
+      if (!input) return;
+      var done = function () {
+        var label = button.textContent;
+        button.textContent = "Copied";
+        setTimeout(function () { button.textContent = label; }, 2000);
+      };
+      input.focus();
+      input.select();
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(input.value).then(done, function () {
+          if (document.execCommand("copy")) done();
+        });
+      } else if (document.execCommand("copy")) {
+        done();
+      }
+    });
+  });
+
+  // The wizard's "Add a row" button: one more name/value row for other metadata.
+  var addRow = document.getElementById("add-extra-row");
+  var rows = document.getElementById("extra-rows");
+  if (addRow && rows) {
+    addRow.hidden = false;
+    addRow.addEventListener("click", function () {
+      var last = rows.querySelector(".extra-row:last-child");
+      var row = last.cloneNode(true);
+      var index = rows.querySelectorAll(".extra-row").length + 1;
+      row.classList.remove("invalid");
+      row.querySelectorAll(".field-error").forEach(function (node) { node.remove(); });
+      row.querySelectorAll("input").forEach(function (input) {
+        var id = input.id.replace(/\d+$/, String(index));
+        var label = row.querySelector('label[for="' + input.id + '"]');
+        input.id = id;
+        input.value = "";
+        input.removeAttribute("aria-invalid");
+        if (input.name === "extra_value") input.removeAttribute("aria-describedby");
+        if (label) {
+          label.htmlFor = id;
+          var hidden = label.querySelector(".visually-hidden");
+          if (hidden) hidden.textContent = hidden.textContent.replace(/\d+$/, String(index));
+        }
+      });
+      rows.appendChild(row);
+      row.querySelector("input").focus();
+    });
+  }
+})();

@@ -1,0 +1,158 @@
+"""The new-dataset form: an instrument's metadata fields as inputs, and the values they send.
+
+Inputs are text; each is turned into its field's JSON type (``373`` a number, ``true`` a
+boolean) when it reads as one, and passed on as typed otherwise, so that
+:func:`dataflow_lite.catalog.create_dataset` judges every value with the API's own messages.
+Blank inputs are left out: a blank required field is "required", as in the API.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from ..metadata import SEPARATOR, wire_value
+from ..models import Dataset, MetadataField, MetadataValue, User
+
+EXTRA_NAME, EXTRA_VALUE = "extra_name", "extra_value"
+BLANK_EXTRA_ROWS = 3
+
+
+def input_name(metadata_field: MetadataField) -> str:
+    """The name of a field's input in the form."""
+    return f"field-{metadata_field.id}"
+
+
+@dataclass
+class FieldInput:
+    """One metadata field as the form shows it: its input, current text and error."""
+
+    field: MetadataField
+    text: str = ""
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return input_name(self.field)
+
+    @property
+    def kind(self) -> str:
+        """``select``, ``number`` or ``text``."""
+        if self.field.choices or self.field.field_type == "boolean":
+            return "select"
+        return "number" if self.field.field_type in ("number", "integer") else "text"
+
+    @property
+    def step(self) -> str:
+        return "1" if self.field.field_type == "integer" else "any"
+
+    @property
+    def options(self) -> list[tuple[str, str]]:
+        """(value, label) of each choice of a select."""
+        if self.field.choices:
+            return [(wire_value(choice), wire_value(choice)) for choice in self.field.choices]
+        return [("true", "Yes"), ("false", "No")]
+
+
+@dataclass
+class ExtraRow:
+    """A free-form metadata row: a name (``-`` nests) and a text value."""
+
+    name: str = ""
+    value: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Submission:
+    """What the form sent: the values for create_dataset, and the texts to show again."""
+
+    values: list[tuple[str, Any]] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)
+    extras: list[ExtraRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def typed_value(metadata_field: MetadataField, text: str) -> Any:
+    """``text`` as the field's JSON type when it reads as one, else ``text`` unchanged."""
+    kind = metadata_field.field_type
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            try:
+                return int(text)
+            except ValueError:
+                number = float(text)
+                return number if math.isfinite(number) else text
+    except ValueError:
+        return text
+    if kind == "boolean":
+        return {"true": True, "false": False}.get(text.lower(), text)
+    return text
+
+
+def read_form(fields: Sequence[MetadataField], form: Any) -> Submission:
+    """The metadata a submitted form gives, in the form's order, extra rows last."""
+    submission = Submission()
+    for metadata_field in fields:
+        text = form.get(input_name(metadata_field), "").strip()
+        submission.texts[metadata_field.name] = text
+        if text:
+            submission.values.append((metadata_field.name, typed_value(metadata_field, text)))
+    names, texts = form.getlist(EXTRA_NAME), form.getlist(EXTRA_VALUE)
+    for name, text in zip(names, texts, strict=False):
+        row = ExtraRow(name.strip(), text.strip())
+        if not row.name and not row.value:
+            continue
+        if not row.name:
+            row.error = "give this value a name"
+            submission.problems.append(f"the value {row.value!r} has no name")
+        else:
+            submission.values.append((row.name, row.value))
+        submission.extras.append(row)
+    return submission
+
+
+def field_inputs(
+    fields: Sequence[MetadataField], texts: Mapping[str, str], errors: Mapping[str, str]
+) -> list[FieldInput]:
+    """The form's inputs, with their texts and errors by field name."""
+    return [FieldInput(item, texts.get(item.name, ""), errors.get(item.name)) for item in fields]
+
+
+def extra_rows(extras: Sequence[ExtraRow], errors: Mapping[str, str]) -> list[ExtraRow]:
+    """The extra rows to show: those sent, with their errors, and a few blank ones."""
+    rows = [ExtraRow(row.name, row.value, row.error or errors.get(row.name)) for row in extras]
+    return rows + [ExtraRow() for _ in range(max(1, BLANK_EXTRA_ROWS - len(rows)))]
+
+
+def persisted_texts(
+    session: Session, user: User, instrument_id: int, fields: Sequence[MetadataField]
+) -> dict[str, str]:
+    """The values of "persist" fields in ``user``'s newest dataset on the instrument, as text."""
+    persisting = {metadata_field.name for metadata_field in fields if metadata_field.persist}
+    if not persisting:
+        return {}
+    previous = session.exec(
+        select(Dataset.id)
+        .where(Dataset.creator_id == user.id, Dataset.instrument_id == instrument_id)
+        .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
+    ).first()
+    if previous is None:
+        return {}
+    rows = session.exec(
+        select(MetadataValue).where(
+            MetadataValue.dataset_id == previous, col(MetadataValue.field_name).in_(persisting)
+        )
+    )
+    return {row.field_name: wire_value(row.value) for row in rows if row.value is not None}
+
+
+NESTING_HINT = (
+    f"Use {SEPARATOR} in a name to nest it: Microscope{SEPARATOR}Vendor is Vendor in Microscope."
+)
