@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sys
 import uuid
@@ -153,6 +154,21 @@ def user_add(
         session.add(row)
         session.flush()
         _echo_json(row.model_dump(include={"id", "username", "name", "is_admin"}))
+
+
+@user.command("password")
+@click.argument("username")
+@click.pass_context
+def user_password(ctx: click.Context, username: str) -> None:
+    """Set USERNAME's web login password from one line of stdin."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        password_hash = hash_password(check_new_password(password))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    with _session(ctx) as session:
+        _user(session, username).password_hash = password_hash
+    click.echo(f"password of {username!r} set", err=True)
 
 
 @main.group()
@@ -365,19 +381,31 @@ def worker(ctx: click.Context) -> None:
 @click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
 @click.pass_context
 def quickstart(ctx: click.Context, username: str, bind: str) -> None:
-    """Set up the instance, make sure USER exists (an admin), print a new API key, and serve."""
+    """Set up the instance, make sure USER exists (an admin), print a new API key, and serve.
+
+    A user made here gets a random web password, printed once; an existing user keeps theirs.
+    """
     app = _init(ctx)
+    password = None
     with _session(ctx) as session:
         user = session.exec(select(User).where(User.username == username)).first()
         if user is None:
-            user = User(username=username, name=username, is_admin=True)
+            password = secrets.token_urlsafe(12)
+            user = User(
+                username=username,
+                name=username,
+                is_admin=True,
+                password_hash=hash_password(password),
+            )
             session.add(user)
             session.flush()
         _, token = api_keys.issue_key(session, app.config["SECRET_KEY"], user, "quickstart")
     url = f"http://{bind}/api/v1"
     width = shutil.get_terminal_size().columns
     click.echo("=" * min(width, 72))
-    click.echo(f"dataflow-lite is starting at {url}")
+    click.echo(f"dataflow-lite is starting at http://{bind}/ (the API at {url})")
+    if password:
+        click.echo(f"Web login: {username} / {password}")
     click.echo(f"API key for {username!r}: {token}")
     click.echo(
         f"Files land in {Path(app.instance_path) / app.config['DATAFLOW_LITE']['destination_dir']}"

@@ -51,7 +51,11 @@ class Cli:
 
     def fails(self, *args: str) -> str:
         """Run a command that must fail; return what it printed."""
-        result = CliRunner().invoke(main, ["--instance", str(self.instance), *args])
+        return self.fails_with_input(*args, input=None)
+
+    def fails_with_input(self, *args: str, input: str | None) -> str:
+        """Run a command that must fail, with ``input`` on stdin; return what it printed."""
+        result = CliRunner().invoke(main, ["--instance", str(self.instance), *args], input=input)
         assert result.exit_code != 0, result.output
         return result.output
 
