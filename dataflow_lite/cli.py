@@ -379,8 +379,9 @@ def worker(ctx: click.Context) -> None:
     woken = queue.sweep()
     queue.sweep_later(settings["transfer_lease_seconds"] + 1)
     click.echo(f"transfer worker: {woken} transfer(s) due", err=True)
+    # An idle consumer polls less and less often, up to max_delay: keep a new upload's wait short.
     queue.huey.create_consumer(
-        workers=settings["transfer_workers"], worker_type="thread", periodic=True
+        workers=settings["transfer_workers"], worker_type="thread", periodic=True, max_delay=1.0
     ).run()
 
 
