@@ -95,7 +95,8 @@ def create_dataset(
     taken = session.exec(
         select(Dataset.id).where(Dataset.endpoint_id == endpoint.id, Dataset.folder == folder)
     ).first()
-    dataset.folder = f"{folder}_{dataset.id}" if taken else folder
+    # Slugs never hold "-": a suffix with one cannot collide with another dataset's folder.
+    dataset.folder = f"{folder}-{dataset.id}" if taken else folder
     for field_name, value in values:
         field = fields.get(field_name)
         session.add(

@@ -96,6 +96,8 @@ class UserSetting(SQLModel, table=True):
 class Dataset(SQLModel, table=True):
     """A measurement: a named folder of files at one endpoint, with its metadata."""
 
+    __table_args__ = (UniqueConstraint("endpoint_id", "folder"),)
+
     id: int | None = Field(default=None, primary_key=True)
     name: str
     creator_id: int = Field(foreign_key="user.id", index=True)
@@ -161,6 +163,8 @@ class Transfer(SQLModel, table=True):
     memo: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     next_attempt_at: datetime = Field(default_factory=utcnow)
     lease_until: datetime | None = None
+    #: Which claim (one worker's run) may write the transfer's progress; a newer claim voids it.
+    claim: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

@@ -52,6 +52,8 @@ def fts_query(query: str) -> str | None:
     ``AFM_Topography.PNG`` becomes the phrase ``"AFM_Topography.PNG"*``, which the tokenizer
     splits the same way it split the indexed file name. Terms with no letter or digit are dropped.
     """
+    # Control characters (NUL) would end FTS5's quoted string early: they separate terms here.
+    query = "".join(char if char.isprintable() else " " for char in query)
     terms = [term for term in query.split() if any(char.isalnum() for char in term)]
     if not terms:
         return None

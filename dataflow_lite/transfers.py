@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -88,7 +89,7 @@ class TransferQueue:
         """Record a transfer of ``file`` (or of the dataset's metadata.json) in the session."""
         transfer = Transfer(
             kind="file" if file else "metadata",
-            dataset_id=dataset.id,  # type: ignore[arg-type]
+            dataset_id=dataset.id,
             file_id=file.id if file else None,
             endpoint_id=endpoint.id,
             user_id=dataset.creator_id,
@@ -112,7 +113,7 @@ class TransferQueue:
         with session_scope(self.engine) as session:
             due = session.exec(select(Transfer.id).where(self._claimable(now))).all()
         for transfer_id in due:
-            self.wake(transfer_id)  # type: ignore[arg-type]
+            self.wake(transfer_id)
         return len(due)
 
     def sweep_later(self, delay: float) -> None:
@@ -141,29 +142,41 @@ class TransferQueue:
                 .values(
                     state=RUNNING,
                     lease_until=now + self.lease,
+                    claim=uuid.uuid4().hex,
                     updated_at=now,
                 )
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]
             return session.get(Transfer, transfer_id) if claimed else None
 
-    def _save(self, transfer_id: int, **values: Any) -> None:
+    def _save(self, transfer: Transfer, **values: Any) -> bool:
+        """Record the run's progress, unless its claim is void (cancelled, or taken over)."""
         with session_scope(self.engine) as session:
-            session.execute(
-                update(Transfer)
-                .where(col(Transfer.id) == transfer_id)
-                .values(updated_at=utcnow(), **values)
+            return bool(
+                session.execute(
+                    update(Transfer)
+                    .where(
+                        col(Transfer.id) == transfer.id,
+                        col(Transfer.claim) == transfer.claim,
+                        col(Transfer.state).in_(ACTIVE),
+                    )
+                    .values(updated_at=utcnow(), **values)
+                ).rowcount  # type: ignore[attr-defined]
             )
 
     @contextmanager
-    def _leased(self, transfer_id: int) -> Iterator[None]:
+    def _leased(self, transfer: Transfer) -> Iterator[None]:
         """Renew the transfer's lease while the block runs, so no sweep takes it over."""
         stop = threading.Event()
 
         def renew() -> None:
             while not stop.wait(self.lease.total_seconds() / 3):
-                self._save(transfer_id, lease_until=utcnow() + self.lease)
+                try:
+                    if not self._save(transfer, lease_until=utcnow() + self.lease):
+                        return  # cancelled or taken over: nothing left to hold
+                except Exception:  # a busy database now must not end the lease for good
+                    log.exception("renewing the lease of transfer %s", transfer.id)
 
-        renewer = threading.Thread(target=renew, name=f"lease-{transfer_id}", daemon=True)
+        renewer = threading.Thread(target=renew, name=f"lease-{transfer.id}", daemon=True)
         renewer.start()
         try:
             yield
@@ -176,8 +189,13 @@ class TransferQueue:
         transfer = self._claim(transfer_id)
         if transfer is None:
             return
+        if transfer.kind == "metadata" and self._metadata_in_progress(transfer):
+            # One metadata.json writer per dataset at a time, so the newest content lands last.
+            self._save(transfer, state=QUEUED, lease_until=None, next_attempt_at=utcnow())
+            self.wake(transfer_id, delay=1)
+            return
         try:
-            with self._leased(transfer_id):
+            with self._leased(transfer):
                 self._step(transfer)
         except AdapterError as error:
             self._failed(transfer, str(error), error.permanent)
@@ -199,14 +217,14 @@ class TransferQueue:
         if file is None:
             target = layout.metadata_target(dataset.folder)
             adapter.write_file(target, content, user_credentials)
-            self._save(transfer.id, state=DONE, finished_at=utcnow(), last_error=None)  # type: ignore[arg-type]
+            self._save(transfer, state=DONE, finished_at=utcnow(), last_error=None)
             return
 
         memo = dict(transfer.memo)
 
         def remember(key: str, value: Any) -> None:
             memo[key] = value
-            self._save(transfer.id, memo=dict(memo))  # type: ignore[arg-type]
+            self._save(transfer, memo=dict(memo))
 
         relative = layout.PurePosixPath(file.relative_path)
         job = TransferJob(
@@ -221,35 +239,54 @@ class TransferQueue:
         handle = transfer.handle
         if handle is None:
             handle = adapter.submit(job)
-            self._save(transfer.id, handle=handle)  # type: ignore[arg-type]
+            self._save(transfer, handle=handle)
         status = adapter.status(job, handle)
-        self._save(transfer.id, bytes_moved=status.bytes_moved)  # type: ignore[arg-type]
+        self._save(transfer, bytes_moved=status.bytes_moved)
         if status.state == FAILED:
             raise AdapterError(status.error or "the transfer failed", permanent=status.permanent)
         if status.state != DONE:
             # Still moving (a Globus task): look again later, without counting an attempt.
             poll = self.settings["transfer_poll_seconds"]
             later = utcnow() + timedelta(seconds=poll)
-            self._save(transfer.id, state=RUNNING, lease_until=utcnow(), next_attempt_at=later)  # type: ignore[arg-type]
-            self.wake(transfer.id, delay=poll)  # type: ignore[arg-type]
+            self._save(transfer, state=RUNNING, lease_until=utcnow(), next_attempt_at=later)
+            self.wake(transfer.id, delay=poll)
             return
-        self._save(transfer.id, state=VERIFYING)  # type: ignore[arg-type]
+        self._save(transfer, state=VERIFYING)
         if not adapter.verify(job, handle):
             raise AdapterError(
                 f"the checksum of {job.target} at the destination does not match the upload's",
                 permanent=True,
             )
-        job.staged.unlink(missing_ok=True)
         # Queue metadata.json's rewrite first: whoever sees this file done finds it coming.
         self.refresh_metadata(dataset.id)  # type: ignore[arg-type]
-        self._save(
-            transfer.id,  # type: ignore[arg-type]
+        done = self._save(
+            transfer,
             state=DONE,
             finished_at=utcnow(),
             last_error=None,
             staged_path=None,
             bytes_moved=job.size,
         )
+        # Only then the staged copy goes: a crash in between leaves a stray staged file, never a
+        # transfer whose retry cannot find its bytes.
+        if done:
+            job.staged.unlink(missing_ok=True)
+
+    def _metadata_in_progress(self, transfer: Transfer) -> bool:
+        """Whether another metadata.json write of the same dataset holds a live lease."""
+        with session_scope(self.engine) as session:
+            return (
+                session.exec(
+                    select(Transfer.id).where(
+                        Transfer.dataset_id == transfer.dataset_id,
+                        Transfer.kind == "metadata",
+                        Transfer.id != transfer.id,
+                        col(Transfer.state).in_(ACTIVE),
+                        col(Transfer.lease_until) > utcnow(),
+                    )
+                ).first()
+                is not None
+            )
 
     def refresh_metadata(self, dataset_id: int) -> None:
         """Queue a rewrite of the dataset's metadata.json, unless one is already waiting."""
@@ -265,14 +302,14 @@ class TransferQueue:
                 return
             dataset = session.get(Dataset, dataset_id)
             endpoint = session.get(Endpoint, dataset.endpoint_id)  # type: ignore[union-attr]
-            transfer = self.add(session, dataset, endpoint)  # type: ignore[arg-type]
-        self.wake(transfer.id)  # type: ignore[arg-type]
+            transfer = self.add(session, dataset, endpoint)
+        self.wake(transfer.id)
 
     def _failed(self, transfer: Transfer, message: str, permanent: bool) -> None:
         attempts = transfer.attempts + 1
         if permanent or attempts >= self.settings["transfer_max_attempts"]:
             self._save(
-                transfer.id,  # type: ignore[arg-type]
+                transfer,
                 state=FAILED,
                 attempts=attempts,
                 last_error=message,
@@ -286,7 +323,7 @@ class TransferQueue:
             MAX_BACKOFF,
         )
         self._save(
-            transfer.id,  # type: ignore[arg-type]
+            transfer,
             state=QUEUED,
             attempts=attempts,
             last_error=message,
@@ -294,16 +331,22 @@ class TransferQueue:
             lease_until=None,
             handle=None,  # the next attempt submits again (adapters resume from their memo)
         )
-        self.wake(transfer.id, delay=delay.total_seconds())  # type: ignore[arg-type]
+        self.wake(transfer.id, delay=delay.total_seconds())
 
     # What users and admins do ------------------------------------------------------------------
 
     def retry(self, transfer_id: int) -> bool:
         """Queue a failed transfer again from scratch; False if it had not failed."""
+        now = utcnow()
         with session_scope(self.engine) as session:
             retried = session.execute(
                 update(Transfer)
-                .where(col(Transfer.id) == transfer_id, col(Transfer.state) == FAILED)
+                .where(
+                    col(Transfer.id) == transfer_id,
+                    col(Transfer.state) == FAILED,
+                    # A cancelled run may still be winding down: wait until its lease lapses.
+                    or_(col(Transfer.lease_until).is_(None), col(Transfer.lease_until) <= now),
+                )
                 .values(
                     state=QUEUED,
                     attempts=0,
@@ -313,22 +356,31 @@ class TransferQueue:
                     finished_at=None,
                     updated_at=utcnow(),
                 )
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]
         if retried:
             self.wake(transfer_id)
         return bool(retried)
 
     def cancel(self, transfer_id: int) -> bool:
         """Stop a transfer that is not done yet; it fails with "cancelled" and keeps its file."""
+        now = utcnow()
         with session_scope(self.engine) as session:
+            cancelled = session.execute(
+                update(Transfer)
+                .where(col(Transfer.id) == transfer_id, col(Transfer.state).not_in((DONE, FAILED)))
+                .values(
+                    state=FAILED,
+                    permanent=True,
+                    last_error="cancelled",
+                    finished_at=now,
+                    updated_at=now,
+                )
+            ).rowcount  # type: ignore[attr-defined]
             transfer = session.get(Transfer, transfer_id)
-            if transfer is None or transfer.state in (DONE, FAILED):
-                return False
-            endpoint = session.get(Endpoint, transfer.endpoint_id)
-            transfer.state = FAILED
-            transfer.permanent = True
-            transfer.last_error = "cancelled"
-            transfer.finished_at = utcnow()
+            endpoint = session.get(Endpoint, transfer.endpoint_id) if transfer else None
+        if not cancelled or transfer is None:
+            return False
+        # A worker still running it finds its claim void at its next save, and stops there.
         if transfer.handle and endpoint is not None:
             adapter = self.adapters.for_endpoint(endpoint.adapter, endpoint.options)
             adapter.cancel(self._job_stub(transfer), transfer.handle)

@@ -56,7 +56,10 @@ def _boundary(content_type: str | None) -> bytes:
     boundary = options.get("boundary", "")
     if not boundary:
         raise MalformedUpload("the multipart/form-data body has no boundary")
-    return boundary.encode("latin-1")
+    try:
+        return boundary.encode("ascii")
+    except UnicodeEncodeError:
+        raise MalformedUpload("the multipart boundary is not ASCII") from None
 
 
 def _data(events: Iterator[object]) -> Iterator[bytes]:
@@ -133,6 +136,14 @@ class DirectWriter:
         self.buffer.close()
 
 
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _set_direct(fd: int, on: bool) -> bool:
     """Turn O_DIRECT on or off for ``fd``; return whether it is on."""
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -160,6 +171,7 @@ def _staged_file(staging_dir: Path) -> Iterator[tuple[DirectWriter, Path]]:
         writer = DirectWriter(fd)
         yield writer, path
         writer.close()
+        _fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
     except BaseException:
         if writer is not None and not writer.buffer.closed:
             writer.buffer.close()

@@ -179,3 +179,11 @@ def test_the_openapi_document_lists_every_route_without_a_key(client):
         "/api/v1/dataset-file-upload",
     } <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_datasets_never_share_a_folder(client, auth):
+    # "run" twice then "run 3" in one second: a suffix _3 would collide with "run 3"'s folder.
+    names = ["run 3", "run", "run", "run"]
+    folders = [create(client, auth, name=name)["destination"] for name in names]
+    assert len(set(folders)) == len(folders)
+    assert all(Path(folder, "metadata.json").is_file() for folder in folders)

@@ -424,6 +424,9 @@ def test_a_non_integer_id_in_the_url_is_404(client, auth, instance, dataset, pat
         ("datasets/search?per_page=many", "per_page"),
         ("dataset-files/search?dataset_id=abc", "dataset_id"),
         ("dataset-files/search?page=-1", "page"),
+        ("datasets/search?page=4611686018427387904", "page"),
+        ("dataset-files/search?page=4611686018427387904", "page"),
+        ("transfers?dataset_id=99999999999999999999", "dataset_id"),
     ],
 )
 def test_a_bad_query_argument_is_400(client, auth, instance, dataset, query, argument):
@@ -595,6 +598,7 @@ def test_metadata_that_breaks_the_instruments_form_is_400(
         pytest.param("a\\b", "backslash", id="backslash"),
         pytest.param("a\x00b", "NUL", id="nul"),
         pytest.param(".", "'.'", id="dot"),
+        pytest.param("a/.rsync-partial", "'.rsync-partial'", id="rsync-partial-directory"),
         pytest.param("a/\x1fb", "control character", id="control-character"),
         pytest.param("a/" + "x" * 256, "longer than 255 bytes", id="component-too-long"),
     ],
@@ -1044,3 +1048,59 @@ def test_only_the_owner_and_an_admin_find_a_dataset(cli, client, auth, dataset):
     seen_by_admin = client.get(f"{API}/datasets/{dataset}", headers=boss)
     assert seen_by_admin.status_code == 200
     assert seen_by_admin.get_json()["creator"]["name"] == "Suhas Somnath"
+
+
+def test_a_search_with_a_nul_is_an_ordinary_search(client, auth, instance, dataset):
+    with nothing_changes(instance):
+        response = client.get(f"{API}/datasets/search", query_string={"q": "a\x00b"}, headers=auth)
+    assert response.status_code == 200
+    assert response.get_json()["total"] == 0
+
+
+def test_a_boundary_that_is_not_ascii_is_400(client, auth, instance, dataset):
+    with nothing_changes(instance):
+        response = client.post(
+            UPLOAD,
+            data=b"--x--\r\n",
+            content_type="multipart/form-data; boundary*=UTF-8''%E2%82%AC",
+            headers=auth,
+        )
+    assert_error(response, 400, "boundary is not ASCII")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "at"),
+    [
+        pytest.param("datasets", '{"name": "\\ud800"}', ("json", "name"), id="surrogate-name"),
+        pytest.param(
+            "datasets",
+            '{"name": "x", "metadata_field_values_attributes": '
+            '[{"field_name": "\\ud800", "field_value": 1}]}',
+            ("json", "metadata_field_values_attributes", "0", "field_name"),
+            id="surrogate-field-name",
+        ),
+        pytest.param(
+            "datasets",
+            '{"name": "x", "metadata_field_values_attributes": '
+            '[{"field_name": "t", "field_value": NaN}]}',
+            ("json", "metadata_field_values_attributes", "0", "field_value"),
+            id="nan-value",
+        ),
+        pytest.param(
+            "datasets",
+            '{"name": "x", "metadata_field_values_attributes": '
+            '[{"field_name": "t", "field_value": 1e999}]}',
+            ("json", "metadata_field_values_attributes", "0", "field_value"),
+            id="infinite-value",
+        ),
+        pytest.param(
+            "password-encryption", '{"password": "\\ud800"}', ("json", "password"), id="pw"
+        ),
+    ],
+)
+def test_json_that_cannot_be_stored_again_is_400(client, auth, instance, path, body, at):
+    with nothing_changes(instance):
+        response = client.post(
+            f"{API}/{path}", data=body, content_type="application/json", headers=auth
+        )
+    assert_error(response, 400, at=at)

@@ -511,3 +511,23 @@ def test_endpoint_options_are_checked():
         SftpAdapter.check_options({**options, "path": "~/data"})
     with pytest.raises(ValueError, match="--host"):
         SftpAdapter.check_options({**options, "host": ""})
+
+
+@pytest.mark.parametrize("name", ["d*", "a?", "a;touch PWNED;b", "sp ace $(x) 'q'", "x?[a]"])
+def test_names_that_a_shell_would_read_land_literally(
+    sshd, ssh_user, make_adapter, make_job, remote_base, name
+):
+    adapter = make_adapter(sshd)
+    data = remote_base.path / "data"
+    data.mkdir()
+    ssh_user.chown(data)
+    ssh_user_owned = data / "dx"
+    ssh_user_owned.write_bytes(b"already here")  # a glob like d* would otherwise match it
+    job = make_job(f"data/{name}", content=b"measured")
+
+    handle = adapter.submit(job)
+
+    assert (remote_base.path / "data" / name).read_bytes() == b"measured"
+    assert ssh_user_owned.read_bytes() == b"already here"
+    assert not list(remote_base.path.rglob("PWNED"))
+    assert adapter.verify(job, handle) is True

@@ -11,19 +11,23 @@ from ..auth import current_user
 from ..db import get_session
 from ..errors import DataflowError
 from . import Blueprint
-from .schemas import DatasetSchema, SearchArgs, search_page_schema
+from .schemas import DatasetSchema, SearchArgs, json_value, search_page_schema, utf8_text
 from .views import dataset_view, transfers
 
 blp = Blueprint("datasets", __name__, description="Datasets: a measurement's files and metadata.")
 
 
 class MetadataValueArgs(ma.Schema):
-    field_name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
-    field_value = ma.fields.Raw(required=True, allow_none=True)
+    field_name = ma.fields.String(
+        required=True, validate=[ma.validate.Length(min=1, max=255), utf8_text]
+    )
+    field_value = ma.fields.Raw(required=True, allow_none=True, validate=json_value)
 
 
 class DatasetArgs(ma.Schema):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1000))
+    name = ma.fields.String(
+        required=True, validate=[ma.validate.Length(min=1, max=1000), utf8_text]
+    )
     instrument_id = ma.fields.Integer(load_default=0, allow_none=True, strict=True)
     metadata_field_values_attributes = ma.fields.List(
         ma.fields.Nested(MetadataValueArgs), load_default=list

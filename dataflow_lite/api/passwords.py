@@ -7,12 +7,13 @@ from flask import current_app
 from flask.views import MethodView
 
 from . import Blueprint
+from .schemas import utf8_text
 
 blp = Blueprint("passwords", __name__, description="Encrypt a password for endpoint activation.")
 
 
 class PasswordArgs(ma.Schema):
-    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1))
+    password = ma.fields.String(required=True, validate=[ma.validate.Length(min=1), utf8_text])
 
 
 class EncryptedSchema(ma.Schema):

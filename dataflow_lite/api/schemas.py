@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import marshmallow as ma
 
 UTC_SECONDS = "%Y-%m-%d %H:%M:%S UTC"
@@ -71,10 +73,30 @@ class DatasetSchema(ma.Schema):
     destination = ma.fields.String(metadata={"description": "where the dataset's folder is"})
 
 
+def utf8_text(value: str) -> None:
+    """Refuse text that cannot be stored: JSON may carry lone surrogates such as ``\\ud800``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ma.ValidationError("is not valid text (it holds a lone surrogate)") from None
+
+
+def json_value(value: object) -> None:
+    """Refuse metadata values that JSON cannot hold again: NaN, infinities, invalid text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ma.ValidationError("must be a finite number")
+    if isinstance(value, str):
+        utf8_text(value)
+
+
+# Ids and page numbers beyond these answer 400, not an overflow deep in SQLite.
+MAX_INT = 2**31 - 1
+
+
 class SearchArgs(ma.Schema):
     q = ma.fields.String(load_default="", metadata={"description": "words, or a YYYY-MM-DD date"})
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
-    per_page = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=1))
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=MAX_INT))
+    per_page = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=1, max=MAX_INT))
 
 
 class FileSearchArgs(SearchArgs):

@@ -12,6 +12,7 @@ from ..db import get_session
 from ..errors import DataflowError
 from ..models import Transfer
 from . import Blueprint
+from .schemas import MAX_INT
 from .views import transfers
 
 blp = Blueprint("transfers", __name__, description="The transfer queue: each file's move.")
@@ -38,7 +39,7 @@ class TransferSchema(ma.Schema):
 
 
 class TransferArgs(ma.Schema):
-    dataset_id = ma.fields.Integer(load_default=None)
+    dataset_id = ma.fields.Integer(load_default=None, validate=ma.validate.Range(max=MAX_INT))
     state = ma.fields.String(load_default=None, validate=ma.validate.OneOf(STATES))
 
 

@@ -118,6 +118,7 @@ class Activate(MethodView):
             return {"status": "ok"}
         endpoint = _endpoint(args["endpoint"])
         adapter = adapters().for_endpoint(endpoint.adapter, endpoint.options)
+        get_session().commit()  # a live login may take seconds: hold no database lock during it
         try:
             kept = adapter.activate(args["username"], password)
         except AdapterError as error:

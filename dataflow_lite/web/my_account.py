@@ -151,6 +151,7 @@ def activate(endpoint_id: str):
     if endpoint is None:
         raise DataflowError(404, f"Endpoint {endpoint_id} is not registered on this server.")
     adapter = adapters().for_endpoint(endpoint.adapter, endpoint.options)
+    session.commit()  # a live login may take seconds: hold no database lock during it
     try:
         kept = adapter.activate(request.form.get("username", ""), request.form.get("password", ""))
     except AdapterError as error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -97,6 +98,7 @@ def _environment(login: Login, scratch: Path | None) -> Iterator[dict[str, str]]
     """rsync's environment: English messages, no agent, and the askpass script for a password."""
     environment = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "DISPLAY")}
     environment["LC_ALL"] = "C"
+    environment["RSYNC_OLD_ARGS"] = "1"  # the remote path is quoted by destination()
     if login.password is None:
         yield environment
         return
@@ -118,8 +120,12 @@ def _environment(login: Login, scratch: Path | None) -> Iterator[dict[str, str]]
 
 
 def destination(host: str, username: str, path: str) -> str:
-    """rsync's ``user@host:path`` (IPv6 addresses in brackets)."""
-    return f"{username}@{f'[{host}]' if ':' in host else host}:{path}"
+    """rsync's ``user@host:path`` (IPv6 addresses in brackets).
+
+    The remote shell reads the path: it is quoted here, and rsync is told not to escape it again
+    (``RSYNC_OLD_ARGS``), so a file named ``a;b`` or ``d*`` lands under exactly that name.
+    """
+    return f"{username}@{f'[{host}]' if ':' in host else host}:{shlex.quote(path)}"
 
 
 class RsyncUnavailable(Exception):
