@@ -225,6 +225,7 @@ def endpoints():
             session.commit()
             return _back(".endpoints", f"Endpoint {name} is added.")
     rows = session.exec(select(Endpoint).order_by(col(Endpoint.created_at))).all()
+    session.commit()  # the live checks may take seconds: hold no database lock during them
     checks = {row.id: _checks(row) for row in rows}
     page = render_template(
         "admin/endpoints.html", endpoints=rows, checks=checks, error=error, form=request.form
