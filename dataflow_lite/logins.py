@@ -14,6 +14,8 @@ again, so a deactivated user is out at once.
 from __future__ import annotations
 
 import abc
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -36,6 +38,7 @@ ADDRESS_FAILURES = 20
 THROTTLE_WINDOW = timedelta(minutes=15)
 SESSION_USER = "user_id"
 SESSION_METHOD = "login_method"
+SESSION_PASSWORD = "password_fingerprint"
 
 _hasher = PasswordHasher()
 # Checked when the username is unknown, so that a wrong name takes as long as a wrong password.
@@ -172,6 +175,7 @@ def start_session(user: User) -> None:
     cookie.clear()
     cookie.permanent = True
     cookie[SESSION_USER] = user.id
+    cookie[SESSION_PASSWORD] = password_fingerprint(user)
     cookie[SESSION_METHOD] = g.get("login_method", LocalPasswords.name)
 
 
@@ -180,10 +184,25 @@ def end_session() -> None:
     cookie.clear()
 
 
+def password_fingerprint(user: User) -> str:
+    """A short digest of the user's password hash: a new password voids older sessions."""
+    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
+
+
 def session_user() -> User | None:
-    """The active user logged in to this request's session, or None."""
+    """The active user logged in to this request's session, or None.
+
+    A session from before the user's password last changed is over.
+    """
     if "session_user" not in g:
         user_id = cookie.get(SESSION_USER)
         user = get_session().get(User, user_id) if isinstance(user_id, int) else None
-        g.session_user = user if user is not None and user.is_active else None
+        current = (
+            user is not None
+            and user.is_active
+            and hmac.compare_digest(
+                str(cookie.get(SESSION_PASSWORD, "")), password_fingerprint(user)
+            )
+        )
+        g.session_user = user if current else None
     return g.session_user

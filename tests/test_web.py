@@ -141,6 +141,18 @@ def test_a_deactivated_user_cannot_log_in_and_is_logged_out(cli, app, admin):
     assert "This account is deactivated: ask an administrator." in text_of(response)
 
 
+def test_a_new_password_ends_older_sessions(cli, app):
+    add_user(cli, "ada")
+    before = app.test_client()
+    assert log_in(before, "ada").status_code == 302
+    assert before.get("/datasets").status_code == 200
+    cli("user", "password", "ada", input="a brand new password\n")
+    assert before.get("/datasets").status_code == 302  # sent back to log in
+    after = app.test_client()
+    assert log_in(after, "ada", "a brand new password").status_code == 302
+    assert after.get("/datasets").status_code == 200
+
+
 def test_logging_out_ends_the_session(ada):
     response = ada.post("/logout", data={"csrf_token": token(ada, "/datasets")})
     assert "You are logged out." in text_of(ada.get(response.headers["Location"]))
