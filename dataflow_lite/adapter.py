@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import errno
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
@@ -200,6 +201,15 @@ class TransferAdapter(abc.ABC):
     @abc.abstractmethod
     def locate(self, target: PurePosixPath) -> str:
         """Where ``target`` is, in words a user can follow (a path, a URL)."""
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the names in directory ``path`` durable (after creating or renaming a file there)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def discover_adapters() -> dict[str, type[TransferAdapter]]:

@@ -29,17 +29,21 @@ from .uploads import StagedUpload
 T = TypeVar("T")
 
 
+#: Instrument 0: datasets that name no instrument.
+UNTITLED_INSTRUMENT_NAME = "Untitled instrument"
+
 # SQLite integers are 64-bit: a larger id names nothing (and must not reach the driver).
 MAX_ID = 2**63 - 1
 
 
-def _get(session: Session, model: type[T], ident: int) -> T | None:
+def find(session: Session, model: type[T], ident: int) -> T | None:
+    """The row of ``model`` with id ``ident``, or None (also for ids SQLite cannot hold)."""
     return session.get(model, ident) if 0 < ident <= MAX_ID else None
 
 
 def get_instrument(session: Session, instrument_id: int) -> Instrument:
     """The instrument with ``instrument_id``, or 404."""
-    instrument = _get(session, Instrument, instrument_id)
+    instrument = find(session, Instrument, instrument_id)
     if instrument is None:
         raise DataflowError(404, f"instrument {instrument_id} not found")
     return instrument
@@ -58,7 +62,7 @@ def instrument_fields(session: Session, instrument_id: int | None) -> Sequence[M
 
 def get_dataset(session: Session, user: User, dataset_id: int) -> Dataset:
     """The dataset ``dataset_id`` if ``user`` may see it, else 404 (others' stay hidden)."""
-    dataset = _get(session, Dataset, dataset_id)
+    dataset = find(session, Dataset, dataset_id)
     if dataset is None or not (user.is_admin or dataset.creator_id == user.id):
         raise DataflowError(404, f"dataset {dataset_id} not found")
     return dataset
@@ -206,9 +210,7 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
         "dataset": {
             "id": dataset.id,
             "name": dataset.name,
-            "creator": {"id": creator.id, "name": creator.name or creator.username}
-            if creator
-            else None,
+            "creator": {"id": creator.id, "name": creator.display_name} if creator else None,
             "instrument": {"id": instrument.id, "name": instrument.name} if instrument else None,
             "created_at": dataset.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "metadata": metadata.nest((value.field_name, value.value) for value in values),

@@ -127,6 +127,14 @@ def init(ctx: click.Context) -> None:
     click.echo(f"instance ready in {_init(ctx).instance_path}", err=True)
 
 
+def _password_hash_from_stdin() -> str:
+    """The hash of a password read from one line of stdin, once it passes the rules."""
+    try:
+        return hash_password(check_new_password(sys.stdin.readline().rstrip("\r\n")))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+
+
 @main.group()
 def user() -> None:
     """Manage users."""
@@ -144,13 +152,7 @@ def user_add(
     ctx: click.Context, username: str, name: str, admin: bool, password_stdin: bool
 ) -> None:
     """Add a user."""
-    password_hash = None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        try:
-            password_hash = hash_password(check_new_password(password))
-        except ValueError as error:
-            raise click.ClickException(str(error)) from error
+    password_hash = _password_hash_from_stdin() if password_stdin else None
     with _session(ctx) as session:
         if session.exec(select(User).where(User.username == username)).first():
             raise click.ClickException(f"user {username!r} exists already")
@@ -165,11 +167,7 @@ def user_add(
 @click.pass_context
 def user_password(ctx: click.Context, username: str) -> None:
     """Set USERNAME's web login password from one line of stdin."""
-    password = sys.stdin.readline().rstrip("\r\n")
-    try:
-        password_hash = hash_password(check_new_password(password))
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
+    password_hash = _password_hash_from_stdin()
     with _session(ctx) as session:
         _user(session, username).password_hash = password_hash
     click.echo(f"password of {username!r} set", err=True)

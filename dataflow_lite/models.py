@@ -23,6 +23,12 @@ class User(SQLModel, table=True):
     is_admin: bool = False
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def display_name(self) -> str:
+        """The full name, or the username when there is none (DataFlow's ``creator.name``)."""
+        return self.name or self.username
+
     #: An argon2 hash for logging in to the web pages; None: no local password (API keys only).
     password_hash: str | None = None
 

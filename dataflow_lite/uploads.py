@@ -24,6 +24,8 @@ from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityToo
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
+from .adapter import fsync_directory
+
 CHUNK = 1 << 20
 FILE_PART = "file"
 
@@ -136,14 +138,6 @@ class DirectWriter:
         self.buffer.close()
 
 
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _set_direct(fd: int, on: bool) -> bool:
     """Turn O_DIRECT on or off for ``fd``; return whether it is on."""
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -171,7 +165,7 @@ def _staged_file(staging_dir: Path) -> Iterator[tuple[DirectWriter, Path]]:
         writer = DirectWriter(fd)
         yield writer, path
         writer.close()
-        _fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
+        fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
     except BaseException:
         if writer is not None and not writer.buffer.closed:
             writer.buffer.close()

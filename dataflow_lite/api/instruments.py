@@ -14,7 +14,12 @@ from .schemas import InstrumentDetailSchema, InstrumentSchema
 blp = Blueprint("instruments", __name__, description="Instruments and their metadata forms.")
 
 
-UNTITLED = {"id": 0, "name": "Untitled instrument", "description": "", "instrument_type": None}
+UNTITLED = {
+    "id": 0,
+    "name": catalog.UNTITLED_INSTRUMENT_NAME,
+    "description": "",
+    "instrument_type": None,
+}
 
 
 @blp.route("/instruments")

@@ -8,6 +8,7 @@ from sqlmodel import col, select
 
 from ..adapter import DONE, FAILED, QUEUED, RUNNING, VERIFYING
 from ..auth import current_user
+from ..catalog import find
 from ..db import get_session
 from ..errors import DataflowError
 from ..models import Transfer
@@ -46,7 +47,7 @@ class TransferArgs(ma.Schema):
 def get_transfer(transfer_id: int) -> Transfer:
     """The transfer if the user may see it (theirs, or any for an admin), else 404."""
     user = current_user()
-    transfer = get_session().get(Transfer, transfer_id) if 0 < transfer_id < 2**63 else None
+    transfer = find(get_session(), Transfer, transfer_id)
     if transfer is None or not (user.is_admin or transfer.user_id == user.id):
         raise DataflowError(404, f"transfer {transfer_id} not found")
     return transfer

@@ -52,9 +52,7 @@ def dataset_view(session: Session, dataset: Dataset) -> dict[str, Any]:
         "id": dataset.id,
         "created_at": dataset.created_at,
         "name": dataset.name,
-        "creator": {"id": creator.id, "name": creator.name or creator.username}
-        if creator
-        else None,
+        "creator": {"id": creator.id, "name": creator.display_name} if creator else None,
         "dataset_files": [
             {**entry.model_dump(), "transfer_state": states.get(entry.id)}  # type: ignore[arg-type]
             for entry in catalog.dataset_files(session, dataset.id)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ def _back(endpoint: str, message: str, category: str = "success", **values: Any)
 
 
 def _get(session: Session, model: type, ident: int, what: str) -> Any:
-    row = session.get(model, ident) if ident < 2**63 else None  # SQLite ids are 64-bit
+    row = catalog.find(session, model, ident)
     if row is None:
         raise DataflowError(404, f"There is no {what} {ident}.")
     return row

@@ -23,7 +23,7 @@ from .pages import current_user, login_required
 bp = Blueprint("dataset_pages", __name__, template_folder="templates")
 
 MAX_NAME = 1000
-UNTITLED = "Untitled instrument"
+UNTITLED = catalog.UNTITLED_INSTRUMENT_NAME
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def new():
     """The wizard: choose an instrument, then fill in its metadata form and name the dataset."""
     session = get_session()
     choice = request.args.get("instrument", "")
-    if not choice.isdigit() or int(choice) >= 2**63:
+    if not choice.isdigit() or int(choice) > catalog.MAX_ID:
         return render_template(
             "dataset_pages/choose_instrument.html", instruments=_instruments(session)
         )

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from .. import api_keys, credentials, user_settings
 from ..adapter import ACTIVATION_FAILED, ALREADY_ACTIVATED, AUTO_ACTIVATED, Activation, AdapterError
 from ..api.views import adapters
+from ..catalog import find
 from ..db import get_session
 from ..errors import DataflowError
 from ..instance_keys import PasswordCipher
@@ -113,7 +114,7 @@ def create_key():
 def revoke_key(key_id: int):
     """Revoke one of my keys."""
     session = get_session()
-    row = session.get(ApiKey, key_id) if key_id < 2**63 else None
+    row = find(session, ApiKey, key_id)
     if row is None or row.user_id != current_user().id:
         raise DataflowError(404, f"You have no API key {key_id}.")
     if row.revoked_at is None:

@@ -28,17 +28,10 @@ from dataflow_lite.adapter import (
     TransferAdapter,
     TransferJob,
     TransferStatus,
+    fsync_directory,
 )
 
 CHUNK = 1 << 20
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _adapter_error(what: str, error: OSError) -> AdapterError:
@@ -157,7 +150,7 @@ class LocalAdapter(TransferAdapter):
                 raise DestinationExists(job.target) from None
             finally:
                 os.unlink(temporary)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
         return how
 
     def status(self, job: TransferJob, handle: str) -> TransferStatus:
@@ -193,7 +186,7 @@ class LocalAdapter(TransferAdapter):
             if os.path.exists(temporary):
                 os.unlink(temporary)
             raise
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
 
     def locate(self, target: PurePosixPath) -> str:
         return str(self._path(target))
