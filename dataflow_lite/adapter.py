@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-from .settings import Setting
+from dataflow_lite.settings import Setting
 
 ENTRY_POINT_GROUP = "dataflow_lite.adapters"
 

@@ -8,11 +8,12 @@ from typing import Any
 
 from flask import Flask
 
-from . import __version__, db
-from .adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
-from .instance_keys import PasswordCipher, instance_secret_key
-from .settings import ENV_PREFIX, load_settings
-from .transfers import TransferQueue
+from dataflow_lite import __version__
+from dataflow_lite.adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
+from dataflow_lite.settings import ENV_PREFIX, load_settings
+from dataflow_lite.store import db
+from dataflow_lite.store.instance_keys import PasswordCipher, instance_secret_key
+from dataflow_lite.transfers.queue import TransferQueue
 
 
 def instance_path_from_environment() -> Path:
@@ -65,8 +66,8 @@ def create_app(
         settings,
     )
 
-    from . import web
-    from .api import register_api
+    from dataflow_lite import web
+    from dataflow_lite.api import register_api
 
     register_api(app)
     web.init_app(app)

@@ -18,7 +18,7 @@ import requests
 from click.testing import CliRunner
 
 from dataflow_lite import create_app
-from dataflow_lite.cli import main
+from dataflow_lite.cli.base import main
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -15,7 +15,7 @@ import requests
 from ordflow import API
 
 from dataflow_lite.adapter import discover_adapters
-from dataflow_lite.cli import _gunicorn_command
+from dataflow_lite.cli.base import _gunicorn_command
 
 from .conftest import free_port
 

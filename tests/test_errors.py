@@ -23,7 +23,7 @@ from itsdangerous import URLSafeSerializer
 from werkzeug.http import HTTP_STATUS_CODES
 
 from dataflow_lite import create_app
-from dataflow_lite.api_keys import SALT
+from dataflow_lite.store.api_keys import SALT
 
 API = "/api/v1"
 UPLOAD = f"{API}/dataset-file-upload"

@@ -6,8 +6,8 @@ import flask_smorest
 from flask import Flask
 from webargs.flaskparser import FlaskParser
 
-from ..auth import require_api_key
-from ..errors import Api
+from dataflow_lite.api.auth import require_api_key
+from dataflow_lite.api.errors import Api
 
 
 class Parser(FlaskParser):
@@ -28,7 +28,7 @@ class Blueprint(flask_smorest.Blueprint):
 
 def register_api(app: Flask) -> Api:
     """Register every API blueprint on ``app``, with the one error handler."""
-    from . import (
+    from dataflow_lite.api import (
         dataset_files,
         datasets,
         instruments,

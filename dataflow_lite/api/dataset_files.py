@@ -6,15 +6,20 @@ from flask import current_app, request
 from flask.views import MethodView
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import catalog, layout, search
-from ..auth import current_user
-from ..db import get_session
-from ..errors import DataflowError
-from ..uploads import MalformedUpload, StagedUpload, stage_upload
-from . import Blueprint
-from .datasets import page_size
-from .schemas import FileSchema, FileSearchArgs, UploadedFileSchema, search_page_schema
-from .views import endpoint_adapter, transfers
+from dataflow_lite.api import Blueprint
+from dataflow_lite.api.auth import current_user
+from dataflow_lite.api.datasets import page_size
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.schemas import (
+    FileSchema,
+    FileSearchArgs,
+    UploadedFileSchema,
+    search_page_schema,
+)
+from dataflow_lite.api.uploads import MalformedUpload, StagedUpload, stage_upload
+from dataflow_lite.api.views import endpoint_adapter, transfers
+from dataflow_lite.store import catalog, layout, search
+from dataflow_lite.store.db import get_session
 
 blp = Blueprint("dataset_files", __name__, description="Upload and find a dataset's files.")
 

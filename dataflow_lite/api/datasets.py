@@ -6,13 +6,20 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
-from .. import catalog, search, user_settings
-from ..auth import current_user
-from ..db import get_session
-from ..errors import DataflowError
-from . import Blueprint
-from .schemas import DatasetSchema, SearchArgs, json_value, search_page_schema, utf8_text
-from .views import dataset_view, transfers
+from dataflow_lite.api import Blueprint
+from dataflow_lite.api.auth import current_user
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.schemas import (
+    DatasetSchema,
+    SearchArgs,
+    json_value,
+    search_page_schema,
+    utf8_text,
+)
+from dataflow_lite.api.views import dataset_view, transfers
+from dataflow_lite.services import user_settings
+from dataflow_lite.store import catalog, search
+from dataflow_lite.store.db import get_session
 
 blp = Blueprint("datasets", __name__, description="Datasets: a measurement's files and metadata.")
 

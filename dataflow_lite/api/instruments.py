@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlmodel import col, select
 
-from .. import catalog
-from ..db import get_session
-from ..models import Instrument
-from . import Blueprint
-from .schemas import InstrumentDetailSchema, InstrumentSchema
+from dataflow_lite.api import Blueprint
+from dataflow_lite.api.schemas import InstrumentDetailSchema, InstrumentSchema
+from dataflow_lite.store import catalog
+from dataflow_lite.store.db import get_session
+from dataflow_lite.store.models import Instrument
 
 blp = Blueprint("instruments", __name__, description="Instruments and their metadata forms.")
 

@@ -6,8 +6,8 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
-from . import Blueprint
-from .schemas import utf8_text
+from dataflow_lite.api import Blueprint
+from dataflow_lite.api.schemas import utf8_text
 
 blp = Blueprint("passwords", __name__, description="Encrypt a password for endpoint activation.")
 

@@ -6,15 +6,15 @@ import marshmallow as ma
 from flask.views import MethodView
 from sqlmodel import col, select
 
-from ..adapter import DONE, FAILED, QUEUED, RUNNING, VERIFYING
-from ..auth import current_user
-from ..catalog import find
-from ..db import get_session
-from ..errors import DataflowError
-from ..models import Transfer
-from . import Blueprint
-from .schemas import MAX_INT
-from .views import transfers
+from dataflow_lite.adapter import DONE, FAILED, QUEUED, RUNNING, VERIFYING
+from dataflow_lite.api import Blueprint
+from dataflow_lite.api.auth import current_user
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.schemas import MAX_INT
+from dataflow_lite.api.views import transfers
+from dataflow_lite.store.catalog import find
+from dataflow_lite.store.db import get_session
+from dataflow_lite.store.models import Transfer
 
 blp = Blueprint("transfers", __name__, description="The transfer queue: each file's move.")
 

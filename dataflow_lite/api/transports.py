@@ -11,15 +11,16 @@ import marshmallow as ma
 from flask import current_app, request
 from flask.views import MethodView
 
-from .. import credentials, user_settings
-from ..adapter import ALREADY_ACTIVATED, Activation, AdapterError
-from ..auth import current_user
-from ..db import get_session
-from ..errors import DataflowError
-from ..instance_keys import PasswordCipher
-from ..models import Endpoint
-from . import Blueprint
-from .views import adapters
+from dataflow_lite.adapter import ALREADY_ACTIVATED, Activation, AdapterError
+from dataflow_lite.api import Blueprint
+from dataflow_lite.api.auth import current_user
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.views import adapters
+from dataflow_lite.services import user_settings
+from dataflow_lite.store import credentials
+from dataflow_lite.store.db import get_session
+from dataflow_lite.store.instance_keys import PasswordCipher
+from dataflow_lite.store.models import Endpoint
 
 blp = Blueprint("transports", __name__, description="Endpoint activation, per adapter.")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 
-from .. import user_settings
-from ..auth import current_user
-from ..db import get_session
-from . import Blueprint
-from .views import adapters
+from dataflow_lite.api import Blueprint
+from dataflow_lite.api.auth import current_user
+from dataflow_lite.api.views import adapters
+from dataflow_lite.services import user_settings
+from dataflow_lite.store.db import get_session
 
 blp = Blueprint("user_settings", __name__, description="The user's destination and transport.")
 

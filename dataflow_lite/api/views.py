@@ -7,11 +7,11 @@ from typing import Any
 from flask import current_app
 from sqlmodel import Session, col, select
 
-from .. import catalog, layout
-from ..adapter import Adapters, TransferAdapter
-from ..metadata import wire_value
-from ..models import Dataset, Endpoint, Instrument, MetadataField, Transfer, User
-from ..transfers import TransferQueue
+from dataflow_lite.adapter import Adapters, TransferAdapter
+from dataflow_lite.store import catalog, layout
+from dataflow_lite.store.metadata import wire_value
+from dataflow_lite.store.models import Dataset, Endpoint, Instrument, MetadataField, Transfer, User
+from dataflow_lite.transfers.queue import TransferQueue
 
 
 def adapters() -> Adapters:

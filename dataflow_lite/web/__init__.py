@@ -13,10 +13,10 @@ from datetime import timedelta
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from ..api import Blueprint as ApiBlueprint
-from ..errors import PAGE_ERROR_HANDLER
-from ..logins import LocalPasswords
-from . import accounts, admin, dataset_pages, docs, my_account, pages
+from dataflow_lite.api import Blueprint as ApiBlueprint
+from dataflow_lite.api.errors import PAGE_ERROR_HANDLER
+from dataflow_lite.services.logins import LocalPasswords
+from dataflow_lite.web import accounts, admin, dataset_pages, docs, my_account, pages
 
 # A session lasts this long after the last page or upload request (the cookie is refreshed).
 SESSION_LIFETIME = timedelta(hours=12)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from ..db import get_session
-from ..logins import LoginRefused, attempt_login, end_session, session_user, start_session
-from .pages import safe_next
+from dataflow_lite.services.logins import (
+    LoginRefused,
+    attempt_login,
+    end_session,
+    session_user,
+    start_session,
+)
+from dataflow_lite.store.db import get_session
+from dataflow_lite.web.pages import safe_next
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
 

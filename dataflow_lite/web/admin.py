@@ -8,16 +8,24 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlmodel import Session, col, select
 
-from .. import catalog
-from ..adapter import FAILED, Check
-from ..api.views import adapters, transfers
-from ..db import get_session
-from ..errors import DataflowError
-from ..logins import check_new_password, hash_password
-from ..metadata import FIELD_TYPES
-from ..models import Dataset, DatasetFile, Endpoint, Instrument, MetadataField, Transfer, User
-from . import instrument_forms
-from .pages import admin_required, current_user
+from dataflow_lite.adapter import FAILED, Check
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.views import adapters, transfers
+from dataflow_lite.services.logins import check_new_password, hash_password
+from dataflow_lite.store import catalog
+from dataflow_lite.store.db import get_session
+from dataflow_lite.store.metadata import FIELD_TYPES
+from dataflow_lite.store.models import (
+    Dataset,
+    DatasetFile,
+    Endpoint,
+    Instrument,
+    MetadataField,
+    Transfer,
+    User,
+)
+from dataflow_lite.web import instrument_forms
+from dataflow_lite.web.pages import admin_required, current_user
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 

@@ -12,13 +12,14 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from .. import catalog, metadata, search, user_settings
-from ..api.views import dataset_view, transfers
-from ..db import get_session
-from ..errors import DataflowError
-from ..models import DatasetFile, Instrument, MetadataField, Transfer
-from . import wizard
-from .pages import current_user, login_required
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.views import dataset_view, transfers
+from dataflow_lite.services import user_settings
+from dataflow_lite.store import catalog, metadata, search
+from dataflow_lite.store.db import get_session
+from dataflow_lite.store.models import DatasetFile, Instrument, MetadataField, Transfer
+from dataflow_lite.web import wizard
+from dataflow_lite.web.pages import current_user, login_required
 
 bp = Blueprint("dataset_pages", __name__, template_folder="templates")
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from .. import catalog
-from ..metadata import FIELD_TYPES, wire_value
-from ..models import Instrument, MetadataField
-from .wizard import typed_value
+from dataflow_lite.store import catalog
+from dataflow_lite.store.metadata import FIELD_TYPES, wire_value
+from dataflow_lite.store.models import Instrument, MetadataField
+from dataflow_lite.web.wizard import typed_value
 
 MAX_FIELD_NAME = 255
 EXPECTED = {

@@ -10,15 +10,22 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask import session as cookie
 from sqlmodel import Session, col, select
 
-from .. import api_keys, credentials, user_settings
-from ..adapter import ACTIVATION_FAILED, ALREADY_ACTIVATED, AUTO_ACTIVATED, Activation, AdapterError
-from ..api.views import adapters
-from ..catalog import find
-from ..db import get_session
-from ..errors import DataflowError
-from ..instance_keys import PasswordCipher
-from ..models import ApiKey, Endpoint, User, utcnow
-from .pages import current_user, login_required
+from dataflow_lite.adapter import (
+    ACTIVATION_FAILED,
+    ALREADY_ACTIVATED,
+    AUTO_ACTIVATED,
+    Activation,
+    AdapterError,
+)
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.views import adapters
+from dataflow_lite.services import user_settings
+from dataflow_lite.store import api_keys, credentials
+from dataflow_lite.store.catalog import find
+from dataflow_lite.store.db import get_session
+from dataflow_lite.store.instance_keys import PasswordCipher
+from dataflow_lite.store.models import ApiKey, Endpoint, User, utcnow
+from dataflow_lite.web.pages import current_user, login_required
 
 bp = Blueprint("my_account", __name__, url_prefix="/account", template_folder="templates")
 

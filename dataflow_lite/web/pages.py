@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__
-from ..errors import API_PATH, DataflowError
-from ..logins import session_user
-from ..models import User
+from dataflow_lite import __version__
+from dataflow_lite.api.errors import API_PATH, DataflowError
+from dataflow_lite.services.logins import session_user
+from dataflow_lite.store.models import User
 
 bp = Blueprint(
     "web",

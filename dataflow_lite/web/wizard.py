@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from ..metadata import SEPARATOR, wire_value
-from ..models import Dataset, MetadataField, MetadataValue, User
+from dataflow_lite.store.metadata import SEPARATOR, wire_value
+from dataflow_lite.store.models import Dataset, MetadataField, MetadataValue, User
 
 EXTRA_NAME, EXTRA_VALUE = "extra_name", "extra_value"
 BLANK_EXTRA_ROWS = 3

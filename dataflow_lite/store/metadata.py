@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .models import MetadataField
+from dataflow_lite.store.models import MetadataField
 
 SEPARATOR = "-"
 FIELD_TYPES = ("string", "number", "integer", "boolean")

@@ -26,8 +26,8 @@ from flask import current_app, g
 from flask import session as cookie
 from sqlmodel import Session, select
 
-from .db import get_session
-from .models import LoginThrottle, User, utcnow
+from dataflow_lite.store.db import get_session
+from dataflow_lite.store.models import LoginThrottle, User, utcnow
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
-from .db import SEARCH_TABLE
-from .models import Dataset, DatasetFile, MetadataValue, User
+from dataflow_lite.store.db import SEARCH_TABLE
+from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue, User
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

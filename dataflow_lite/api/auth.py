@@ -8,11 +8,11 @@ from flask import current_app, g, request
 from flask_wtf.csrf import ValidationError, validate_csrf
 from sqlalchemy import update
 
-from .api_keys import KeyRejected, verify_key
-from .db import get_session
-from .errors import DataflowError
-from .logins import session_user
-from .models import ApiKey, User, utcnow
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.services.logins import session_user
+from dataflow_lite.store.api_keys import KeyRejected, verify_key
+from dataflow_lite.store.db import get_session
+from dataflow_lite.store.models import ApiKey, User, utcnow
 
 # last_used_at is written at most this often per key, so reads stay reads.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

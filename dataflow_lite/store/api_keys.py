@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import Session
 
-from .models import ApiKey, User, utcnow
+from dataflow_lite.store.models import ApiKey, User, utcnow
 
 SALT = "dataflow-lite.api-key"
 

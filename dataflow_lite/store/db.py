@@ -16,7 +16,7 @@ from flask import Flask, g, request
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session, SQLModel, create_engine
 
-from . import models  # noqa: F401  (registers the tables)
+from dataflow_lite.store import models  # noqa: F401  (registers the tables)
 
 SEARCH_TABLE = "dataset_text"
 

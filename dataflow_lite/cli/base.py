@@ -21,13 +21,13 @@ import click
 from flask import Flask
 from sqlmodel import Session, col, select
 
-from . import api_keys, db
-from .app import create_app
-from .logins import check_new_password, hash_password
-from .metadata import FIELD_TYPES
-from .models import ApiKey, Endpoint, Instrument, MetadataField, User, utcnow
-from .settings import ConfigError
-from .supervisor import supervise
+from dataflow_lite.app import create_app
+from dataflow_lite.cli.supervisor import supervise
+from dataflow_lite.services.logins import check_new_password, hash_password
+from dataflow_lite.settings import ConfigError
+from dataflow_lite.store import api_keys, db
+from dataflow_lite.store.metadata import FIELD_TYPES
+from dataflow_lite.store.models import ApiKey, Endpoint, Instrument, MetadataField, User, utcnow
 
 DEFAULT_ENDPOINT = "local"
 DEFAULT_BIND = "127.0.0.1:8000"
@@ -306,7 +306,7 @@ def instrument_field(
 
 
 def _gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
-    wsgi = Path(__file__).resolve().parent.parent / "wsgi.py"
+    wsgi = Path(__file__).resolve().parents[2] / "wsgi.py"
     target = (
         ["--chdir", str(wsgi.parent), "wsgi:app"]
         if wsgi.exists()
@@ -423,7 +423,3 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
     )
     click.echo("=" * min(width, 72))
     ctx.invoke(serve, bind=bind, workers=2, timeout=30, no_transfer_worker=False)
-
-
-# The commands about where files go live beside these ones.
-from . import cli_transfers  # noqa: E402,F401

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from .adapter import Adapters
-from .errors import DataflowError
-from .models import Endpoint, User, UserSetting
+from dataflow_lite.adapter import Adapters
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.store.models import Endpoint, User, UserSetting
 
 DESTINATION = "globus.destination_endpoint"
 PROTOCOL = "transport.protocol"

@@ -25,8 +25,7 @@ from huey import SqliteHuey, crontab
 from sqlalchemy import Engine, and_, or_, update
 from sqlmodel import Session, col, select
 
-from . import credentials, layout
-from .adapter import (
+from dataflow_lite.adapter import (
     DONE,
     FAILED,
     QUEUED,
@@ -36,10 +35,11 @@ from .adapter import (
     Adapters,
     TransferJob,
 )
-from .catalog import metadata_json
-from .db import session_scope
-from .instance_keys import PasswordCipher
-from .models import Dataset, DatasetFile, Endpoint, Transfer, utcnow
+from dataflow_lite.store import credentials, layout
+from dataflow_lite.store.catalog import metadata_json
+from dataflow_lite.store.db import session_scope
+from dataflow_lite.store.instance_keys import PasswordCipher
+from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
-from . import layout, metadata, search
-from .errors import DataflowError
-from .models import (
+from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.uploads import StagedUpload
+from dataflow_lite.store import layout, metadata, search
+from dataflow_lite.store.models import (
     Dataset,
     DatasetFile,
     Endpoint,
@@ -24,7 +25,6 @@ from .models import (
     MetadataValue,
     User,
 )
-from .uploads import StagedUpload
 
 T = TypeVar("T")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from .adapter import Credentials
-from .instance_keys import PasswordCipher
-from .models import EndpointCredential
+from dataflow_lite.adapter import Credentials
+from dataflow_lite.store.instance_keys import PasswordCipher
+from dataflow_lite.store.models import EndpointCredential
 
 
 def store(

@@ -24,7 +24,7 @@ from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityToo
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from .adapter import fsync_directory
+from dataflow_lite.adapter import fsync_directory
 
 CHUNK = 1 << 20
 FILE_PART = "file"

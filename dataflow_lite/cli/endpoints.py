@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 from sqlmodel import col, select
 
-from .adapter import FAILED
-from .cli import _add_endpoint, _app, _echo_json, _session, _user, main
-from .credentials import load as load_credentials
-from .models import Endpoint, Transfer
+from dataflow_lite.adapter import FAILED
+from dataflow_lite.cli.base import _add_endpoint, _app, _echo_json, _session, _user, main
+from dataflow_lite.store.credentials import load as load_credentials
+from dataflow_lite.store.models import Endpoint, Transfer
 
 
 @main.group()

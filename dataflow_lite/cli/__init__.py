@@ -1,0 +1,6 @@
+"""The ``dataflow-lite`` command, one module per group of commands."""
+
+from dataflow_lite.cli import endpoints  # noqa: F401  (registers its commands on main)
+from dataflow_lite.cli.base import main
+
+__all__ = ["main"]

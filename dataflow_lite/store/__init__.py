@@ -1,0 +1,1 @@
+"""The catalog and where files land: tables, the database, migrations, queries."""

@@ -1,0 +1,1 @@
+"""The durable transfer queue that moves staged files to their endpoints."""
