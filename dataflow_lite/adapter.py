@@ -268,3 +268,13 @@ class Adapters:
             if name.startswith(prefix)
         }
         return adapter_class(options, replace(self.context, settings=own))
+
+    def locate(self, endpoint: Any, target: PurePosixPath) -> str:
+        """Where ``target`` is on ``endpoint`` (a row with ``adapter`` and ``options``), in words.
+
+        An endpoint whose adapter is no longer installed still has a name to show.
+        """
+        try:
+            return self.for_endpoint(endpoint.adapter, endpoint.options).locate(target)
+        except LookupError:
+            return f"{target} on {endpoint.name} (adapter {endpoint.adapter!r} is not installed)"

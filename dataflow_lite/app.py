@@ -1,24 +1,16 @@
-"""The application factory."""
+"""The application factory, and the runtime the HTTP faces hand to the services."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 
-from dataflow_lite import __version__
-from dataflow_lite.adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
-from dataflow_lite.settings import ENV_PREFIX, load_settings
-from dataflow_lite.store import db
-from dataflow_lite.store.instance_keys import PasswordCipher, instance_secret_key
-from dataflow_lite.transfers.queue import TransferQueue
+from dataflow_lite import __version__, bootstrap
+from dataflow_lite.bootstrap import Runtime
 
-
-def instance_path_from_environment() -> Path:
-    """The instance folder: ``$DATAFLOW_LITE_INSTANCE``, else ``./instance``."""
-    return Path(os.environ.get(ENV_PREFIX + "INSTANCE") or "instance").resolve()
+RUNTIME = "dataflow_lite.runtime"
 
 
 def create_app(
@@ -28,20 +20,12 @@ def create_app(
 
     ``test_config`` overrides settings by name (see :mod:`dataflow_lite.settings`).
     """
-    instance = (instance_path or instance_path_from_environment()).resolve()
-    instance.mkdir(parents=True, exist_ok=True)
-    adapter_classes = discover_adapters()
-    settings = load_settings(
-        instance, overrides=test_config, extra=adapter_settings(adapter_classes)
-    )
-    staging = instance / settings["staging_dir"]
-    staging.mkdir(parents=True, exist_ok=True)
-
-    app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
+    runtime = bootstrap.build(instance_path, test_config)
+    app = Flask(__name__, instance_path=str(runtime.instance), instance_relative_config=True)
     app.config.update(
-        SECRET_KEY=instance_secret_key(instance),
-        MAX_CONTENT_LENGTH=settings["max_upload_bytes"],
-        DATAFLOW_LITE=settings,
+        SECRET_KEY=runtime.secret_key,
+        MAX_CONTENT_LENGTH=runtime.settings["max_upload_bytes"],
+        DATAFLOW_LITE=runtime.settings,
         API_TITLE="dataflow-lite",
         API_VERSION=__version__,
         OPENAPI_VERSION="3.0.3",
@@ -53,22 +37,20 @@ def create_app(
         },
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["dataflow_lite.password_cipher"] = PasswordCipher(instance)
-    app.extensions["dataflow_lite.adapters"] = Adapters(
-        adapter_classes, AdapterContext(instance, staging, settings)
-    )
-    engine = db.init_app(app, instance / settings["database"], settings["busy_timeout_ms"])
-    app.extensions["dataflow_lite.transfers"] = TransferQueue(
-        engine,
-        app.extensions["dataflow_lite.adapters"],
-        app.extensions["dataflow_lite.password_cipher"],
-        instance / "queue.sqlite3",
-        settings,
-    )
+    app.extensions[RUNTIME] = runtime
 
     from dataflow_lite import web
     from dataflow_lite.api import register_api
 
-    register_api(app)
-    web.init_app(app)
+    api_blueprints = register_api(app)
+    csrf = web.init_app(app)
+    # The API authenticates with bearer keys, or with the session plus its CSRF token in a
+    # header (see dataflow_lite.api.auth): its blueprints need no form token.
+    for blueprint in api_blueprints:
+        csrf.exempt(blueprint)
     return app
+
+
+def runtime() -> Runtime:
+    """The runtime of the app handling the current request."""
+    return current_app.extensions[RUNTIME]

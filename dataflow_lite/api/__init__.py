@@ -26,8 +26,8 @@ class Blueprint(flask_smorest.Blueprint):
         self.before_request(require_api_key)
 
 
-def register_api(app: Flask) -> Api:
-    """Register every API blueprint on ``app``, with the one error handler."""
+def register_api(app: Flask) -> list[Blueprint]:
+    """Register every API blueprint on ``app``, with the one error handler; return them."""
     from dataflow_lite.api import (
         dataset_files,
         datasets,
@@ -39,14 +39,7 @@ def register_api(app: Flask) -> Api:
     )
 
     api = Api(app)
-    for module in (
-        user_settings,
-        instruments,
-        transports,
-        passwords,
-        datasets,
-        dataset_files,
-        transfers,
-    ):
+    modules = (user_settings, instruments, transports, passwords, datasets, dataset_files, transfers)
+    for module in modules:
         api.register_blueprint(module.blp)
-    return api
+    return [module.blp for module in modules]

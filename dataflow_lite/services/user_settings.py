@@ -10,8 +10,11 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from dataflow_lite.adapter import Adapters
-from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services.errors import Conflict, Invalid
+from dataflow_lite.services.identity import Identity
+from dataflow_lite.services.policy import authorize, use_case
+from dataflow_lite.store.db import unit_of_work
 from dataflow_lite.store.models import Endpoint, User, UserSetting
 
 DESTINATION = "globus.destination_endpoint"
@@ -25,20 +28,19 @@ def default_endpoint(session: Session) -> Endpoint:
         select(Endpoint).order_by(col(Endpoint.is_default).desc(), col(Endpoint.created_at))
     ).first()
     if endpoint is None:
-        raise DataflowError(409, "no destination endpoint is registered: run 'dataflow-lite init'")
+        raise Conflict("no destination endpoint is registered: run 'dataflow-lite init'")
     return endpoint
 
 
-def destination_endpoint(session: Session, user: User) -> Endpoint:
+def destination(session: Session, user: User) -> Endpoint:
     """Where ``user``'s next datasets go."""
     chosen = session.get(UserSetting, (user.id, DESTINATION))
     endpoint = session.get(Endpoint, chosen.value) if chosen else None
     return endpoint or default_endpoint(session)
 
 
-def settings_view(session: Session, user: User) -> dict[str, Any]:
-    """The settings in DataFlow's shape."""
-    endpoint = destination_endpoint(session, user)
+def _view(session: Session, user: User) -> dict[str, Any]:
+    endpoint = destination(session, user)
     return {
         "globus": {"destination_endpoint": endpoint.id},
         "transport": {"protocol": endpoint.adapter},
@@ -49,38 +51,50 @@ def _endpoint_list(endpoints: list[Endpoint]) -> list[str]:
     return [f"{endpoint.id} ({endpoint.name}, {endpoint.adapter})" for endpoint in endpoints]
 
 
-def change_setting(
-    session: Session, user: User, adapters: Adapters, setting: str, value: str
-) -> None:
-    """Change one setting, or raise a 400 that lists what is allowed."""
+@use_case("setting.read")
+def get_settings(rt: Runtime, identity: Identity) -> dict[str, Any]:
+    """The user's settings in DataFlow's shape: destination endpoint and transport."""
+    authorize(identity, "setting.read")
+    assert identity.user is not None
+    with unit_of_work(rt.engine, write=False) as work:
+        return _view(work.session, identity.user)
+
+
+@use_case("setting.change")
+def change_setting(rt: Runtime, identity: Identity, setting: str, value: str) -> dict[str, Any]:
+    """Change one setting, or refuse naming what is allowed; answer with all the settings."""
+    authorize(identity, "setting.change")
+    assert identity.user is not None
+    with unit_of_work(rt.engine) as work:
+        _change(work.session, identity.user, rt.adapters.names, setting, value)
+        return _view(work.session, identity.user)
+
+
+def _change(session: Session, user: User, installed: list[str], setting: str, value: str) -> None:
     endpoints = list(session.exec(select(Endpoint).order_by(col(Endpoint.created_at))).all())
     if setting == DESTINATION:
         if session.get(Endpoint, value.strip()) is None:
-            raise DataflowError(
-                400,
+            raise Invalid(
                 f"{value!r} is not a registered destination endpoint",
                 {"value": [f"registered endpoints: {', '.join(_endpoint_list(endpoints))}"]},
             )
         session.merge(UserSetting(user_id=user.id, key=DESTINATION, value=value.strip()))
     elif setting == PROTOCOL:
-        current = destination_endpoint(session, user)
-        if value not in adapters.names:
-            raise DataflowError(
-                400,
+        current = destination(session, user)
+        if value not in installed:
+            raise Invalid(
                 f"transport {value!r} is not installed on this server",
-                {"value": [f"installed transports: {', '.join(adapters.names)}"]},
+                {"value": [f"installed transports: {', '.join(installed)}"]},
             )
         if value != current.adapter:
             of_type = [endpoint for endpoint in endpoints if endpoint.adapter == value]
-            raise DataflowError(
-                400,
+            raise Invalid(
                 f"the destination endpoint {current.id} uses {current.adapter!r}: choose an "
                 f"endpoint of type {value!r} with {DESTINATION} to use {value!r}",
                 {"value": [f"{value} endpoints: {', '.join(_endpoint_list(of_type)) or 'none'}"]},
             )
     else:
-        raise DataflowError(
-            400,
+        raise Invalid(
             f"unknown setting {setting!r}",
             {"setting": [f"known settings: {', '.join(KNOWN)}"]},
         )

@@ -1,18 +1,17 @@
-"""The catalog's database: one engine per app, one session per request.
+"""The catalog's database: the engine, and one unit of work per use case.
 
-SQLite runs in WAL mode with foreign keys on and a busy timeout. Requests that may write open
-their transaction with ``BEGIN IMMEDIATE``, so concurrent gunicorn workers queue for the write
-lock instead of failing with "database is locked" when a read transaction tries to upgrade.
+SQLite runs in WAL mode with foreign keys on and a busy timeout. Units of work that may write
+open their transaction with ``BEGIN IMMEDIATE``, so concurrent gunicorn workers queue for the
+write lock instead of failing with "database is locked" when a read transaction tries to upgrade.
 """
 
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flask import Flask, g, request
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -59,36 +58,44 @@ def create_schema(engine: Engine, lock_path: Path) -> None:
             )
 
 
+class UnitOfWork:
+    """One transaction of a use case: its session, and what to do once it has committed."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the transaction has committed (wake a worker, say); never if not."""
+        self._after_commit.append(action)
+
+
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction commits when the block ends and rolls back on error."""
+def unit_of_work(engine: Engine, *, write: bool = True) -> Iterator[UnitOfWork]:
+    """A transaction that commits when the block ends and rolls back on error.
+
+    Writes take SQLite's write lock at once (``BEGIN IMMEDIATE``), so concurrent writers queue
+    instead of failing; reads (``write=False``) begin deferred and never take it.
+    """
+    if not write:
+        engine = engine.execution_options(sqlite_begin="DEFERRED")
     with Session(engine, expire_on_commit=False) as session:
+        work = UnitOfWork(session)
         with session.begin():
-            yield session
+            yield work
+    for action in work._after_commit:
+        action()
 
 
-def get_session() -> Session:
-    """The current request's session; reads begin deferred, everything else immediate."""
-    if "db_session" not in g:
-        from flask import current_app
-
-        engine: Engine = current_app.extensions["dataflow_lite.engine"]
-        if request.method in ("GET", "HEAD", "OPTIONS"):
-            engine = engine.execution_options(sqlite_begin="DEFERRED")
-        g.db_session = Session(engine, expire_on_commit=False)
-    return g.db_session
+@contextmanager
+def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
+    """A session whose transaction commits when the block ends and rolls back on error."""
+    with unit_of_work(engine, write=write) as work:
+        yield work.session
 
 
-def _close_session(_exc: BaseException | None) -> None:
-    session = g.pop("db_session", None)
-    if session is not None:
-        session.close()
-
-
-def init_app(app: Flask, database: Path, busy_timeout_ms: int) -> Engine:
-    """Open the catalog for ``app``, creating its tables if needed."""
+def open_catalog(database: Path, busy_timeout_ms: int) -> Engine:
+    """The engine of the catalog at ``database``, its tables created if needed."""
     engine = make_engine(database, busy_timeout_ms)
     create_schema(engine, database.with_name(database.name + ".lock"))
-    app.extensions["dataflow_lite.engine"] = engine
-    app.teardown_appcontext(_close_session)
     return engine

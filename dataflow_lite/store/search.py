@@ -17,7 +17,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from dataflow_lite.store.db import SEARCH_TABLE
-from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue, User
+from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -79,11 +79,13 @@ def _page(session: Session, statement: Any, order: Sequence[Any], page: int, per
     return Page(total=total, has_more=page * per_page < total, results=rows)
 
 
-def search_datasets(session: Session, user: User, query: str, page: int, per_page: int) -> Page:
-    """Datasets ``user`` may see that match ``query`` (all when it is empty), newest first."""
+def search_datasets(
+    session: Session, owner_id: int | None, query: str, page: int, per_page: int
+) -> Page:
+    """Datasets of ``owner_id`` (everyone's: None) matching ``query`` (all when empty), newest first."""
     statement = select(Dataset)
-    if not user.is_admin:
-        statement = statement.where(Dataset.creator_id == user.id)
+    if owner_id is not None:
+        statement = statement.where(Dataset.creator_id == owner_id)
     if day := day_range(query):
         statement = statement.where(Dataset.created_at >= day[0], Dataset.created_at < day[1])
     elif query.strip():
@@ -100,12 +102,18 @@ def search_datasets(session: Session, user: User, query: str, page: int, per_pag
 
 
 def search_files(
-    session: Session, user: User, query: str, dataset_id: int | None, page: int, per_page: int
+    session: Session,
+    owner_id: int | None,
+    query: str,
+    dataset_id: int | None,
+    page: int,
+    per_page: int,
 ) -> Page:
-    """Files and directories whose name contains ``query`` (or created on its day)."""
+    """Files and directories of ``owner_id``'s datasets whose name contains ``query`` (or
+    created on its day)."""
     statement = select(DatasetFile).join(Dataset, col(Dataset.id) == DatasetFile.dataset_id)
-    if not user.is_admin:
-        statement = statement.where(Dataset.creator_id == user.id)
+    if owner_id is not None:
+        statement = statement.where(Dataset.creator_id == owner_id)
     if dataset_id is not None:
         statement = statement.where(DatasetFile.dataset_id == dataset_id)
     if day := day_range(query):

@@ -13,7 +13,6 @@ from datetime import timedelta
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from dataflow_lite.api import Blueprint as ApiBlueprint
 from dataflow_lite.api.errors import PAGE_ERROR_HANDLER
 from dataflow_lite.services.logins import LocalPasswords
 from dataflow_lite.web import accounts, admin, dataset_pages, docs, my_account, pages
@@ -22,7 +21,7 @@ from dataflow_lite.web import accounts, admin, dataset_pages, docs, my_account, 
 SESSION_LIFETIME = timedelta(hours=12)
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask) -> CSRFProtect:
     """Register the web pages, CSRF protection and the login methods on ``app``."""
     app.config.update(
         SESSION_COOKIE_NAME="dataflow_lite_session",
@@ -35,9 +34,7 @@ def init_app(app: Flask) -> None:
     # Tried in order; a directory login (LDAP, OpenID Connect) would be appended here.
     app.extensions["dataflow_lite.login_methods"] = [LocalPasswords()]
     csrf = CSRFProtect(app)
-    for blueprint in list(app.blueprints.values()):
-        if isinstance(blueprint, ApiBlueprint):
-            csrf.exempt(blueprint)
     for module in (pages, accounts, my_account, dataset_pages, admin, docs):
         app.register_blueprint(module.bp)
     app.extensions[PAGE_ERROR_HANDLER] = pages.error_page
+    return csrf

@@ -1,0 +1,65 @@
+"""The one place that builds what the services run on: settings, database, adapters, queue.
+
+The web app (``create_app``), the CLI and the transfer worker all start here, so each face gets
+the same catalog, the same adapters and the same queue.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from dataflow_lite.adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
+from dataflow_lite.settings import ENV_PREFIX, load_settings
+from dataflow_lite.store import db
+from dataflow_lite.store.instance_keys import PasswordCipher, instance_secret_key
+from dataflow_lite.transfers.queue import TransferQueue
+
+
+@dataclass
+class Runtime:
+    """What every service function is given first: one instance's catalog and machinery."""
+
+    instance: Path
+    settings: dict[str, Any]
+    engine: Engine
+    adapters: Adapters
+    queue: TransferQueue
+    cipher: PasswordCipher
+    #: Signs API keys (itsdangerous) and the web session cookie.
+    secret_key: bytes
+
+
+def instance_path_from_environment() -> Path:
+    """The instance folder: ``$DATAFLOW_LITE_INSTANCE``, else ``./instance``."""
+    return Path(os.environ.get(ENV_PREFIX + "INSTANCE") or "instance").resolve()
+
+
+def build(instance: Path | None = None, overrides: dict[str, Any] | None = None) -> Runtime:
+    """Open the instance folder (created if missing) and everything the services need.
+
+    ``overrides`` sets settings by name (see :mod:`dataflow_lite.settings`).
+    """
+    instance = (instance or instance_path_from_environment()).resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    adapter_classes = discover_adapters()
+    settings = load_settings(instance, overrides=overrides, extra=adapter_settings(adapter_classes))
+    staging = instance / settings["staging_dir"]
+    staging.mkdir(parents=True, exist_ok=True)
+    cipher = PasswordCipher(instance)
+    adapters = Adapters(adapter_classes, AdapterContext(instance, staging, settings))
+    engine = db.open_catalog(instance / settings["database"], settings["busy_timeout_ms"])
+    queue = TransferQueue(engine, adapters, cipher, instance / "queue.sqlite3", settings)
+    return Runtime(
+        instance=instance,
+        settings=settings,
+        engine=engine,
+        adapters=adapters,
+        queue=queue,
+        cipher=cipher,
+        secret_key=instance_secret_key(instance),
+    )

@@ -1,0 +1,301 @@
+"""Datasets: create one, show one, find them, and add files to them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import user_settings
+from dataflow_lite.services.errors import Conflict, Invalid, NotFound, invalid
+from dataflow_lite.services.identity import Identity
+from dataflow_lite.services.policy import authorize, use_case
+from dataflow_lite.store import catalog, layout, metadata, search
+from dataflow_lite.store.db import UnitOfWork, unit_of_work
+from dataflow_lite.store.metadata import wire_value
+from dataflow_lite.store.models import (
+    Dataset,
+    DatasetFile,
+    Endpoint,
+    Instrument,
+    MetadataField,
+    MetadataValue,
+    Transfer,
+    User,
+)
+
+MAX_NAME = 1000
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """An uploaded file, already written to the staging area and hashed."""
+
+    path: Path
+    filename: str
+    size: int
+    sha256: str
+    content_type: str = ""
+
+
+def _visible(session: Session, identity: Identity, dataset_id: int) -> Dataset:
+    dataset = catalog.find(session, Dataset, dataset_id)
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    authorize(identity, "dataset.read", dataset)
+    return dataset
+
+
+def _check_name(name: str) -> str:
+    if not name.strip():
+        raise invalid("name", "must not be blank", "the dataset name is blank")
+    if len(name) > MAX_NAME:
+        raise invalid("name", f"must be at most {MAX_NAME} characters long")
+    return name
+
+
+def _checked_values(
+    session: Session, instrument: Instrument | None, values: Sequence[tuple[str, Any]]
+) -> dict[str, MetadataField]:
+    fields = catalog.instrument_fields(session, instrument.id if instrument else None)
+    try:
+        return metadata.validate(values, fields)
+    except metadata.InvalidMetadata as error:
+        where = f"the metadata does not fit the form of {instrument.name}" if instrument else (
+            "the metadata is not valid"
+        )
+        messages = {name: [message] for name, message in error.errors.items()}
+        raise Invalid(f"{where}: {error}", messages) from error
+
+
+@use_case("dataset.create")
+def create_dataset(
+    rt: Runtime,
+    identity: Identity,
+    name: str,
+    instrument_id: int | None,
+    values: Sequence[tuple[str, Any]],
+) -> dict[str, Any]:
+    """Create a dataset on the user's destination; its folder and metadata.json follow."""
+    authorize(identity, "dataset.create")
+    assert identity.user is not None
+    _check_name(name)
+    with unit_of_work(rt.engine) as work:
+        session = work.session
+        instrument = None
+        if instrument_id:
+            instrument = catalog.find(session, Instrument, instrument_id)
+            if instrument is None:
+                raise NotFound(f"instrument {instrument_id} not found")
+        fields = _checked_values(session, instrument, values)
+        endpoint = user_settings.destination(session, identity.user)
+        dataset = Dataset(
+            name=name,
+            creator_id=identity.user.id,
+            instrument_id=instrument.id if instrument else None,
+            endpoint_id=endpoint.id,
+            folder="",
+        )
+        session.add(dataset)
+        session.flush()
+        folder = str(
+            layout.dataset_folder(instrument.name if instrument else None, dataset.created_at, name)
+        )
+        taken = session.exec(
+            select(Dataset.id).where(Dataset.endpoint_id == endpoint.id, Dataset.folder == folder)
+        ).first()
+        # Slugs never hold "-": a suffix with one cannot collide with another dataset's folder.
+        dataset.folder = f"{folder}-{dataset.id}" if taken else folder
+        for field_name, value in values:
+            field = fields.get(field_name)
+            session.add(
+                MetadataValue(
+                    dataset_id=dataset.id,
+                    field_name=field_name,
+                    value=value,
+                    metadata_field_id=field.id if field else None,
+                )
+            )
+        session.flush()
+        search.reindex(session, catalog.id_of(dataset))
+        transfer = rt.queue.add(session, dataset, endpoint)
+        _wake_after_commit(rt, work, transfer)
+        return describe(rt, session, dataset)
+
+
+def _wake_after_commit(rt: Runtime, work: UnitOfWork, transfer: Transfer) -> None:
+    transfer_id = catalog.id_of(transfer)
+    work.after_commit(lambda: rt.queue.wake(transfer_id))
+
+
+@use_case("dataset.read")
+def get_dataset(rt: Runtime, identity: Identity, dataset_id: int) -> dict[str, Any]:
+    """One dataset as DataFlow shows it, with its files, metadata and destination."""
+    with unit_of_work(rt.engine, write=False) as work:
+        return describe(rt, work.session, _visible(work.session, identity, dataset_id))
+
+
+def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
+    """A dataset as DataFlow shows it, plus ``created_at`` and where its folder is."""
+    dataset_id = catalog.id_of(dataset)
+    creator = session.get(User, dataset.creator_id)
+    instrument = session.get(Instrument, dataset.instrument_id) if dataset.instrument_id else None
+    endpoint = session.get(Endpoint, dataset.endpoint_id)
+    assert endpoint is not None  # datasets reference endpoints by foreign key
+    states = file_transfers(session, dataset_id)
+    fields = {
+        field.id: field for field in catalog.instrument_fields(session, dataset.instrument_id)
+    }
+    return {
+        "id": dataset.id,
+        "created_at": dataset.created_at,
+        "name": dataset.name,
+        "creator": {"id": creator.id, "name": creator.display_name} if creator else None,
+        "dataset_files": [
+            {
+                **entry.model_dump(),
+                "transfer_state": states[entry.id].state if entry.id in states else None,
+                "transfer_error": states[entry.id].last_error if entry.id in states else None,
+            }
+            for entry in catalog.dataset_files(session, dataset_id)
+        ],
+        "instrument": instrument,
+        "metadata_field_values": [
+            {
+                "id": value.id,
+                "field_value": wire_value(value.value),
+                "field_name": value.field_name,
+                "metadata_field": fields.get(value.metadata_field_id),
+                "value": value.value,
+            }
+            for value in catalog.dataset_values(session, dataset_id)
+        ],
+        "destination": rt.adapters.locate(endpoint, PurePosixPath(dataset.folder)),
+        "folder": dataset.folder,
+    }
+
+
+def file_transfers(session: Session, dataset_id: int) -> dict[int, Transfer]:
+    """The latest transfer of each of the dataset's files, by file id."""
+    rows = session.exec(
+        select(Transfer)
+        .where(Transfer.dataset_id == dataset_id, Transfer.kind == "file")
+        .order_by(col(Transfer.id))
+    )
+    return {row.file_id: row for row in rows if row.file_id is not None}
+
+
+@use_case("dataset.search")
+def search_datasets(
+    rt: Runtime, identity: Identity, query: str, page: int, per_page: int
+) -> search.Page:
+    """Datasets the identity may see whose words match ``query`` (or made on its date)."""
+    authorize(identity, "dataset.search")
+    with unit_of_work(rt.engine, write=False) as work:
+        found = search.search_datasets(work.session, _owner(identity), query, page, per_page)
+        found.results = [describe(rt, work.session, dataset) for dataset in found.results]
+        return found
+
+
+@use_case("file.search")
+def search_files(
+    rt: Runtime,
+    identity: Identity,
+    query: str,
+    dataset_id: int | None,
+    page: int,
+    per_page: int,
+) -> search.Page:
+    """Files whose name contains ``query`` (or made on its date), optionally in one dataset."""
+    authorize(identity, "file.search")
+    with unit_of_work(rt.engine, write=False) as work:
+        if dataset_id is not None:
+            _visible(work.session, identity, dataset_id)
+        return search.search_files(
+            work.session, _owner(identity), query, dataset_id, page, per_page
+        )
+
+
+def _owner(identity: Identity) -> int | None:
+    """Whose datasets a search covers: the user's own, or everyone's (None) for admins."""
+    return None if identity.is_admin else identity.user_id
+
+
+@use_case("file.add")
+def add_file(
+    rt: Runtime, identity: Identity, dataset_id: int, relative_path: str, staged: StagedFile
+) -> dict[str, Any]:
+    """Record a staged file (and its new directories) in the dataset and queue its transfer.
+
+    Conflict when the dataset already has a file or directory at that path: nothing is
+    overwritten. The queue owns the staged file once this returns.
+    """
+    try:
+        relative = layout.check_relative_path(relative_path)
+    except layout.UnsafePath as error:
+        raise invalid("relative_path", str(error)) from error
+    try:
+        name = layout.check_file_name(staged.filename, what="file name")
+    except layout.UnsafePath as error:
+        raise invalid("file", str(error)) from error
+    with unit_of_work(rt.engine) as work:
+        session = work.session
+        dataset = _visible(session, identity, dataset_id)
+        authorize(identity, "file.add", dataset)
+        if (relative.parts[:1] or (name,)) == (layout.METADATA_FILE,):
+            raise Conflict(f"{layout.METADATA_FILE} at the dataset root is kept by the server")
+        parent = str(relative) if relative.parts else ""
+        if catalog.entry(session, dataset_id, parent, name):
+            raise Conflict(
+                f"dataset {dataset_id} already has {relative / name}: nothing was overwritten"
+            )
+        row = DatasetFile(
+            dataset_id=dataset_id,
+            name=name,
+            relative_path=parent,
+            file_length=staged.size,
+            file_type=staged.content_type,
+            sha256=staged.sha256,
+        )
+        session.add(row)
+        session.flush()
+        # After the file, as DataFlow lists them: the file first, then its new directories.
+        _ensure_directories(session, dataset_id, relative)
+        search.reindex(session, dataset_id)
+        endpoint = session.get(Endpoint, dataset.endpoint_id)
+        assert endpoint is not None
+        transfer = rt.queue.add(session, dataset, endpoint, row, staged.path)
+        _wake_after_commit(rt, work, transfer)
+        target = layout.file_target(dataset.folder, relative, name)
+        added = {
+            **row.model_dump(),
+            "transport": endpoint.adapter,
+            "destination": rt.adapters.locate(endpoint, target),
+            "transfer_id": transfer.id,
+        }
+    # Read after the worker was woken: with an immediate queue (tests) it has run already.
+    with unit_of_work(rt.engine, write=False) as work:
+        moved = work.session.get(Transfer, transfer.id)
+        return {**added, "transfer_state": moved.state if moved else None}
+
+
+def _ensure_directories(session: Session, dataset_id: int, relative: PurePosixPath) -> None:
+    """One directory entry per component of ``relative``, each once per dataset."""
+    for depth, name in enumerate(relative.parts):
+        parent = "/".join(relative.parts[:depth])
+        found = catalog.entry(session, dataset_id, parent, name)
+        if found is None:
+            session.add(
+                DatasetFile(
+                    dataset_id=dataset_id, name=name, relative_path=parent, is_directory=True
+                )
+            )
+            session.flush()
+        elif not found.is_directory:
+            raise Conflict(
+                f"{PurePosixPath(parent, name)} is a file in dataset {dataset_id}, not a directory"
+            )
