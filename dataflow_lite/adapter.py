@@ -110,6 +110,22 @@ class TransferJob:
 
 
 @dataclass(frozen=True)
+class Option:
+    """An endpoint option an adapter declares: the CLI's ``--flag`` and the admin page's field."""
+
+    name: str
+    help: str
+    type: type = str
+    required: bool = True
+    #: Shown as a password field, never echoed back.
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
 class Check:
     """One line of an endpoint's preflight check: reachable, authenticated, writable, free space."""
 
@@ -128,10 +144,10 @@ class TransferAdapter(abc.ABC):
 
     #: The name users see in ``transport.protocol``; also the entry-point name.
     name: ClassVar[str]
-    #: Endpoint options the adapter needs (``--path``, ``--host``...), with their help text.
-    options: ClassVar[dict[str, str]] = {}
-    #: Options that may be left out.
-    optional: ClassVar[frozenset[str]] = frozenset()
+    #: Endpoint options the adapter takes (``--path``, ``--host``...).
+    options: ClassVar[tuple[Option, ...]] = ()
+    #: The option whose value is also the endpoint's id (a Globus collection's UUID), if any.
+    id_option: ClassVar[str | None] = None
     #: Server settings the adapter reads, named ``<adapter>_<name>`` in the configuration.
     settings: ClassVar[tuple[Setting, ...]] = ()
 
@@ -141,12 +157,26 @@ class TransferAdapter(abc.ABC):
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """Return the endpoint options to store, or raise ValueError naming what is wrong."""
+        """Return the endpoint options to store, or raise ValueError naming what is wrong.
+
+        Values of typed options (``int``) are converted; the message names the option's flag.
+        """
         given = {key for key, value in options.items() if value not in (None, "")}
-        missing = sorted(set(cls.options) - cls.optional - given)
+        missing = [
+            option.flag for option in cls.options if option.required and option.name not in given
+        ]
         if missing:
-            raise ValueError(f"a {cls.name} endpoint needs --{', --'.join(missing)}")
-        return {key: options[key] for key in cls.options if key in given}
+            raise ValueError(f"a {cls.name} endpoint needs {', '.join(missing)}")
+        checked = {}
+        for option in cls.options:
+            if option.name in given:
+                try:
+                    checked[option.name] = option.type(options[option.name])
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"{option.flag} must be a {option.type.__name__}, not {options[option.name]!r}"
+                    ) from None
+        return checked
 
     @abc.abstractmethod
     def activation(self, credentials: Credentials | None) -> Activation:

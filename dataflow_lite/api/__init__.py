@@ -39,7 +39,15 @@ def register_api(app: Flask) -> list[Blueprint]:
     )
 
     api = Api(app)
-    modules = (user_settings, instruments, transports, passwords, datasets, dataset_files, transfers)
+    modules = (
+        user_settings,
+        instruments,
+        transports,
+        passwords,
+        datasets,
+        dataset_files,
+        transfers,
+    )
     for module in modules:
         api.register_blueprint(module.blp)
     return [module.blp for module in modules]

@@ -1,4 +1,4 @@
-"""What a service refuses, as plain values: each face maps them once (JSON, an HTML form, a CLI line).
+"""What a service refuses, as plain values; each face maps them once (JSON, HTML, a CLI line).
 
 No HTTP status lives here: the API maps NotFound to 404, Forbidden to 403, Invalid to 400 and
 Conflict to 409 (``dataflow_lite.api.errors``); the web pages show Invalid beside the form's

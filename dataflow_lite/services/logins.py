@@ -1,14 +1,13 @@
-"""Logging in to the web pages: login methods, the signed session, and the failed-login throttle.
+"""Logging in with a username and a password: login methods, hashes, and the failed-login throttle.
 
 A login method checks a username and a password and answers with the user they prove, or None.
 Local passwords (argon2id hashes in the catalog) are the one method today; a directory (LDAP,
-OpenID Connect) would be another ``LoginMethod`` appended to the app's list, tried in order.
+OpenID Connect) would be another ``LoginMethod`` in ``LOGIN_METHODS``, tried in order.
 
 Failed logins are counted in the catalog (table ``loginthrottle``) rather than in a rate
 limiter's memory: gunicorn runs several worker processes, and each would keep its own count.
-
-The session is Flask's signed cookie, holding only the user's id: every request reads the user
-again, so a deactivated user is out at once.
+Hashing is slow on purpose, so it runs outside any transaction: a login never holds the
+catalog's write lock while argon2 works.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ from typing import ClassVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, g
-from flask import session as cookie
 from sqlmodel import Session, select
 
-from dataflow_lite.store.db import get_session
+from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.store.db import unit_of_work
 from dataflow_lite.store.models import LoginThrottle, User, utcnow
 
 MIN_PASSWORD_LENGTH = 8
@@ -36,9 +34,6 @@ MAX_PASSWORD_LENGTH = 1024
 USER_FAILURES = 5
 ADDRESS_FAILURES = 20
 THROTTLE_WINDOW = timedelta(minutes=15)
-SESSION_USER = "user_id"
-SESSION_METHOD = "login_method"
-SESSION_PASSWORD = "password_fingerprint"
 
 _hasher = PasswordHasher()
 # Checked when the username is unknown, so that a wrong name takes as long as a wrong password.
@@ -59,6 +54,11 @@ def check_new_password(password: str) -> str:
     return password
 
 
+def password_fingerprint(user: User) -> str:
+    """A short digest of the user's password hash: a new password voids older sessions."""
+    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
+
+
 class LoginMethod(abc.ABC):
     """A way to prove who one is with a username and a password."""
 
@@ -66,7 +66,7 @@ class LoginMethod(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def authenticate(self, session: Session, username: str, password: str) -> User | None:
+    def authenticate(self, rt: Runtime, username: str, password: str) -> User | None:
         """The user (active or not) that these credentials prove, or None."""
 
 
@@ -75,8 +75,9 @@ class LocalPasswords(LoginMethod):
 
     name = "local"
 
-    def authenticate(self, session: Session, username: str, password: str) -> User | None:
-        user = session.exec(select(User).where(User.username == username)).first()
+    def authenticate(self, rt: Runtime, username: str, password: str) -> User | None:
+        with unit_of_work(rt.engine, write=False) as work:
+            user = work.session.exec(select(User).where(User.username == username)).first()
         stored = user.password_hash if user is not None else None
         try:
             _hasher.verify(stored or _DUMMY_HASH, password)
@@ -85,17 +86,33 @@ class LocalPasswords(LoginMethod):
         if user is None or stored is None:
             return None
         if _hasher.check_needs_rehash(stored):
-            user.password_hash = hash_password(password)
+            rehashed = hash_password(password)
+            with unit_of_work(rt.engine) as work:
+                row = work.session.get(User, user.id)
+                if row is not None and row.password_hash == stored:
+                    row.password_hash = rehashed
         return user
 
 
-class LoginRefused(Exception):
-    """A login that did not succeed, with the status and the message to show."""
+#: The login methods, tried in order.
+LOGIN_METHODS: tuple[LoginMethod, ...] = (LocalPasswords(),)
 
-    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+
+class LoginRefused(Exception):
+    """A login that did not succeed, with the message to show; ``retry_after`` when throttled."""
+
+    def __init__(self, message: str, *, throttled: bool = False, retry_after: int = 0) -> None:
         super().__init__(message)
-        self.status = status
+        self.throttled = throttled
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    """Who logged in, and by which method."""
+
+    user: User
+    method: str
 
 
 @dataclass(frozen=True)
@@ -138,71 +155,48 @@ def _count_failure(session: Session, limits: list[_Limit], now: datetime) -> Non
             row.failures += 1
 
 
-def login_methods() -> list[LoginMethod]:
-    """The app's login methods, in the order they are tried."""
-    return current_app.extensions["dataflow_lite.login_methods"]
+def login(rt: Runtime, username: str, password: str, address: str | None) -> LoggedIn:
+    """The user these credentials prove, or LoginRefused; failures are counted.
 
-
-def attempt_login(session: Session, username: str, password: str, address: str | None) -> User:
-    """The user these credentials prove, or LoginRefused; failures are counted in ``session``."""
+    Not a use case with an identity: this is how a web session's identity comes to be.
+    """
     limits = _limits(username, address)
     now = utcnow()
-    if (wait := _locked_for(session, limits, now)) is not None:
+    with unit_of_work(rt.engine, write=False) as work:
+        wait = _locked_for(work.session, limits, now)
+    if wait is not None:
         minutes = max(1, round(wait.total_seconds() / 60))
         raise LoginRefused(
-            429,
             f"Too many failed logins: try again in {minutes} minute{'s' * (minutes != 1)}.",
+            throttled=True,
             retry_after=int(wait.total_seconds()) + 1,
         )
-    for method in login_methods():
-        user = method.authenticate(session, username, password)
+    for method in LOGIN_METHODS:
+        user = method.authenticate(rt, username, password)
         if user is not None:
             break
     else:
-        _count_failure(session, limits, now)
-        raise LoginRefused(400, "Wrong username or password.")
+        with unit_of_work(rt.engine) as work:
+            _count_failure(work.session, limits, now)
+        raise LoginRefused("Wrong username or password.")
     if not user.is_active:
-        raise LoginRefused(403, "This account is deactivated: ask an administrator.")
-    row = session.get(LoginThrottle, limits[0].key)
-    if row is not None:
-        session.delete(row)
-    g.login_method = method.name
-    return user
+        raise LoginRefused("This account is deactivated: ask an administrator.")
+    with unit_of_work(rt.engine) as work:
+        row = work.session.get(LoginThrottle, limits[0].key)
+        if row is not None:
+            work.session.delete(row)
+    return LoggedIn(user, method.name)
 
 
-def start_session(user: User) -> None:
-    """Log ``user`` in: a new session (never one that existed before the login)."""
-    cookie.clear()
-    cookie.permanent = True
-    cookie[SESSION_USER] = user.id
-    cookie[SESSION_PASSWORD] = password_fingerprint(user)
-    cookie[SESSION_METHOD] = g.get("login_method", LocalPasswords.name)
-
-
-def end_session() -> None:
-    """Log out: forget the session, its CSRF token included."""
-    cookie.clear()
-
-
-def password_fingerprint(user: User) -> str:
-    """A short digest of the user's password hash: a new password voids older sessions."""
-    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
-
-
-def session_user() -> User | None:
-    """The active user logged in to this request's session, or None.
+def session_user(rt: Runtime, user_id: object, fingerprint: object) -> User | None:
+    """The active user a web session names, or None when the session is over.
 
     A session from before the user's password last changed is over.
     """
-    if "session_user" not in g:
-        user_id = cookie.get(SESSION_USER)
-        user = get_session().get(User, user_id) if isinstance(user_id, int) else None
-        current = (
-            user is not None
-            and user.is_active
-            and hmac.compare_digest(
-                str(cookie.get(SESSION_PASSWORD, "")), password_fingerprint(user)
-            )
-        )
-        g.session_user = user if current else None
-    return g.session_user
+    if not isinstance(user_id, int):
+        return None
+    with unit_of_work(rt.engine, write=False) as work:
+        user = work.session.get(User, user_id)
+    if user is None or not user.is_active:
+        return None
+    return user if hmac.compare_digest(str(fingerprint), password_fingerprint(user)) else None

@@ -18,6 +18,8 @@ from sqlmodel import Session
 from dataflow_lite.store.models import ApiKey, User, utcnow
 
 SALT = "dataflow-lite.api-key"
+# last_used_at is written at most this often per key, so reads stay reads.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def _serializer(secret_key: bytes) -> URLSafeSerializer:

@@ -16,7 +16,6 @@ from dataflow_lite.store import metadata
 from dataflow_lite.store.models import (
     Dataset,
     DatasetFile,
-    Endpoint,
     Instrument,
     MetadataField,
     MetadataValue,

@@ -30,7 +30,8 @@ def wire_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _type_error(field: MetadataField, value: Any) -> str | None:
+def type_error(field: MetadataField, value: Any) -> str | None:
+    """What is wrong with ``value`` for ``field`` (its type, its choices), or None."""
     if field.field_type == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return "must be a number"
@@ -66,7 +67,7 @@ def validate(
         if field is not None and value is None:
             if field.required:
                 errors[name] = "is required"
-        elif field is not None and (problem := _type_error(field, value)):
+        elif field is not None and (problem := type_error(field, value)):
             errors[name] = problem
         elif isinstance(value, dict | list):
             errors[name] = "must be a single value (nested metadata arrives flattened)"

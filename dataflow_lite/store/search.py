@@ -82,7 +82,7 @@ def _page(session: Session, statement: Any, order: Sequence[Any], page: int, per
 def search_datasets(
     session: Session, owner_id: int | None, query: str, page: int, per_page: int
 ) -> Page:
-    """Datasets of ``owner_id`` (everyone's: None) matching ``query`` (all when empty), newest first."""
+    """Datasets of ``owner_id`` (None: everyone) matching ``query`` (all if empty), newest first."""
     statement = select(Dataset)
     if owner_id is not None:
         statement = statement.where(Dataset.creator_id == owner_id)

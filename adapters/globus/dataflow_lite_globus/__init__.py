@@ -33,6 +33,7 @@ import globus_sdk
 from globus_sdk.transport import RetryConfig
 
 from dataflow_lite.adapter import (
+    Option,
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     FAILED,
@@ -118,10 +119,11 @@ class GlobusAdapter(TransferAdapter):
     """Files land on a Globus collection, carried by Globus Transfer tasks."""
 
     name = "globus"
-    options = {
-        "collection": "the destination Globus collection's UUID",
-        "path": "the base directory on that collection (absolute, e.g. /data/dataflow)",
-    }
+    options = (
+        Option("collection", "the destination Globus collection's UUID (also the endpoint's id)"),
+        Option("path", "the base directory on that collection (absolute, e.g. /data/dataflow)"),
+    )
+    id_option = "collection"
     settings = SETTINGS
 
     def __init__(

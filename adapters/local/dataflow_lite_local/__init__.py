@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from dataflow_lite.adapter import (
+    Option,
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     DONE,
@@ -52,7 +53,7 @@ class LocalAdapter(TransferAdapter):
     """Files land in a directory of this machine (air-gapped labs, the embedded default)."""
 
     name = "local"
-    options = {"path": "the directory that receives the datasets"}
+    options = (Option("path", "the directory that receives the datasets"),)
 
     @classmethod
     def check_options(cls, options):  # type: ignore[no-untyped-def]

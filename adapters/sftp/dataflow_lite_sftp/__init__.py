@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 
 from dataflow_lite.adapter import (
+    Option,
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     DONE,
@@ -52,28 +53,34 @@ class SftpAdapter(TransferAdapter):
     """Files land under a base directory of an SSH host (a storage server, a cluster's disk)."""
 
     name = "sftp"
-    options = {
-        "host": "the SSH host that receives the datasets",
-        "port": "its SSH port (22 on most hosts)",
-        "username": "the account that writes there with key_file (activation may name another)",
-        "path": "the base directory on the host, absolute or relative to the account's home",
-        "key_file": "a private key on this server that logs in as username, without passphrase "
-        "(without it, users activate the endpoint with their password)",
-        "known_hosts": "a known_hosts file holding the host's key (default: known_hosts in the "
-        "instance folder)",
-    }
-    optional = frozenset({"key_file", "known_hosts"})
+    options = (
+        Option("host", "the SSH host that receives the datasets"),
+        Option("port", "its SSH port (22 on most hosts)", type=int),
+        Option(
+            "username",
+            "the account that writes there with key_file (activation may name another)",
+        ),
+        Option("path", "the base directory on the host, absolute or relative to the account's home"),
+        Option(
+            "key_file",
+            "a private key on this server that logs in as username, without passphrase "
+            "(without it, users activate the endpoint with their password)",
+            required=False,
+        ),
+        Option(
+            "known_hosts",
+            "a known_hosts file holding the host's key (default: known_hosts in the instance "
+            "folder)",
+            required=False,
+        ),
+    )
 
     @classmethod
     def check_options(cls, options):  # type: ignore[no-untyped-def]
         checked = super().check_options(options)
-        try:
-            port = int(checked["port"])
-        except (TypeError, ValueError):
-            raise ValueError(f"--port must be a number, not {checked['port']!r}") from None
+        port = checked["port"]
         if not 0 < port < 65536:
             raise ValueError(f"--port must be between 1 and 65535, not {port}")
-        checked["port"] = port
         path = str(checked["path"])
         if path.startswith("~"):
             raise ValueError("--path is absolute or relative to the home directory, without ~")

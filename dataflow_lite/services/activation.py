@@ -1,0 +1,149 @@
+"""Endpoint activation: can the server write to an endpoint for a user now, and proving it can.
+
+Live checks and logins reach other hosts and may take seconds: they run outside any
+transaction, so a slow host never holds the catalog's write lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from dataflow_lite.adapter import (
+    ACTIVATION_FAILED,
+    ALREADY_ACTIVATED,
+    AUTO_ACTIVATED,
+    Activation,
+    AdapterError,
+    Credentials,
+)
+from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import user_settings
+from dataflow_lite.services.errors import Invalid, NotFound, invalid
+from dataflow_lite.services.identity import Identity
+from dataflow_lite.services.policy import authorize, use_case
+from dataflow_lite.store import credentials
+from dataflow_lite.store.db import unit_of_work
+from dataflow_lite.store.models import Endpoint, User
+
+#: What clients may name instead of an endpoint id: the user's destination.
+DESTINATION = "destination"
+ACTIVE_CODES = (ALREADY_ACTIVATED, AUTO_ACTIVATED)
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    """A registered endpoint and whether it can take the user's files now."""
+
+    endpoint: Endpoint
+    activation: Activation
+
+    @property
+    def active(self) -> bool:
+        return self.activation.code in ACTIVE_CODES
+
+
+def _endpoint(session: Session, user: User, endpoint_ref: str | None) -> Endpoint:
+    if endpoint_ref in (None, "", DESTINATION):
+        return user_settings.destination(session, user)
+    endpoint = session.get(Endpoint, endpoint_ref)
+    if endpoint is None:
+        raise NotFound(f"endpoint {endpoint_ref} is not registered on this server")
+    return endpoint
+
+
+def _live_activation(rt: Runtime, endpoint: Endpoint, kept: Credentials | None) -> Activation:
+    try:
+        adapter = rt.adapters.for_endpoint(endpoint.adapter, endpoint.options)
+        return adapter.activation(kept)
+    except Exception as error:  # an unreachable host or a missing adapter is an answer too
+        return Activation(ACTIVATION_FAILED, str(error))
+
+
+@use_case("endpoint.activation")
+def activation_status(rt: Runtime, identity: Identity, endpoint_ref: str | None) -> Activation:
+    """Whether an endpoint (default: the user's destination) is active for the user."""
+    authorize(identity, "endpoint.activation")
+    assert identity.user is not None
+    with unit_of_work(rt.engine, write=False) as work:
+        endpoint = _endpoint(work.session, identity.user, endpoint_ref)
+        kept = credentials.load(work.session, rt.cipher, identity.user.id, endpoint.id)
+    return _live_activation(rt, endpoint, kept)
+
+
+@use_case("endpoint.activation")
+def endpoint_statuses(rt: Runtime, identity: Identity) -> list[EndpointStatus]:
+    """Every endpoint with its live activation status for the user."""
+    authorize(identity, "endpoint.activation")
+    assert identity.user is not None
+    with unit_of_work(rt.engine, write=False) as work:
+        endpoints = work.session.exec(select(Endpoint).order_by(col(Endpoint.created_at))).all()
+        kept = {
+            endpoint.id: credentials.load(work.session, rt.cipher, identity.user.id, endpoint.id)
+            for endpoint in endpoints
+        }
+    return [
+        EndpointStatus(endpoint, _live_activation(rt, endpoint, kept[endpoint.id]))
+        for endpoint in endpoints
+    ]
+
+
+def _password(rt: Runtime, password: str | None, encrypted_password: str | None) -> str:
+    if encrypted_password is not None:
+        decrypted = rt.cipher.decrypt(encrypted_password)
+        if decrypted is None:
+            raise invalid(
+                "encrypted_password",
+                "cannot be decrypted with this server's key",
+                "encrypted_password was not encrypted by this server: encrypt it with "
+                "POST /api/v1/password-encryption",
+            )
+        return decrypted
+    if password is None:
+        raise invalid(
+            "encrypted_password",
+            "give encrypted_password or unencrypted_password",
+            "a password is required",
+        )
+    return password
+
+
+@use_case("endpoint.activate")
+def activate(
+    rt: Runtime,
+    identity: Identity,
+    endpoint_ref: str | None,
+    username: str,
+    password: str | None = None,
+    encrypted_password: str | None = None,
+) -> Endpoint:
+    """Prove a username and password (raw, or encrypted by this server) against an endpoint.
+
+    What the adapter asks to keep is stored encrypted, per user and endpoint.
+    """
+    authorize(identity, "endpoint.activate")
+    assert identity.user is not None
+    secret = _password(rt, password, encrypted_password)
+    with unit_of_work(rt.engine, write=False) as work:
+        endpoint = _endpoint(work.session, identity.user, endpoint_ref)
+    try:
+        adapter = rt.adapters.for_endpoint(endpoint.adapter, endpoint.options)
+        kept = adapter.activate(username, secret)
+    except (AdapterError, LookupError) as error:
+        raise Invalid(
+            f"endpoint {endpoint.name} ({endpoint.id}) refused activation: {error}"
+        ) from error
+    if kept is not None:
+        with unit_of_work(rt.engine) as work:
+            credentials.store(work.session, rt.cipher, identity.user.id, endpoint.id, kept)
+    return endpoint
+
+
+@use_case("password.encrypt")
+def encrypt_password(rt: Runtime, identity: Identity, password: str) -> str:
+    """``password`` encrypted with this server's key, for activation from scripts."""
+    authorize(identity, "password.encrypt")
+    if not password:
+        raise invalid("password", "type the password to encrypt", "the password is empty")
+    return rt.cipher.encrypt(password)

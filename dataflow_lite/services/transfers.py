@@ -1,0 +1,96 @@
+"""The transfer queue as users and administrators see it: list, look at, retry and cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+
+from dataflow_lite.adapter import FAILED
+from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services.errors import Conflict, NotFound
+from dataflow_lite.services.identity import Identity
+from dataflow_lite.services.policy import authorize, use_case
+from dataflow_lite.store import catalog
+from dataflow_lite.store.db import unit_of_work
+from dataflow_lite.store.models import Dataset, DatasetFile, Transfer, User
+
+MAX_LISTED = 1000
+
+
+@dataclass(frozen=True)
+class TransferRow:
+    """A transfer with what a person needs to recognise it."""
+
+    transfer: Transfer
+    dataset: Dataset
+    file: DatasetFile | None
+    user: User
+
+
+@use_case("transfer.list")
+def list_transfers(
+    rt: Runtime,
+    identity: Identity,
+    *,
+    dataset_id: int | None = None,
+    state: str | None = None,
+    failed_first: bool = False,
+    limit: int = MAX_LISTED,
+) -> Sequence[TransferRow]:
+    """Transfers the identity may see (its own; all for admins), newest first.
+
+    ``failed_first`` puts failed ones at the top, as the admin page and the CLI show them.
+    """
+    authorize(identity, "transfer.list")
+    statement = (
+        select(Transfer, Dataset, DatasetFile, User)
+        .join(Dataset, col(Dataset.id) == Transfer.dataset_id)
+        .join(User, col(User.id) == Transfer.user_id)
+        .outerjoin(DatasetFile, col(DatasetFile.id) == Transfer.file_id)
+    )
+    if failed_first:
+        statement = statement.order_by(col(Transfer.state) != FAILED)
+    statement = statement.order_by(col(Transfer.id).desc()).limit(min(limit, MAX_LISTED))
+    if not identity.is_admin:
+        statement = statement.where(Transfer.user_id == identity.user_id)
+    if dataset_id is not None:
+        statement = statement.where(Transfer.dataset_id == dataset_id)
+    if state is not None:
+        statement = statement.where(Transfer.state == state)
+    with unit_of_work(rt.engine, write=False) as work:
+        return [TransferRow(*row) for row in work.session.exec(statement).all()]
+
+
+def _visible(rt: Runtime, identity: Identity, transfer_id: int, action: str) -> Transfer:
+    with unit_of_work(rt.engine, write=False) as work:
+        transfer = catalog.find(work.session, Transfer, transfer_id)
+    if transfer is None:
+        raise NotFound(f"transfer {transfer_id} not found")
+    authorize(identity, action, transfer)
+    return transfer
+
+
+@use_case("transfer.read")
+def get_transfer(rt: Runtime, identity: Identity, transfer_id: int) -> Transfer:
+    """One transfer, if it is the identity's (or the identity is an admin)."""
+    return _visible(rt, identity, transfer_id, "transfer.read")
+
+
+@use_case("transfer.retry")
+def retry_transfer(rt: Runtime, identity: Identity, transfer_id: int) -> Transfer:
+    """Queue a failed transfer again from scratch; Conflict unless it failed."""
+    transfer = _visible(rt, identity, transfer_id, "transfer.retry")
+    if not rt.queue.retry(transfer_id):
+        raise Conflict(f"transfer {transfer_id} is {transfer.state}, not failed")
+    return _visible(rt, identity, transfer_id, "transfer.read")
+
+
+@use_case("transfer.cancel")
+def cancel_transfer(rt: Runtime, identity: Identity, transfer_id: int) -> Transfer:
+    """Stop a transfer that has not ended; it fails as "cancelled" and keeps its staged file."""
+    transfer = _visible(rt, identity, transfer_id, "transfer.cancel")
+    if not rt.queue.cancel(transfer_id):
+        raise Conflict(f"transfer {transfer_id} is {transfer.state}: it has ended")
+    return _visible(rt, identity, transfer_id, "transfer.read")
