@@ -11,6 +11,9 @@ from dataflow_lite import __version__, bootstrap
 from dataflow_lite.bootstrap import Runtime
 
 RUNTIME = "dataflow_lite.runtime"
+API_PATH = "/api/"
+#: app.extensions key of a function that renders an error as a web page, or returns None.
+PAGE_ERROR_HANDLER = "dataflow_lite.error_page"
 
 
 def create_app(

@@ -1,70 +1,55 @@
-"""Bearer API keys on every API request, and the user they belong to."""
+"""Bearer API keys on every API request, and the identity they prove.
+
+The web pages call the API too: without a key, a request carrying the session's CSRF token in
+``X-CSRFToken`` is the logged-in user's.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from flask import current_app, g, request
+from flask import g, request
 from flask_wtf.csrf import ValidationError, validate_csrf
-from sqlalchemy import update
 
 from dataflow_lite.api.errors import DataflowError
-from dataflow_lite.services.logins import session_user
-from dataflow_lite.store.api_keys import KeyRejected, verify_key
-from dataflow_lite.store.db import get_session
-from dataflow_lite.store.models import ApiKey, User, utcnow
+from dataflow_lite.app import runtime
+from dataflow_lite.services import users
+from dataflow_lite.services.identity import Identity
+from dataflow_lite.store.api_keys import KeyRejected
+from dataflow_lite.web.sessions import session_identity
 
-# last_used_at is written at most this often per key, so reads stay reads.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
-# The web pages call the API with the logged-in session and its CSRF token in this header.
 CSRF_HEADER = "X-CSRFToken"
 
 
 def require_api_key() -> None:
-    """Load the user of the request's ``Authorization: Bearer`` key, or answer 401.
-
-    Without a key, a request carrying the session's CSRF token in ``X-CSRFToken`` (the web
-    pages' own calls) is the logged-in user's.
-    """
+    """Find the identity of the request's ``Authorization: Bearer`` key, or answer 401."""
     header = request.headers.get("Authorization", "")
     if not header and CSRF_HEADER in request.headers:
-        g.user = _session_user()
+        g.identity = _session_identity()
         return
     scheme, _, key = header.strip().partition(" ")
     if not header:
         raise _unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
     if scheme.lower() != "bearer" or not key.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <key>'")
-    session = get_session()
     try:
-        user, row = verify_key(session, current_app.config["SECRET_KEY"], key.strip())
+        g.identity = users.authenticate(runtime(), key.strip(), request.remote_addr)
     except KeyRejected as error:
         raise _unauthorized(str(error)) from error
-    now = utcnow()
-    stale = row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION
-    # End the read transaction now: a long upload must not hold the database while it streams.
-    session.commit()
-    if stale:
-        with current_app.extensions["dataflow_lite.engine"].begin() as connection:
-            connection.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-    g.user = user
 
 
-def _session_user() -> User:
+def _session_identity() -> Identity:
     try:
         validate_csrf(request.headers[CSRF_HEADER])
     except ValidationError as error:
         raise _unauthorized(f"the session's CSRF token was refused: {error}") from error
-    user = session_user()
-    if user is None:
+    identity = session_identity()
+    if identity is None:
         raise _unauthorized("the session has ended: log in again, or send an API key")
-    get_session().commit()  # as for keys: a long upload must not hold the database
-    return user
+    return identity
 
 
-def current_user() -> User:
-    """The user whose API key authenticated this request."""
-    return g.user
+def current_identity() -> Identity:
+    """Who this request is, as ``require_api_key`` found."""
+    return g.identity
 
 
 def _unauthorized(message: str) -> DataflowError:

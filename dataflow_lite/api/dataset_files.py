@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import request
 from flask.views import MethodView
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from dataflow_lite.api import Blueprint
-from dataflow_lite.api.auth import current_user
+from dataflow_lite.api.auth import current_identity
 from dataflow_lite.api.datasets import page_size
 from dataflow_lite.api.errors import DataflowError
 from dataflow_lite.api.schemas import (
@@ -17,9 +17,8 @@ from dataflow_lite.api.schemas import (
     search_page_schema,
 )
 from dataflow_lite.api.uploads import MalformedUpload, StagedUpload, stage_upload
-from dataflow_lite.api.views import endpoint_adapter, transfers
-from dataflow_lite.store import catalog, layout, search
-from dataflow_lite.store.db import get_session
+from dataflow_lite.app import runtime
+from dataflow_lite.services import datasets
 
 blp = Blueprint("dataset_files", __name__, description="Upload and find a dataset's files.")
 
@@ -72,11 +71,14 @@ class DatasetFileUpload(MethodView):
         once, and the transfer queue moves the file to the dataset's endpoint and verifies it
         there (``transfer_id``, ``transfer_state``). 409 if the path is taken.
         """
-        settings = current_app.config["DATAFLOW_LITE"]
-        staging = current_app.extensions["dataflow_lite.adapters"].context.staging_dir
+        rt = runtime()
+        settings = rt.settings
         try:
             upload = stage_upload(
-                request.stream, request.content_type, staging, settings["max_form_field_bytes"]
+                request.stream,
+                request.content_type,
+                rt.adapters.context.staging_dir,
+                settings["max_form_field_bytes"],
             )
         except MalformedUpload as error:
             raise DataflowError(400, str(error)) from error
@@ -86,30 +88,21 @@ class DatasetFileUpload(MethodView):
                 413, f"the upload is larger than this server's limit of {limit} bytes"
             ) from error
         try:
-            session = get_session()
-            dataset = catalog.get_dataset(session, current_user(), _dataset_id(upload))
-            try:
-                relative = layout.check_relative_path(upload.fields.get("relative_path", ""))
-            except layout.UnsafePath as error:
-                raise DataflowError(400, str(error), {"relative_path": [str(error)]}) from error
-            row = catalog.add_file(session, dataset, relative, upload)
-            endpoint, adapter = endpoint_adapter(session, dataset.endpoint_id)
-            transfer = transfers().add(session, dataset, endpoint, row, upload.path)
-            session.commit()
+            assert upload.path is not None  # stage_upload refuses a body without a file
+            staged = datasets.StagedFile(
+                upload.path, upload.filename or "", upload.size, upload.sha256, upload.content_type
+            )
+            return datasets.add_file(
+                rt,
+                current_identity(),
+                _dataset_id(upload),
+                upload.fields.get("relative_path", ""),
+                staged,
+            )
         except BaseException:
+            # Anything refused leaves nothing behind; once added, the queue owns the file.
             upload.discard()
             raise
-        # The queue owns the staged file now: it is deleted once the destination verified it.
-        transfers().wake(transfer.id)  # type: ignore[arg-type]
-        session.refresh(transfer)
-        target = layout.file_target(dataset.folder, relative, row.name)
-        return {
-            **row.model_dump(),
-            "transport": endpoint.adapter,
-            "destination": adapter.locate(target),
-            "transfer_id": transfer.id,
-            "transfer_state": transfer.state,
-        }
 
 
 @blp.route("/dataset-files/search")
@@ -118,11 +111,11 @@ class DatasetFileSearch(MethodView):
     @blp.response(200, search_page_schema(FileSchema))
     def get(self, args):
         """Files whose name contains ``q`` (or made on ``q``'s date), optionally in one dataset."""
-        session = get_session()
-        user = current_user()
-        if args["dataset_id"] is not None:
-            catalog.get_dataset(session, user, args["dataset_id"])
-        found = search.search_files(
-            session, user, args["q"], args["dataset_id"], args["page"], page_size(args["per_page"])
+        return datasets.search_files(
+            runtime(),
+            current_identity(),
+            args["q"],
+            args["dataset_id"],
+            args["page"],
+            page_size(args["per_page"]),
         )
-        return {"total": found.total, "has_more": found.has_more, "results": found.results}

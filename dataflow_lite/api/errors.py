@@ -1,8 +1,9 @@
 """The one JSON error shape of the API, and the one handler that produces it.
 
 Every error, ours or Werkzeug's or an unexpected exception, answers with flask-smorest's shape:
-``{"code": 404, "status": "Not Found", "message": "...", "errors": {...}}``. Outside ``/api/``, the
-web pages may answer with a page of their own instead (``PAGE_ERROR_HANDLER``).
+``{"code": 404, "status": "Not Found", "message": "...", "errors": {...}}``. The services' errors
+are mapped to statuses here and nowhere else. Outside ``/api/``, the web pages may answer with
+a page of their own instead (``PAGE_ERROR_HANDLER``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import flask_smorest
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-API_PATH = "/api/"
-#: app.extensions key of a function that renders an error as a web page, or returns None.
-PAGE_ERROR_HANDLER = "dataflow_lite.error_page"
+from dataflow_lite.app import API_PATH, PAGE_ERROR_HANDLER
+from dataflow_lite.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+
+STATUS_OF = {NotFound: 404, Forbidden: 403, Invalid: 400, Conflict: 409}
 
 
 class DataflowError(HTTPException):
@@ -27,12 +29,21 @@ class DataflowError(HTTPException):
         self.data = {"message": message, "errors": errors or {}}
 
 
+def http_error(error: ServiceError) -> DataflowError:
+    """A service's error as the HTTP error that says the same."""
+    return DataflowError(STATUS_OF[type(error)], error.message, error.errors)
+
+
 class Api(flask_smorest.Api):
     """flask-smorest's Api whose error payload always carries ``message`` and ``errors``."""
 
     def _register_error_handlers(self) -> None:
         super()._register_error_handlers()
+        self._app.register_error_handler(ServiceError, self.handle_service_error)
         self._app.register_error_handler(Exception, self.handle_unexpected_exception)
+
+    def handle_service_error(self, error: ServiceError):  # type: ignore[no-untyped-def]
+        return self.handle_http_exception(http_error(error))
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[no-untyped-def]
         page = current_app.extensions.get(PAGE_ERROR_HANDLER)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app
 from flask.views import MethodView
 
 from dataflow_lite.api import Blueprint
+from dataflow_lite.api.auth import current_identity
 from dataflow_lite.api.schemas import utf8_text
+from dataflow_lite.app import runtime
+from dataflow_lite.services import activation
 
 blp = Blueprint("passwords", __name__, description="Encrypt a password for endpoint activation.")
 
@@ -30,5 +32,5 @@ class PasswordEncryption(MethodView):
         Pass the result as ``encrypted_password`` when activating an endpoint; only this server
         can decrypt it. The password is neither logged nor stored.
         """
-        cipher = current_app.extensions["dataflow_lite.password_cipher"]
-        return {"encrypted_password": cipher.encrypt(args["password"])}
+        encrypted = activation.encrypt_password(runtime(), current_identity(), args["password"])
+        return {"encrypted_password": encrypted}

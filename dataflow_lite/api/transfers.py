@@ -1,20 +1,16 @@
-"""``transfers``: where each file's move to its destination stands, and retrying failed ones."""
+"""``transfers``: where each file's move to its destination stands; retry and cancel."""
 
 from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from sqlmodel import col, select
 
 from dataflow_lite.adapter import DONE, FAILED, QUEUED, RUNNING, VERIFYING
 from dataflow_lite.api import Blueprint
-from dataflow_lite.api.auth import current_user
-from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.auth import current_identity
 from dataflow_lite.api.schemas import MAX_INT
-from dataflow_lite.api.views import transfers
-from dataflow_lite.store.catalog import find
-from dataflow_lite.store.db import get_session
-from dataflow_lite.store.models import Transfer
+from dataflow_lite.app import runtime
+from dataflow_lite.services import transfers
 
 blp = Blueprint("transfers", __name__, description="The transfer queue: each file's move.")
 
@@ -44,30 +40,16 @@ class TransferArgs(ma.Schema):
     state = ma.fields.String(load_default=None, validate=ma.validate.OneOf(STATES))
 
 
-def get_transfer(transfer_id: int) -> Transfer:
-    """The transfer if the user may see it (theirs, or any for an admin), else 404."""
-    user = current_user()
-    transfer = find(get_session(), Transfer, transfer_id)
-    if transfer is None or not (user.is_admin or transfer.user_id == user.id):
-        raise DataflowError(404, f"transfer {transfer_id} not found")
-    return transfer
-
-
 @blp.route("/transfers")
 class Transfers(MethodView):
     @blp.arguments(TransferArgs, location="query")
     @blp.response(200, TransferSchema(many=True))
     def get(self, args):
         """Transfers, newest first, optionally of one dataset or in one state."""
-        user = current_user()
-        statement = select(Transfer).order_by(col(Transfer.id).desc()).limit(1000)
-        if not user.is_admin:
-            statement = statement.where(Transfer.user_id == user.id)
-        if args["dataset_id"] is not None:
-            statement = statement.where(Transfer.dataset_id == args["dataset_id"])
-        if args["state"] is not None:
-            statement = statement.where(Transfer.state == args["state"])
-        return get_session().exec(statement).all()
+        rows = transfers.list_transfers(
+            runtime(), current_identity(), dataset_id=args["dataset_id"], state=args["state"]
+        )
+        return [row.transfer for row in rows]
 
 
 @blp.route("/transfers/<int:transfer_id>")
@@ -75,7 +57,7 @@ class TransferById(MethodView):
     @blp.response(200, TransferSchema)
     def get(self, transfer_id):
         """One transfer."""
-        return get_transfer(transfer_id)
+        return transfers.get_transfer(runtime(), current_identity(), transfer_id)
 
 
 @blp.route("/transfers/<int:transfer_id>/retry")
@@ -83,10 +65,12 @@ class TransferRetry(MethodView):
     @blp.response(200, TransferSchema)
     def post(self, transfer_id):
         """Queue a failed transfer again; 409 unless it failed."""
-        transfer = get_transfer(transfer_id)
-        session = get_session()
-        session.commit()  # release the read transaction: the queue writes on its own
-        if not transfers().retry(transfer_id):
-            raise DataflowError(409, f"transfer {transfer_id} is {transfer.state}, not failed")
-        session.refresh(transfer)
-        return transfer
+        return transfers.retry_transfer(runtime(), current_identity(), transfer_id)
+
+
+@blp.route("/transfers/<int:transfer_id>/cancel")
+class TransferCancel(MethodView):
+    @blp.response(200, TransferSchema)
+    def post(self, transfer_id):
+        """Stop a transfer that has not ended (it fails as "cancelled"); 409 if it has ended."""
+        return transfers.cancel_transfer(runtime(), current_identity(), transfer_id)

@@ -27,8 +27,9 @@ from dataflow_lite.store import credentials
 from dataflow_lite.store.db import unit_of_work
 from dataflow_lite.store.models import Endpoint, User
 
-#: What clients may name instead of an endpoint id: the user's destination.
-DESTINATION = "destination"
+#: What clients may name instead of an endpoint id: the user's destination, and the server's own
+#: staging area (the "source", always active).
+DESTINATION, SOURCE = "destination", "source"
 ACTIVE_CODES = (ALREADY_ACTIVATED, AUTO_ACTIVATED)
 
 
@@ -117,14 +118,17 @@ def activate(
     username: str,
     password: str | None = None,
     encrypted_password: str | None = None,
-) -> Endpoint:
+) -> Endpoint | None:
     """Prove a username and password (raw, or encrypted by this server) against an endpoint.
 
-    What the adapter asks to keep is stored encrypted, per user and endpoint.
+    What the adapter asks to keep is stored encrypted, per user and endpoint. The source needs
+    no login (None), though its password must still be readable.
     """
     authorize(identity, "endpoint.activate")
     assert identity.user is not None
     secret = _password(rt, password, encrypted_password)
+    if endpoint_ref == SOURCE:
+        return None
     with unit_of_work(rt.engine, write=False) as work:
         endpoint = _endpoint(work.session, identity.user, endpoint_ref)
     try:

@@ -8,6 +8,7 @@ write lock instead of failing with "database is locked" when a read transaction 
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlmodel import Session, SQLModel, create_engine
 from dataflow_lite.store import models  # noqa: F401  (registers the tables)
 
 SEARCH_TABLE = "dataset_text"
+log = logging.getLogger(__name__)
 
 
 def make_engine(path: Path, busy_timeout_ms: int) -> Engine:
@@ -84,7 +86,10 @@ def unit_of_work(engine: Engine, *, write: bool = True) -> Iterator[UnitOfWork]:
         with session.begin():
             yield work
     for action in work._after_commit:
-        action()
+        try:
+            action()
+        except Exception:  # committed is committed: the queue's sweep finds what was not woken
+            log.exception("after commit")
 
 
 @contextmanager
