@@ -101,10 +101,10 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
         },
         "files": [
             {
-                "path": str(PurePosixPath(entry.relative_path, entry.name)),
-                "size": entry.file_length,
-                "sha256": entry.sha256,
-                "uploaded_at": entry.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "path": str(PurePosixPath(row.relative_path, row.name)),
+                "size": row.file_length,
+                "sha256": row.sha256,
+                "uploaded_at": row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
             for row in files
         ],
