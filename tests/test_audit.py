@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from datetime import UTC, datetime
@@ -307,3 +308,43 @@ def test_a_rolled_back_change_leaves_no_event(rt: Runtime, engine: Engine, admin
     _record(engine, admin, "user.add", "user", 3, username="carol")
     result = audit.verify(rt)
     assert (result.ok, result.checked) == (True, 1), result
+
+
+def test_services_record_their_changes(tmp_path: Path):
+    """Creating a dataset, changing a setting and adding a file each leave one event."""
+    from dataflow_lite import bootstrap
+    from dataflow_lite.services import datasets, user_settings
+    from dataflow_lite.store.models import Endpoint
+
+    rt = bootstrap.build(tmp_path / "instance", overrides={"queue_immediate": True})
+    with unit_of_work(rt.engine) as work:
+        for ident, name in (("e1", "first"), ("e2", "second")):
+            options = {"path": str(tmp_path / name)}
+            work.session.add(Endpoint(id=ident, name=name, adapter="local", options=options))
+    alice = Identity(_user(rt.engine, "alice"), "api-key 3", "192.0.2.7")
+    made = datasets.create_dataset(rt, alice, "scan 1", None, [("sample", "pzt")])
+    user_settings.change_setting(rt, alice, user_settings.DESTINATION, "e2")
+    user_settings.change_setting(rt, alice, user_settings.DESTINATION, "e2")  # no change
+    staged = tmp_path / "upload.bin"
+    staged.write_bytes(b"data")
+    digest = hashlib.sha256(b"data").hexdigest()
+    datasets.add_file(rt, alice, made["id"], "raw", datasets.StagedFile(staged, "a.bin", 4, digest))
+    total, rows = audit.list_events(rt, system())
+    assert total == 3
+    added, setting, created = rows
+    assert (added["action"], added["summary"]["path"], added["summary"]["sha256"]) == (
+        "file.add",
+        "raw/a.bin",
+        digest,
+    )
+    assert (created["action"], created["object_id"], created["username"]) == (
+        "dataset.create",
+        str(made["id"]),
+        "alice",
+    )
+    assert created["summary"]["metadata"] == {"sample": "pzt"}
+    assert setting["summary"] == {
+        "setting": user_settings.DESTINATION,
+        "value": {"old": None, "new": "e2"},
+    }
+    assert audit.verify(rt).ok
