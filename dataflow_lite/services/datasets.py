@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from dataflow_lite.bootstrap import Runtime
-from dataflow_lite.services import user_settings
+from dataflow_lite.services import audit, user_settings
 from dataflow_lite.services.errors import Conflict, Invalid, NotFound, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
@@ -125,6 +125,20 @@ def create_dataset(
         session.flush()
         search.reindex(session, catalog.id_of(dataset))
         transfer = rt.queue.add(session, dataset, endpoint)
+        audit.record(
+            work,
+            identity,
+            "dataset.create",
+            "dataset",
+            dataset.id,
+            {
+                "name": name,
+                "instrument_id": dataset.instrument_id,
+                "endpoint_id": endpoint.id,
+                "folder": dataset.folder,
+                "metadata": dict(values),
+            },
+        )
         _wake_after_commit(rt, work, transfer)
         return describe(rt, session, dataset)
 
@@ -271,6 +285,14 @@ def add_file(
         endpoint = session.get(Endpoint, dataset.endpoint_id)
         assert endpoint is not None
         transfer = rt.queue.add(session, dataset, endpoint, row, staged.path)
+        summary = {
+            "dataset_id": dataset_id,
+            "path": str(relative / name),
+            "size": staged.size,
+            "sha256": staged.sha256,
+            "transfer_id": transfer.id,
+        }
+        audit.record(work, identity, "file.add", "file", row.id, summary)
         _wake_after_commit(rt, work, transfer)
         target = layout.file_target(dataset.folder, relative, name)
         added = {

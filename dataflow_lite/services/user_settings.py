@@ -11,6 +11,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import audit
 from dataflow_lite.services.errors import Conflict, Invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
@@ -65,9 +66,21 @@ def change_setting(rt: Runtime, identity: Identity, setting: str, value: str) ->
     """Change one setting, or refuse naming what is allowed; answer with all the settings."""
     authorize(identity, "setting.change")
     assert identity.user is not None
+    user = identity.user
     with unit_of_work(rt.engine) as work:
-        _change(work.session, identity.user, rt.adapters.names, setting, value)
-        return _view(work.session, identity.user)
+        before = _stored(work.session, user, setting)
+        _change(work.session, user, rt.adapters.names, setting, value)
+        changed = audit.changes({"value": before}, {"value": _stored(work.session, user, setting)})
+        if changed:
+            summary = {"setting": setting, **changed}
+            audit.record(work, identity, "setting.change", "user", user.id, summary)
+        return _view(work.session, user)
+
+
+def _stored(session: Session, user: User, setting: str) -> str | None:
+    """The value kept for ``setting``: None for the default and for derived settings."""
+    row = session.get(UserSetting, (user.id, setting))
+    return row.value if row else None
 
 
 def _change(session: Session, user: User, installed: list[str], setting: str, value: str) -> None:

@@ -63,8 +63,10 @@ def create_schema(engine: Engine, lock_path: Path) -> None:
 class UnitOfWork:
     """One transaction of a use case: its session, and what to do once it has committed."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, write: bool = True) -> None:
         self.session = session
+        #: Whether the transaction holds the write lock (the audit trail appends only then).
+        self.write = write
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, action: Callable[[], None]) -> None:
@@ -82,7 +84,7 @@ def unit_of_work(engine: Engine, *, write: bool = True) -> Iterator[UnitOfWork]:
     if not write:
         engine = engine.execution_options(sqlite_begin="DEFERRED")
     with Session(engine, expire_on_commit=False) as session:
-        work = UnitOfWork(session)
+        work = UnitOfWork(session, write=write)
         with session.begin():
             yield work
     for action in work._after_commit:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -174,3 +174,36 @@ class Transfer(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """One change made through the services: who, how, what; append-only and hash-chained.
+
+    ``sha256`` covers the row's own fields and ``prev_sha256`` (the previous row's ``sha256``),
+    so altering or removing a row breaks the chain after it (``services.audit.verify``).
+    """
+
+    # AUTOINCREMENT: SQLite never reuses an id, so removing the newest rows leaves a gap that
+    # the next row (and the sequence) shows.
+    __table_args__ = (
+        Index("ix_auditevent_object", "object_type", "object_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    # No foreign key: removing a user must neither cascade here nor rewrite (and so break) rows.
+    user_id: int | None = Field(default=None, index=True)
+    #: Copied from the user, so the trail still names someone who was removed; None: the system.
+    username: str | None = Field(default=None, index=True)
+    #: ``api-key 12``, ``web-session``, ``cli``, ``worker``.
+    via: str
+    address: str | None = None
+    #: The policy action, such as ``dataset.create``.
+    action: str
+    object_type: str
+    object_id: str | None = None
+    #: What changed (``{"field": {"old": .., "new": ..}}`` for updates); secrets are masked.
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_sha256: str
+    sha256: str
