@@ -170,12 +170,12 @@ class TransferAdapter(abc.ABC):
         checked = {}
         for option in cls.options:
             if option.name in given:
+                value = options[option.name]
                 try:
-                    checked[option.name] = option.type(options[option.name])
+                    checked[option.name] = option.type(value)
                 except (TypeError, ValueError):
-                    raise ValueError(
-                        f"{option.flag} must be a {option.type.__name__}, not {options[option.name]!r}"
-                    ) from None
+                    kind = option.type.__name__
+                    raise ValueError(f"{option.flag} must be a {kind}, not {value!r}") from None
         return checked
 
     @abc.abstractmethod

@@ -12,13 +12,13 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit
 from dataflow_lite.services.errors import Forbidden, Invalid
 from dataflow_lite.services.identity import Identity, system
-from dataflow_lite.store.db import make_engine, unit_of_work
+from dataflow_lite.store.db import UnauditedChange, make_engine, unit_of_work
 from dataflow_lite.store.models import AuditEvent, User
 
 
@@ -36,7 +36,7 @@ def rt(engine: Engine) -> Runtime:
 
 
 def _user(engine: Engine, username: str, *, admin: bool = False) -> User:
-    with unit_of_work(engine) as work:
+    with unit_of_work(engine, audited=False) as work:  # the test's own setup
         user = User(username=username, is_admin=admin)
         work.session.add(user)
         work.session.flush()
@@ -317,7 +317,7 @@ def test_services_record_their_changes(tmp_path: Path):
     from dataflow_lite.store.models import Endpoint
 
     rt = bootstrap.build(tmp_path / "instance", overrides={"queue_immediate": True})
-    with unit_of_work(rt.engine) as work:
+    with unit_of_work(rt.engine, audited=False) as work:
         for ident, name in (("e1", "first"), ("e2", "second")):
             options = {"path": str(tmp_path / name)}
             work.session.add(Endpoint(id=ident, name=name, adapter="local", options=options))
@@ -348,3 +348,10 @@ def test_services_record_their_changes(tmp_path: Path):
         "value": {"old": None, "new": "e2"},
     }
     assert audit.verify(rt).ok
+
+
+def test_a_change_that_is_not_recorded_is_refused_and_rolled_back(engine: Engine):
+    with pytest.raises(UnauditedChange), unit_of_work(engine) as work:
+        work.session.add(User(username="mallory"))
+    with unit_of_work(engine, write=False) as work:
+        assert work.session.exec(select(User)).all() == []

@@ -19,7 +19,7 @@ from dataflow_lite.adapter import (
     Credentials,
 )
 from dataflow_lite.bootstrap import Runtime
-from dataflow_lite.services import user_settings
+from dataflow_lite.services import audit, user_settings
 from dataflow_lite.services.errors import Invalid, NotFound, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
@@ -141,6 +141,8 @@ def activate(
     if kept is not None:
         with unit_of_work(rt.engine) as work:
             credentials.store(work.session, rt.cipher, identity.user.id, endpoint.id, kept)
+            summary = {"endpoint": endpoint.name, "username": kept.username}
+            audit.record(work, identity, "endpoint.activate", "endpoint", endpoint.id, summary)
     return endpoint
 
 

@@ -156,6 +156,7 @@ def record(
     session.flush()  # the id is part of what the hash covers
     event.sha256 = digest(_fields(event))
     session.flush()
+    work.audited = True
     return event
 
 

@@ -10,6 +10,7 @@ from sqlmodel import col, func, select
 
 from dataflow_lite.adapter import Check, Option
 from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import audit
 from dataflow_lite.services.errors import Conflict, Invalid, NotFound, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
@@ -75,6 +76,8 @@ def register_endpoint(
             id=endpoint_id, name=name, adapter=adapter, options=checked, is_default=default
         )
         session.add(endpoint)
+        summary = {"name": name, "adapter": adapter, "options": checked, "default": default}
+        audit.record(work, identity, "endpoint.register", "endpoint", endpoint_id, summary)
         return endpoint
 
 
@@ -112,6 +115,8 @@ def remove_endpoint(rt: Runtime, identity: Identity, name: str) -> Endpoint:
         for setting in session.exec(select(UserSetting).where(UserSetting.value == endpoint.id)):
             session.delete(setting)
         session.delete(endpoint)
+        summary = {"name": endpoint.name, "adapter": endpoint.adapter}
+        audit.record(work, identity, "endpoint.remove", "endpoint", endpoint.id, summary)
         return endpoint
 
 

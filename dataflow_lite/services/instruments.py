@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import audit
 from dataflow_lite.services.errors import Conflict, Invalid, NotFound, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
@@ -82,6 +83,8 @@ def add_instrument(
         )
         work.session.add(row)
         work.session.flush()
+        summary = {"name": name, "description": row.description, "type": instrument_type}
+        audit.record(work, identity, "instrument.add", "instrument", row.id, summary)
         return row
 
 
@@ -141,6 +144,8 @@ def add_field(
         )
         session.add(row)
         session.flush()
+        summary = {**row.model_dump(exclude={"id"}), "instrument": instrument.name}
+        audit.record(work, identity, "field.add", "metadata_field", row.id, summary)
         return row
 
 
@@ -169,6 +174,7 @@ def change_field(
         field = catalog.find(session, MetadataField, field_id)
         if field is None:
             raise NotFound(f"metadata field {field_id} not found")
+        before = field.model_dump()
         if change in ("up", "down"):
             done = _move(session, field, -1 if change == "up" else 1)
         elif change in ("required", "persist"):
@@ -180,6 +186,8 @@ def change_field(
             field.choices = _checked_choices(field.field_type, choices)
             field.unit = unit.strip()
             done = f"The choices and unit of {field.name} are saved."
+        summary = {"change": change, **audit.changes(before, field.model_dump())}
+        audit.record(work, identity, "field.change", "metadata_field", field.id, summary)
         return field, done
 
 

@@ -87,7 +87,7 @@ class LocalPasswords(LoginMethod):
             return None
         if _hasher.check_needs_rehash(stored):
             rehashed = hash_password(password)
-            with unit_of_work(rt.engine) as work:
+            with unit_of_work(rt.engine, audited=False) as work:
                 row = work.session.get(User, user.id)
                 if row is not None and row.password_hash == stored:
                     row.password_hash = rehashed
@@ -176,12 +176,12 @@ def login(rt: Runtime, username: str, password: str, address: str | None) -> Log
         if user is not None:
             break
     else:
-        with unit_of_work(rt.engine) as work:
+        with unit_of_work(rt.engine, audited=False) as work:
             _count_failure(work.session, limits, now)
         raise LoginRefused("Wrong username or password.")
     if not user.is_active:
         raise LoginRefused("This account is deactivated: ask an administrator.")
-    with unit_of_work(rt.engine) as work:
+    with unit_of_work(rt.engine, audited=False) as work:
         row = work.session.get(LoginThrottle, limits[0].key)
         if row is not None:
             work.session.delete(row)

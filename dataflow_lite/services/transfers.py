@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from dataflow_lite.adapter import FAILED
 from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import audit
 from dataflow_lite.services.errors import Conflict, NotFound
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
@@ -84,6 +85,7 @@ def retry_transfer(rt: Runtime, identity: Identity, transfer_id: int) -> Transfe
     transfer = _visible(rt, identity, transfer_id, "transfer.retry")
     if not rt.queue.retry(transfer_id):
         raise Conflict(f"transfer {transfer_id} is {transfer.state}, not failed")
+    _record(rt, identity, "transfer.retry", transfer)
     return _visible(rt, identity, transfer_id, "transfer.read")
 
 
@@ -93,4 +95,16 @@ def cancel_transfer(rt: Runtime, identity: Identity, transfer_id: int) -> Transf
     transfer = _visible(rt, identity, transfer_id, "transfer.cancel")
     if not rt.queue.cancel(transfer_id):
         raise Conflict(f"transfer {transfer_id} is {transfer.state}: it has ended")
+    _record(rt, identity, "transfer.cancel", transfer)
     return _visible(rt, identity, transfer_id, "transfer.read")
+
+
+def _record(rt: Runtime, identity: Identity, action: str, transfer: Transfer) -> None:
+    # The queue changes the transfer in its own transaction; the event follows right after.
+    summary = {
+        "dataset_id": transfer.dataset_id,
+        "state": transfer.state,
+        "error": transfer.last_error,
+    }
+    with unit_of_work(rt.engine) as work:
+        audit.record(work, identity, action, "transfer", transfer.id, summary)

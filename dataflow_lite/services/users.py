@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import audit
 from dataflow_lite.services.errors import Conflict, NotFound, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.logins import check_new_password, hash_password
@@ -69,6 +70,8 @@ def add_user(
         )
         work.session.add(user)
         work.session.flush()
+        summary = {"username": username, "name": user.name, "is_admin": is_admin}
+        audit.record(work, identity, "user.add", "user", user.id, summary)
         return user
 
 
@@ -80,6 +83,7 @@ def set_password(rt: Runtime, identity: Identity, username: str, password: str) 
     with unit_of_work(rt.engine) as work:
         user = _by_name(work.session, username)
         user.password_hash = password_hash
+        audit.record(work, identity, "user.change", "user", user.id, {"password": "changed"})
         return user
 
 
@@ -95,10 +99,13 @@ def change_user(rt: Runtime, identity: Identity, user_id: int, change: str) -> U
         user = catalog.find(work.session, User, user_id)
         if user is None:
             raise NotFound(f"user {user_id} not found")
+        before = {"is_active": user.is_active, "is_admin": user.is_admin}
         if change in ("deactivate", "reactivate"):
             user.is_active = change == "reactivate"
         else:
             user.is_admin = change == "make-admin"
+        after = {"is_active": user.is_active, "is_admin": user.is_admin}
+        audit.record(work, identity, "user.change", "user", user.id, audit.changes(before, after))
         return user
 
 
@@ -112,6 +119,7 @@ def set_password_of(rt: Runtime, identity: Identity, user_id: int, password: str
         if user is None:
             raise NotFound(f"user {user_id} not found")
         user.password_hash = password_hash
+        audit.record(work, identity, "user.change", "user", user.id, {"password": "changed"})
         return user
 
 
@@ -154,6 +162,8 @@ def issue_key(
     with unit_of_work(rt.engine) as work:
         user = _key_owner(work.session, identity, username, "key.issue")
         row, key = api_keys.issue_key(work.session, rt.secret_key, user, name, days)
+        summary = {"user_id": user.id, "name": name, "expires_at": row.expires_at}
+        audit.record(work, identity, "key.issue", "api_key", row.id, summary)
         return IssuedKey(row, key)
 
 
@@ -184,6 +194,7 @@ def revoke_key(rt: Runtime, identity: Identity, key_or_id: str | int) -> ApiKey:
         authorize(identity, "key.revoke", row)
         if row.revoked_at is None:
             api_keys.revoke(row, utcnow())
+            audit.record(work, identity, "key.revoke", "api_key", row.id, {"user_id": row.user_id})
         return row
 
 
@@ -197,7 +208,7 @@ def authenticate(rt: Runtime, key: str, address: str | None) -> Identity:
         user, row = api_keys.verify_key(work.session, rt.secret_key, key)
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > api_keys.LAST_USED_RESOLUTION:
-        with unit_of_work(rt.engine) as work:
+        with unit_of_work(rt.engine, audited=False) as work:
             stored = work.session.get(ApiKey, row.id)
             if stored is not None:
                 stored.last_used_at = now

@@ -60,6 +60,10 @@ def create_schema(engine: Engine, lock_path: Path) -> None:
             )
 
 
+class UnauditedChange(AssertionError):
+    """A use case changed the catalog without recording it in the audit trail: a bug."""
+
+
 class UnitOfWork:
     """One transaction of a use case: its session, and what to do once it has committed."""
 
@@ -67,7 +71,18 @@ class UnitOfWork:
         self.session = session
         #: Whether the transaction holds the write lock (the audit trail appends only then).
         self.write = write
+        #: Set when rows other than audit events were added, changed or deleted.
+        self.changed = False
+        #: Set by the audit trail when this transaction recorded an event.
+        self.audited = False
         self._after_commit: list[Callable[[], None]] = []
+
+    def _note_changes(self, session: Session, _context: object, _instances: object) -> None:
+        # A row set to the values it had is not a change (``session.dirty`` counts it).
+        modified = [row for row in session.dirty if session.is_modified(row)]
+        touched = (*session.new, *modified, *session.deleted)
+        if any(not isinstance(row, models.AuditEvent) for row in touched):
+            self.changed = True
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the transaction has committed (wake a worker, say); never if not."""
@@ -75,18 +90,28 @@ class UnitOfWork:
 
 
 @contextmanager
-def unit_of_work(engine: Engine, *, write: bool = True) -> Iterator[UnitOfWork]:
+def unit_of_work(
+    engine: Engine, *, write: bool = True, audited: bool = True
+) -> Iterator[UnitOfWork]:
     """A transaction that commits when the block ends and rolls back on error.
 
     Writes take SQLite's write lock at once (``BEGIN IMMEDIATE``), so concurrent writers queue
-    instead of failing; reads (``write=False``) begin deferred and never take it.
+    instead of failing; reads (``write=False``) begin deferred and never take it. A write that
+    changes rows must record an audit event, or it raises UnauditedChange and rolls back;
+    ``audited=False`` is for the server's own bookkeeping (the queue's progress, a key's
+    last use, failed-login counts).
     """
     if not write:
         engine = engine.execution_options(sqlite_begin="DEFERRED")
     with Session(engine, expire_on_commit=False) as session:
         work = UnitOfWork(session, write=write)
+        if write and audited:
+            event.listen(session, "before_flush", work._note_changes)
         with session.begin():
             yield work
+            session.flush()
+            if work.changed and not work.audited:
+                raise UnauditedChange("a change was not recorded in the audit trail")
     for action in work._after_commit:
         try:
             action()
@@ -96,8 +121,8 @@ def unit_of_work(engine: Engine, *, write: bool = True) -> Iterator[UnitOfWork]:
 
 @contextmanager
 def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
-    """A session whose transaction commits when the block ends and rolls back on error."""
-    with unit_of_work(engine, write=write) as work:
+    """A session for the server's own bookkeeping (the queue): not audited."""
+    with unit_of_work(engine, write=write, audited=False) as work:
         yield work.session
 
 
