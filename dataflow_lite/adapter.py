@@ -173,8 +173,9 @@ class TransferAdapter(abc.ABC):
                 try:
                     checked[option.name] = option.type(options[option.name])
                 except (TypeError, ValueError):
+                    value = options[option.name]
                     raise ValueError(
-                        f"{option.flag} must be a {option.type.__name__}, not {options[option.name]!r}"
+                        f"{option.flag} must be a {option.type.__name__}, not {value!r}"
                     ) from None
         return checked
 
