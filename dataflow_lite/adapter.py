@@ -174,7 +174,7 @@ class TransferAdapter(abc.ABC):
                 try:
                     checked[option.name] = option.type(value)
                 except (TypeError, ValueError):
-                    kind = option.type.__name__
+                    kind = {"int": "whole number"}.get(option.type.__name__, option.type.__name__)
                     raise ValueError(f"{option.flag} must be a {kind}, not {value!r}") from None
         return checked
 

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 from ordflow import API
+from sqlmodel import Session, select
 
-from dataflow_lite.adapter import discover_adapters
-from dataflow_lite.cli.base import _gunicorn_command
+from dataflow_lite import bootstrap
+from dataflow_lite.adapter import Option, TransferAdapter, discover_adapters
+from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.cli import main
+from dataflow_lite.cli.serve import gunicorn_command
+from dataflow_lite.services.datasets import create_dataset
+from dataflow_lite.services.endpoints import list_endpoints
+from dataflow_lite.services.identity import Identity, system
+from dataflow_lite.services.user_settings import get_settings
+from dataflow_lite.services.users import authenticate
+from dataflow_lite.store import api_keys
+from dataflow_lite.store.models import Dataset, User
 
 from .conftest import free_port
 
@@ -86,7 +101,7 @@ def test_module_entry_point_and_serve_command(tmp_path: Path):
         [sys.executable, "-m", "dataflow_lite", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "serve" in result.stdout
-    command = _gunicorn_command("127.0.0.1:9", 3, 45)
+    command = gunicorn_command("127.0.0.1:9", 3, 45)
     assert command[command.index("--workers") + 1] == "3"
     assert command[command.index("--timeout") + 1] == "45"
     assert command[-1] == "wsgi:app"
@@ -136,3 +151,127 @@ def test_user_password_sets_a_web_login(cli, client):
         data={"username": "ada", "password": "a long enough password", "csrf_token": token},
     )
     assert answer.headers["Location"] == "/datasets"
+
+
+def refused(cli, *args: str) -> str:
+    """Run a command a service refuses: exit status 1, one line on stderr, no traceback."""
+    result = CliRunner().invoke(main, ["--instance", str(cli.instance), *args])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: ")
+    return line
+
+
+@contextmanager
+def services_on(instance: Path) -> Iterator[Runtime]:
+    """The runtime of the test instance, for checking what a command did through the services."""
+    rt = bootstrap.build(instance)
+    try:
+        yield rt
+    finally:
+        rt.engine.dispose()
+
+
+def as_user(rt: Runtime, username: str) -> Identity:
+    with Session(rt.engine) as session:
+        user = session.exec(select(User).where(User.username == username)).one()
+    return Identity(user, "test")
+
+
+def test_keys_are_listed_and_revoked_through_the_services(cli, instance: Path):
+    key = cli.user_key("ada")
+    cli("key", "revoke", key)
+    assert '"revoked_at": null' not in cli("key", "list", "ada")
+    with services_on(instance) as rt, pytest.raises(api_keys.KeyRejected, match="revoked"):
+        authenticate(rt, key, None)
+    assert refused(cli, "key", "revoke", "99999999999999999999999") == "Error: no such API key"
+
+
+def test_endpoint_add_default_makes_the_new_endpoint_the_destination(cli, instance, tmp_path):
+    cli("user", "add", "ada")
+    archive = cli.json(
+        "endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path), "--default"
+    )
+    assert archive["is_default"]
+    listed = [json.loads(doc) for doc in re.split(r"(?m)^(?=\{)", cli("endpoint", "list")) if doc]
+    assert [e["name"] for e in listed if e["is_default"]] == ["archive"]
+    with services_on(instance) as rt:
+        ada = as_user(rt, "ada")
+        assert get_settings(rt, ada)["globus"]["destination_endpoint"] == archive["id"]
+        dataset = create_dataset(rt, ada, "scan 1", None, [])
+        with Session(rt.engine) as session:
+            assert session.get(Dataset, dataset["id"]).endpoint_id == archive["id"]
+
+
+def test_refusals_are_one_line_and_exit_1(cli, tmp_path: Path):
+    ident = str(cli.json("instrument", "add", "Cypher")["id"])
+    cli("instrument", "field", ident, "Mode")
+    assert refused(cli, "instrument", "field", ident, "Mode") == (
+        "Error: Cypher has a field 'Mode' already"
+    )
+    assert "not found" in refused(cli, "instrument", "field", "99999999999999999999999", "x")
+    assert "not found" in refused(cli, "transfers", "retry", "99999999999999999999999")
+    assert cli("transfers", "list", "--dataset", "99999999999999999999999") == ""
+    assert "not a number" in refused(
+        cli, "instrument", "field", ident, "T", "--type", "number", "--choice", "3x"
+    )
+    assert "exists already" in refused(cli, "instrument", "add", "Cypher")
+    assert refused(cli, "key", "create", "nobody").startswith("Error: no user 'nobody'")
+
+
+def test_an_endpoint_holding_datasets_is_not_removed(cli, instance: Path, tmp_path: Path):
+    cli("user", "add", "ada")
+    with services_on(instance) as rt:
+        create_dataset(rt, as_user(rt, "ada"), "scan 1", None, [])
+    assert refused(cli, "endpoint", "remove", "local") == (
+        "Error: endpoint local holds 1 dataset(s): they stay registered there"
+    )
+    cli("endpoint", "add", "spare", "--type", "local", "--path", str(tmp_path))
+    cli("endpoint", "remove", "spare")
+    assert '"spare"' not in cli("endpoint", "list")
+    assert refused(cli, "endpoint", "remove", "spare") == "Error: no endpoint named 'spare'"
+
+
+def test_endpoint_add_offers_the_options_the_adapters_declare(cli):
+    shown = cli("endpoint", "add", "--help")
+    assert "--key-file" in shown and "--known-hosts" in shown and "--collection" in shown
+    assert "sftp: a private key" in " ".join(shown.split())
+    globus = cli.json(
+        "endpoint", "add", "beamline", "--type", "globus",
+        "--id", "57230a10-7ba2-11e7-8c3b-22000b9923ef", "--path", "/data",
+    )  # fmt: skip
+    assert globus["id"] == globus["options"]["collection"] == "57230a10-7ba2-11e7-8c3b-22000b9923ef"
+    result = CliRunner().invoke(
+        main, ["--instance", str(cli.instance), "endpoint", "add", "x", "--type", "local",
+               "--path", "/d", "--host", "h"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "a local endpoint does not take --host" in result.stderr
+
+
+class BucketAdapter(TransferAdapter):
+    """An adapter installed after the core was written: only its options matter here."""
+
+    name = "bucket"
+    options = (
+        Option("bucket", "the bucket that receives the datasets"),
+        Option("access_token", "the token that writes there", required=False, secret=True),
+    )
+    activation = activate = check = submit = status = verify = cancel = None  # type: ignore
+    write_file = locate = None  # type: ignore
+
+
+def test_an_adapter_installed_later_brings_its_flags(cli, instance: Path, monkeypatch):
+    monkeypatch.setattr(
+        bootstrap, "discover_adapters", lambda: {**discover_adapters(), "bucket": BucketAdapter}
+    )
+    assert "--access-token" in cli("endpoint", "add", "--help")
+    shown = cli.json(
+        "endpoint", "add", "store", "--type", "bucket", "--bucket", "raw", "--access-token", "t0k"
+    )
+    assert shown["options"] == {"bucket": "raw", "access_token": "********"}
+    assert "needs --bucket" in refused(cli, "endpoint", "add", "other", "--type", "bucket")
+    with services_on(instance) as rt:
+        (stored,) = [e for e in list_endpoints(rt, system()) if e.name == "store"]
+    assert stored.options == {"bucket": "raw", "access_token": "t0k"}

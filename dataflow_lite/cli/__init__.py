@@ -1,6 +1,10 @@
-"""The ``dataflow-lite`` command, one module per group of commands."""
+"""The ``dataflow-lite`` command, one module per group of commands.
 
-from dataflow_lite.cli import endpoints  # noqa: F401  (registers its commands on main)
+``base`` holds the group itself; importing each command module registers its commands on it.
+Command modules import ``base`` only, never one another.
+"""
+
+from dataflow_lite.cli import endpoints, instruments, serve, users  # noqa: F401  (registration)
 from dataflow_lite.cli.base import main
 
 __all__ = ["main"]

@@ -45,6 +45,8 @@ def list_transfers(
     ``failed_first`` puts failed ones at the top, as the admin page and the CLI show them.
     """
     authorize(identity, "transfer.list")
+    if dataset_id is not None and not 0 < dataset_id <= catalog.MAX_ID:
+        return []  # a dataset SQLite cannot hold has no transfers (nor may the id reach it)
     statement = (
         select(Transfer, Dataset, DatasetFile, User)
         .join(Dataset, col(Dataset.id) == Transfer.dataset_id)
