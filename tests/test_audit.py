@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -355,3 +356,37 @@ def test_a_change_that_is_not_recorded_is_refused_and_rolled_back(engine: Engine
         work.session.add(User(username="mallory"))
     with unit_of_work(engine, write=False) as work:
         assert work.session.exec(select(User)).all() == []
+
+
+def test_the_api_shows_the_trail_to_admins_only(client, cli, auth):
+    admin_key = cli.user_key("root", admin=True)
+    made = client.post("/api/v1/datasets", json={"name": "scan"}, headers=auth)
+    assert made.status_code == 201
+    page = client.get(
+        "/api/v1/audit",
+        query_string={"user": "suhas", "object_type": "dataset"},
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
+    assert page.status_code == 200, page.json
+    (event,) = page.json["results"]
+    assert event["action"] == "dataset.create"
+    assert event["object_id"] == str(made.json["id"])
+    assert event["via"].startswith("api-key ") and event["address"] == "127.0.0.1"
+    assert event["summary"]["name"] == "scan"
+    refused = client.get("/api/v1/audit", headers=auth)
+    assert refused.status_code == 403
+    assert refused.json["message"] == "only an administrator may do this"
+
+
+def test_audit_verify_names_the_first_altered_row(cli, instance: Path):
+    cli("user", "add", "ada")
+    cli("user", "add", "bob")
+    assert "audit trail intact: 2 rows" in cli("audit", "verify")
+    events = [json.loads(block) for block in cli("audit", "list").split("\n}\n") if block.strip()]
+    assert [event["action"] for event in events] == ["user.add", "user.add"]
+    assert {event["via"] for event in events} == {"cli"}
+    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
+        db.execute("""UPDATE auditevent SET summary = '{"username": "eve"}' WHERE id = 1""")
+    said = cli.fails("audit", "verify")
+    assert "audit trail broken at row 1: altered" in said
+    assert "Traceback" not in said

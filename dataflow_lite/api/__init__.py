@@ -29,6 +29,7 @@ class Blueprint(flask_smorest.Blueprint):
 def register_api(app: Flask) -> list[Blueprint]:
     """Register every API blueprint on ``app``, with the one error handler; return them."""
     from dataflow_lite.api import (
+        audit,
         dataset_files,
         datasets,
         instruments,
@@ -47,6 +48,7 @@ def register_api(app: Flask) -> list[Blueprint]:
         datasets,
         dataset_files,
         transfers,
+        audit,
     )
     for module in modules:
         api.register_blueprint(module.blp)

@@ -4,7 +4,7 @@
 Command modules import ``base`` only, never one another.
 """
 
-from dataflow_lite.cli import endpoints, instruments, serve, users  # noqa: F401  (registration)
+from dataflow_lite.cli import audit, endpoints, instruments, serve, users  # noqa: F401
 from dataflow_lite.cli.base import main
 
 __all__ = ["main"]
