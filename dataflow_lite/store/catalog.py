@@ -81,9 +81,12 @@ def create_dataset(
     try:
         fields = metadata.validate(values, instrument_fields(session, instrument_id))
     except metadata.InvalidMetadata as error:
-        raise DataflowError(
-            400, f"the metadata does not fit the instrument's form: {error}", error.errors
-        ) from error
+        what = (
+            f"does not fit the form of instrument {instrument.name!r}"
+            if instrument and error.form_fields
+            else "is not valid"
+        )
+        raise DataflowError(400, f"the metadata {what}: {error}", error.errors) from error
     dataset = Dataset(
         name=name,
         creator_id=user.id,
@@ -201,10 +204,20 @@ def add_file(
 
 
 def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
-    """What ``metadata.json`` holds: the dataset, its nested metadata, and its files."""
+    """What ``metadata.json`` holds: the dataset, its nested metadata and units, and its files.
+
+    ``units`` is nested like ``metadata`` and holds the unit of each value whose form field has
+    one (``{"Stage": {"Temperature": "K"}}``); the API's wire does not change.
+    """
     creator = session.get(User, dataset.creator_id)
     instrument = session.get(Instrument, dataset.instrument_id) if dataset.instrument_id else None
     values = dataset_values(session, dataset.id)  # type: ignore[arg-type]
+    form = {field.id: field.unit for field in instrument_fields(session, dataset.instrument_id)}
+    units = {
+        value.field_name: form[value.metadata_field_id]
+        for value in values
+        if value.metadata_field_id in form and form[value.metadata_field_id]
+    }
     files = [entry for entry in dataset_files(session, dataset.id) if not entry.is_directory]  # type: ignore[arg-type]
     return {
         "dataset": {
@@ -214,6 +227,7 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
             "instrument": {"id": instrument.id, "name": instrument.name} if instrument else None,
             "created_at": dataset.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "metadata": metadata.nest((value.field_name, value.value) for value in values),
+            "units": metadata.nest_units((value.field_name for value in values), units),
         },
         "files": [
             {
