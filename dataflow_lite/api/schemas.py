@@ -61,7 +61,7 @@ class MetadataValueSchema(ma.Schema):
         allow_none=True,
         metadata={
             "description": "the value as text: strings as they are, numbers, true/false and "
-            "lists as their JSON (`373`, `2.0`, `[\"afm\", \"pzt\"]`), null as null"
+            'lists as their JSON (`373`, `2.0`, `["afm", "pzt"]`), null as null'
         },
     )
     field_name = ma.fields.String()
