@@ -19,6 +19,11 @@ METADATA = {
     "Sample": "PZT",
     "Microscope": {"Vendor": "Asylum Research", "Model": "MFP3D"},
     "Temperature": 373,
+    # ordflow passes lists through its flattening unchanged, and keeps every value's JSON type.
+    "tags": ["afm", "piezoresponse"],
+    "Cleaned": True,
+    "Scan": {"Rate": 2.0, "Size": 0.25},
+    "Notes": None,
 }
 FILE_KEYS = {
     "id",
@@ -99,6 +104,11 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
         ("Microscope-Vendor", "Asylum Research", None),
         ("Microscope-Model", "MFP3D", None),
         ("Temperature", "373", None),
+        ("tags", '["afm", "piezoresponse"]', None),
+        ("Cleaned", "true", None),
+        ("Scan-Rate", "2.0", None),
+        ("Scan-Size", "0.25", None),
+        ("Notes", None, None),
     ]
 
     # 8. Two uploads, one into foo/bar.
@@ -145,6 +155,7 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     assert api.dataset_search("2001-01-01")["total"] == 0
     assert api.dataset_search("Vendor")["total"] == 1  # metadata names
     assert api.dataset_search("MFP3D")["total"] == 1  # metadata values
+    assert api.dataset_search("piezoresponse")["total"] == 1  # words in a list
     assert api.dataset_search("AFM_Topography.PNG")["total"] == 1  # file names
     assert api.dataset_search("absent")["total"] == 0
 
@@ -182,7 +193,10 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
         "instrument": None,
         "created_at": result["created_at"],
         "metadata": METADATA,
+        "units": {},
     }
+    raw = (folder / "metadata.json").read_text()
+    assert '"Rate": 2.0' in raw and '"Notes": null' in raw  # a float stays a float
     assert [(f["path"], f["size"], f["sha256"]) for f in document["files"]] == [
         ("AFM_Topography.PNG", png.stat().st_size, hashlib.sha256(png.read_bytes()).hexdigest()),
         (
@@ -202,11 +216,23 @@ def test_dataset_on_an_instrument_lands_in_its_folder(
 ):
     key = cli.user_key("suhas")
     instrument = cli.json("instrument", "add", "Asylum Research Cypher West")
+    ident = str(instrument["id"])
+    cli("instrument", "field", ident, "Stage-Temperature", "--type", "number", "--unit", "K")
+    cli("instrument", "field", ident, "Scans", "--type", "integer")
     api = API(key, server_url=live_server.api)
+    with pytest.raises(ValueError, match="Stage-Temperature: must be a number, not 'hot'"):
+        api.dataset_create(
+            "Refused", instrument_id=instrument["id"], metadata={"Stage": {"Temperature": "hot"}}
+        )
+    metadata = {"Stage": {"Temperature": 2.0}, "Scans": 4, "tags": ["afm"]}
     dataset = api.dataset_create(
-        "Atomic force microscopy scan of PZT", instrument_id=instrument["id"]
+        "Atomic force microscopy scan of PZT", instrument_id=instrument["id"], metadata=metadata
     )
     assert dataset["instrument"]["name"] == "Asylum Research Cypher West"
+    values = {v["field_name"]: v for v in dataset["metadata_field_values"]}
+    assert values["Stage-Temperature"]["field_value"] == "2.0"
+    assert values["Stage-Temperature"]["metadata_field"]["unit"] == "K"
+    assert values["tags"]["field_value"] == '["afm"]' and values["tags"]["metadata_field"] is None
     data = tmp_path / "scan.ibw"
     data.write_bytes(b"\x00\x01" * 1000)
     api.file_upload(str(data), dataset["id"])
@@ -218,3 +244,8 @@ def test_dataset_on_an_instrument_lands_in_its_folder(
         )
     )
     assert [p.read_bytes() for p in landed] == [data.read_bytes()]
+    document = json.loads((landed[0].parent / "metadata.json").read_text())["dataset"]
+    assert (document["metadata"], document["units"]) == (
+        metadata,
+        {"Stage": {"Temperature": "K"}},
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pytest
@@ -421,6 +422,57 @@ def test_the_wizard_refuses_what_the_api_refuses_with_the_same_messages(
     for name, message in api.json["errors"].items():
         assert f"{name}: {message}" in shown
     assert "0 datasets. No dataset yet." in text_of(ada.get("/datasets"))  # nothing was created
+
+
+def test_the_wizards_extra_rows_keep_numbers_as_numbers_as_the_api_does(ada, cypher, instance):
+    extra = {
+        "Stage-Tilt": "2.5",
+        "Count": "373",
+        "Gain": "2.0",
+        "Cleaned": "true",
+        "Notes": "null",
+        "tags": '["afm", "pzt"]',
+        "Code": "007",
+        "Quoted": '"PZT"',
+        "Object": '{"a": 1}',
+    }
+    response = create_through_the_page(
+        ada, cypher, "typed", Temperature="373", Scans="4", extra=extra
+    )
+    assert response.status_code == 302, text_of(response)
+    (saved,) = (instance / "dataflow" / "cypher").glob("*/*_typed/metadata.json")
+    document = json.loads(saved.read_text())["dataset"]
+    assert document["metadata"] == {
+        "Temperature": 373,
+        "Scans": 4,
+        "Stage": {"Tilt": 2.5},
+        "Count": 373,
+        "Gain": 2.0,
+        "Cleaned": True,
+        "Notes": None,
+        "tags": ["afm", "pzt"],
+        "Code": "007",  # not JSON: the text as typed
+        "Quoted": '"PZT"',
+        "Object": '{"a": 1}',
+    }
+    assert document["units"] == {"Temperature": "K"}
+    assert '"Gain": 2.0' in saved.read_text()
+
+
+def test_an_extra_row_the_api_would_refuse_gets_the_apis_message(ada, cypher):
+    page = create_through_the_page(
+        ada, cypher, "scan", Temperature="300", extra={"tags": '[["afm"]]'}
+    )
+    assert page.status_code == 400
+    shown = text_of(page)
+    assert "the metadata is not valid" in shown
+    assert "tags: must be a list of text, numbers, true/false or null" in shown
+
+
+def test_a_misfit_on_the_page_names_the_value_and_what_fits(ada, cypher):
+    page = create_through_the_page(ada, cypher, "scan", Temperature="hot")
+    assert page.status_code == 400
+    assert "Temperature: must be a number, not 'hot'" in text_of(page)
 
 
 def test_a_blank_title_is_refused_and_the_values_stay(ada, cypher):

@@ -57,7 +57,13 @@ class InstrumentDetailSchema(InstrumentSchema):
 
 class MetadataValueSchema(ma.Schema):
     id = ma.fields.Integer()
-    field_value = ma.fields.String()
+    field_value = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "the value as text: strings as they are, numbers, true/false and "
+            'lists as their JSON (`373`, `2.0`, `["afm", "pzt"]`), null as null'
+        },
+    )
     field_name = ma.fields.String()
     metadata_field = ma.fields.Nested(MetadataFieldSchema, allow_none=True)
 

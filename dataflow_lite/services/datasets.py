@@ -66,9 +66,9 @@ def _checked_values(
         return metadata.validate(values, fields)
     except metadata.InvalidMetadata as error:
         where = (
-            f"the metadata does not fit the form of {instrument.name}"
-            if instrument
-            else ("the metadata is not valid")
+            f"the metadata does not fit the form of instrument {instrument.name!r}"
+            if instrument and error.form_fields
+            else "the metadata is not valid"
         )
         messages = {name: [message] for name, message in error.errors.items()}
         raise Invalid(f"{where}: {error}", messages) from error

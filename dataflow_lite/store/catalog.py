@@ -85,10 +85,20 @@ def entry(session: Session, dataset_id: int, parent: str, name: str) -> DatasetF
 
 
 def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
-    """What ``metadata.json`` holds: the dataset, its nested metadata, and its files."""
+    """What ``metadata.json`` holds: the dataset, its nested metadata and units, and its files.
+
+    ``units`` is nested like ``metadata`` and holds the unit of each value whose form field has
+    one (``{"Stage": {"Temperature": "K"}}``); the API's wire does not change.
+    """
     creator = session.get(User, dataset.creator_id)
     instrument = session.get(Instrument, dataset.instrument_id) if dataset.instrument_id else None
     values = dataset_values(session, id_of(dataset))
+    form = {field.id: field.unit for field in instrument_fields(session, dataset.instrument_id)}
+    units = {
+        value.field_name: form[value.metadata_field_id]
+        for value in values
+        if value.metadata_field_id in form and form[value.metadata_field_id]
+    }
     files = [row for row in dataset_files(session, id_of(dataset)) if not row.is_directory]
     return {
         "dataset": {
@@ -98,6 +108,7 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
             "instrument": {"id": instrument.id, "name": instrument.name} if instrument else None,
             "created_at": dataset.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "metadata": metadata.nest((value.field_name, value.value) for value in values),
+            "units": metadata.nest_units((value.field_name for value in values), units),
         },
         "files": [
             {

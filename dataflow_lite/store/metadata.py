@@ -1,50 +1,98 @@
 """Dataset metadata: checked against an instrument's form, flattened, and nested again.
 
 Clients send metadata flattened: ``{"Microscope": {"Vendor": ...}}`` as ``Microscope-Vendor``.
-Values keep their JSON type in the catalog (373 stays a number); the wire shows them as strings,
-as DataFlow does, and ``metadata.json`` shows them nested again with their types.
+A value is a JSON scalar (text, number, true/false, null) or a list of scalars, as ordflow passes
+lists through its flattening unchanged. Values keep their JSON type in the catalog (373 stays a
+number, 2.0 stays a float); the wire shows them as strings, as DataFlow does (lists as JSON text,
+null as null), and ``metadata.json`` shows them nested again with their types.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dataflow_lite.store.models import MetadataField
 
 SEPARATOR = "-"
 FIELD_TYPES = ("string", "number", "integer", "boolean")
+SCALARS = (str, int, float, bool, type(None))
+# A misfit quotes the value it refuses, cut to this many characters.
+SHOWN_CHARACTERS = 40
 
 
 class InvalidMetadata(ValueError):
-    """Metadata that breaks the instrument's form; ``errors`` maps field names to messages."""
+    """Metadata that cannot be kept; ``errors`` maps field names to messages.
 
-    def __init__(self, errors: dict[str, str]) -> None:
+    ``form_fields`` names the errors that concern a field of the instrument's form.
+    """
+
+    def __init__(self, errors: dict[str, str], form_fields: Iterable[str] = ()) -> None:
         super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
         self.errors = errors
+        self.form_fields = set(form_fields) & set(errors)
 
 
-def wire_value(value: Any) -> str:
-    """A value as DataFlow's API shows it: strings as they are, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
+def wire_value(value: Any) -> str | None:
+    """A value as DataFlow's API shows it: strings as they are, null as null, others as JSON."""
+    return None if value is None else value_text(value)
+
+
+def value_text(value: Any) -> str:
+    """A value as text for a page or a form input: strings as they are, others as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def shown(value: Any) -> str:
+    """A value quoted in a message: ``'hot'`` for text, JSON for the rest, cut when long."""
+    text = f"'{value}'" if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return shown(value)
 
 
 def type_error(field: MetadataField, value: Any) -> str | None:
-    """What is wrong with ``value`` for ``field`` (its type, its choices), or None."""
+    """What is wrong with ``value`` for ``field`` (a single value of its type), or None."""
     if field.field_type == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return "must be a number"
+        fits = isinstance(value, int | float) and not isinstance(value, bool)
+        wanted = "a number"
     elif field.field_type == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            return "must be an integer"
+        fits = isinstance(value, int) and not isinstance(value, bool)
+        wanted = "an integer"
     elif field.field_type == "boolean":
-        if not isinstance(value, bool):
-            return "must be true or false"
-    elif not isinstance(value, str):
-        return "must be text"
+        fits, wanted = isinstance(value, bool), "true or false"
+    else:
+        fits, wanted = isinstance(value, str), "text"
+    if not fits:
+        return f"must be {wanted}, not {_kind(value)}"
     if field.choices and value not in field.choices:
-        return "must be one of " + ", ".join(wire_value(choice) for choice in field.choices)
+        choices = ", ".join(value_text(choice) for choice in field.choices)
+        return f"must be one of {choices}, not {shown(value)}"
+    return None
+
+
+def _shape_error(value: Any) -> str | None:
+    """What is wrong with a free-form value (no form field), or None."""
+    if isinstance(value, dict):
+        return (
+            "must be a single value or a list of them, not an object "
+            f"(nested metadata arrives flattened: name{SEPARATOR}key)"
+        )
+    # Only scalars in a list: each catalog value stays one name with plain values, so search, the
+    # wire's JSON text and a form's types read it element by element, and nothing is nested that
+    # the flattened names cannot say. ordflow passes such lists through unflattened.
+    if isinstance(value, list) and not all(isinstance(item, SCALARS) for item in value):
+        return (
+            "must be a list of text, numbers, true/false or null, not one holding lists or "
+            f"objects (give nested values their own names: name{SEPARATOR}key)"
+        )
     return None
 
 
@@ -54,7 +102,8 @@ def validate(
     """Check flattened ``values`` against an instrument's ``fields``.
 
     Return the fields by name; raise InvalidMetadata naming every field that is missing, of the
-    wrong type or not one of its choices, and every name given twice.
+    wrong type or not one of its choices, every name given twice, and every value that is an
+    object or a list holding lists or objects.
     """
     by_name = {field.name: field for field in fields}
     errors: dict[str, str] = {}
@@ -69,13 +118,13 @@ def validate(
                 errors[name] = "is required"
         elif field is not None and (problem := type_error(field, value)):
             errors[name] = problem
-        elif isinstance(value, dict | list):
-            errors[name] = "must be a single value (nested metadata arrives flattened)"
+        elif field is None and (problem := _shape_error(value)):
+            errors[name] = problem
     for field in by_name.values():
         if field.required and field.name not in seen:
             errors[field.name] = "is required"
     if errors:
-        raise InvalidMetadata(errors)
+        raise InvalidMetadata(errors, form_fields=by_name)
     return by_name
 
 
@@ -105,3 +154,30 @@ def nest(values: Iterable[tuple[str, Any]]) -> dict[str, Any]:
             else:
                 node[leaf] = value
     return {**nested, **flat} if not set(nested) & set(flat) else dict(values)
+
+
+class _NoUnit:
+    """A placeholder for a value without a unit, pruned after nesting."""
+
+
+def nest_units(names: Iterable[str], units: Mapping[str, str]) -> dict[str, Any]:
+    """The ``units`` of the named values, nested exactly as :func:`nest` nests the values.
+
+    ``names`` are all the flattened names (so the groups match the metadata's), ``units`` the
+    unit of each name that has one; names without a unit, and groups left empty, are dropped.
+    """
+    no_unit = _NoUnit()
+    placed = nest((name, units.get(name) or no_unit) for name in names)
+
+    def prune(node: dict[str, Any]) -> dict[str, Any]:
+        kept: dict[str, Any] = {}
+        for key, item in node.items():
+            if isinstance(item, dict):
+                item = prune(item)
+                if item:
+                    kept[key] = item
+            elif item is not no_unit:
+                kept[key] = item
+        return kept
+
+    return prune(placed)

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Dialect, Index, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     """The current time in UTC, without microseconds (the wire shows whole seconds)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+class JSONText(TypeDecorator[Any]):
+    """A JSON value kept as TEXT, exactly as written.
+
+    SQLite gives a column declared ``JSON`` numeric affinity, which stores the JSON text ``2.0``
+    as the integer 2: a float came back as an int. A TEXT column keeps the text as it is.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str:
+        return json.dumps(value)  # None is JSON null, as SQLAlchemy's JSON type stores it
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        # A table created before this type (``value JSON``) hands back numbers SQLite converted.
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class User(SQLModel, table=True):
@@ -119,7 +138,7 @@ class MetadataValue(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     dataset_id: int = Field(foreign_key="dataset.id", index=True, ondelete="CASCADE")
     field_name: str
-    value: Any = Field(sa_column=Column(JSON))
+    value: Any = Field(sa_column=Column(JSONText))
     metadata_field_id: int | None = Field(default=None, foreign_key="metadatafield.id")
 
 

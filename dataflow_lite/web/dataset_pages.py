@@ -202,7 +202,7 @@ def shown_metadata(session: Session, dataset_id: int) -> dict[str, Any]:
             metadata_field = session.get(MetadataField, value.metadata_field_id)
             units[value.id] = metadata_field.unit if metadata_field else ""
     return metadata.nest(
-        (value.field_name, Shown(metadata.wire_value(value.value), units.get(value.id, "")))
+        (value.field_name, Shown(metadata.value_text(value.value), units.get(value.id, "")))
         for value in values
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session
 
 from dataflow_lite.store import catalog
-from dataflow_lite.store.metadata import FIELD_TYPES, wire_value
+from dataflow_lite.store.metadata import FIELD_TYPES, value_text
 from dataflow_lite.store.models import Instrument, MetadataField
 from dataflow_lite.web.wizard import typed_value
 
@@ -23,7 +23,7 @@ EXPECTED = {
 
 def choices_text(field: MetadataField) -> str:
     """A field's choices as the form shows them, one per line."""
-    return "\n".join(wire_value(choice) for choice in field.choices or [])
+    return "\n".join(value_text(choice) for choice in field.choices or [])
 
 
 def parse_choices(field_type: str, text: str) -> list[Any] | None:

@@ -4,10 +4,16 @@ Inputs are text; each is turned into its field's JSON type (``373`` a number, ``
 boolean) when it reads as one, and passed on as typed otherwise, so that
 :func:`dataflow_lite.catalog.create_dataset` judges every value with the API's own messages.
 Blank inputs are left out: a blank required field is "required", as in the API.
+
+Extra rows have no field to say their type, so they read as a script's JSON would: a JSON number
+(``373``, ``2.5``), ``true``, ``false``, ``null`` or a JSON list (``["afm", "pzt"]``) becomes that
+value, and anything else, quoted text and objects included, stays the text as typed. What the
+page then shows is the same text, since the wire shows those values as their JSON.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +21,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from dataflow_lite.store.metadata import SEPARATOR, wire_value
+from dataflow_lite.store.metadata import SEPARATOR, value_text
 from dataflow_lite.store.models import Dataset, MetadataField, MetadataValue, User
 
 EXTRA_NAME, EXTRA_VALUE = "extra_name", "extra_value"
@@ -54,7 +60,7 @@ class FieldInput:
     def options(self) -> list[tuple[str, str]]:
         """(value, label) of each choice of a select."""
         if self.field.choices:
-            return [(wire_value(choice), wire_value(choice)) for choice in self.field.choices]
+            return [(value_text(choice), value_text(choice)) for choice in self.field.choices]
         return [("true", "Yes"), ("false", "No")]
 
 
@@ -96,6 +102,31 @@ def typed_value(metadata_field: MetadataField, text: str) -> Any:
     return text
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return all(_finite(item) for item in value) if isinstance(value, list) else True
+
+
+def extra_value(text: str) -> Any:
+    """An extra row's ``text`` as the JSON number, true, false, null or list it spells, else as is.
+
+    Quoted text and objects stay as typed (a name with ``-`` nests); NaN and numbers too large for
+    a float stay text, which JSON could not hold again.
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return text
+    if isinstance(value, str | dict) or not _finite(value):
+        return text
+    return value
+
+
 def read_form(fields: Sequence[MetadataField], form: Any) -> Submission:
     """The metadata a submitted form gives, in the form's order, extra rows last."""
     submission = Submission()
@@ -113,7 +144,7 @@ def read_form(fields: Sequence[MetadataField], form: Any) -> Submission:
             row.error = "give this value a name"
             submission.problems.append(f"the value {row.value!r} has no name")
         else:
-            submission.values.append((row.name, row.value))
+            submission.values.append((row.name, extra_value(row.value)))
         submission.extras.append(row)
     return submission
 
@@ -150,7 +181,7 @@ def persisted_texts(
             MetadataValue.dataset_id == previous, col(MetadataValue.field_name).in_(persisting)
         )
     )
-    return {row.field_name: wire_value(row.value) for row in rows if row.value is not None}
+    return {row.field_name: value_text(row.value) for row in rows if row.value is not None}
 
 
 NESTING_HINT = (
