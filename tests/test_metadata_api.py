@@ -119,7 +119,7 @@ def test_a_misfit_names_the_field_the_value_and_what_fits(client, auth, cypher, 
         f"the metadata does not fit the form of instrument 'Cypher': {says}"
     )
     name, message = says.split(": ", 1)
-    assert response.json["errors"] == {name: message}
+    assert response.json["errors"] == {name: [message]}
 
 
 def test_units_go_into_metadata_json_beside_the_values(client, auth, cypher):
