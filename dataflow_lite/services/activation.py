@@ -69,7 +69,7 @@ def activation_status(rt: Runtime, identity: Identity, endpoint_ref: str | None)
     assert identity.user is not None
     with unit_of_work(rt.engine, write=False) as work:
         endpoint = _endpoint(work.session, identity.user, endpoint_ref)
-        kept = credentials.load(work.session, rt.cipher, identity.user.id, endpoint.id)
+        kept = credentials.load(work.session, rt.cipher, identity.uid, endpoint.id)
     return _live_activation(rt, endpoint, kept)
 
 
@@ -81,7 +81,7 @@ def endpoint_statuses(rt: Runtime, identity: Identity) -> list[EndpointStatus]:
     with unit_of_work(rt.engine, write=False) as work:
         endpoints = work.session.exec(select(Endpoint).order_by(col(Endpoint.created_at))).all()
         kept = {
-            endpoint.id: credentials.load(work.session, rt.cipher, identity.user.id, endpoint.id)
+            endpoint.id: credentials.load(work.session, rt.cipher, identity.uid, endpoint.id)
             for endpoint in endpoints
         }
     return [
@@ -140,7 +140,7 @@ def activate(
         ) from error
     if kept is not None:
         with unit_of_work(rt.engine) as work:
-            credentials.store(work.session, rt.cipher, identity.user.id, endpoint.id, kept)
+            credentials.store(work.session, rt.cipher, identity.uid, endpoint.id, kept)
             summary = {"endpoint": endpoint.name, "username": kept.username}
             audit.record(work, identity, "endpoint.activate", "endpoint", endpoint.id, summary)
     return endpoint

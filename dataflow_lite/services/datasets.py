@@ -97,7 +97,7 @@ def create_dataset(
         endpoint = user_settings.destination(session, identity.user)
         dataset = Dataset(
             name=name,
-            creator_id=identity.user.id,
+            creator_id=identity.uid,
             instrument_id=instrument.id if instrument else None,
             endpoint_id=endpoint.id,
             folder="",
@@ -116,7 +116,7 @@ def create_dataset(
             field = fields.get(field_name)
             session.add(
                 MetadataValue(
-                    dataset_id=dataset.id,
+                    dataset_id=catalog.id_of(dataset),
                     field_name=field_name,
                     value=value,
                     metadata_field_id=field.id if field else None,

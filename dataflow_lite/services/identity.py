@@ -31,6 +31,12 @@ class Identity:
     def user_id(self) -> int | None:
         return self.user.id if self.user is not None else None
 
+    @property
+    def uid(self) -> int:
+        """The user's id, for use cases that the policy keeps to users."""
+        assert self.user is not None and self.user.id is not None, "the system is no user"
+        return self.user.id
+
     def owns(self, owner_id: int | None) -> bool:
         """Whether the identity is the user ``owner_id``."""
         return self.user is not None and self.user.id == owner_id
