@@ -22,12 +22,14 @@ from flask import Flask
 from sqlmodel import Session, col, select
 
 from dataflow_lite.app import create_app
+from dataflow_lite.cli import db as db_commands
 from dataflow_lite.cli.supervisor import supervise
 from dataflow_lite.services.logins import check_new_password, hash_password
 from dataflow_lite.settings import ConfigError
 from dataflow_lite.store import api_keys, db
 from dataflow_lite.store.metadata import FIELD_TYPES
 from dataflow_lite.store.models import ApiKey, Endpoint, Instrument, MetadataField, User, utcnow
+from dataflow_lite.store.schema import SchemaError
 
 DEFAULT_ENDPOINT = "local"
 DEFAULT_BIND = "127.0.0.1:8000"
@@ -43,6 +45,8 @@ def _app(ctx: click.Context) -> Flask:
             ctx.obj["app"] = create_app(instance_path=ctx.obj["instance"])
         except ConfigError as error:
             raise click.ClickException(f"configuration error: {error}") from error
+        except SchemaError as error:  # one line naming 'db upgrade', never a traceback
+            raise click.ClickException(str(error)) from error
     return ctx.obj["app"]
 
 
@@ -109,7 +113,12 @@ def _add_endpoint(
     return endpoint
 
 
-def _init(ctx: click.Context) -> Flask:
+def _init(ctx: click.Context, *, upgrade: bool = True) -> Flask:
+    # serve and worker never upgrade: an older schema waits for 'db upgrade' and its backup.
+    if upgrade and "app" not in ctx.obj:
+        done = db_commands.upgrade_instance(ctx.obj["instance"])
+        if done.from_revision is not None and done.from_revision != done.to_revision:
+            db_commands.report(done, err=True)
     app = _app(ctx)
     with _session(ctx) as session:
         has_endpoint = session.exec(select(Endpoint)).first() is not None
@@ -354,7 +363,7 @@ def serve(
     ctx: click.Context, bind: str, workers: int, timeout: int, no_transfer_worker: bool
 ) -> None:
     """Serve the API with gunicorn, and run the transfer worker beside it."""
-    _init(ctx)
+    _init(ctx, upgrade=False)
     os.environ["DATAFLOW_LITE_INSTANCE"] = str(ctx.obj["instance"])
     # Uploads pass through the workers in 1 MiB chunks: glibc would map and unmap each one
     # afresh, and the page faults cost more CPU than hashing the bytes. Keep them on the heap.
@@ -370,7 +379,7 @@ def serve(
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run the transfer queue's worker (``serve`` starts one)."""
-    app = _init(ctx)
+    app = _init(ctx, upgrade=False)
     queue = app.extensions["dataflow_lite.transfers"]
     settings = app.config["DATAFLOW_LITE"]
     # Transfers whose worker died hold a lease until it runs out: look again just after that.
