@@ -19,6 +19,7 @@ from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services.errors import ServiceError
 from dataflow_lite.services.identity import Identity, system
 from dataflow_lite.settings import ConfigError
+from dataflow_lite.store.schema import SchemaError
 
 #: Who the commands act as: whoever may run them administers the instance.
 CLI: Identity = system("cli")
@@ -44,6 +45,8 @@ class ServiceGroup(click.Group):
             raise click.ClickException(one_line(error)) from error
         except ConfigError as error:
             raise click.ClickException(f"configuration error: {error}") from error
+        except SchemaError as error:  # one line naming 'db upgrade', never a traceback
+            raise click.ClickException(str(error)) from error
 
 
 def runtime() -> Runtime:

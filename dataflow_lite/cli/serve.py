@@ -12,6 +12,7 @@ import click
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.cli.base import CLI, echo_done, main, runtime
+from dataflow_lite.cli.db import report, upgrade_instance
 from dataflow_lite.cli.supervisor import supervise
 from dataflow_lite.services.endpoints import list_endpoints, register_endpoint
 from dataflow_lite.services.errors import Conflict
@@ -31,8 +32,16 @@ def _destination(rt: Runtime) -> Path:
     return rt.instance / rt.settings["destination_dir"]
 
 
-def _init() -> Runtime:
-    """The runtime, once the instance has a default endpoint (a local folder if it had none)."""
+def _init(*, upgrade: bool = True) -> Runtime:
+    """The runtime, once the instance has a default endpoint (a local folder if it had none).
+
+    ``init`` and ``quickstart`` upgrade the schema first; ``serve`` and ``worker`` never do: an
+    older schema waits for ``db upgrade`` and its backup.
+    """
+    if upgrade:
+        done = upgrade_instance(click.get_current_context().find_root().obj["instance"])
+        if done.from_revision is not None and done.from_revision != done.to_revision:
+            report(done, err=True)
     rt = runtime()
     if not list_endpoints(rt, CLI):
         destination = _destination(rt)
@@ -101,7 +110,7 @@ def gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
 @click.option("--no-transfer-worker", is_flag=True, help="Serve the API only; run 'worker' apart.")
 def serve(bind: str, workers: int, timeout: int, no_transfer_worker: bool) -> None:
     """Serve the API with gunicorn, and run the transfer worker beside it."""
-    rt = _init()
+    rt = _init(upgrade=False)
     os.environ["DATAFLOW_LITE_INSTANCE"] = str(rt.instance)
     # Uploads pass through the workers in 1 MiB chunks: glibc would map and unmap each one
     # afresh, and the page faults cost more CPU than hashing the bytes. Keep them on the heap.
@@ -116,7 +125,7 @@ def serve(bind: str, workers: int, timeout: int, no_transfer_worker: bool) -> No
 @main.command()
 def worker() -> None:
     """Run the transfer queue's worker (``serve`` starts one)."""
-    rt = _init()
+    rt = _init(upgrade=False)
     # Transfers whose worker died hold a lease until it runs out: look again just after that.
     woken = rt.queue.sweep()
     rt.queue.sweep_later(rt.settings["transfer_lease_seconds"] + 1)

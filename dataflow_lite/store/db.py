@@ -7,16 +7,15 @@ write lock instead of failing with "database is locked" when a read transaction 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, event, text
-from sqlmodel import Session, SQLModel, create_engine
+from sqlalchemy import Engine, event
+from sqlmodel import Session, create_engine
 
-from dataflow_lite.store import models  # noqa: F401  (registers the tables)
+from dataflow_lite.store import models, schema  # noqa: F401  (models registers the tables)
 
 SEARCH_TABLE = "dataset_text"
 log = logging.getLogger(__name__)
@@ -47,17 +46,11 @@ def make_engine(path: Path, busy_timeout_ms: int) -> Engine:
 
 
 def create_schema(engine: Engine, lock_path: Path) -> None:
-    """Create the tables that are missing; safe when several workers start at once."""
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        SQLModel.metadata.create_all(engine)
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH_TABLE} USING fts5("
-                    "body, tokenize = 'unicode61 remove_diacritics 2')"
-                )
-            )
+    """Create a new database's tables at the newest schema; an older one raises SchemaError.
+
+    Safe when several workers start at once (see :func:`dataflow_lite.store.schema.prepare`).
+    """
+    schema.prepare(engine, lock_path)
 
 
 class UnauditedChange(AssertionError):

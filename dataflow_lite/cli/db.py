@@ -1,0 +1,66 @@
+"""``dataflow-lite db``: the catalog's schema revision, and upgrading it after an update.
+
+``db upgrade`` copies the database beside itself (SQLite's online backup) before it changes
+anything; ``serve``, ``worker`` and every other command refuse a database older than the code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dataflow_lite.adapter import adapter_settings, discover_adapters
+from dataflow_lite.cli.base import main
+from dataflow_lite.settings import load_settings
+from dataflow_lite.store import schema
+
+
+def _database(instance: Path) -> tuple[Path, int]:
+    # Not the runtime: it refuses to open a catalog older than the code.
+    settings = load_settings(instance, extra=adapter_settings(discover_adapters()))
+    return instance / settings["database"], settings["busy_timeout_ms"]
+
+
+def upgrade_instance(instance: Path) -> schema.Upgrade:
+    """Upgrade the catalog of ``instance`` to the head revision (creating it if there is none)."""
+    database, busy_timeout_ms = _database(instance)
+    instance.mkdir(parents=True, exist_ok=True)
+    return schema.upgrade(database, busy_timeout_ms)
+
+
+def report(done: schema.Upgrade, *, err: bool = False) -> None:
+    """Say where the backup went and which revisions the schema moved between."""
+    if done.backup is not None:
+        click.echo(f"database backed up to {done.backup}", err=err)
+    before = schema.describe(done.from_revision, done.backup is not None)
+    click.echo(f"schema upgraded: {before} -> {done.to_revision}", err=err)
+
+
+@main.group("db")
+def db_group() -> None:
+    """The catalog database's schema: see its revision, upgrade it."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Back up the database beside itself, then upgrade its schema to this version's."""
+    done = upgrade_instance(ctx.find_root().obj["instance"])
+    if done.from_revision == done.to_revision:
+        click.echo(f"schema already at {done.to_revision}: nothing to upgrade")
+    else:
+        report(done)
+
+
+@db_group.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Print the database's schema revision and the one this version needs (head)."""
+    database, busy_timeout_ms = _database(ctx.find_root().obj["instance"])
+    if not database.exists():
+        current = "none (no database yet)"
+    else:
+        current = schema.describe(*schema.status(database, busy_timeout_ms))
+    click.echo(f"current: {current}")
+    click.echo(f"head: {schema.head()}")

@@ -1,0 +1,255 @@
+"""The catalog's schema version: which Alembic revision a database is at, and upgrading it.
+
+The migrations live in :mod:`dataflow_lite.store.migrations` and are configured here in code,
+so an installed package needs no ``alembic.ini``. A new, empty database is upgraded to the head
+when an instance opens it; an older one is refused (:class:`SchemaOutOfDate`) until
+``dataflow-lite db upgrade`` has copied it aside and upgraded it. A database made before
+migrations existed (tables, no ``alembic_version``) is stamped as the baseline, then upgraded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, MetaData, create_engine, event, inspect
+from sqlmodel import SQLModel
+
+from dataflow_lite.store import models  # noqa: F401  (registers the tables)
+from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+BASELINE = "0001_baseline"
+UPGRADE_COMMAND = "dataflow-lite db upgrade"
+DEFAULT_BUSY_TIMEOUT_MS = 30_000
+
+
+class SchemaError(Exception):
+    """The database's schema is not one this code can serve."""
+
+
+class SchemaOutOfDate(SchemaError):
+    """The database is older than this code: ``dataflow-lite db upgrade`` brings it to head."""
+
+
+class SchemaNewerThanCode(SchemaError):
+    """The database was upgraded by a newer dataflow-lite than the one running."""
+
+
+class UpgradeFailed(SchemaError):
+    """A migration failed; its transaction was rolled back, so the database is unchanged."""
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What :func:`upgrade` did: from which revision (None: none yet) to which, and the copy."""
+
+    from_revision: str | None
+    to_revision: str
+    #: The copy of the database made first; None when there was nothing to copy or to upgrade.
+    backup: Path | None
+
+
+def alembic_config(connection: Any = None) -> Config:
+    """Alembic's configuration for the catalog's migrations, on ``connection`` if given."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config.attributes["connection"] = connection
+    return config
+
+
+def target_metadata() -> MetaData:
+    """The models' tables, which the head revision must create (autogenerate compares them)."""
+    return SQLModel.metadata
+
+
+def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """Leave out the full-text table and its shadow tables, which no model describes."""
+    return not (type_ == "table" and name is not None and name.startswith(SEARCH_TABLE))
+
+
+def head() -> str:
+    """The revision this code needs (the migrations have exactly one head)."""
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise SchemaError(f"the migrations have {len(heads)} heads: {', '.join(heads)}")
+    return heads[0]
+
+
+def _reading(engine: Engine) -> Engine:
+    # Reading the version must not take SQLite's write lock (the engine begins IMMEDIATE).
+    return engine.execution_options(sqlite_begin="DEFERRED")
+
+
+def current(engine: Engine) -> str | None:
+    """The revision recorded in the database; None when it has none (new, or pre-migrations)."""
+    with _reading(engine).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def has_tables(engine: Engine) -> bool:
+    """Whether the database holds any table at all (a new database holds none)."""
+    with _reading(engine).connect() as connection:
+        return bool(inspect(connection).get_table_names())
+
+
+def status(
+    database: Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+) -> tuple[str | None, bool]:
+    """The revision of the file ``database`` and whether it holds tables; changes nothing."""
+    engine = _migration_engine(database, busy_timeout_ms)
+    try:
+        return current(engine), has_tables(engine)
+    finally:
+        engine.dispose()
+
+
+def describe(revision: str | None, tables: bool) -> str:
+    """A revision as people read it, including the two states without one."""
+    if revision is not None:
+        return revision
+    return "none (made before migrations)" if tables else "none (empty)"
+
+
+def check(engine: Engine) -> None:
+    """Raise :class:`SchemaOutOfDate` unless the database is at the head revision."""
+    revision, wanted = current(engine), head()
+    if revision == wanted:
+        return
+    if revision is not None and revision not in _known_revisions():
+        raise SchemaNewerThanCode(
+            f"the database is at schema {revision}, which this dataflow-lite does not know "
+            f"(its newest is {wanted}): run the newer dataflow-lite that upgraded it"
+        )
+    found = (
+        f"is at schema {revision}" if revision is not None else "was made before schema migrations"
+    )
+    raise SchemaOutOfDate(
+        f"the database {found}; this dataflow-lite needs {wanted}: "
+        f"run '{UPGRADE_COMMAND}' (it backs up the database first)"
+    )
+
+
+def _known_revisions() -> set[str]:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return {script.revision for script in scripts.walk_revisions()}
+
+
+def lock_path(database: Path) -> Path:
+    """The file whose lock serialises schema changes of ``database`` across processes."""
+    return database.with_name(database.name + ".lock")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _migration_engine(database: Path, busy_timeout_ms: int) -> Engine:
+    """An engine like the catalog's, but with foreign keys off for the copies batch mode makes."""
+    engine = create_engine(f"sqlite:///{database}")
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not sqlite3, begins transactions
+        # Set outside any transaction (SQLite ignores it inside one): a batch recreate drops a
+        # table, and with foreign keys on that DROP would delete the rows pointing at it.
+        dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):  # type: ignore[no-untyped-def]
+        # Take the write lock at once, as the catalog does: readers go on, writers queue.
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def backup(database: Path, label: str) -> Path:
+    """Copy ``database`` beside itself with SQLite's online backup; return the copy's path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = database.with_name(f"{database.name}.{stamp}.{label}.backup")
+    number = 1
+    while target.exists():
+        number += 1
+        target = database.with_name(f"{database.name}.{stamp}.{label}.{number}.backup")
+    source = sqlite3.connect(database)
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            # One step: the copy is a consistent snapshot, whatever WAL frames are pending.
+            source.backup(copy)
+        finally:
+            copy.close()
+    finally:
+        source.close()
+    return target
+
+
+def upgrade(
+    database: Path,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    revision: str = "head",
+    lock: Path | None = None,
+) -> Upgrade:
+    """Upgrade the SQLite file ``database`` to ``revision``, copying it aside first.
+
+    A new or empty database is simply created at the target; one without ``alembic_version``
+    but with tables is stamped as the baseline first. Every step runs in one transaction, under
+    the instance's schema lock, so workers starting at once wait and then find it done.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    engine = _migration_engine(database, busy_timeout_ms)
+    try:
+        with _locked(lock or lock_path(database)):
+            before, tables = current(engine), has_tables(engine)
+            target = head() if revision == "head" else revision
+            if before == target:
+                return Upgrade(before, target, None)
+            if before is not None and before not in _known_revisions():
+                check(engine)  # raises SchemaNewerThanCode
+            # An empty database has nothing worth keeping.
+            copy = backup(database, before or "unversioned") if tables else None
+            _migrate(engine, stamp_baseline=tables and before is None, revision=target)
+            return Upgrade(before, target, copy)
+    finally:
+        engine.dispose()
+
+
+def _migrate(engine: Engine, *, stamp_baseline: bool, revision: str) -> None:
+    with engine.connect() as connection:
+        try:
+            with connection.begin():
+                config = alembic_config(connection)
+                if stamp_baseline:
+                    command.stamp(config, BASELINE)
+                command.upgrade(config, revision)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:
+                    raise UpgradeFailed(f"the upgrade would break a foreign key: {tuple(broken)}")
+        except SchemaError:
+            raise
+        except Exception as error:
+            raise UpgradeFailed(f"the upgrade failed and changed nothing: {error}") from error
+
+
+def prepare(engine: Engine, lock: Path) -> None:
+    """Create a new, empty catalog at the head revision; raise SchemaError for an older one."""
+    database = Path(str(engine.url.database))
+    if not has_tables(engine):
+        upgrade(database, lock=lock)
+    check(engine)
