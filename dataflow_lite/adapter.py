@@ -174,7 +174,8 @@ class TransferAdapter(abc.ABC):
                     checked[option.name] = option.type(options[option.name])
                 except (TypeError, ValueError):
                     raise ValueError(
-                        f"{option.flag} must be a {option.type.__name__}, not {options[option.name]!r}"
+                        f"{option.flag} must be a {option.type.__name__}, "
+                        f"not {options[option.name]!r}"
                     ) from None
         return checked
 

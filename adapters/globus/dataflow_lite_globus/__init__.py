@@ -33,7 +33,6 @@ import globus_sdk
 from globus_sdk.transport import RetryConfig
 
 from dataflow_lite.adapter import (
-    Option,
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     FAILED,
@@ -43,6 +42,7 @@ from dataflow_lite.adapter import (
     Check,
     Credentials,
     DestinationExists,
+    Option,
     TransferAdapter,
     TransferJob,
     TransferStatus,

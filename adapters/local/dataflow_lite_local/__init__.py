@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from dataflow_lite.adapter import (
-    Option,
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     DONE,
@@ -26,6 +25,7 @@ from dataflow_lite.adapter import (
     Check,
     Credentials,
     DestinationExists,
+    Option,
     TransferAdapter,
     TransferJob,
     TransferStatus,

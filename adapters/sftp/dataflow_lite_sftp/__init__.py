@@ -20,7 +20,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 
 from dataflow_lite.adapter import (
-    Option,
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     DONE,
@@ -29,6 +28,7 @@ from dataflow_lite.adapter import (
     Check,
     Credentials,
     DestinationExists,
+    Option,
     TransferAdapter,
     TransferJob,
     TransferStatus,
@@ -60,7 +60,9 @@ class SftpAdapter(TransferAdapter):
             "username",
             "the account that writes there with key_file (activation may name another)",
         ),
-        Option("path", "the base directory on the host, absolute or relative to the account's home"),
+        Option(
+            "path", "the base directory on the host, absolute or relative to the account's home"
+        ),
         Option(
             "key_file",
             "a private key on this server that logs in as username, without passphrase "
