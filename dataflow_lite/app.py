@@ -41,6 +41,16 @@ def create_app(
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[RUNTIME] = runtime
+    # A bridge for the CLI of services-wip, which still reads these (its conversion onto the
+    # services is under way on its own branch): drop it when that lands.
+    app.extensions.update(
+        {
+            "dataflow_lite.engine": runtime.engine,
+            "dataflow_lite.adapters": runtime.adapters,
+            "dataflow_lite.transfers": runtime.queue,
+            "dataflow_lite.password_cipher": runtime.cipher,
+        }
+    )
 
     from dataflow_lite import web
     from dataflow_lite.api import register_api
