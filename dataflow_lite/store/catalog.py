@@ -106,7 +106,7 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
                 "sha256": entry.sha256,
                 "uploaded_at": entry.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
-            for row in files
+            for entry in files
         ],
     }
 
