@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 import re
+from pathlib import Path
 
 import pytest
+
+import dataflow_lite.web
+from dataflow_lite.app import RUNTIME
+from dataflow_lite.services import endpoints
+from dataflow_lite.services.identity import system
 
 PASSWORD = "correct horse battery"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -340,7 +347,8 @@ def test_an_admin_edits_an_instrument_form(admin, cypher):
 def test_an_admin_adds_a_local_endpoint_and_sees_its_check(admin, tmp_path):
     form = {
         "name": "archive",
-        "path": str(tmp_path),
+        "type": "local",
+        "local.path": str(tmp_path),
         "csrf_token": token(admin, "/admin/endpoints"),
     }
     response = admin.post("/admin/endpoints", data=form)
@@ -348,6 +356,77 @@ def test_an_admin_adds_a_local_endpoint_and_sees_its_check(admin, tmp_path):
     assert "Endpoint archive is added." in shown
     assert f"ok reachable: {tmp_path}" in shown
     assert "ok writable" in shown
+
+
+def test_the_endpoint_form_offers_every_adapter_with_its_options(admin):
+    page = admin.get("/admin/endpoints").text
+    offered = re.findall(r'<option value="([^"]+)"', page.split('id="endpoint-type"')[1])
+    assert {"local", "sftp", "globus"} <= set(offered)
+    assert re.search(r'<label for="endpoint-sftp-key_file">key_file', page)
+    assert 'name="sftp.key_file"' in page and 'name="globus.collection"' in page
+    assert re.search(r'name="sftp.port"[^>]* type="number"', page)
+
+
+def test_an_admin_adds_an_sftp_endpoint_with_its_options(admin, app, tmp_path):
+    key_file = tmp_path / "id_ed25519"
+    form = {
+        "name": "cluster",
+        "type": "sftp",
+        "sftp.host": "127.0.0.1",
+        "sftp.port": "1",  # nothing listens there: registering needs no live host
+        "sftp.username": "dataflow",
+        "sftp.path": "/data/incoming",
+        "sftp.key_file": str(key_file),
+        "local.path": "/not/this/one",  # another adapter's inputs are not read
+        "csrf_token": token(admin, "/admin/endpoints"),
+    }
+    response = admin.post("/admin/endpoints", data=form)
+    assert response.status_code == 302
+    assert "Endpoint cluster is added." in text_of(admin.get(response.headers["Location"]))
+    registered = endpoints.list_endpoints(app.extensions[RUNTIME], system())
+    (endpoint,) = [row for row in registered if row.name == "cluster"]
+    assert endpoint.adapter == "sftp"
+    assert endpoint.options == {
+        "host": "127.0.0.1",
+        "port": 1,
+        "username": "dataflow",
+        "path": "/data/incoming",
+        "key_file": str(key_file.resolve()),
+    }
+
+
+def test_an_endpoint_form_missing_an_option_is_shown_again(admin):
+    form = {
+        "name": "cluster",
+        "type": "sftp",
+        "sftp.host": "storage.example",
+        "csrf_token": token(admin, "/admin/endpoints"),
+    }
+    response = admin.post("/admin/endpoints", data=form)
+    assert response.status_code == 400
+    assert "a sftp endpoint needs port, username, path" in text_of(response)
+    assert 'value="storage.example"' in response.text
+    assert '<option value="sftp" selected>' in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/datasets/12345"),
+        ("get", "/datasets/12345/upload"),
+        ("get", "/admin/instruments/12345"),
+        ("post", "/admin/fields/12345/up"),
+        ("post", "/admin/users/12345/deactivate"),
+        ("post", "/account/keys/12345/revoke"),
+        ("post", "/account/endpoints/no-such-endpoint/activate"),
+        ("get", "/datasets/new?instrument=12345"),
+    ],
+)
+def test_what_a_service_does_not_find_is_a_404_page(admin, method, path):
+    response = getattr(admin, method)(path, data={"csrf_token": token(admin, "/datasets")})
+    assert response.status_code == 404
+    assert "text/html" in response.content_type
+    assert "not found" in text_of(response).lower()
 
 
 # The new-dataset wizard ----------------------------------------------------------------------
@@ -419,8 +498,8 @@ def test_the_wizard_refuses_what_the_api_refuses_with_the_same_messages(
     assert page.status_code == 400
     shown = text_of(page)
     assert api.json["message"] in shown
-    for name, message in api.json["errors"].items():
-        assert f"{name}: {message}" in shown
+    for name, messages in api.json["errors"].items():
+        assert f"{name}: {'; '.join(messages)}" in shown
     assert "0 datasets. No dataset yet." in text_of(ada.get("/datasets"))  # nothing was created
 
 
@@ -548,6 +627,23 @@ def test_errors_are_pages_on_the_web_and_json_on_the_api(ada):
     browser = ada.get("/nope", headers={"Accept": "text/html,*/*;q=0.8"})
     assert browser.status_code == 404 and "Not Found" in text_of(browser)
     assert ada.get("/nope").json["code"] == 404  # scripts still get JSON
+
+
+def test_the_web_pages_never_import_the_api_nor_the_database():
+    folder = Path(dataflow_lite.web.__file__).parent
+    imported = {
+        (path.name, name)
+        for path in folder.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for name in (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [a.name for a in node.names]
+        )
+    }
+    forbidden = ("dataflow_lite.api", "dataflow_lite.store.db", "sqlmodel", "sqlalchemy")
+    assert [pair for pair in imported if pair[1].startswith(forbidden)] == []
 
 
 def test_the_api_docs_page_is_served_from_this_server(client):

@@ -136,7 +136,7 @@ def activate(
         kept = adapter.activate(username, secret)
     except (AdapterError, LookupError) as error:
         raise Invalid(
-            f"endpoint {endpoint.name} ({endpoint.id}) refused activation: {error}"
+            f"endpoint {endpoint.name} refused activation: {error} (endpoint id {endpoint.id})"
         ) from error
     if kept is not None:
         with unit_of_work(rt.engine) as work:

@@ -143,6 +143,36 @@ def create_dataset(
         return describe(rt, session, dataset)
 
 
+@use_case("dataset.create")
+def persisted_values(rt: Runtime, identity: Identity, instrument_id: int) -> dict[str, Any]:
+    """The values of the instrument's "persist" fields in the user's newest dataset on it.
+
+    The new-dataset form starts from them, so that a run of similar datasets is typed once.
+    """
+    authorize(identity, "dataset.create")
+    assert identity.user is not None
+    with unit_of_work(rt.engine, write=False) as work:
+        session = work.session
+        fields = catalog.instrument_fields(session, instrument_id)
+        persisting = [field.name for field in fields if field.persist]
+        if not persisting:
+            return {}
+        previous = session.exec(
+            select(Dataset.id)
+            .where(Dataset.creator_id == identity.user.id, Dataset.instrument_id == instrument_id)
+            .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
+        ).first()
+        if previous is None:
+            return {}
+        rows = session.exec(
+            select(MetadataValue).where(
+                MetadataValue.dataset_id == previous,
+                col(MetadataValue.field_name).in_(persisting),
+            )
+        )
+        return {row.field_name: row.value for row in rows if row.value is not None}
+
+
 def _wake_after_commit(rt: Runtime, work: UnitOfWork, transfer: Transfer) -> None:
     transfer_id = catalog.id_of(transfer)
     work.after_commit(lambda: rt.queue.wake(transfer_id))

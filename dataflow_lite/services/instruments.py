@@ -149,6 +149,17 @@ def add_field(
         return row
 
 
+@use_case("instrument.read")
+def get_field(rt: Runtime, identity: Identity, field_id: int) -> MetadataField:
+    """One metadata field of an instrument's form."""
+    authorize(identity, "instrument.read")
+    with unit_of_work(rt.engine, write=False) as work:
+        field = catalog.find(work.session, MetadataField, field_id)
+    if field is None:
+        raise NotFound(f"metadata field {field_id} not found")
+    return field
+
+
 FIELD_CHANGES = ("up", "down", "required", "persist", "options")
 
 

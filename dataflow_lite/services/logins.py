@@ -99,12 +99,23 @@ LOGIN_METHODS: tuple[LoginMethod, ...] = (LocalPasswords(),)
 
 
 class LoginRefused(Exception):
-    """A login that did not succeed, with the message to show; ``retry_after`` when throttled."""
+    """A login that did not succeed, with the message to show; ``retry_after`` when throttled.
 
-    def __init__(self, message: str, *, throttled: bool = False, retry_after: int = 0) -> None:
+    ``deactivated`` says the credentials were right but the account is switched off.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        throttled: bool = False,
+        retry_after: int = 0,
+        deactivated: bool = False,
+    ) -> None:
         super().__init__(message)
         self.throttled = throttled
         self.retry_after = retry_after
+        self.deactivated = deactivated
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ def login(rt: Runtime, username: str, password: str, address: str | None) -> Log
             _count_failure(work.session, limits, now)
         raise LoginRefused("Wrong username or password.")
     if not user.is_active:
-        raise LoginRefused("This account is deactivated: ask an administrator.")
+        raise LoginRefused("This account is deactivated: ask an administrator.", deactivated=True)
     with unit_of_work(rt.engine, audited=False) as work:
         row = work.session.get(LoginThrottle, limits[0].key)
         if row is not None:

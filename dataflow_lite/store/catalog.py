@@ -117,7 +117,7 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
                 "sha256": row.sha256,
                 "uploaded_at": row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
-            for row in files
+            for entry in files
         ],
     }
 

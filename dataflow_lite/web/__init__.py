@@ -3,7 +3,7 @@
 ``templates/<blueprint>/`` holds each area's templates and ``static/`` the plain JavaScript and
 CSS every page loads from this server (no build step, nothing from elsewhere). Forms carry a CSRF
 token (Flask-WTF); the API's blueprints are exempt, since they authenticate with bearer keys, or
-with the logged-in session plus its CSRF token in a header (see :mod:`dataflow_lite.auth`).
+with the logged-in session plus its CSRF token in a header (see :mod:`dataflow_lite.api.auth`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from datetime import timedelta
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from dataflow_lite.api.errors import PAGE_ERROR_HANDLER
-from dataflow_lite.services.logins import LocalPasswords
+from dataflow_lite.app import PAGE_ERROR_HANDLER
 from dataflow_lite.web import accounts, admin, dataset_pages, docs, my_account, pages
 
 # A session lasts this long after the last page or upload request (the cookie is refreshed).
@@ -22,7 +21,7 @@ SESSION_LIFETIME = timedelta(hours=12)
 
 
 def init_app(app: Flask) -> CSRFProtect:
-    """Register the web pages, CSRF protection and the login methods on ``app``."""
+    """Register the web pages and CSRF protection on ``app``."""
     app.config.update(
         SESSION_COOKIE_NAME="dataflow_lite_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -31,8 +30,6 @@ def init_app(app: Flask) -> CSRFProtect:
         # The token lives as long as the session: a long upload page keeps working.
         WTF_CSRF_TIME_LIMIT=None,
     )
-    # Tried in order; a directory login (LDAP, OpenID Connect) would be appended here.
-    app.extensions["dataflow_lite.login_methods"] = [LocalPasswords()]
     csrf = CSRFProtect(app)
     for module in (pages, accounts, my_account, dataset_pages, admin, docs):
         app.register_blueprint(module.bp)

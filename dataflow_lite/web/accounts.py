@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from dataflow_lite.services.logins import (
-    LoginRefused,
-    attempt_login,
-    end_session,
-    session_user,
-    start_session,
-)
-from dataflow_lite.store.db import get_session
+from dataflow_lite.app import runtime
+from dataflow_lite.services import logins
 from dataflow_lite.web.pages import safe_next
+from dataflow_lite.web.sessions import end_session, session_user, start_session
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
 
@@ -21,6 +16,12 @@ bp = Blueprint("accounts", __name__, template_folder="templates")
 def home():
     """The start page: one's datasets (the login page first, if need be)."""
     return redirect(url_for("dataset_pages.index"))
+
+
+def _status(refused: logins.LoginRefused) -> int:
+    if refused.throttled:
+        return 429
+    return 403 if refused.deactivated else 400
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -33,18 +34,15 @@ def login():
         return render_template("accounts/login.html", next=target, username="")
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
-    session = get_session()
     try:
-        user = attempt_login(session, username, password, request.remote_addr)
-    except LoginRefused as refused:
-        session.commit()  # the failure counts
-        response = render_template(
+        logged_in = logins.login(runtime(), username, password, request.remote_addr)
+    except logins.LoginRefused as refused:
+        page = render_template(
             "accounts/login.html", next=target, username=username, error=str(refused)
         )
-        headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else {}
-        return response, refused.status, headers
-    session.commit()
-    start_session(user)
+        headers = {"Retry-After": str(refused.retry_after)} if refused.throttled else {}
+        return page, _status(refused), headers
+    start_session(logged_in)
     return redirect(target)
 
 

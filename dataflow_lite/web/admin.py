@@ -1,37 +1,32 @@
-"""Administration pages: users, instruments and their metadata forms, endpoints, transfers."""
+"""Administration pages: users, instruments and their metadata forms, endpoints, transfers.
+
+Each page reads the form, calls one service with the administrator's identity and shows the
+answer. A refused form (Invalid) is shown again with the messages beside its fields; other
+refusals of a form (a name taken, a transfer that has not failed) come back as a flashed message.
+"""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from sqlmodel import Session, col, select
+from werkzeug.exceptions import NotFound
 
-from dataflow_lite.adapter import FAILED, Check
-from dataflow_lite.api.errors import DataflowError
-from dataflow_lite.api.views import adapters, transfers
-from dataflow_lite.services.logins import check_new_password, hash_password
-from dataflow_lite.store import catalog
-from dataflow_lite.store.db import get_session
+from dataflow_lite.adapter import FAILED, Option
+from dataflow_lite.app import runtime
+from dataflow_lite.services import endpoints as endpoint_services
+from dataflow_lite.services import instruments as instrument_services
+from dataflow_lite.services import transfers
+from dataflow_lite.services import users as user_services
+from dataflow_lite.services.errors import Conflict, Invalid
 from dataflow_lite.store.metadata import FIELD_TYPES
-from dataflow_lite.store.models import (
-    Dataset,
-    DatasetFile,
-    Endpoint,
-    Instrument,
-    MetadataField,
-    Transfer,
-    User,
-)
 from dataflow_lite.web import instrument_forms
-from dataflow_lite.web.pages import admin_required, current_user
+from dataflow_lite.web.pages import admin_required, current_identity, field_errors
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
-LOCAL_ADAPTER = "local"
 RECENT_TRANSFERS = 100
-MAX_NAME = 150
+USER_CHANGES = (*user_services.USER_CHANGES, "password")
 
 
 def _back(endpoint: str, message: str, category: str = "success", **values: Any):
@@ -39,11 +34,16 @@ def _back(endpoint: str, message: str, category: str = "success", **values: Any)
     return redirect(url_for(endpoint, **values))
 
 
-def _get(session: Session, model: type, ident: int, what: str) -> Any:
-    row = catalog.find(session, model, ident)
-    if row is None:
-        raise DataflowError(404, f"There is no {what} {ident}.")
-    return row
+def _form_page(template: str, refused: Invalid | None, **values: Any):
+    """A page with a form, shown again with 400 and the messages when it was refused."""
+    page = render_template(
+        template,
+        error=refused.message if refused else None,
+        errors=field_errors(refused),
+        form=request.form,
+        **values,
+    )
+    return page, 400 if refused else 200
 
 
 @bp.get("")
@@ -60,56 +60,50 @@ def home():
 @admin_required
 def users():
     """Every user; the form adds one with a password."""
-    session = get_session()
-    error, form = None, request.form
+    refused = None
     if request.method == "POST":
-        username = form.get("username", "").strip()
+        form = request.form
         try:
-            if not username or len(username) > MAX_NAME or any(c.isspace() for c in username):
-                raise ValueError(f"a username is 1 to {MAX_NAME} characters, without spaces")
-            if session.exec(select(User).where(User.username == username)).first():
-                raise ValueError(f"user {username!r} exists already")
-            password_hash = hash_password(check_new_password(form.get("password", "")))
-        except ValueError as problem:
-            error = str(problem)
-        else:
-            user = User(
-                username=username,
-                name=form.get("name", "").strip(),
+            user = user_services.add_user(
+                runtime(),
+                current_identity(),
+                form.get("username", ""),
+                form.get("name", ""),
                 is_admin=bool(form.get("is_admin")),
-                password_hash=password_hash,
+                password=form.get("password", ""),
             )
-            session.add(user)
-            session.commit()
-            return _back(".users", f"User {username} is added.")
-    rows = session.exec(select(User).order_by(col(User.username))).all()
-    page = render_template("admin/users.html", users=rows, error=error, form=form)
-    return page, 400 if error else 200
+        except Invalid as error:
+            refused = error
+        except Conflict as error:
+            return _back(".users", f"{error.message}.", "error")
+        else:
+            return _back(".users", f"User {user.username} is added.")
+    rows = user_services.list_users(runtime(), current_identity())
+    return _form_page("admin/users.html", refused, users=rows)
 
 
 @bp.post("/users/<int:user_id>/<change>")
 @admin_required
 def change_user(user_id: int, change: str):
     """Deactivate or reactivate a user, make or unmake an admin, or set their password."""
-    session = get_session()
-    user = _get(session, User, user_id, "user")
-    if user.id == current_user().id and change in ("deactivate", "unmake-admin"):
-        return _back(".users", "You cannot do that to your own account.", "error")
-    if change == "password":
-        try:
-            user.password_hash = hash_password(check_new_password(request.form.get("password", "")))
-        except ValueError as problem:
-            return _back(".users", f"{user.username}: {problem}.", "error")
-        message = f"The password of {user.username} is changed."
-    elif change in ("deactivate", "reactivate"):
-        user.is_active = change == "reactivate"
-        message = f"{user.username} is {'reactivated' if user.is_active else 'deactivated'}."
-    elif change in ("make-admin", "unmake-admin"):
-        user.is_admin = change == "make-admin"
-        message = f"{user.username} is {'now' if user.is_admin else 'no longer'} an administrator."
-    else:
-        raise DataflowError(404, f"Unknown change {change!r}.")
-    session.commit()
+    if change not in USER_CHANGES:
+        raise NotFound(f"Unknown change {change!r}.")
+    try:
+        if change == "password":
+            user = user_services.set_password_of(
+                runtime(), current_identity(), user_id, request.form.get("password", "")
+            )
+            message = f"The password of {user.username} is changed."
+        else:
+            user = user_services.change_user(runtime(), current_identity(), user_id, change)
+            if change in ("deactivate", "reactivate"):
+                state = "reactivated" if user.is_active else "deactivated"
+                message = f"{user.username} is {state}."
+            else:
+                role = "now" if user.is_admin else "no longer"
+                message = f"{user.username} is {role} an administrator."
+    except (Invalid, Conflict) as error:  # a row's form: nothing to show again but the message
+        return _back(".users", f"{error.message}.", "error")
     return _back(".users", message)
 
 
@@ -120,125 +114,128 @@ def change_user(user_id: int, change: str):
 @admin_required
 def instruments():
     """Every instrument; the form adds one."""
-    session = get_session()
-    error = None
+    refused = None
     if request.method == "POST":
-        name = request.form.get("name", "").strip()
-        if not name or len(name) > MAX_NAME:
-            error = f"An instrument's name is 1 to {MAX_NAME} characters."
-        elif session.exec(select(Instrument).where(Instrument.name == name)).first():
-            error = f"Instrument {name!r} exists already."
-        else:
-            instrument = Instrument(
-                name=name,
-                description=request.form.get("description", "").strip(),
-                instrument_type=request.form.get("instrument_type", "").strip() or None,
+        form = request.form
+        try:
+            row = instrument_services.add_instrument(
+                runtime(),
+                current_identity(),
+                form.get("name", ""),
+                form.get("description", ""),
+                form.get("instrument_type", "").strip() or None,
             )
-            session.add(instrument)
-            session.commit()
-            return _back(".instrument", f"Instrument {name} is added.", instrument_id=instrument.id)
-    rows = session.exec(select(Instrument).order_by(col(Instrument.name))).all()
-    counts = {row.id: len(catalog.instrument_fields(session, row.id)) for row in rows}
-    page = render_template(
-        "admin/instruments.html", instruments=rows, counts=counts, error=error, form=request.form
+        except Invalid as error:
+            refused = error
+        except Conflict as error:
+            return _back(".instruments", f"{error.message}.", "error")
+        else:
+            return _back(".instrument", f"Instrument {row.name} is added.", instrument_id=row.id)
+    forms = instrument_services.list_instruments(runtime(), current_identity())
+    forms.sort(key=lambda form: form.instrument.name)
+    return _form_page(
+        "admin/instruments.html",
+        refused,
+        instruments=[form.instrument for form in forms],
+        counts={form.instrument.id: len(form.fields) for form in forms},
     )
-    return page, 400 if error else 200
 
 
 @bp.route("/instruments/<int:instrument_id>", methods=["GET", "POST"])
 @admin_required
 def instrument(instrument_id: int):
     """An instrument's metadata form; the form adds a field."""
-    session = get_session()
-    row = catalog.get_instrument(session, instrument_id)
-    fields = catalog.instrument_fields(session, instrument_id)
-    error = None
+    refused = None
     if request.method == "POST":
         try:
-            field = instrument_forms.new_field(row, fields, request.form)
-        except ValueError as problem:
-            error = str(problem)
+            field = instrument_forms.add_field(current_identity(), instrument_id, request.form)
+        except Invalid as error:
+            refused = error
+        except Conflict as error:
+            return _back(".instrument", f"{error.message}.", "error", instrument_id=instrument_id)
         else:
-            session.add(field)
-            session.commit()
-            return _back(".instrument", f"Field {field.name} is added.", instrument_id=row.id)
-    page = render_template(
+            return _back(
+                ".instrument", f"Field {field.name} is added.", instrument_id=instrument_id
+            )
+    form = instrument_services.get_instrument(runtime(), current_identity(), instrument_id)
+    if form.instrument.id == 0:  # the untitled instrument has no form to edit
+        raise NotFound(f"There is no instrument {instrument_id}.")
+    return _form_page(
         "admin/instrument.html",
-        instrument=row,
-        fields=fields,
+        refused,
+        instrument=form.instrument,
+        fields=form.fields,
         field_types=FIELD_TYPES,
-        error=error,
-        form=request.form,
         choices_text=instrument_forms.choices_text,
     )
-    return page, 400 if error else 200
 
 
 @bp.post("/fields/<int:field_id>/<change>")
 @admin_required
 def change_field(field_id: int, change: str):
     """Move a field up or down, mark it required or persisting, or change its choices and unit."""
-    session = get_session()
-    field = _get(session, MetadataField, field_id, "metadata field")
+    # Read first: the choices are typed as the field's type, and the answer goes to its form.
+    field = instrument_services.get_field(runtime(), current_identity(), field_id)
     try:
-        message = instrument_forms.change_field(session, field, change, request.form)
-    except ValueError as problem:
-        session.rollback()
-        return _back(".instrument", str(problem), "error", instrument_id=field.instrument_id)
-    session.commit()
+        message = instrument_forms.change_field(current_identity(), field, change, request.form)
+    except (Invalid, Conflict) as error:
+        return _back(".instrument", error.message, "error", instrument_id=field.instrument_id)
     return _back(".instrument", message, instrument_id=field.instrument_id)
 
 
 # Endpoints ---------------------------------------------------------------------------------------
 
 
-def _checks(endpoint: Endpoint) -> list[Check]:
-    try:
-        adapter = adapters().for_endpoint(endpoint.adapter, endpoint.options)
-        return adapter.check(None)
-    except Exception as error:  # an unreachable host must not break the page
-        return [Check("reachable", False, str(error))]
+def input_name(adapter: str, option: Option) -> str:
+    """The form input of one adapter's option: each adapter's inputs are apart (``sftp.host``)."""
+    return f"{adapter}.{option.name}"
+
+
+def _in_words(message: str, options: list[Option]) -> str:
+    """A message about options in the page's words: the CLI's ``--key-file`` is ``key_file``."""
+    for option in sorted(options, key=lambda option: -len(option.flag)):
+        message = message.replace(option.flag, option.name)
+    return message
 
 
 @bp.route("/endpoints", methods=["GET", "POST"])
 @admin_required
 def endpoints():
-    """Every destination endpoint with its live check; the form adds a local one."""
-    session = get_session()
-    error = None
+    """Every destination endpoint with its live check; the form adds one of any installed type."""
+    declared = endpoint_services.declared_options(runtime())
+    refused = None
     if request.method == "POST":
-        name = request.form.get("name", "").strip()
+        form = request.form
+        adapter = form.get("type", "")
+        options = declared.get(adapter, [])
+        given = {
+            option.name: form.get(input_name(adapter, option), "").strip() for option in options
+        }
         try:
-            if not name or len(name) > MAX_NAME:
-                raise ValueError(f"an endpoint's name is 1 to {MAX_NAME} characters")
-            if session.exec(select(Endpoint).where(Endpoint.name == name)).first():
-                raise ValueError(f"an endpoint named {name!r} exists already")
-            local = adapters().get_class(LOCAL_ADAPTER)
-            options = local.check_options({"path": request.form.get("path", "").strip()})
-        except (ValueError, LookupError) as problem:
-            error = str(problem).replace("--path", "a path")
-        else:
-            default = bool(request.form.get("is_default"))
-            if default:
-                for other in session.exec(select(Endpoint).where(col(Endpoint.is_default))):
-                    other.is_default = False
-            endpoint = Endpoint(
-                id=str(uuid.uuid4()),
-                name=name,
-                adapter=LOCAL_ADAPTER,
-                options=options,
-                is_default=default,
+            endpoint = endpoint_services.register_endpoint(
+                runtime(),
+                current_identity(),
+                form.get("name", ""),
+                adapter,
+                given,
+                default=bool(form.get("is_default")),
             )
-            session.add(endpoint)
-            session.commit()
-            return _back(".endpoints", f"Endpoint {name} is added.")
-    rows = session.exec(select(Endpoint).order_by(col(Endpoint.created_at))).all()
-    session.commit()  # the live checks may take seconds: hold no database lock during them
-    checks = {row.id: _checks(row) for row in rows}
-    page = render_template(
-        "admin/endpoints.html", endpoints=rows, checks=checks, error=error, form=request.form
+        except Invalid as error:
+            refused = Invalid(_in_words(error.message, options), error.errors)
+        except Conflict as error:
+            return _back(".endpoints", f"{error.message}.", "error")
+        else:
+            return _back(".endpoints", f"Endpoint {endpoint.name} is added.")
+    # The live checks may take seconds: the service runs them outside any transaction.
+    checked = endpoint_services.check_all(runtime(), current_identity())
+    return _form_page(
+        "admin/endpoints.html",
+        refused,
+        checked=checked,
+        declared=declared,
+        input_name=input_name,
+        chosen=request.form.get("type") or next(iter(declared), ""),
     )
-    return page, 400 if error else 200
 
 
 # Transfers ---------------------------------------------------------------------------------------
@@ -248,15 +245,9 @@ def endpoints():
 @admin_required
 def transfer_list():
     """Recent transfers, failed ones first, then newest first."""
-    session = get_session()
-    rows = session.exec(
-        select(Transfer, Dataset, DatasetFile, User)
-        .join(Dataset, col(Dataset.id) == Transfer.dataset_id)
-        .join(User, col(User.id) == Transfer.user_id)
-        .outerjoin(DatasetFile, col(DatasetFile.id) == Transfer.file_id)
-        .order_by(col(Transfer.state) != FAILED, col(Transfer.id).desc())
-        .limit(RECENT_TRANSFERS)
-    ).all()
+    rows = transfers.list_transfers(
+        runtime(), current_identity(), failed_first=True, limit=RECENT_TRANSFERS
+    )
     return render_template("admin/transfers.html", rows=rows, failed=FAILED)
 
 
@@ -264,7 +255,8 @@ def transfer_list():
 @admin_required
 def retry_transfer(transfer_id: int):
     """Queue a failed transfer again."""
-    get_session().commit()  # the queue writes on its own connection
-    if not transfers().retry(transfer_id):
-        return _back(".transfer_list", f"Transfer {transfer_id} has not failed.", "error")
+    try:
+        transfers.retry_transfer(runtime(), current_identity(), transfer_id)
+    except Conflict as error:
+        return _back(".transfer_list", f"{error.message}.", "error")
     return _back(".transfer_list", f"Transfer {transfer_id} is queued again.")

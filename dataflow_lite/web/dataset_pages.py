@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, cast
+from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from dataflow_lite.api.errors import DataflowError
-from dataflow_lite.api.views import dataset_view, transfers
-from dataflow_lite.services import user_settings
-from dataflow_lite.store import catalog, metadata, search
-from dataflow_lite.store.db import get_session
-from dataflow_lite.store.models import DatasetFile, Instrument, MetadataField, Transfer
+from dataflow_lite.app import runtime
+from dataflow_lite.services import datasets, instruments
+from dataflow_lite.services.errors import Invalid
+from dataflow_lite.store import metadata
+from dataflow_lite.store.catalog import MAX_ID
+from dataflow_lite.store.models import Instrument, MetadataField
 from dataflow_lite.web import wizard
-from dataflow_lite.web.pages import current_user, login_required
+from dataflow_lite.web.pages import current_identity, field_errors, login_required
 
 bp = Blueprint("dataset_pages", __name__, template_folder="templates")
-
-MAX_NAME = 1000
-UNTITLED = catalog.UNTITLED_INSTRUMENT_NAME
 
 
 @dataclass(frozen=True)
@@ -37,9 +32,9 @@ class Shown:
 
 @dataclass(frozen=True)
 class TreeRow:
-    """One line of a dataset's file tree."""
+    """One line of a dataset's file tree; ``entry`` is one of ``dataset_files``."""
 
-    entry: DatasetFile
+    entry: Mapping[str, Any]
     depth: int
     path: str
     state: str | None
@@ -50,37 +45,25 @@ def _page_number(text: str | None) -> int:
     return int(text) if text and text.isdigit() and 0 < int(text) < 10**9 else 1
 
 
-def _instruments(session: Session) -> Sequence[Instrument]:
-    return session.exec(select(Instrument).order_by(col(Instrument.name))).all()
+def _file_count(dataset: Mapping[str, Any]) -> int:
+    return sum(1 for entry in dataset["dataset_files"] if not entry["is_directory"])
 
 
 @bp.get("/datasets")
 @login_required
 def index():
     """My datasets (all of them for an admin), newest first, with search and paging."""
-    session = get_session()
     query = request.args.get("q", "").strip()
     page = _page_number(request.args.get("page"))
-    per_page = current_app.config["DATAFLOW_LITE"]["per_page"]
-    found = search.search_datasets(session, current_user(), query, page, per_page)
-    ids = [dataset.id for dataset in found.results]
-    counts = dict(
-        session.exec(  # type: ignore[arg-type]
-            select(DatasetFile.dataset_id, func.count())
-            .where(col(DatasetFile.dataset_id).in_(ids), col(DatasetFile.is_directory).is_(False))
-            .group_by(col(DatasetFile.dataset_id))
-        ).all()
-    )
-    instruments = {instrument.id: instrument.name for instrument in _instruments(session)}
-    pages = max(1, -(-found.total // per_page))
+    per_page = runtime().settings["per_page"]
+    found = datasets.search_datasets(runtime(), current_identity(), query, page, per_page)
     return render_template(
         "dataset_pages/index.html",
         found=found,
         query=query,
         page=page,
-        pages=pages,
-        counts=counts,
-        instruments=instruments,
+        pages=max(1, -(-found.total // per_page)),
+        counts={dataset["id"]: _file_count(dataset) for dataset in found.results},
     )
 
 
@@ -88,121 +71,87 @@ def index():
 @login_required
 def new():
     """The wizard: choose an instrument, then fill in its metadata form and name the dataset."""
-    session = get_session()
     choice = request.args.get("instrument", "")
-    if not choice.isdigit() or int(choice) > catalog.MAX_ID:
-        return render_template(
-            "dataset_pages/choose_instrument.html", instruments=_instruments(session)
-        )
-    instrument_id = int(choice)
-    instrument = catalog.get_instrument(session, instrument_id) if instrument_id else None
-    fields = catalog.instrument_fields(session, instrument_id)
+    if not choice.isdigit() or int(choice) > MAX_ID:
+        forms = instruments.list_instruments(runtime(), current_identity())
+        rows = sorted((form.instrument for form in forms), key=lambda row: row.name)
+        return render_template("dataset_pages/choose_instrument.html", instruments=rows)
+    form = instruments.get_instrument(runtime(), current_identity(), int(choice))
     if request.method == "GET":
-        texts = wizard.persisted_texts(session, current_user(), instrument_id, fields)
-        return _form(instrument, fields, "", texts, [], None)
+        previous = datasets.persisted_values(runtime(), current_identity(), int(choice))
+        return _form(form.instrument, form.fields, "", wizard.texts_of(previous), [])
     name = request.form.get("name", "").strip()
-    submission = wizard.read_form(fields, request.form)
-    if not name:
-        error = DataflowError(400, "the dataset name is blank", {"name": "must not be blank"})
-    elif len(name) > MAX_NAME:
-        error = DataflowError(400, f"the dataset name is longer than {MAX_NAME} characters")
-    elif submission.problems:
-        error = DataflowError(400, "; ".join(submission.problems))
-    else:
-        error = None
-    if error is None:
-        try:
-            endpoint = user_settings.destination_endpoint(session, current_user())
-            dataset = catalog.create_dataset(
-                session, current_user(), name, instrument_id, submission.values, endpoint
-            )
-            transfer = transfers().add(session, dataset, endpoint)
-            session.commit()
-        except DataflowError as rejected:
-            session.rollback()
-            error = rejected
-    if error is not None:
-        return _form(
-            instrument, fields, name, submission.texts, submission.extras, error, status=400
+    submission = wizard.read_form(form.fields, request.form)
+    try:
+        if submission.problems:
+            raise Invalid("; ".join(submission.problems))
+        dataset = datasets.create_dataset(
+            runtime(), current_identity(), name, form.instrument.id, submission.values
         )
-    transfers().wake(transfer.id)  # type: ignore[arg-type]
-    flash(f"Dataset “{dataset.name}” is created: add its files.", "success")
-    return redirect(url_for(".upload", dataset_id=dataset.id))
+    except Invalid as refused:
+        return _form(
+            form.instrument, form.fields, name, submission.texts, submission.extras, refused
+        )
+    flash(f"Dataset “{dataset['name']}” is created: add its files.", "success")
+    return redirect(url_for(".upload", dataset_id=dataset["id"]))
 
 
 def _form(
-    instrument: Instrument | None,
+    instrument: Instrument,
     fields: Sequence[MetadataField],
     name: str,
     texts: dict[str, str],
     extras: Sequence[wizard.ExtraRow],
-    error: DataflowError | None,
-    status: int = 200,
+    refused: Invalid | None = None,
 ):
-    given = cast(dict[str, Any], error.data["errors"]) if error else {}
-    errors = {key: str(value) for key, value in given.items()}
+    errors = field_errors(refused)
     page = render_template(
         "dataset_pages/new.html",
         instrument=instrument,
-        instrument_id=instrument.id if instrument else 0,
-        instrument_name=instrument.name if instrument else UNTITLED,
+        instrument_id=instrument.id,
+        instrument_name=instrument.name,
         name=name,
         name_error=errors.get("name"),
         inputs=wizard.field_inputs(fields, texts, errors),
         extras=wizard.extra_rows(extras, errors),
-        error=error.data["message"] if error else None,
+        error=refused.message if refused else None,
         errors=errors,
         nesting_hint=wizard.NESTING_HINT,
     )
-    return page, status
+    return page, 400 if refused else 200
 
 
-def _file_transfers(session: Session, dataset_id: int) -> dict[int, Transfer]:
-    rows = session.exec(
-        select(Transfer)
-        .where(Transfer.dataset_id == dataset_id, Transfer.kind == "file")
-        .order_by(col(Transfer.id))
-    )
-    return {row.file_id: row for row in rows if row.file_id is not None}
-
-
-def file_tree(entries: Iterable[DatasetFile], latest: dict[int, Transfer]) -> list[TreeRow]:
+def file_tree(entries: Iterable[Mapping[str, Any]]) -> list[TreeRow]:
     """The dataset's entries depth first, folders before files, each level by name."""
-    children: dict[str, list[DatasetFile]] = defaultdict(list)
+    children: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for entry in entries:
-        children[entry.relative_path].append(entry)
+        children[entry["relative_path"]].append(entry)
     rows: list[TreeRow] = []
 
     def walk(parent: str, depth: int) -> None:
-        for entry in sorted(children[parent], key=lambda e: (not e.is_directory, e.name)):
-            path = str(PurePosixPath(parent, entry.name))
-            transfer = latest.get(entry.id)  # type: ignore[arg-type]
+        ordered = sorted(children[parent], key=lambda e: (not e["is_directory"], e["name"]))
+        for entry in ordered:
+            path = str(PurePosixPath(parent, entry["name"]))
             rows.append(
-                TreeRow(
-                    entry,
-                    depth,
-                    path,
-                    transfer.state if transfer else None,
-                    transfer.last_error if transfer else None,
-                )
+                TreeRow(entry, depth, path, entry["transfer_state"], entry["transfer_error"])
             )
-            if entry.is_directory:
+            if entry["is_directory"]:
                 walk(path, depth + 1)
 
     walk("", 0)
     return rows
 
 
-def shown_metadata(session: Session, dataset_id: int) -> dict[str, Any]:
+def shown_metadata(values: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The dataset's metadata nested by ``-``, each value with its field's unit."""
-    units = {}
-    values = catalog.dataset_values(session, dataset_id)
-    for value in values:
-        if value.metadata_field_id:
-            metadata_field = session.get(MetadataField, value.metadata_field_id)
-            units[value.id] = metadata_field.unit if metadata_field else ""
     return metadata.nest(
-        (value.field_name, Shown(metadata.value_text(value.value), units.get(value.id, "")))
+        (
+            value["field_name"],
+            Shown(
+                metadata.value_text(value["value"]),
+                value["metadata_field"].unit if value["metadata_field"] else "",
+            ),
+        )
         for value in values
     )
 
@@ -211,19 +160,15 @@ def shown_metadata(session: Session, dataset_id: int) -> dict[str, Any]:
 @login_required
 def show(dataset_id: int):
     """A dataset: its metadata, its file tree with transfer states, and where it landed."""
-    session = get_session()
-    dataset = catalog.get_dataset(session, current_user(), dataset_id)
-    view = dataset_view(session, dataset)
-    latest = _file_transfers(session, dataset_id)
-    entries = catalog.dataset_files(session, dataset_id)
+    dataset = datasets.get_dataset(runtime(), current_identity(), dataset_id)
+    files = [entry for entry in dataset["dataset_files"] if not entry["is_directory"]]
     return render_template(
         "dataset_pages/show.html",
         dataset=dataset,
-        view=view,
-        metadata=shown_metadata(session, dataset_id),
-        tree=file_tree(entries, latest),
-        total_size=sum(entry.file_length or 0 for entry in entries if not entry.is_directory),
-        file_count=sum(1 for entry in entries if not entry.is_directory),
+        metadata=shown_metadata(dataset["metadata_field_values"]),
+        tree=file_tree(dataset["dataset_files"]),
+        total_size=sum(entry["file_length"] or 0 for entry in files),
+        file_count=len(files),
     )
 
 
@@ -231,11 +176,7 @@ def show(dataset_id: int):
 @login_required
 def upload(dataset_id: int):
     """Add files and folders to a dataset, several at a time, with progress."""
-    session = get_session()
-    dataset = catalog.get_dataset(session, current_user(), dataset_id)
-    file_count = session.exec(
-        select(func.count())
-        .select_from(DatasetFile)
-        .where(DatasetFile.dataset_id == dataset_id, col(DatasetFile.is_directory).is_(False))
-    ).one()
-    return render_template("dataset_pages/upload.html", dataset=dataset, file_count=file_count)
+    dataset = datasets.get_dataset(runtime(), current_identity(), dataset_id)
+    return render_template(
+        "dataset_pages/upload.html", dataset=dataset, file_count=_file_count(dataset)
+    )

@@ -9,12 +9,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Forbidden, HTTPException
 
 from dataflow_lite import __version__
-from dataflow_lite.api.errors import API_PATH, DataflowError
-from dataflow_lite.services.logins import session_user
+from dataflow_lite.app import API_PATH
+from dataflow_lite.services.errors import ServiceError
+from dataflow_lite.services.identity import Identity
 from dataflow_lite.store.models import User
+from dataflow_lite.web.sessions import session_identity, session_user
 
 bp = Blueprint(
     "web",
@@ -42,6 +44,13 @@ def current_user() -> User:
     return user
 
 
+def current_identity() -> Identity:
+    """The logged-in user as the services see them, on a page that requires a login."""
+    identity = session_identity()
+    assert identity is not None
+    return identity
+
+
 def login_required(view: View) -> View:
     """Send visitors who are not logged in to the login page, and back here afterwards."""
 
@@ -62,10 +71,16 @@ def admin_required(view: View) -> View:
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if not current_user().is_admin:
-            raise DataflowError(403, "This page is for administrators only.")
+            raise Forbidden("This page is for administrators only.")
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
+
+
+def field_errors(refused: ServiceError | None) -> dict[str, str]:
+    """A refused form's messages by field, each field's on one line, to show beside it."""
+    given = refused.errors if refused else {}
+    return {name: "; ".join(messages) for name, messages in given.items()}
 
 
 def safe_next(target: str | None, default: str) -> str:
@@ -81,9 +96,10 @@ def error_page(error: HTTPException) -> Response | None:
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     if request.blueprint not in WEB_BLUEPRINTS and best != "text/html":
         return None
-    message = error.data["message"] if isinstance(error, DataflowError) else error.description
+    # Every error the pages see carries its message as the description: Werkzeug's own, the
+    # services' (mapped to HTTP once, by the API's error handler) and the pages' aborts.
     response = make_response(
-        render_template("error.html", code=error.code, title=error.name, message=message),
+        render_template("error.html", code=error.code, title=error.name, message=error.description),
         error.code or 500,
     )
     for name, value in error.get_headers():

@@ -2,7 +2,8 @@
 
 Inputs are text; each is turned into its field's JSON type (``373`` a number, ``true`` a
 boolean) when it reads as one, and passed on as typed otherwise, so that
-:func:`dataflow_lite.catalog.create_dataset` judges every value with the API's own messages.
+:func:`dataflow_lite.services.datasets.create_dataset` judges every value with the API's own
+messages.
 Blank inputs are left out: a blank required field is "required", as in the API.
 
 Extra rows have no field to say their type, so they read as a script's JSON would: a JSON number
@@ -19,10 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, col, select
-
 from dataflow_lite.store.metadata import SEPARATOR, value_text
-from dataflow_lite.store.models import Dataset, MetadataField, MetadataValue, User
+from dataflow_lite.store.models import MetadataField
 
 EXTRA_NAME, EXTRA_VALUE = "extra_name", "extra_value"
 BLANK_EXTRA_ROWS = 3
@@ -75,7 +74,10 @@ class ExtraRow:
 
 @dataclass
 class Submission:
-    """What the form sent: the values for create_dataset, and the texts to show again."""
+    """What the form sent: the values for create_dataset, and the texts to show again.
+
+    ``problems`` are rows the form cannot even pass on (a value without a name).
+    """
 
     values: list[tuple[str, Any]] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)
@@ -162,26 +164,9 @@ def extra_rows(extras: Sequence[ExtraRow], errors: Mapping[str, str]) -> list[Ex
     return rows + [ExtraRow() for _ in range(max(1, BLANK_EXTRA_ROWS - len(rows)))]
 
 
-def persisted_texts(
-    session: Session, user: User, instrument_id: int, fields: Sequence[MetadataField]
-) -> dict[str, str]:
-    """The values of "persist" fields in ``user``'s newest dataset on the instrument, as text."""
-    persisting = {metadata_field.name for metadata_field in fields if metadata_field.persist}
-    if not persisting:
-        return {}
-    previous = session.exec(
-        select(Dataset.id)
-        .where(Dataset.creator_id == user.id, Dataset.instrument_id == instrument_id)
-        .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
-    ).first()
-    if previous is None:
-        return {}
-    rows = session.exec(
-        select(MetadataValue).where(
-            MetadataValue.dataset_id == previous, col(MetadataValue.field_name).in_(persisting)
-        )
-    )
-    return {row.field_name: value_text(row.value) for row in rows if row.value is not None}
+def texts_of(values: Mapping[str, Any]) -> dict[str, str]:
+    """Stored values (the previous dataset's, for "persist" fields) as the form's texts."""
+    return {name: value_text(value) for name, value in values.items()}
 
 
 NESTING_HINT = (

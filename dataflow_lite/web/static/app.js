@@ -1,4 +1,5 @@
-/* Small helpers every page may use: copy buttons and the extra metadata rows of the wizard. */
+/* Small helpers every page may use: copy buttons, the extra metadata rows of the wizard, and the
+   options of the chosen adapter on the admin endpoints page. */
 (function () {
   "use strict";
 
@@ -51,5 +52,23 @@
       rows.appendChild(row);
       row.querySelector("input").focus();
     });
+  }
+
+  // The endpoint form's type: only the chosen adapter's options are shown, required and sent
+  // (a disabled fieldset is neither validated nor submitted). Without scripts, all are shown.
+  var adapterSelect = document.querySelector("select[data-adapter-select]");
+  if (adapterSelect) {
+    var showChosen = function () {
+      document.querySelectorAll("fieldset[data-adapter]").forEach(function (fieldset) {
+        var chosen = fieldset.dataset.adapter === adapterSelect.value;
+        fieldset.hidden = !chosen;
+        fieldset.disabled = !chosen;
+      });
+    };
+    document.querySelectorAll('fieldset[data-adapter] [aria-required="true"]').forEach(
+      function (input) { input.required = true; }
+    );
+    adapterSelect.addEventListener("change", showChosen);
+    showChosen();
   }
 })();
