@@ -295,7 +295,7 @@ def add_file(
         if (relative.parts[:1] or (name,)) == (layout.METADATA_FILE,):
             raise Conflict(f"{layout.METADATA_FILE} at the dataset root is kept by the server")
         parent = str(relative) if relative.parts else ""
-        if catalog.entry(session, dataset_id, parent, name):
+        if catalog.file_at(session, dataset_id, parent, name):
             raise Conflict(
                 f"dataset {dataset_id} already has {relative / name}: nothing was overwritten"
             )
@@ -341,7 +341,7 @@ def _ensure_directories(session: Session, dataset_id: int, relative: PurePosixPa
     """One directory entry per component of ``relative``, each once per dataset."""
     for depth, name in enumerate(relative.parts):
         parent = "/".join(relative.parts[:depth])
-        found = catalog.entry(session, dataset_id, parent, name)
+        found = catalog.file_at(session, dataset_id, parent, name)
         if found is None:
             session.add(
                 DatasetFile(

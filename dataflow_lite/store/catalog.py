@@ -73,7 +73,7 @@ def dataset_files(session: Session, dataset_id: int) -> Sequence[DatasetFile]:
     ).all()
 
 
-def entry(session: Session, dataset_id: int, parent: str, name: str) -> DatasetFile | None:
+def file_at(session: Session, dataset_id: int, parent: str, name: str) -> DatasetFile | None:
     """The dataset's file or directory ``name`` in folder ``parent``, if there is one."""
     return session.exec(
         select(DatasetFile).where(
@@ -117,7 +117,7 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
                 "sha256": row.sha256,
                 "uploaded_at": row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
-            for entry in files
+            for row in files
         ],
     }
 

@@ -3,7 +3,7 @@
 ``templates/<blueprint>/`` holds each area's templates and ``static/`` the plain JavaScript and
 CSS every page loads from this server (no build step, nothing from elsewhere). Forms carry a CSRF
 token (Flask-WTF); the API's blueprints are exempt, since they authenticate with bearer keys, or
-with the logged-in session plus its CSRF token in a header (see :mod:`dataflow_lite.api.auth`).
+with the logged-in session plus its CSRF token in a header (see ``dataflow_lite.api.auth``).
 """
 
 from __future__ import annotations
