@@ -74,8 +74,10 @@ def test_the_cli_lists_retries_and_cancels(cli, client, auth, archive: Path):
     sent = upload(client, auth, dataset["id"], "b.txt", b"b")
     listed = cli("transfers", "list", "--state", "failed")
     assert f"{sent['transfer_id']:>6} failed" in listed and "does not exist" in listed
-    assert "has not failed" in cli.fails("transfers", "retry", "999")
-    assert "has ended" in cli.fails("transfers", "cancel", str(sent["transfer_id"]))
+    assert "transfer 999 not found" in cli.fails("transfers", "retry", "999")
+    assert "is done, not failed" in cli.fails("transfers", "retry", "1")  # dataset's metadata.json
+    ended = cli.fails("transfers", "cancel", str(sent["transfer_id"]))
+    assert f"transfer {sent['transfer_id']} is failed: it has ended" in ended
     checked = cli.fails("endpoint", "check", "archive")
     assert "FAIL reachable" in checked
     archive.mkdir()
