@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from dataflow_lite import __version__
 from dataflow_lite.adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
@@ -19,6 +20,12 @@ from dataflow_lite.transfers.queue import TransferQueue
 def instance_path_from_environment() -> Path:
     """The instance folder: ``$DATAFLOW_LITE_INSTANCE``, else ``./instance``."""
     return Path(os.environ.get(ENV_PREFIX + "INSTANCE") or "instance").resolve()
+
+
+class _KeysInOrder(DefaultJSONProvider):
+    """Flask's JSON, with keys in the order the views give them (DataFlow's order)."""
+
+    sort_keys = False
 
 
 def create_app(
@@ -52,7 +59,7 @@ def create_app(
             "security": [{"bearerAuth": []}],
         },
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = _KeysInOrder(app)
     app.extensions["dataflow_lite.password_cipher"] = PasswordCipher(instance)
     app.extensions["dataflow_lite.adapters"] = Adapters(
         adapter_classes, AdapterContext(instance, staging, settings)

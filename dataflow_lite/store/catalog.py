@@ -24,6 +24,7 @@ from dataflow_lite.store.models import (
     MetadataField,
     MetadataValue,
     User,
+    row_id,
 )
 
 T = TypeVar("T")
@@ -86,7 +87,7 @@ def create_dataset(
         ) from error
     dataset = Dataset(
         name=name,
-        creator_id=user.id,
+        creator_id=row_id(user),
         instrument_id=instrument.id if instrument else None,
         endpoint_id=endpoint.id,
         folder="",
@@ -105,14 +106,14 @@ def create_dataset(
         field = fields.get(field_name)
         session.add(
             MetadataValue(
-                dataset_id=dataset.id,
+                dataset_id=row_id(dataset),
                 field_name=field_name,
                 value=value,
                 metadata_field_id=field.id if field else None,
             )
         )
     session.flush()
-    search.reindex(session, dataset.id)
+    search.reindex(session, row_id(dataset))
     return dataset
 
 
@@ -148,11 +149,11 @@ def _ensure_directories(session: Session, dataset: Dataset, relative: PurePosixP
     """One directory entry per component of ``relative``, each once per dataset."""
     for depth, name in enumerate(relative.parts):
         parent = "/".join(relative.parts[:depth])
-        entry = _entry(session, dataset.id, parent, name)  # type: ignore[arg-type]
+        entry = _entry(session, row_id(dataset), parent, name)
         if entry is None:
             session.add(
                 DatasetFile(
-                    dataset_id=dataset.id, name=name, relative_path=parent, is_directory=True
+                    dataset_id=row_id(dataset), name=name, relative_path=parent, is_directory=True
                 )
             )
             session.flush()
@@ -180,12 +181,12 @@ def add_file(
             409, f"{layout.METADATA_FILE} at the dataset root is kept by the server"
         )
     parent = str(relative) if relative.parts else ""
-    if _entry(session, dataset.id, parent, name):  # type: ignore[arg-type]
+    if _entry(session, row_id(dataset), parent, name):
         raise DataflowError(
             409, f"dataset {dataset.id} already has {relative / name}: nothing was overwritten"
         )
     row = DatasetFile(
-        dataset_id=dataset.id,  # type: ignore[arg-type]
+        dataset_id=row_id(dataset),
         name=name,
         relative_path=parent,
         file_length=upload.size,
@@ -196,7 +197,7 @@ def add_file(
     session.flush()
     # After the file, as DataFlow lists them: the file first, then its new directories.
     _ensure_directories(session, dataset, relative)
-    search.reindex(session, dataset.id)  # type: ignore[arg-type]
+    search.reindex(session, row_id(dataset))
     return row
 
 
@@ -204,8 +205,8 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
     """What ``metadata.json`` holds: the dataset, its nested metadata, and its files."""
     creator = session.get(User, dataset.creator_id)
     instrument = session.get(Instrument, dataset.instrument_id) if dataset.instrument_id else None
-    values = dataset_values(session, dataset.id)  # type: ignore[arg-type]
-    files = [entry for entry in dataset_files(session, dataset.id) if not entry.is_directory]  # type: ignore[arg-type]
+    values = dataset_values(session, row_id(dataset))
+    files = [entry for entry in dataset_files(session, row_id(dataset)) if not entry.is_directory]
     return {
         "dataset": {
             "id": dataset.id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -12,6 +12,21 @@ from sqlmodel import Field, SQLModel
 def utcnow() -> datetime:
     """The current time in UTC, without microseconds (the wire shows whole seconds)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+class _Numbered(Protocol):
+    id: int | None
+
+
+def row_id(row: _Numbered) -> int:
+    """The id of a row the database has numbered (loaded, or added and flushed).
+
+    The tables declare ``id: int | None`` because a new row has no id until it is flushed; this
+    is where code that needs the number says the row has one.
+    """
+    if row.id is None:
+        raise ValueError(f"this {type(row).__name__} has no id yet: flush the session first")
+    return row.id
 
 
 class User(SQLModel, table=True):

@@ -18,6 +18,7 @@ import secrets
 import socket
 from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
@@ -65,7 +66,7 @@ class SftpAdapter(TransferAdapter):
     optional = frozenset({"key_file", "known_hosts"})
 
     @classmethod
-    def check_options(cls, options):  # type: ignore[no-untyped-def]
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         checked = super().check_options(options)
         try:
             port = int(checked["port"])
