@@ -41,10 +41,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``sshd`` every test that starts the real sshd (through tests/sshd.py's fixtures)."""
+    """Mark ``sshd`` every test that starts the real sshd (through tests/sshd.py's fixtures).
+
+    Under pytest-xdist (``-n 2 --dist loadgroup``) they also share one worker, and so the one
+    test account that ``ssh_user`` creates with useradd per session.
+    """
     for item in items:
         if "ssh_user" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.sshd)
+            item.add_marker(pytest.mark.xdist_group("sshd"))
 
 
 # Cheap argon2 for the tests: full cost in every login and password change of the web tests is
