@@ -8,13 +8,13 @@ lock instead of failing with "database is locked" when a read transaction tries 
 from __future__ import annotations
 
 import fcntl
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask, g, request
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlmodel import Session, SQLModel, create_engine
 
 from dataflow_lite.store import models  # noqa: F401  (registers the tables)
@@ -27,7 +27,7 @@ def make_engine(path: Path, busy_timeout_ms: int) -> Engine:
     engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
-    def _configure(dbapi_connection: DBAPIConnection, _record: object) -> None:
+    def _configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         # SQLAlchemy, not the sqlite3 module, decides when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()

@@ -92,7 +92,7 @@ def search_datasets(session: Session, user: User, query: str, page: int, per_pag
             return Page(total=0, has_more=False, results=[])
         matching = text(f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match")
         statement = statement.where(
-            col(Dataset.id).in_(matching.bindparams(match=match).columns(rowid=Integer))
+            col(Dataset.id).in_(matching.bindparams(match=match).columns(rowid=Integer()))
         )
     return _page(
         session, statement, [col(Dataset.created_at).desc(), col(Dataset.id).desc()], page, per_page
