@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
+from flask.json.provider import DefaultJSONProvider
 
 from dataflow_lite import __version__, bootstrap
 from dataflow_lite.bootstrap import Runtime
@@ -14,6 +15,12 @@ RUNTIME = "dataflow_lite.runtime"
 API_PATH = "/api/"
 #: app.extensions key of a function that renders an error as a web page, or returns None.
 PAGE_ERROR_HANDLER = "dataflow_lite.error_page"
+
+
+class _KeysInOrder(DefaultJSONProvider):
+    """Flask's JSON, with keys in the order the views give them (DataFlow's order)."""
+
+    sort_keys = False
 
 
 def create_app(
@@ -39,7 +46,7 @@ def create_app(
             "security": [{"bearerAuth": []}],
         },
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = _KeysInOrder(app)
     app.extensions[RUNTIME] = runtime
 
     from dataflow_lite import web

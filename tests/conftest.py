@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import argon2
 import pytest
 import requests
 from click.testing import CliRunner
 
 from dataflow_lite import create_app
 from dataflow_lite.cli.base import main
+from dataflow_lite.services import logins
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +38,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if session.config.getoption("--fail-on-skip") and skipped and exitstatus == 0:
         reporter.write_line(f"FAILED: {len(skipped)} test(s) skipped with --fail-on-skip", red=True)
         session.exitstatus = 1
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``sshd`` every test that starts the real sshd (through tests/sshd.py's fixtures).
+
+    Under pytest-xdist (``-n 2 --dist loadgroup``) they also share one worker, and so the one
+    test account that ``ssh_user`` creates with useradd per session.
+    """
+    for item in items:
+        if "ssh_user" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sshd)
+            item.add_marker(pytest.mark.xdist_group("sshd"))
+
+
+# Cheap argon2 for the tests: full cost in every login and password change of the web tests is
+# most of the suite's time. Servers started by the tests (gunicorn) keep the real cost.
+CHEAP_HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+CHEAP_DUMMY_HASH = CHEAP_HASHER.hash("no such user")
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash and check passwords in this process with argon2's lowest parameters."""
+    monkeypatch.setattr(logins, "_hasher", CHEAP_HASHER)
+    monkeypatch.setattr(logins, "_DUMMY_HASH", CHEAP_DUMMY_HASH)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask.views import MethodView
 
@@ -51,7 +53,7 @@ class AuditPageSchema(ma.Schema):
 class Audit(MethodView):
     @blp.arguments(AuditArgs, location="query")
     @blp.response(200, AuditPageSchema)
-    def get(self, args):
+    def get(self, args: dict[str, Any]) -> Any:
         """Audit events, newest first, by user, object and time (``since <= at < until``)."""
         total, events = audit.list_events(runtime(), current_identity(), **args)
         return {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from flask.views import MethodView
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -64,7 +66,7 @@ def _dataset_id(upload: StagedUpload) -> int:
 class DatasetFileUpload(MethodView):
     @blp.doc(requestBody=UPLOAD_FORM)
     @blp.response(201, UploadedFileSchema)
-    def post(self):
+    def post(self) -> Any:
         """Upload one file into a dataset, at ``relative_path`` below its root.
 
         The body is streamed to the staging area (never held in memory); the answer comes at
@@ -109,7 +111,7 @@ class DatasetFileUpload(MethodView):
 class DatasetFileSearch(MethodView):
     @blp.arguments(FileSearchArgs, location="query")
     @blp.response(200, search_page_schema(FileSchema))
-    def get(self, args):
+    def get(self, args: dict[str, Any]) -> Any:
         """Files whose name contains ``q`` (or made on ``q``'s date), optionally in one dataset."""
         return datasets.search_files(
             runtime(),

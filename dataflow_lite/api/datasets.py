@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask.views import MethodView
 
@@ -47,7 +49,7 @@ def page_size(requested: int | None) -> int:
 class Datasets(MethodView):
     @blp.arguments(DatasetArgs)
     @blp.response(201, DatasetSchema)
-    def post(self, args):
+    def post(self, args: dict[str, Any]) -> Any:
         """Create a dataset; its folder and ``metadata.json`` appear at the destination."""
         values = [
             (value["field_name"], value["field_value"])
@@ -61,7 +63,7 @@ class Datasets(MethodView):
 @blp.route("/datasets/<int:dataset_id>")
 class DatasetById(MethodView):
     @blp.response(200, DatasetSchema)
-    def get(self, dataset_id):
+    def get(self, dataset_id: int) -> Any:
         """One dataset with its files and metadata."""
         return datasets.get_dataset(runtime(), current_identity(), dataset_id)
 
@@ -70,7 +72,7 @@ class DatasetById(MethodView):
 class DatasetSearch(MethodView):
     @blp.arguments(SearchArgs, location="query")
     @blp.response(200, search_page_schema(DatasetSchema))
-    def get(self, args):
+    def get(self, args: dict[str, Any]) -> Any:
         """Datasets whose name, metadata or file names match ``q``, or created on ``q``'s date."""
         return datasets.search_datasets(
             runtime(), current_identity(), args["q"], args["page"], page_size(args["per_page"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask.views import MethodView
 
 from dataflow_lite.api import Blueprint
@@ -16,7 +18,7 @@ blp = Blueprint("instruments", __name__, description="Instruments and their meta
 @blp.route("/instruments")
 class Instruments(MethodView):
     @blp.response(200, InstrumentSchema(many=True))
-    def get(self):
+    def get(self) -> Any:
         """Every instrument."""
         return [
             form.instrument for form in instruments.list_instruments(runtime(), current_identity())
@@ -26,7 +28,7 @@ class Instruments(MethodView):
 @blp.route("/instruments/<int:instrument_id>")
 class InstrumentById(MethodView):
     @blp.response(200, InstrumentDetailSchema)
-    def get(self, instrument_id):
+    def get(self, instrument_id: int) -> Any:
         """One instrument, with its metadata form; 0 is the untitled instrument."""
         form = instruments.get_instrument(runtime(), current_identity(), instrument_id)
         return {**form.instrument.model_dump(), "metadata_fields": form.fields}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask.views import MethodView
 
@@ -26,7 +28,7 @@ class EncryptedSchema(ma.Schema):
 class PasswordEncryption(MethodView):
     @blp.arguments(PasswordArgs)
     @blp.response(200, EncryptedSchema)
-    def post(self, args):
+    def post(self, args: dict[str, Any]) -> Any:
         """Encrypt a password (JSON ``{"password": ...}``) with this server's key.
 
         Pass the result as ``encrypted_password`` when activating an endpoint; only this server

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask.views import MethodView
 
@@ -44,7 +46,7 @@ class TransferArgs(ma.Schema):
 class Transfers(MethodView):
     @blp.arguments(TransferArgs, location="query")
     @blp.response(200, TransferSchema(many=True))
-    def get(self, args):
+    def get(self, args: dict[str, Any]) -> Any:
         """Transfers, newest first, optionally of one dataset or in one state."""
         rows = transfers.list_transfers(
             runtime(), current_identity(), dataset_id=args["dataset_id"], state=args["state"]
@@ -55,7 +57,7 @@ class Transfers(MethodView):
 @blp.route("/transfers/<int:transfer_id>")
 class TransferById(MethodView):
     @blp.response(200, TransferSchema)
-    def get(self, transfer_id):
+    def get(self, transfer_id: int) -> Any:
         """One transfer."""
         return transfers.get_transfer(runtime(), current_identity(), transfer_id)
 
@@ -63,7 +65,7 @@ class TransferById(MethodView):
 @blp.route("/transfers/<int:transfer_id>/retry")
 class TransferRetry(MethodView):
     @blp.response(200, TransferSchema)
-    def post(self, transfer_id):
+    def post(self, transfer_id: int) -> Any:
         """Queue a failed transfer again; 409 unless it failed."""
         return transfers.retry_transfer(runtime(), current_identity(), transfer_id)
 
@@ -71,6 +73,6 @@ class TransferRetry(MethodView):
 @blp.route("/transfers/<int:transfer_id>/cancel")
 class TransferCancel(MethodView):
     @blp.response(200, TransferSchema)
-    def post(self, transfer_id):
+    def post(self, transfer_id: int) -> Any:
         """Stop a transfer that has not ended (it fails as "cancelled"); 409 if it has ended."""
         return transfers.cancel_transfer(runtime(), current_identity(), transfer_id)

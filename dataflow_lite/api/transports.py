@@ -7,6 +7,8 @@ staging area, always active.
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask import request
 from flask.views import MethodView
@@ -55,7 +57,7 @@ def _raw_query_value(name: str) -> str | None:
 class ActivationStatus(MethodView):
     @blp.arguments(ActivationArgs, location="query")
     @blp.response(200)
-    def get(self, args):
+    def get(self, args: dict[str, Any]) -> Any:
         """Whether the source and a destination endpoint (default: the user's) are active."""
         status = activation.activation_status(runtime(), current_identity(), args["endpoint"])
         return {
@@ -68,7 +70,7 @@ class ActivationStatus(MethodView):
 class Activate(MethodView):
     @blp.arguments(ActivateArgs, location="query")
     @blp.response(200)
-    def post(self, args):
+    def post(self, args: dict[str, Any]) -> Any:
         """Activate an endpoint with a username and password (never stored in clear)."""
         password = _raw_query_value("unencrypted_password")
         encrypted = _raw_query_value("encrypted_password")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask.views import MethodView
 
@@ -23,13 +25,13 @@ class SettingArgs(ma.Schema):
 @blp.route("/user-settings", strict_slashes=False)
 class UserSettings(MethodView):
     @blp.response(200)
-    def get(self):
+    def get(self) -> Any:
         """The user's settings: destination endpoint and transport."""
         return user_settings.get_settings(runtime(), current_identity())
 
     @blp.arguments(SettingArgs, location="query")
     @blp.response(200)
-    def post(self, args):
+    def post(self, args: dict[str, Any]) -> Any:
         """Change one setting (``?setting=S&value=V``); answers with all the settings."""
         return user_settings.change_setting(
             runtime(), current_identity(), args["setting"], args["value"]

@@ -26,6 +26,7 @@ from dataflow_lite.store.models import (
     MetadataValue,
     Transfer,
     User,
+    row_id,
 )
 
 MAX_NAME = 1000
@@ -116,14 +117,14 @@ def create_dataset(
             field = fields.get(field_name)
             session.add(
                 MetadataValue(
-                    dataset_id=catalog.id_of(dataset),
+                    dataset_id=row_id(dataset),
                     field_name=field_name,
                     value=value,
                     metadata_field_id=field.id if field else None,
                 )
             )
         session.flush()
-        search.reindex(session, catalog.id_of(dataset))
+        search.reindex(session, row_id(dataset))
         transfer = rt.queue.add(session, dataset, endpoint)
         audit.record(
             work,
@@ -174,7 +175,7 @@ def persisted_values(rt: Runtime, identity: Identity, instrument_id: int) -> dic
 
 
 def _wake_after_commit(rt: Runtime, work: UnitOfWork, transfer: Transfer) -> None:
-    transfer_id = catalog.id_of(transfer)
+    transfer_id = row_id(transfer)
     work.after_commit(lambda: rt.queue.wake(transfer_id))
 
 
@@ -187,7 +188,7 @@ def get_dataset(rt: Runtime, identity: Identity, dataset_id: int) -> dict[str, A
 
 def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
     """A dataset as DataFlow shows it, plus ``created_at`` and where its folder is."""
-    dataset_id = catalog.id_of(dataset)
+    dataset_id = row_id(dataset)
     creator = session.get(User, dataset.creator_id)
     instrument = session.get(Instrument, dataset.instrument_id) if dataset.instrument_id else None
     endpoint = session.get(Endpoint, dataset.endpoint_id)

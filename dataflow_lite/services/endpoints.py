@@ -14,9 +14,9 @@ from dataflow_lite.services import audit
 from dataflow_lite.services.errors import Conflict, Invalid, NotFound, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
-from dataflow_lite.store import catalog, credentials
+from dataflow_lite.store import credentials
 from dataflow_lite.store.db import unit_of_work
-from dataflow_lite.store.models import Dataset, Endpoint, User, UserSetting
+from dataflow_lite.store.models import Dataset, Endpoint, User, UserSetting, row_id
 
 MAX_NAME = 150
 
@@ -136,7 +136,7 @@ def check_endpoint(
             user = work.session.exec(select(User).where(User.username == as_username)).first()
             if user is None:
                 raise NotFound(f"no user {as_username!r}")
-            kept = credentials.load(work.session, rt.cipher, catalog.id_of(user), endpoint.id)
+            kept = credentials.load(work.session, rt.cipher, row_id(user), endpoint.id)
     return endpoint, live_checks(rt, endpoint, kept)
 
 

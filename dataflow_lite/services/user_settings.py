@@ -15,9 +15,8 @@ from dataflow_lite.services import audit
 from dataflow_lite.services.errors import Conflict, Invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
-from dataflow_lite.store import catalog
 from dataflow_lite.store.db import unit_of_work
-from dataflow_lite.store.models import Endpoint, User, UserSetting
+from dataflow_lite.store.models import Endpoint, User, UserSetting, row_id
 
 DESTINATION = "globus.destination_endpoint"
 PROTOCOL = "transport.protocol"
@@ -92,9 +91,7 @@ def _change(session: Session, user: User, installed: list[str], setting: str, va
                 f"{value!r} is not a registered destination endpoint",
                 {"value": [f"registered endpoints: {', '.join(_endpoint_list(endpoints))}"]},
             )
-        session.merge(
-            UserSetting(user_id=catalog.id_of(user), key=DESTINATION, value=value.strip())
-        )
+        session.merge(UserSetting(user_id=row_id(user), key=DESTINATION, value=value.strip()))
     elif setting == PROTOCOL:
         current = destination(session, user)
         if value not in installed:

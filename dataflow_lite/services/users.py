@@ -15,7 +15,7 @@ from dataflow_lite.services.logins import check_new_password, hash_password
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import api_keys, catalog
 from dataflow_lite.store.db import unit_of_work
-from dataflow_lite.store.models import ApiKey, User, utcnow
+from dataflow_lite.store.models import ApiKey, User, row_id, utcnow
 
 MAX_NAME = 150
 MAX_KEY_NAME = 200
@@ -140,7 +140,7 @@ def _key_owner(session: Session, identity: Identity, username: str | None, actio
     else:
         user = _by_name(session, username)
     # The policy's owner rules read ``user_id``: a key row owned by the user stands in.
-    authorize(identity, action, ApiKey(user_id=catalog.id_of(user), secret_sha256=""))
+    authorize(identity, action, ApiKey(user_id=row_id(user), secret_sha256=""))
     return user
 
 

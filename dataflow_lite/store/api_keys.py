@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import Session
 
-from dataflow_lite.store.models import ApiKey, User, utcnow
+from dataflow_lite.store.models import ApiKey, User, row_id, utcnow
 
 SALT = "dataflow-lite.api-key"
 # last_used_at is written at most this often per key, so reads stay reads.
@@ -36,7 +36,9 @@ def issue_key(
     """Create a key for ``user``; return its row and the key itself, which is never stored."""
     secret = secrets.token_urlsafe(32)
     expires_at = utcnow() + timedelta(days=days) if days else None
-    row = ApiKey(user_id=user.id, secret_sha256=_digest(secret), name=name, expires_at=expires_at)
+    row = ApiKey(
+        user_id=row_id(user), secret_sha256=_digest(secret), name=name, expires_at=expires_at
+    )
     session.add(row)
     session.flush()
     return row, _serializer(secret_key).dumps([row.id, secret])

@@ -20,6 +20,7 @@ from dataflow_lite.store.models import (
     MetadataField,
     MetadataValue,
     User,
+    row_id,
 )
 
 T = TypeVar("T")
@@ -30,13 +31,6 @@ UNTITLED_INSTRUMENT_NAME = "Untitled instrument"
 
 # SQLite integers are 64-bit: a larger id names nothing (and must not reach the driver).
 MAX_ID = 2**63 - 1
-
-
-def id_of(row: Any) -> int:
-    """The id of a row that has been flushed to the catalog (SQLModel types it as optional)."""
-    ident = row.id
-    assert isinstance(ident, int), f"{type(row).__name__} has no id yet"
-    return ident
 
 
 def find(session: Session, model: type[T], ident: int) -> T | None:
@@ -92,14 +86,14 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
     """
     creator = session.get(User, dataset.creator_id)
     instrument = session.get(Instrument, dataset.instrument_id) if dataset.instrument_id else None
-    values = dataset_values(session, id_of(dataset))
+    values = dataset_values(session, row_id(dataset))
     form = {field.id: field.unit for field in instrument_fields(session, dataset.instrument_id)}
     units = {
         value.field_name: form[value.metadata_field_id]
         for value in values
         if value.metadata_field_id in form and form[value.metadata_field_id]
     }
-    files = [row for row in dataset_files(session, id_of(dataset)) if not row.is_directory]
+    files = [row for row in dataset_files(session, row_id(dataset)) if not row.is_directory]
     return {
         "dataset": {
             "id": dataset.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, Column, Dialect, Index, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -31,6 +31,21 @@ class JSONText(TypeDecorator[Any]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         # A table created before this type (``value JSON``) hands back numbers SQLite converted.
         return json.loads(value) if isinstance(value, str) else value
+
+
+class _Numbered(Protocol):
+    id: int | None
+
+
+def row_id(row: _Numbered) -> int:
+    """The id of a row the database has numbered (loaded, or added and flushed).
+
+    The tables declare ``id: int | None`` because a new row has no id until it is flushed; this
+    is where code that needs the number says the row has one.
+    """
+    if row.id is None:
+        raise ValueError(f"this {type(row).__name__} has no id yet: flush the session first")
+    return row.id
 
 
 class User(SQLModel, table=True):

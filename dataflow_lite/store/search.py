@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import Integer, func, text
 from sqlmodel import Session, col, select
 
 from dataflow_lite.store.db import SEARCH_TABLE
@@ -94,7 +94,7 @@ def search_datasets(
             return Page(total=0, has_more=False, results=[])
         matching = text(f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match")
         statement = statement.where(
-            col(Dataset.id).in_(matching.bindparams(match=match).columns(rowid=Dataset.id.type))  # type: ignore[attr-defined]
+            col(Dataset.id).in_(matching.bindparams(match=match).columns(rowid=Integer()))
         )
     return _page(
         session, statement, [col(Dataset.created_at).desc(), col(Dataset.id).desc()], page, per_page

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from huey import SqliteHuey, crontab
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import CursorResult, Engine, Update, and_, or_, update
 from sqlmodel import Session, col, select
 
 from dataflow_lite.adapter import (
@@ -39,12 +39,20 @@ from dataflow_lite.store import credentials, layout
 from dataflow_lite.store.catalog import metadata_json
 from dataflow_lite.store.db import session_scope
 from dataflow_lite.store.instance_keys import PasswordCipher
-from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, utcnow
+from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
 
 log = logging.getLogger(__name__)
 
 ACTIVE = (RUNNING, VERIFYING)
 MAX_BACKOFF = timedelta(hours=1)
+
+
+def _rows_changed(session: Session, statement: Update) -> int:
+    """Run an UPDATE in the session; how many rows it changed."""
+    result = session.execute(statement)
+    # An UPDATE without RETURNING always gives a CursorResult; Session.execute is typed wider.
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 class TransferQueue:
@@ -89,8 +97,8 @@ class TransferQueue:
         """Record a transfer of ``file`` (or of the dataset's metadata.json) in the session."""
         transfer = Transfer(
             kind="file" if file else "metadata",
-            dataset_id=dataset.id,
-            file_id=file.id if file else None,
+            dataset_id=row_id(dataset),
+            file_id=row_id(file) if file else None,
             endpoint_id=endpoint.id,
             user_id=dataset.creator_id,
             adapter=endpoint.adapter,
@@ -113,6 +121,7 @@ class TransferQueue:
         with session_scope(self.engine) as session:
             due = session.exec(select(Transfer.id).where(self._claimable(now))).all()
         for transfer_id in due:
+            assert transfer_id is not None  # a primary key read back from the table
             self.wake(transfer_id)
         return len(due)
 
@@ -136,7 +145,8 @@ class TransferQueue:
         """Take the transfer if it is due and no live worker holds it; None otherwise."""
         now = utcnow()
         with session_scope(self.engine) as session:
-            claimed = session.execute(
+            claimed = _rows_changed(
+                session,
                 update(Transfer)
                 .where(col(Transfer.id) == transfer_id, self._claimable(now))
                 .values(
@@ -144,23 +154,24 @@ class TransferQueue:
                     lease_until=now + self.lease,
                     claim=uuid.uuid4().hex,
                     updated_at=now,
-                )
-            ).rowcount  # type: ignore[attr-defined]
+                ),
+            )
             return session.get(Transfer, transfer_id) if claimed else None
 
     def _save(self, transfer: Transfer, **values: Any) -> bool:
         """Record the run's progress, unless its claim is void (cancelled, or taken over)."""
         with session_scope(self.engine) as session:
             return bool(
-                session.execute(
+                _rows_changed(
+                    session,
                     update(Transfer)
                     .where(
                         col(Transfer.id) == transfer.id,
                         col(Transfer.claim) == transfer.claim,
                         col(Transfer.state).in_(ACTIVE),
                     )
-                    .values(updated_at=utcnow(), **values)
-                ).rowcount  # type: ignore[attr-defined]
+                    .values(updated_at=utcnow(), **values),
+                )
             )
 
     @contextmanager
@@ -249,7 +260,7 @@ class TransferQueue:
             poll = self.settings["transfer_poll_seconds"]
             later = utcnow() + timedelta(seconds=poll)
             self._save(transfer, state=RUNNING, lease_until=utcnow(), next_attempt_at=later)
-            self.wake(transfer.id, delay=poll)
+            self.wake(row_id(transfer), delay=poll)
             return
         self._save(transfer, state=VERIFYING)
         if not adapter.verify(job, handle):
@@ -258,7 +269,7 @@ class TransferQueue:
                 permanent=True,
             )
         # Queue metadata.json's rewrite first: whoever sees this file done finds it coming.
-        self.refresh_metadata(dataset.id)  # type: ignore[arg-type]
+        self.refresh_metadata(row_id(dataset))
         done = self._save(
             transfer,
             state=DONE,
@@ -301,9 +312,11 @@ class TransferQueue:
             if waiting is not None:
                 return
             dataset = session.get(Dataset, dataset_id)
-            endpoint = session.get(Endpoint, dataset.endpoint_id)  # type: ignore[union-attr]
+            endpoint = session.get(Endpoint, dataset.endpoint_id) if dataset else None
+            if dataset is None or endpoint is None:
+                return  # the dataset is gone: no metadata.json to write
             transfer = self.add(session, dataset, endpoint)
-        self.wake(transfer.id)
+        self.wake(row_id(transfer))
 
     def _failed(self, transfer: Transfer, message: str, permanent: bool) -> None:
         attempts = transfer.attempts + 1
@@ -331,7 +344,7 @@ class TransferQueue:
             lease_until=None,
             handle=None,  # the next attempt submits again (adapters resume from their memo)
         )
-        self.wake(transfer.id, delay=delay.total_seconds())
+        self.wake(row_id(transfer), delay=delay.total_seconds())
 
     # What users and admins do ------------------------------------------------------------------
 
@@ -339,7 +352,8 @@ class TransferQueue:
         """Queue a failed transfer again from scratch; False if it had not failed."""
         now = utcnow()
         with session_scope(self.engine) as session:
-            retried = session.execute(
+            retried = _rows_changed(
+                session,
                 update(Transfer)
                 .where(
                     col(Transfer.id) == transfer_id,
@@ -355,8 +369,8 @@ class TransferQueue:
                     next_attempt_at=utcnow(),
                     finished_at=None,
                     updated_at=utcnow(),
-                )
-            ).rowcount  # type: ignore[attr-defined]
+                ),
+            )
         if retried:
             self.wake(transfer_id)
         return bool(retried)
@@ -365,7 +379,8 @@ class TransferQueue:
         """Stop a transfer that is not done yet; it fails with "cancelled" and keeps its file."""
         now = utcnow()
         with session_scope(self.engine) as session:
-            cancelled = session.execute(
+            cancelled = _rows_changed(
+                session,
                 update(Transfer)
                 .where(col(Transfer.id) == transfer_id, col(Transfer.state).not_in((DONE, FAILED)))
                 .values(
@@ -374,8 +389,8 @@ class TransferQueue:
                     last_error="cancelled",
                     finished_at=now,
                     updated_at=now,
-                )
-            ).rowcount  # type: ignore[attr-defined]
+                ),
+            )
             transfer = session.get(Transfer, transfer_id)
             endpoint = session.get(Endpoint, transfer.endpoint_id) if transfer else None
         if not cancelled or transfer is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from dataflow_lite.app import runtime
 from dataflow_lite.services import logins
@@ -13,7 +14,7 @@ bp = Blueprint("accounts", __name__, template_folder="templates")
 
 
 @bp.get("/")
-def home():
+def home() -> ResponseReturnValue:
     """The start page: one's datasets (the login page first, if need be)."""
     return redirect(url_for("dataset_pages.index"))
 
@@ -25,7 +26,7 @@ def _status(refused: logins.LoginRefused) -> int:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():
+def login() -> ResponseReturnValue:
     """The login form; a successful login goes on to ``next`` (a path of this server)."""
     target = safe_next(request.values.get("next"), url_for("dataset_pages.index"))
     if request.method == "GET":
@@ -47,7 +48,7 @@ def login():
 
 
 @bp.post("/logout")
-def logout():
+def logout() -> ResponseReturnValue:
     """Log out and go back to the login page."""
     end_session()
     flash("You are logged out.", "success")

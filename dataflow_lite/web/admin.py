@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from dataflow_lite.adapter import FAILED, Option
@@ -29,12 +30,14 @@ RECENT_TRANSFERS = 100
 USER_CHANGES = (*user_services.USER_CHANGES, "password")
 
 
-def _back(endpoint: str, message: str, category: str = "success", **values: Any):
+def _back(
+    endpoint: str, message: str, category: str = "success", **values: Any
+) -> ResponseReturnValue:
     flash(message, category)
     return redirect(url_for(endpoint, **values))
 
 
-def _form_page(template: str, refused: Invalid | None, **values: Any):
+def _form_page(template: str, refused: Invalid | None, **values: Any) -> ResponseReturnValue:
     """A page with a form, shown again with 400 and the messages when it was refused."""
     page = render_template(
         template,
@@ -48,7 +51,7 @@ def _form_page(template: str, refused: Invalid | None, **values: Any):
 
 @bp.get("")
 @admin_required
-def home():
+def home() -> ResponseReturnValue:
     """The first admin page: users."""
     return redirect(url_for(".users"))
 
@@ -58,7 +61,7 @@ def home():
 
 @bp.route("/users", methods=["GET", "POST"])
 @admin_required
-def users():
+def users() -> ResponseReturnValue:
     """Every user; the form adds one with a password."""
     refused = None
     if request.method == "POST":
@@ -84,7 +87,7 @@ def users():
 
 @bp.post("/users/<int:user_id>/<change>")
 @admin_required
-def change_user(user_id: int, change: str):
+def change_user(user_id: int, change: str) -> ResponseReturnValue:
     """Deactivate or reactivate a user, make or unmake an admin, or set their password."""
     if change not in USER_CHANGES:
         raise NotFound(f"Unknown change {change!r}.")
@@ -112,7 +115,7 @@ def change_user(user_id: int, change: str):
 
 @bp.route("/instruments", methods=["GET", "POST"])
 @admin_required
-def instruments():
+def instruments() -> ResponseReturnValue:
     """Every instrument; the form adds one."""
     refused = None
     if request.method == "POST":
@@ -143,7 +146,7 @@ def instruments():
 
 @bp.route("/instruments/<int:instrument_id>", methods=["GET", "POST"])
 @admin_required
-def instrument(instrument_id: int):
+def instrument(instrument_id: int) -> ResponseReturnValue:
     """An instrument's metadata form; the form adds a field."""
     refused = None
     if request.method == "POST":
@@ -172,7 +175,7 @@ def instrument(instrument_id: int):
 
 @bp.post("/fields/<int:field_id>/<change>")
 @admin_required
-def change_field(field_id: int, change: str):
+def change_field(field_id: int, change: str) -> ResponseReturnValue:
     """Move a field up or down, mark it required or persisting, or change its choices and unit."""
     # Read first: the choices are typed as the field's type, and the answer goes to its form.
     field = instrument_services.get_field(runtime(), current_identity(), field_id)
@@ -200,7 +203,7 @@ def _in_words(message: str, options: list[Option]) -> str:
 
 @bp.route("/endpoints", methods=["GET", "POST"])
 @admin_required
-def endpoints():
+def endpoints() -> ResponseReturnValue:
     """Every destination endpoint with its live check; the form adds one of any installed type."""
     declared = endpoint_services.declared_options(runtime())
     refused = None
@@ -243,7 +246,7 @@ def endpoints():
 
 @bp.get("/transfers")
 @admin_required
-def transfer_list():
+def transfer_list() -> ResponseReturnValue:
     """Recent transfers, failed ones first, then newest first."""
     rows = transfers.list_transfers(
         runtime(), current_identity(), failed_first=True, limit=RECENT_TRANSFERS
@@ -253,7 +256,7 @@ def transfer_list():
 
 @bp.post("/transfers/<int:transfer_id>/retry")
 @admin_required
-def retry_transfer(transfer_id: int):
+def retry_transfer(transfer_id: int) -> ResponseReturnValue:
     """Queue a failed transfer again."""
     try:
         transfers.retry_transfer(runtime(), current_identity(), transfer_id)

@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from dataflow_lite.app import runtime
 from dataflow_lite.services import datasets, instruments
@@ -51,7 +52,7 @@ def _file_count(dataset: Mapping[str, Any]) -> int:
 
 @bp.get("/datasets")
 @login_required
-def index():
+def index() -> ResponseReturnValue:
     """My datasets (all of them for an admin), newest first, with search and paging."""
     query = request.args.get("q", "").strip()
     page = _page_number(request.args.get("page"))
@@ -69,7 +70,7 @@ def index():
 
 @bp.route("/datasets/new", methods=["GET", "POST"])
 @login_required
-def new():
+def new() -> ResponseReturnValue:
     """The wizard: choose an instrument, then fill in its metadata form and name the dataset."""
     choice = request.args.get("instrument", "")
     if not choice.isdigit() or int(choice) > MAX_ID:
@@ -103,7 +104,7 @@ def _form(
     texts: dict[str, str],
     extras: Sequence[wizard.ExtraRow],
     refused: Invalid | None = None,
-):
+) -> ResponseReturnValue:
     errors = field_errors(refused)
     page = render_template(
         "dataset_pages/new.html",
@@ -158,7 +159,7 @@ def shown_metadata(values: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 @bp.get("/datasets/<int:dataset_id>")
 @login_required
-def show(dataset_id: int):
+def show(dataset_id: int) -> ResponseReturnValue:
     """A dataset: its metadata, its file tree with transfer states, and where it landed."""
     dataset = datasets.get_dataset(runtime(), current_identity(), dataset_id)
     files = [entry for entry in dataset["dataset_files"] if not entry["is_directory"]]
@@ -174,7 +175,7 @@ def show(dataset_id: int):
 
 @bp.get("/datasets/<int:dataset_id>/upload")
 @login_required
-def upload(dataset_id: int):
+def upload(dataset_id: int) -> ResponseReturnValue:
     """Add files and folders to a dataset, several at a time, with progress."""
     dataset = datasets.get_dataset(runtime(), current_identity(), dataset_id)
     return render_template(

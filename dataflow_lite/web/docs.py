@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 from flask import Blueprint, abort, render_template, send_from_directory
+from flask.typing import ResponseReturnValue
 
 bp = Blueprint("docs", __name__, url_prefix="/docs", template_folder="templates")
 
@@ -17,13 +18,13 @@ SWAGGER_UI_ASSETS = {"swagger-ui.css", "swagger-ui-bundle.js"}
 
 
 @bp.get("/api")
-def api():
+def api() -> ResponseReturnValue:
     """Swagger UI on ``/api/v1/openapi.json``."""
     return render_template("docs/api.html")
 
 
 @bp.get("/api/assets/<name>")
-def swagger_ui_asset(name: str):
+def swagger_ui_asset(name: str) -> ResponseReturnValue:
     """One of Swagger UI's files, as shipped by flask-swagger-ui."""
     if name not in SWAGGER_UI_ASSETS:
         abort(404)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as cookie
+from flask.typing import ResponseReturnValue
 
 from dataflow_lite.app import runtime
 from dataflow_lite.services import activation, endpoints, user_settings, users
@@ -19,7 +20,7 @@ bp = Blueprint("my_account", __name__, url_prefix="/account", template_folder="t
 NEW_KEY = "new_api_key"
 
 
-def _page(status: int = 200, new_key_id: int | None = None, **shown: Any):
+def _page(status: int = 200, new_key_id: int | None = None, **shown: Any) -> ResponseReturnValue:
     """The account page: three reads, one per section (keys, endpoints, settings)."""
     rt, identity = runtime(), current_identity()
     keys = users.list_keys(rt, identity)
@@ -40,7 +41,7 @@ def _page(status: int = 200, new_key_id: int | None = None, **shown: Any):
 
 @bp.get("")
 @login_required
-def account():
+def account() -> ResponseReturnValue:
     """My keys, my destination and the endpoints' activation, and password encryption."""
     # A key just created is shown on this one page view, then never again.
     sealed = cookie.pop(NEW_KEY, None)
@@ -52,7 +53,7 @@ def account():
 
 @bp.post("/keys")
 @login_required
-def create_key():
+def create_key() -> ResponseReturnValue:
     """Issue a key and show it, this once."""
     days_text = request.form.get("expires_days", "").strip()
     if days_text and not (days_text.isascii() and days_text.isdigit()):
@@ -74,7 +75,7 @@ def create_key():
 
 @bp.post("/keys/<int:key_id>/revoke")
 @login_required
-def revoke_key(key_id: int):
+def revoke_key(key_id: int) -> ResponseReturnValue:
     """Revoke one of my keys."""
     row = users.revoke_key(runtime(), current_identity(), key_id)
     flash(f"API key #{key_id}{f' ({row.name})' if row.name else ''} is revoked.", "success")
@@ -83,7 +84,7 @@ def revoke_key(key_id: int):
 
 @bp.post("/destination")
 @login_required
-def change_destination():
+def change_destination() -> ResponseReturnValue:
     """Choose the endpoint my next datasets go to."""
     value = request.form.get("endpoint", "")
     try:
@@ -101,7 +102,7 @@ def change_destination():
 
 @bp.post("/endpoints/<endpoint_id>/activate")
 @login_required
-def activate(endpoint_id: str):
+def activate(endpoint_id: str) -> ResponseReturnValue:
     """Activate an endpoint with a username and password, kept encrypted if the adapter asks."""
     try:
         endpoint = activation.activate(
@@ -120,7 +121,7 @@ def activate(endpoint_id: str):
 
 @bp.post("/password-encryption")
 @login_required
-def encrypt_password():
+def encrypt_password() -> ResponseReturnValue:
     """A password encrypted with this server's key, as POST /api/v1/password-encryption."""
     try:
         encrypted = activation.encrypt_password(

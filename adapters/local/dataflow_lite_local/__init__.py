@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
@@ -56,7 +57,7 @@ class LocalAdapter(TransferAdapter):
     options = (Option("path", "the directory that receives the datasets"),)
 
     @classmethod
-    def check_options(cls, options):  # type: ignore[no-untyped-def]
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         checked = super().check_options(options)
         checked["path"] = str(Path(checked["path"]).expanduser().resolve())
         return checked

@@ -18,6 +18,7 @@ import secrets
 import socket
 from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
@@ -78,7 +79,7 @@ class SftpAdapter(TransferAdapter):
     )
 
     @classmethod
-    def check_options(cls, options):  # type: ignore[no-untyped-def]
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         checked = super().check_options(options)
         port = checked["port"]
         if not 0 < port < 65536:

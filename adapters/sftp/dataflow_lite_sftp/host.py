@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, cast
 
 import paramiko
 from paramiko.sftp import CMD_EXTENDED
@@ -24,6 +25,13 @@ from paramiko.sftp import CMD_EXTENDED
 from dataflow_lite.adapter import AdapterError
 
 from .errors import Where, connect_error, sftp_error
+
+
+class _RawRequests(Protocol):
+    """The request call that paramiko's SFTPClient has but does not publish (nor its stubs)."""
+
+    def _request(self, t: int, *args: object) -> tuple[int, paramiko.Message | None]: ...
+
 
 TIMEOUT = 20
 PROBE_MARKER = "dataflow-lite-exec"
@@ -172,7 +180,7 @@ class HostSession:
         """Bytes free for the account under ``path``, by statvfs over SFTP or ``df`` over exec."""
         try:
             # paramiko has no statvfs: send OpenSSH's extension request through its request call.
-            request = self.sftp._request  # type: ignore[attr-defined]
+            request = cast(_RawRequests, self.sftp)._request
             _, reply = request(CMD_EXTENDED, "statvfs@openssh.com", path)
             if reply is not None:
                 # f_bsize, f_frsize, f_blocks, f_bfree, f_bavail... as uint64s.

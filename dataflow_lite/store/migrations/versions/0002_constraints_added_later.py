@@ -74,7 +74,12 @@ def _add_missing_columns(bind: sa.Connection, table: sa.Table) -> None:
 def _unique_sets(bind: sa.Connection, name: str) -> set[tuple[str, ...]]:
     inspector = sa.inspect(bind)
     found = {tuple(c["column_names"]) for c in inspector.get_unique_constraints(name)}
-    found |= {tuple(i["column_names"]) for i in inspector.get_indexes(name) if i["unique"]}
+    # An index on an expression names no column (None): it is no unique set of columns.
+    found |= {
+        tuple(column for column in i["column_names"] if column is not None)
+        for i in inspector.get_indexes(name)
+        if i["unique"]
+    }
     return found
 
 
@@ -101,7 +106,9 @@ def _add_missing_indexes(bind: sa.Connection, table: sa.Table) -> None:
         if index.name not in have:
             if index.unique:
                 _refuse_duplicates(bind, table.name, tuple(index.columns.keys()))
-            op.create_index(index.name, table.name, list(index.columns.keys()), index.unique)
+            op.create_index(
+                index.name, table.name, list(index.columns.keys()), unique=bool(index.unique)
+            )
 
 
 def _give_later_datasets_their_own_folder(bind: sa.Connection) -> None:
