@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from dataflow_lite.adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
 from dataflow_lite.settings import ENV_PREFIX, load_settings
-from dataflow_lite.store import db
+from dataflow_lite.store import db, schema
 from dataflow_lite.store.instance_keys import PasswordCipher, instance_secret_key
 from dataflow_lite.transfers.queue import TransferQueue
 
@@ -52,7 +52,10 @@ def build(instance: Path | None = None, overrides: dict[str, Any] | None = None)
     staging.mkdir(parents=True, exist_ok=True)
     cipher = PasswordCipher(instance)
     adapters = Adapters(adapter_classes, AdapterContext(instance, staging, settings))
-    engine = db.open_catalog(instance / settings["database"], settings["busy_timeout_ms"])
+    database = instance / settings["database"]
+    engine = db.make_engine(database, settings["busy_timeout_ms"])
+    # A new database gets its tables; an older one stops start-up naming 'db upgrade'.
+    schema.prepare(engine, database.with_name(database.name + ".lock"))
     queue = TransferQueue(engine, adapters, cipher, instance / "queue.sqlite3", settings)
     return Runtime(
         instance=instance,

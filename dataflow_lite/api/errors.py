@@ -42,10 +42,10 @@ class Api(flask_smorest.Api):
         self._app.register_error_handler(ServiceError, self.handle_service_error)
         self._app.register_error_handler(Exception, self.handle_unexpected_exception)
 
-    def handle_service_error(self, error: ServiceError):  # type: ignore[no-untyped-def]
+    def handle_service_error(self, error: ServiceError) -> Any:
         return self.handle_http_exception(http_error(error))
 
-    def handle_http_exception(self, error: HTTPException):  # type: ignore[no-untyped-def]
+    def handle_http_exception(self, error: HTTPException) -> Any:
         page = current_app.extensions.get(PAGE_ERROR_HANDLER)
         if page is not None and not request.path.startswith(API_PATH):
             if (response := page(error)) is not None:
@@ -65,7 +65,7 @@ class Api(flask_smorest.Api):
         payload.setdefault("errors", {})
         return payload, code, headers
 
-    def handle_unexpected_exception(self, error: Exception):  # type: ignore[no-untyped-def]
+    def handle_unexpected_exception(self, error: Exception) -> Any:
         if isinstance(error, HTTPException):
             return self.handle_http_exception(error)
         current_app.logger.exception("unexpected error", exc_info=error)

@@ -30,7 +30,7 @@ from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy import func, text
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services.errors import invalid
@@ -263,7 +263,7 @@ def verify(rt: Runtime) -> VerifyResult:
     with unit_of_work(rt.engine, write=False) as work:
         # One read transaction: a consistent snapshot, while writers carry on (WAL).
         connection = work.session.connection()
-        table = AuditEvent.__table__  # type: ignore[attr-defined]
+        table = SQLModel.metadata.tables["auditevent"]
         previous_id, previous_sha, checked = 0, GENESIS, 0
         while True:
             batch = connection.execute(

@@ -16,14 +16,17 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, event
 from sqlmodel import Session, create_engine
 
-from dataflow_lite.store import models, schema  # noqa: F401  (models registers the tables)
+from dataflow_lite.store import models
 
-SEARCH_TABLE = "dataset_text"
 log = logging.getLogger(__name__)
 
 
-def make_engine(path: Path, busy_timeout_ms: int) -> Engine:
-    """Create the engine for the SQLite file at ``path`` with the pragmas the server relies on."""
+def make_engine(path: Path, busy_timeout_ms: int, *, foreign_keys: bool = True) -> Engine:
+    """Create the engine for the SQLite file at ``path`` with the pragmas the server relies on.
+
+    Migrations turn ``foreign_keys`` off: a batch recreate drops a table, and with foreign keys
+    on that DROP would delete the rows pointing at it.
+    """
     engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -34,7 +37,8 @@ def make_engine(path: Path, busy_timeout_ms: int) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit that answered 201 survives a power cut (NORMAL may roll it back in WAL).
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        # Set outside any transaction: SQLite ignores it inside one.
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
@@ -44,14 +48,6 @@ def make_engine(path: Path, busy_timeout_ms: int) -> Engine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
-
-
-def create_schema(engine: Engine, lock_path: Path) -> None:
-    """Create a new database's tables at the newest schema; an older one raises SchemaError.
-
-    Safe when several workers start at once (see :func:`dataflow_lite.store.schema.prepare`).
-    """
-    schema.prepare(engine, lock_path)
 
 
 class UnauditedChange(AssertionError):
@@ -118,10 +114,3 @@ def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
     """A session for the server's own bookkeeping (the queue): not audited."""
     with unit_of_work(engine, write=write, audited=False) as work:
         yield work.session
-
-
-def open_catalog(database: Path, busy_timeout_ms: int) -> Engine:
-    """The engine of the catalog at ``database``, its tables created if needed."""
-    engine = make_engine(database, busy_timeout_ms)
-    create_schema(engine, database.with_name(database.name + ".lock"))
-    return engine

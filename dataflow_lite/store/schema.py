@@ -22,10 +22,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, MetaData, create_engine, event, inspect
+from sqlalchemy import Engine, MetaData, inspect
 from sqlmodel import SQLModel
 
-from dataflow_lite.store import models  # noqa: F401  (registers the tables)
+from dataflow_lite.store import db, models  # noqa: F401  (models registers the tables)
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -160,23 +160,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _migration_engine(database: Path, busy_timeout_ms: int) -> Engine:
     """An engine like the catalog's, but with foreign keys off for the copies batch mode makes."""
-    engine = create_engine(f"sqlite:///{database}")
-
-    @event.listens_for(engine, "connect")
-    def _configure(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        dbapi_connection.isolation_level = None  # SQLAlchemy, not sqlite3, begins transactions
-        # Set outside any transaction (SQLite ignores it inside one): a batch recreate drops a
-        # table, and with foreign keys on that DROP would delete the rows pointing at it.
-        dbapi_connection.execute("PRAGMA foreign_keys=OFF")
-        dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection):  # type: ignore[no-untyped-def]
-        # Take the write lock at once, as the catalog does: readers go on, writers queue.
-        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
+    return db.make_engine(database, busy_timeout_ms, foreign_keys=False)
 
 
 def backup(database: Path, label: str) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Integer, func, text
 from sqlmodel import Session, col, select
 
-from dataflow_lite.store.db import SEARCH_TABLE
+from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
@@ -61,7 +61,7 @@ def login_required(view: View) -> View:
             return redirect(url_for("accounts.login", next=target))
         return view(*args, **kwargs)
 
-    return wrapped  # type: ignore[return-value]
+    return cast(View, wrapped)
 
 
 def admin_required(view: View) -> View:
@@ -74,7 +74,7 @@ def admin_required(view: View) -> View:
             raise Forbidden("This page is for administrators only.")
         return view(*args, **kwargs)
 
-    return wrapped  # type: ignore[return-value]
+    return cast(View, wrapped)
 
 
 def field_errors(refused: ServiceError | None) -> dict[str, str]:
