@@ -8,11 +8,12 @@ import json
 import re
 from pathlib import Path
 
+import argon2
 import pytest
 
 import dataflow_lite.web
 from dataflow_lite.app import RUNTIME
-from dataflow_lite.services import endpoints
+from dataflow_lite.services import endpoints, logins, users
 from dataflow_lite.services.identity import system
 
 PASSWORD = "correct horse battery"
@@ -159,6 +160,17 @@ def test_a_new_password_ends_older_sessions(cli, app):
     after = app.test_client()
     assert log_in(after, "ada", "a brand new password").status_code == 302
     assert after.get("/datasets").status_code == 200
+
+
+def test_a_login_that_rehashes_the_password_keeps_its_session(cli, client, monkeypatch):
+    """A hash made with older argon2 parameters is replaced at login; the session holds."""
+    add_user(cli, "ada")  # hashed with the tests' cheap parameters
+    stronger = argon2.PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
+    monkeypatch.setattr(logins, "_hasher", stronger)
+    assert log_in(client, "ada").status_code == 302
+    assert client.get("/datasets").status_code == 200
+    (ada,) = users.list_users(client.application.extensions["dataflow_lite.runtime"], system())
+    assert not stronger.check_needs_rehash(ada.password_hash)
 
 
 def test_logging_out_ends_the_session(ada):

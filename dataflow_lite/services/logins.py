@@ -91,6 +91,8 @@ class LocalPasswords(LoginMethod):
                 row = work.session.get(User, user.id)
                 if row is not None and row.password_hash == stored:
                     row.password_hash = rehashed
+                    # The session's fingerprint is of the hash now stored, not the old one.
+                    user.password_hash = rehashed
         return user
 
 
