@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -15,6 +16,49 @@ from dataflow_lite.services import datasets, endpoints, instruments, transfers, 
 from dataflow_lite.services.errors import Forbidden, NotFound
 from dataflow_lite.services.identity import Identity, system
 from dataflow_lite.services.policy import RULES, USE_CASES, PolicySkipped, authorize, use_case
+
+PACKAGE = Path(dataflow_lite.services.__file__).parent.parent
+
+
+def imports_of(*places: str) -> set[tuple[str, str]]:
+    """(file, imported module) for every import in the files under ``places`` of the package."""
+    found = set()
+    for place in places:
+        target = PACKAGE / place
+        for path in [target] if target.suffix else target.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    found.add((str(path.relative_to(PACKAGE)), node.module or ""))
+                elif isinstance(node, ast.Import):
+                    found |= {(str(path.relative_to(PACKAGE)), a.name) for a in node.names}
+    return found
+
+
+@pytest.mark.parametrize(
+    "places, forbidden",
+    [
+        # The web pages call the services, never the API nor the database.
+        (["web"], ("dataflow_lite.api", "dataflow_lite.store.db", "sqlmodel", "sqlalchemy")),
+        # Nothing below the HTTP faces knows HTTP.
+        (
+            ["services", "store", "transfers", "cli", "bootstrap.py", "adapter.py"],
+            ("flask", "werkzeug", "flask_smorest", "flask_wtf"),
+        ),
+        (["services"], ("dataflow_lite.api", "dataflow_lite.web", "dataflow_lite.cli")),
+        (
+            ["store", "transfers"],
+            (
+                "dataflow_lite.services",
+                "dataflow_lite.api",
+                "dataflow_lite.web",
+                "dataflow_lite.cli",
+            ),
+        ),
+    ],
+)
+def test_the_layers_import_only_downwards(places: list[str], forbidden: tuple[str, ...]):
+    crossing = [pair for pair in imports_of(*places) if pair[1].startswith(forbidden)]
+    assert crossing == []
 
 
 def service_modules():

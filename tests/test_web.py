@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import html
 import json
 import re
-from pathlib import Path
 
 import argon2
 import pytest
 
-import dataflow_lite.web
 from dataflow_lite.app import RUNTIME
 from dataflow_lite.services import endpoints, logins, users
 from dataflow_lite.services.identity import system
@@ -639,23 +636,6 @@ def test_errors_are_pages_on_the_web_and_json_on_the_api(ada):
     browser = ada.get("/nope", headers={"Accept": "text/html,*/*;q=0.8"})
     assert browser.status_code == 404 and "Not Found" in text_of(browser)
     assert ada.get("/nope").json["code"] == 404  # scripts still get JSON
-
-
-def test_the_web_pages_never_import_the_api_nor_the_database():
-    folder = Path(dataflow_lite.web.__file__).parent
-    imported = {
-        (path.name, name)
-        for path in folder.glob("*.py")
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for name in (
-            [node.module or ""]
-            if isinstance(node, ast.ImportFrom)
-            else [a.name for a in node.names]
-        )
-    }
-    forbidden = ("dataflow_lite.api", "dataflow_lite.store.db", "sqlmodel", "sqlalchemy")
-    assert [pair for pair in imported if pair[1].startswith(forbidden)] == []
 
 
 def test_the_api_docs_page_is_served_from_this_server(client):

@@ -38,6 +38,16 @@ def _by_name(session: Session, username: str) -> User:
     return user
 
 
+def _user(session: Session, username_or_id: str | int) -> User:
+    """The user named (the CLI) or numbered (the admin page)."""
+    if isinstance(username_or_id, str):
+        return _by_name(session, username_or_id)
+    user = catalog.find(session, User, username_or_id)
+    if user is None:
+        raise NotFound(f"user {username_or_id} not found")
+    return user
+
+
 @use_case("user.list")
 def list_users(rt: Runtime, identity: Identity) -> Sequence[User]:
     """Every user, by username."""
@@ -76,12 +86,12 @@ def add_user(
 
 
 @use_case("user.change")
-def set_password(rt: Runtime, identity: Identity, username: str, password: str) -> User:
+def set_password(rt: Runtime, identity: Identity, username_or_id: str | int, password: str) -> User:
     """Set a user's web password; their older web sessions end."""
     authorize(identity, "user.change")
     password_hash = _new_hash(password)
     with unit_of_work(rt.engine) as work:
-        user = _by_name(work.session, username)
+        user = _user(work.session, username_or_id)
         user.password_hash = password_hash
         audit.record(work, identity, "user.change", "user", user.id, {"password": "changed"})
         return user
@@ -96,9 +106,7 @@ def change_user(rt: Runtime, identity: Identity, user_id: int, change: str) -> U
     if identity.owns(user_id) and change in ("deactivate", "unmake-admin"):
         raise Conflict("you cannot do that to your own account")
     with unit_of_work(rt.engine) as work:
-        user = catalog.find(work.session, User, user_id)
-        if user is None:
-            raise NotFound(f"user {user_id} not found")
+        user = _user(work.session, user_id)
         before = {"is_active": user.is_active, "is_admin": user.is_admin}
         if change in ("deactivate", "reactivate"):
             user.is_active = change == "reactivate"
@@ -106,20 +114,6 @@ def change_user(rt: Runtime, identity: Identity, user_id: int, change: str) -> U
             user.is_admin = change == "make-admin"
         after = {"is_active": user.is_active, "is_admin": user.is_admin}
         audit.record(work, identity, "user.change", "user", user.id, audit.changes(before, after))
-        return user
-
-
-@use_case("user.change")
-def set_password_of(rt: Runtime, identity: Identity, user_id: int, password: str) -> User:
-    """Set the web password of user ``user_id`` (the admin page's form)."""
-    authorize(identity, "user.change")
-    password_hash = _new_hash(password)
-    with unit_of_work(rt.engine) as work:
-        user = catalog.find(work.session, User, user_id)
-        if user is None:
-            raise NotFound(f"user {user_id} not found")
-        user.password_hash = password_hash
-        audit.record(work, identity, "user.change", "user", user.id, {"password": "changed"})
         return user
 
 

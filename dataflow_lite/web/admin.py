@@ -93,7 +93,7 @@ def change_user(user_id: int, change: str) -> ResponseReturnValue:
         raise NotFound(f"Unknown change {change!r}.")
     try:
         if change == "password":
-            user = user_services.set_password_of(
+            user = user_services.set_password(
                 runtime(), current_identity(), user_id, request.form.get("password", "")
             )
             message = f"The password of {user.username} is changed."
