@@ -1,20 +1,15 @@
-"""The application factory, and the runtime the HTTP faces hand to the services."""
+"""The application factory: the runtime, the API and the web pages on one Flask app."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from dataflow_lite import __version__, bootstrap
-from dataflow_lite.bootstrap import Runtime
-
-RUNTIME = "dataflow_lite.runtime"
-API_PATH = "/api/"
-#: app.extensions key of a function that renders an error as a web page, or returns None.
-PAGE_ERROR_HANDLER = "dataflow_lite.error_page"
+from dataflow_lite.faces import RUNTIME
 
 
 class _KeysInOrder(DefaultJSONProvider):
@@ -59,8 +54,3 @@ def create_app(
     for blueprint in api_blueprints:
         csrf.exempt(blueprint)
     return app
-
-
-def runtime() -> Runtime:
-    """The runtime of the app handling the current request."""
-    return current_app.extensions[RUNTIME]

@@ -9,7 +9,7 @@ import re
 import argon2
 import pytest
 
-from dataflow_lite.app import RUNTIME
+from dataflow_lite.faces import RUNTIME
 from dataflow_lite.services import endpoints, logins, users
 from dataflow_lite.services.identity import system
 

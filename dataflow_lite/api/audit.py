@@ -10,7 +10,7 @@ from flask.views import MethodView
 from dataflow_lite.api import Blueprint
 from dataflow_lite.api.auth import current_identity
 from dataflow_lite.api.schemas import MAX_INT
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import audit
 
 blp = Blueprint("audit", __name__, description="The audit trail: who changed what, when.")

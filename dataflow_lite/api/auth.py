@@ -10,7 +10,7 @@ from flask import g, request
 from flask_wtf.csrf import ValidationError, validate_csrf
 
 from dataflow_lite.api.errors import DataflowError
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import users
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.store.api_keys import KeyRejected

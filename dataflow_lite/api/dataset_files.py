@@ -19,7 +19,7 @@ from dataflow_lite.api.schemas import (
     search_page_schema,
 )
 from dataflow_lite.api.uploads import MalformedUpload, StagedUpload, stage_upload
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import datasets
 
 blp = Blueprint("dataset_files", __name__, description="Upload and find a dataset's files.")

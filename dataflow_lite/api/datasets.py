@@ -16,7 +16,7 @@ from dataflow_lite.api.schemas import (
     search_page_schema,
     utf8_text,
 )
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import datasets
 
 blp = Blueprint("datasets", __name__, description="Datasets: a measurement's files and metadata.")

@@ -14,7 +14,7 @@ import flask_smorest
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from dataflow_lite.app import API_PATH, PAGE_ERROR_HANDLER
+from dataflow_lite.faces import API_PATH, PAGE_ERROR_HANDLER
 from dataflow_lite.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 
 STATUS_OF = {NotFound: 404, Forbidden: 403, Invalid: 400, Conflict: 409}

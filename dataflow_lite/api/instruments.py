@@ -9,7 +9,7 @@ from flask.views import MethodView
 from dataflow_lite.api import Blueprint
 from dataflow_lite.api.auth import current_identity
 from dataflow_lite.api.schemas import InstrumentDetailSchema, InstrumentSchema
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import instruments
 
 blp = Blueprint("instruments", __name__, description="Instruments and their metadata forms.")

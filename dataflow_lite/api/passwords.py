@@ -10,7 +10,7 @@ from flask.views import MethodView
 from dataflow_lite.api import Blueprint
 from dataflow_lite.api.auth import current_identity
 from dataflow_lite.api.schemas import utf8_text
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import activation
 
 blp = Blueprint("passwords", __name__, description="Encrypt a password for endpoint activation.")

@@ -11,7 +11,7 @@ from dataflow_lite.adapter import DONE, FAILED, QUEUED, RUNNING, VERIFYING
 from dataflow_lite.api import Blueprint
 from dataflow_lite.api.auth import current_identity
 from dataflow_lite.api.schemas import MAX_INT
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import transfers
 
 blp = Blueprint("transfers", __name__, description="The transfer queue: each file's move.")

@@ -16,7 +16,7 @@ from flask.views import MethodView
 from dataflow_lite.adapter import ALREADY_ACTIVATED, Activation
 from dataflow_lite.api import Blueprint
 from dataflow_lite.api.auth import current_identity
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import activation
 
 blp = Blueprint("transports", __name__, description="Endpoint activation, per adapter.")

@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from dataflow_lite.api import Blueprint
 from dataflow_lite.api.auth import current_identity
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import user_settings
 
 blp = Blueprint("user_settings", __name__, description="The user's destination and transport.")

@@ -13,7 +13,7 @@ from datetime import timedelta
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from dataflow_lite.app import PAGE_ERROR_HANDLER
+from dataflow_lite.faces import PAGE_ERROR_HANDLER
 from dataflow_lite.web import accounts, admin, dataset_pages, docs, my_account, pages
 
 # A session lasts this long after the last page or upload request (the cookie is refreshed).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import logins
 from dataflow_lite.web.pages import safe_next
 from dataflow_lite.web.sessions import end_session, session_user, start_session

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from dataflow_lite.adapter import FAILED, Option
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import endpoints as endpoint_services
 from dataflow_lite.services import instruments as instrument_services
 from dataflow_lite.services import transfers

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import instruments
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.store.metadata import value_text

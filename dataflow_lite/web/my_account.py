@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as cookie
 from flask.typing import ResponseReturnValue
 
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import activation, endpoints, user_settings, users
 from dataflow_lite.services.errors import Invalid
 from dataflow_lite.store.models import utcnow

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, make_response, redirect, render_template,
 from werkzeug.exceptions import Forbidden, HTTPException
 
 from dataflow_lite import __version__
-from dataflow_lite.app import API_PATH
+from dataflow_lite.faces import API_PATH
 from dataflow_lite.services.errors import ServiceError
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.store.models import User

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import g, request
 from flask import session as cookie
 
-from dataflow_lite.app import runtime
+from dataflow_lite.faces import runtime
 from dataflow_lite.services import logins
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.store.models import User
