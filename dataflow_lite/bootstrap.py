@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from dataflow_lite.adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
+from dataflow_lite.live_checks import LiveChecks
 from dataflow_lite.settings import ENV_PREFIX, load_settings
 from dataflow_lite.store import db, schema
 from dataflow_lite.store.instance_keys import PasswordCipher, instance_secret_key
@@ -32,6 +33,8 @@ class Runtime:
     cipher: PasswordCipher
     #: Signs API keys (itsdangerous) and the web session cookie.
     secret_key: bytes
+    #: The endpoints' live checks, bounded in time and remembered (this process's).
+    live: LiveChecks
 
 
 def instance_path_from_environment() -> Path:
@@ -65,4 +68,7 @@ def build(instance: Path | None = None, overrides: dict[str, Any] | None = None)
         queue=queue,
         cipher=cipher,
         secret_key=instance_secret_key(instance),
+        live=LiveChecks(
+            settings["live_check_max_age_seconds"], settings["live_check_timeout_seconds"]
+        ),
     )

@@ -116,6 +116,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Run transfers inside the request that queued them, with no worker (for tests).",
     ),
     Setting(
+        "live_check_max_age_seconds",
+        int,
+        60,
+        "How long an endpoint's live check (activation state, the admin page's checks) is "
+        "reused; an older one is shown with its age while it is asked again in the background.",
+    ),
+    Setting(
+        "live_check_timeout_seconds",
+        int,
+        5,
+        "How long a page or the API waits for an endpoint's first live check before answering "
+        '"no answer yet" (the check goes on in the background).',
+    ),
+    Setting(
         "busy_timeout_ms",
         int,
         30_000,

@@ -41,7 +41,15 @@ def imports_of(*places: str) -> set[tuple[str, str]]:
         (["web"], ("dataflow_lite.api", "dataflow_lite.store.db", "sqlmodel", "sqlalchemy")),
         # Nothing below the HTTP faces knows HTTP.
         (
-            ["services", "store", "transfers", "cli", "bootstrap.py", "adapter.py"],
+            [
+                "services",
+                "store",
+                "transfers",
+                "cli",
+                "bootstrap.py",
+                "adapter.py",
+                "live_checks.py",
+            ],
             ("flask", "werkzeug", "flask_smorest", "flask_wtf"),
         ),
         (["services"], ("dataflow_lite.api", "dataflow_lite.web", "dataflow_lite.cli")),

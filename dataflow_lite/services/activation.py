@@ -1,7 +1,9 @@
 """Endpoint activation: can the server write to an endpoint for a user now, and proving it can.
 
 Live checks and logins reach other hosts and may take seconds: they run outside any
-transaction, so a slow host never holds the catalog's write lock.
+transaction, so a slow host never holds the catalog's write lock, and the activation state is
+remembered and asked again in the background (``dataflow_lite.live_checks``), so that no page
+or API call waits for a host that does not answer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataflow_lite.adapter import (
     Credentials,
 )
 from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.live_checks import Known
 from dataflow_lite.services import audit, user_settings
 from dataflow_lite.services.errors import Invalid, NotFound, invalid
 from dataflow_lite.services.identity import Identity
@@ -39,6 +42,8 @@ class EndpointStatus:
 
     endpoint: Endpoint
     activation: Activation
+    #: Seconds since the adapter said so; None: no answer yet (asked in the background).
+    age: float | None = 0.0
 
     @property
     def active(self) -> bool:
@@ -54,12 +59,26 @@ def _endpoint(session: Session, user: User, endpoint_ref: str | None) -> Endpoin
     return endpoint
 
 
-def _live_activation(rt: Runtime, endpoint: Endpoint, kept: Credentials | None) -> Activation:
-    try:
-        adapter = rt.adapters.for_endpoint(endpoint.adapter, endpoint.options)
-        return adapter.activation(kept)
-    except Exception as error:  # an unreachable host or a missing adapter is an answer too
-        return Activation(ACTIVATION_FAILED, str(error))
+def _live_activation(
+    rt: Runtime, endpoint: Endpoint, user_id: int, kept: Credentials | None
+) -> Known[Activation]:
+    """The endpoint's activation for the user, as last known (see ``live_checks``)."""
+
+    def check() -> Activation:
+        try:
+            adapter = rt.adapters.for_endpoint(endpoint.adapter, endpoint.options)
+            return adapter.activation(kept)
+        except Exception as error:  # an unreachable host or a missing adapter is an answer too
+            return Activation(ACTIVATION_FAILED, str(error))
+
+    def pending() -> Activation:
+        return Activation(
+            ACTIVATION_FAILED,
+            f"{endpoint.name} has not answered within {rt.live.timeout} s: asking again in "
+            "the background",
+        )
+
+    return rt.live.ask(("activation", endpoint.id, user_id), check, pending)
 
 
 @use_case("endpoint.activation")
@@ -70,7 +89,7 @@ def activation_status(rt: Runtime, identity: Identity, endpoint_ref: str | None)
     with unit_of_work(rt.engine, write=False) as work:
         endpoint = _endpoint(work.session, identity.user, endpoint_ref)
         kept = credentials.load(work.session, rt.cipher, identity.uid, endpoint.id)
-    return _live_activation(rt, endpoint, kept)
+    return _live_activation(rt, endpoint, identity.uid, kept).value
 
 
 @use_case("endpoint.activation")
@@ -84,10 +103,11 @@ def endpoint_statuses(rt: Runtime, identity: Identity) -> list[EndpointStatus]:
             endpoint.id: credentials.load(work.session, rt.cipher, identity.uid, endpoint.id)
             for endpoint in endpoints
         }
-    return [
-        EndpointStatus(endpoint, _live_activation(rt, endpoint, kept[endpoint.id]))
-        for endpoint in endpoints
-    ]
+    statuses = []
+    for endpoint in endpoints:
+        known = _live_activation(rt, endpoint, identity.uid, kept[endpoint.id])
+        statuses.append(EndpointStatus(endpoint, known.value, known.age))
+    return statuses
 
 
 def _password(rt: Runtime, password: str | None, encrypted_password: str | None) -> str:
@@ -143,6 +163,7 @@ def activate(
             credentials.store(work.session, rt.cipher, identity.uid, endpoint.id, kept)
             summary = {"endpoint": endpoint.name, "username": kept.username}
             audit.record(work, identity, "endpoint.activate", "endpoint", endpoint.id, summary)
+        rt.live.forget(("activation", endpoint.id, identity.uid))
     return endpoint
 
 

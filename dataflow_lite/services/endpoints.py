@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sqlmodel import col, func, select
@@ -150,8 +152,29 @@ def live_checks(rt: Runtime, endpoint: Endpoint, kept: Any = None) -> list[Check
 
 @use_case("endpoint.check")
 def check_all(rt: Runtime, identity: Identity) -> list[tuple[Endpoint, list[Check]]]:
-    """Every endpoint with its live checks (the server's own view, no user's credentials)."""
+    """Every endpoint with its live checks as last known (the server's own view, no user's
+    credentials); an old answer is refreshed in the background (``dataflow_lite.live_checks``)."""
     authorize(identity, "endpoint.check")
     with unit_of_work(rt.engine, write=False) as work:
         endpoints = work.session.exec(select(Endpoint).order_by(col(Endpoint.created_at))).all()
-    return [(endpoint, live_checks(rt, endpoint)) for endpoint in endpoints]
+    checked = []
+    for endpoint in endpoints:
+        known = rt.live.ask(
+            ("check", endpoint.id),
+            partial(live_checks, rt, endpoint),
+            partial(_no_answer, rt, endpoint.name),
+        )
+        checked.append((endpoint, _aged(known.value, known.age)))
+    return checked
+
+
+def _no_answer(rt: Runtime, name: str) -> list[Check]:
+    said = f"no answer within {rt.live.timeout} s: asking again in the background"
+    return [Check("reachable", False, f"{name}: {said}")]
+
+
+def _aged(checks: list[Check], age: float | None) -> list[Check]:
+    """The checks, their details saying how old they are once that is a minute or more."""
+    if age is None or age < 60:
+        return checks
+    return [replace(check, detail=f"{check.detail} ({int(age // 60)} min ago)") for check in checks]
