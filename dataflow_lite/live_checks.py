@@ -3,9 +3,10 @@
 A check reaches another host and may take as long as that host's timeouts (an SSH login that
 never gets a banner waits 20 s). Pages and the API must not wait for it: each answer is kept
 for ``live_check_max_age_seconds``; once older, the last known answer is given at once, with its
-age, while a background thread asks again. Only a check never made before is waited for, and at
-most ``live_check_timeout_seconds``; past that the caller gets a stand-in answer ("no answer yet")
-and the check goes on in the background, so the next call has a real answer.
+age, while a background thread asks again. Only a check never made before is waited for, by the
+one caller who started it and at most ``live_check_timeout_seconds``; past that, and for every
+caller meanwhile, the answer is a stand-in ("no answer yet") while the check goes on in the
+background, so a host that never answers pins at most one request thread for that long.
 
 The answers live in each server process (a gunicorn worker each), never in the catalog: they
 are cheap to ask again and must never hold the catalog's write lock.
@@ -56,10 +57,13 @@ class LiveChecks:
             if kept is not None and now - kept[1] < self.max_age:
                 return Known(cast(T, kept[0]), now - kept[1])
             running = self._asking.get(key)
+            asked_here = running is None
             if running is None:
                 running = self._asking[key] = self._pool.submit(self._run, key, check)
         if kept is not None:  # old: answer what is known now, the check refreshes it meanwhile
             return Known(cast(T, kept[0]), time.monotonic() - kept[1])
+        if not asked_here:  # someone already waits for this host: never a second thread
+            return Known(pending(), None)
         try:
             return Known(cast(T, running.result(self.timeout)), 0.0)
         except Pending:
