@@ -325,3 +325,17 @@ def test_duplicates_another_unique_forbids_stop_the_upgrade_unchanged(tmp_path: 
         schema.upgrade(database)
     assert rows(database) == before
     assert schema.status(database) == (None, True)
+
+
+def test_db_backup_copies_the_catalog_while_it_is_in_use(cli, instance: Path, tmp_path: Path):
+    cli("user", "add", "ada")
+    target = tmp_path / "catalog-copy.sqlite3"
+    said = run_cli(instance, "db", "backup", str(target), env=new_env())
+    assert said.returncode == 0, said.stderr
+    assert f"database backed up to {target}" in said.stdout
+    assert "secret_key" in said.stderr  # the keys go with it
+    assert rows(target) == rows(instance / DATABASE)
+    again = run_cli(instance, "db", "backup", str(target), env=new_env())
+    assert again.returncode == 1 and "exists already" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert rows(target) == rows(instance / DATABASE)  # the first copy is untouched

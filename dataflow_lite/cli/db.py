@@ -64,3 +64,25 @@ def db_current(ctx: click.Context) -> None:
         current = schema.describe(*schema.status(database, busy_timeout_ms))
     click.echo(f"current: {current}")
     click.echo(f"head: {schema.head()}")
+
+
+@db_group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def db_backup(ctx: click.Context, file: Path) -> None:
+    """Copy the catalog database to FILE (a new file), consistent while the server runs."""
+    instance = ctx.find_root().obj["instance"]
+    database, _ = _database(instance)
+    if not database.exists():
+        raise click.ClickException(f"no database at {database}: nothing to back up")
+    if file.exists():
+        raise click.ClickException(f"{file} exists already: give the backup a new name")
+    if not file.parent.is_dir():
+        raise click.ClickException(f"{file.parent} is not a directory")
+    schema.copy_database(database, file)
+    click.echo(f"database backed up to {file} ({file.stat().st_size} bytes)")
+    click.echo(
+        f"keep {instance / 'secret_key'} and {instance / 'password.key'} with it: without them "
+        "API keys and stored credentials cannot be used",
+        err=True,
+    )

@@ -10,6 +10,7 @@ migrations existed (tables, no ``alembic_version``) is stamped as the baseline, 
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -171,17 +172,35 @@ def backup(database: Path, label: str) -> Path:
     while target.exists():
         number += 1
         target = database.with_name(f"{database.name}.{stamp}.{label}.{number}.backup")
+    copy_database(database, target)
+    return target
+
+
+def copy_database(database: Path, target: Path) -> None:
+    """A consistent copy of ``database`` at ``target`` (which must not exist), checked whole.
+
+    SQLite's online backup copies in one step whatever WAL frames are pending, while the server
+    goes on; the copy is written beside ``target`` and renamed into place only once SQLite's
+    integrity check passed, so a failed copy leaves nothing under ``target``'s name.
+    """
+    partial = target.with_name(f".{target.name}.partial")
     source = sqlite3.connect(database)
     try:
-        copy = sqlite3.connect(target)
+        copy = sqlite3.connect(partial)
         try:
-            # One step: the copy is a consistent snapshot, whatever WAL frames are pending.
             source.backup(copy)
+            (verdict,) = copy.execute("PRAGMA integrity_check").fetchone()
         finally:
             copy.close()
+        if verdict != "ok":
+            raise UpgradeFailed(
+                f"the copy of {database} failed SQLite's integrity check: {verdict}"
+            )
+        # A hard link, unlike a rename, never replaces a file that appeared meanwhile.
+        os.link(partial, target)
     finally:
         source.close()
-    return target
+        partial.unlink(missing_ok=True)
 
 
 def upgrade(
