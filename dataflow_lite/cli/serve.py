@@ -21,6 +21,8 @@ from dataflow_lite.services.users import add_user, issue_key
 #: The endpoint ``init`` registers, named after the adapter that serves it. The one place the
 #: core names a built-in adapter: a fresh instance needs somewhere to put files.
 DEFAULT_ENDPOINT = "local"
+#: Connections one worker holds at once (idle ones included) before it stops accepting more.
+WORKER_CONNECTIONS = 1000
 DEFAULT_BIND = "127.0.0.1:8000"
 GLIBC_MALLOC_TUNING = {
     "MALLOC_MMAP_THRESHOLD_": str(16 << 20),
@@ -79,12 +81,13 @@ def gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
         bind,
         "--workers",
         str(workers),
-        # Threads, not sync workers: a sync worker is killed after --timeout seconds even while
-        # a slow upload is still arriving; the gthread worker keeps answering its heartbeat.
+        # gevent: each connection is a greenlet, not a thread, so connections that send
+        # nothing or trickle their headers pin nothing, and a slow upload keeps its worker's
+        # heartbeat going (a sync worker would be killed after --timeout seconds).
         "--worker-class",
-        "gthread",
-        "--threads",
-        "8",
+        "gevent",
+        "--worker-connections",
+        str(WORKER_CONNECTIONS),
         "--no-control-socket",
         "--timeout",
         str(timeout),
