@@ -218,15 +218,32 @@ def test_a_folder_name_may_use_the_whole_file_system_limit(client, auth, dataset
     assert response.status_code == 201, response.get_json()
 
 
-def test_a_name_the_file_system_refuses_is_a_permanent_error(tmp_path):
+@pytest.mark.parametrize(
+    ("length", "across_filesystems"),
+    [
+        pytest.param(300, False, id="name-too-long"),
+        pytest.param(250, True, id="temporary-name-too-long"),
+    ],
+)
+def test_a_name_the_file_system_refuses_is_a_permanent_error(
+    tmp_path, monkeypatch, length, across_filesystems
+):
     assert errno.ENAMETOOLONG in PERMANENT_ERRNOS
     staged = tmp_path / "staged"
     staged.write_bytes(b"hello")
+    (tmp_path / "root").mkdir()
     adapter = LocalAdapter({"path": str(tmp_path / "root")}, AdapterContext(tmp_path, tmp_path))
-    job = TransferJob(staged, PurePosixPath("d", "x" * 300), "0" * 64, 5, None)
-    with pytest.raises(AdapterError) as refused:
+    job = TransferJob(staged, PurePosixPath("d", "x" * length), "0" * 64, 5, None)
+    if across_filesystems:  # the copy to a hidden temporary name beside the target
+
+        def link(source: object, target: object) -> None:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr("os.link", link)
+    with pytest.raises(AdapterError, match="File name too long") as refused:
         adapter.submit(job)
     assert refused.value.permanent, refused.value
+    assert list((tmp_path / "root" / "d").iterdir()) == []
 
 
 # A full staging disk ----------------------------------------------------------------------------
