@@ -32,9 +32,18 @@ ALREADY_ACTIVATED = "AlreadyActivated"
 AUTO_ACTIVATED = "AutoActivated.CachedCredential"
 ACTIVATION_FAILED = "AutoActivationFailed"
 
-# Errnos that no retry can mend until a person acts (permission, read-only, full, quota, missing).
+# Errnos that no retry can mend until a person acts (permission, read-only, full, quota, missing,
+# a name the file system refuses as too long).
 PERMANENT_ERRNOS = frozenset(
-    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT}
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ENOENT,
+        errno.ENAMETOOLONG,
+    }
 )
 
 # Transfer states.

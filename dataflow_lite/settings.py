@@ -61,6 +61,48 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest non-file field of a multipart upload, in bytes.",
     ),
     Setting(
+        "max_upload_parts",
+        int,
+        16,
+        "Most parts (form fields and the file) one multipart upload may have; more get 413.",
+    ),
+    Setting(
+        "max_part_header_bytes",
+        int,
+        8 * 1024,
+        "Largest headers of one part of a multipart upload, in bytes; larger ones get 413.",
+    ),
+    Setting(
+        "max_json_bytes",
+        int,
+        4 << 20,
+        "Largest JSON request body of the API, in bytes (4 MiB by default); larger ones get 413.",
+    ),
+    Setting(
+        "max_json_depth",
+        int,
+        32,
+        "Deepest nesting of arrays and objects in a JSON request body; deeper ones get 400.",
+    ),
+    Setting(
+        "max_json_integer_digits",
+        int,
+        100,
+        "Most digits of one integer in a JSON request body; longer ones get 400.",
+    ),
+    Setting(
+        "max_metadata_values",
+        int,
+        1000,
+        "Most metadata values one dataset may have; more get 413.",
+    ),
+    Setting(
+        "max_metadata_value_bytes",
+        int,
+        64 * 1024,
+        "Largest metadata value, in bytes of its JSON text; larger ones get 413.",
+    ),
+    Setting(
         "api_key_days",
         int,
         0,

@@ -628,7 +628,7 @@ def test_a_relative_path_too_long_for_the_filesystem_is_400(client, auth, instan
         pytest.param(b"filename*=UTF-8''a%00b", "NUL", id="nul-rfc2231"),
         pytest.param(b'filename="a\x1fb"', "control character", id="control-character"),
         pytest.param(b'filename=""', "empty", id="empty"),
-        pytest.param(b'filename="' + b"x" * 256 + b'"', "longer than 255 bytes", id="too-long"),
+        pytest.param(b'filename="' + b"x" * 256 + b'"', "longer than 223 bytes", id="too-long"),
     ],
 )
 def test_an_unsafe_file_name_is_400(client, auth, instance, dataset, filename, says):

@@ -65,9 +65,13 @@ def structure(database: Path) -> set[tuple[str, str, str]]:
 
 def clauses(database: Path) -> set[tuple[str, str, frozenset[str]]]:
     """``structure``, each statement's clauses as a set: a rebuilt table may order them anew."""
-    return {
-        (kind, name, frozenset(re.split(r",\s*(?![^()]*\))", sql.partition("(")[2])))
+    bodies = [
+        (kind, name, sql.partition("(")[2].strip().removesuffix(")"))
         for kind, name, sql in structure(database)
+    ]
+    return {
+        (kind, name, frozenset(clause.strip() for clause in re.split(r",(?![^()]*\))", body)))
+        for kind, name, body in bodies
     }
 
 

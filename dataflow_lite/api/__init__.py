@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-import flask_smorest
-from flask import Flask
-from webargs.flaskparser import FlaskParser
+from typing import Any
 
+import flask_smorest
+from flask import Flask, Request
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+
+from dataflow_lite.api import json_bodies
 from dataflow_lite.api.auth import require_api_key
 from dataflow_lite.api.errors import Api
+from dataflow_lite.faces import runtime
 
 
 class Parser(FlaskParser):
     """Bad arguments are a 400 Bad Request, like every other bad input of this API."""
 
     DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req: Request) -> Any:
+        """The JSON body, within the size, depth and integer bounds the settings set."""
+        if not is_json_request(req):
+            return core.missing
+        settings = runtime().settings
+        data = json_bodies.read_body(req, settings["max_json_bytes"])
+        # Text that is not UTF-8 raises UnicodeDecodeError, which webargs answers with 400.
+        return json_bodies.loads(
+            data.decode("utf-8"), settings["max_json_depth"], settings["max_json_integer_digits"]
+        )
 
 
 class Blueprint(flask_smorest.Blueprint):

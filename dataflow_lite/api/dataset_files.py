@@ -18,7 +18,7 @@ from dataflow_lite.api.schemas import (
     UploadedFileSchema,
     search_page_schema,
 )
-from dataflow_lite.api.uploads import MalformedUpload, StagedUpload, stage_upload
+from dataflow_lite.api.uploads import Limits, StagedUpload, UploadRefused, stage_upload
 from dataflow_lite.faces import runtime
 from dataflow_lite.services import datasets
 
@@ -80,10 +80,14 @@ class DatasetFileUpload(MethodView):
                 request.stream,
                 request.content_type,
                 rt.adapters.context.staging_dir,
-                settings["max_form_field_bytes"],
+                Limits(
+                    field_bytes=settings["max_form_field_bytes"],
+                    parts=settings["max_upload_parts"],
+                    header_bytes=settings["max_part_header_bytes"],
+                ),
             )
-        except MalformedUpload as error:
-            raise DataflowError(400, str(error)) from error
+        except UploadRefused as error:
+            raise DataflowError(error.status, str(error)) from error
         except RequestEntityTooLarge as error:
             limit = settings["max_upload_bytes"]
             raise DataflowError(

@@ -15,9 +15,16 @@ from flask import current_app, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from dataflow_lite.faces import API_PATH, PAGE_ERROR_HANDLER
-from dataflow_lite.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from dataflow_lite.services.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceError,
+    TooLarge,
+)
 
-STATUS_OF = {NotFound: 404, Forbidden: 403, Invalid: 400, Conflict: 409}
+STATUS_OF = {NotFound: 404, Forbidden: 403, Invalid: 400, TooLarge: 413, Conflict: 409}
 
 
 class DataflowError(HTTPException):

@@ -38,7 +38,9 @@ class TransferSchema(ma.Schema):
 
 
 class TransferArgs(ma.Schema):
-    dataset_id = ma.fields.Integer(load_default=None, validate=ma.validate.Range(max=MAX_INT))
+    dataset_id = ma.fields.Integer(
+        load_default=None, validate=ma.validate.Range(min=-MAX_INT, max=MAX_INT)
+    )
     state = ma.fields.String(load_default=None, validate=ma.validate.OneOf(STATES))
 
 

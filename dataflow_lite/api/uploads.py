@@ -22,7 +22,15 @@ from typing import IO
 
 from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+    State,
+)
 
 from dataflow_lite.adapter import fsync_directory
 
@@ -30,8 +38,35 @@ CHUNK = 1 << 20
 FILE_PART = "file"
 
 
-class MalformedUpload(ValueError):
+class UploadRefused(ValueError):
+    """An upload this server will not take; ``status`` is the HTTP status that says why."""
+
+    status = 400
+
+
+class MalformedUpload(UploadRefused):
     """The body is not a multipart upload this server can take; the message says why."""
+
+
+class UploadTooLarge(UploadRefused):
+    """The body is over one of the server's limits (parts, part headers); the message names it."""
+
+    status = 413
+
+
+class StagingFull(UploadRefused):
+    """The staging area has no room left (ENOSPC, or a quota): nothing of the upload is kept."""
+
+    status = 507
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of one multipart upload, from the settings."""
+
+    field_bytes: int
+    parts: int
+    header_bytes: int
 
 
 @dataclass
@@ -74,17 +109,45 @@ def _data(events: Iterator[object]) -> Iterator[bytes]:
             return
 
 
-def _events(decoder: MultipartDecoder, stream: IO[bytes]) -> Iterator[object]:
+def _events(decoder: MultipartDecoder, stream: IO[bytes], limits: Limits) -> Iterator[object]:
     """Every event the decoder finds in ``stream``, reading it in large chunks."""
     while True:
         chunk = stream.read(CHUNK)
-        decoder.receive_data(chunk or None)
+        try:
+            decoder.receive_data(chunk or None)
+        except RequestEntityTooLarge:
+            # The decoder buffers at most a chunk and a field: only text before the first part
+            # (or between parts) that never reaches a boundary grows past that.
+            raise UploadTooLarge(
+                "the multipart body has more than "
+                f"{decoder.max_form_memory_size} bytes outside any part"
+            ) from None
         while not isinstance(event := decoder.next_event(), NeedData):
             yield event
             if isinstance(event, Epilogue):
                 return
+        if decoder.state == State.PART and len(decoder.buffer) > limits.header_bytes:
+            raise _headers_too_large(limits)  # headers still arriving, and already too long
         if not chunk:
             raise MalformedUpload("the multipart body ended before its closing boundary")
+
+
+def _headers_too_large(limits: Limits) -> UploadTooLarge:
+    return UploadTooLarge(
+        f"a multipart part's headers are longer than this server's limit of "
+        f"{limits.header_bytes} bytes"
+    )
+
+
+def _check_part(event: Field | File, parts: int, limits: Limits) -> None:
+    """Refuse the ``parts``-th part when there are too many, or its headers are too long."""
+    if parts > limits.parts:
+        raise UploadTooLarge(
+            f"the upload has more than this server's limit of {limits.parts} multipart parts"
+        )
+    header_bytes = sum(len(name) + len(value) + 4 for name, value in event.headers.items())
+    if header_bytes > limits.header_bytes:
+        raise _headers_too_large(limits)
 
 
 class DirectWriter:
@@ -119,20 +182,20 @@ class DirectWriter:
 
     def _write_block(self) -> None:
         try:
-            _write_all(self.fd, memoryview(self.buffer))
+            _write_all(self.fd, self.buffer)
         except OSError as error:
             if error.errno != errno.EINVAL:
                 raise
             # Some filesystems accept the flag and refuse the write: go through the cache.
             self.direct = _set_direct(self.fd, False)
-            _write_all(self.fd, memoryview(self.buffer))
+            _write_all(self.fd, self.buffer)
         self.filled = 0
 
     def close(self) -> None:
         """Write what is left, sync the file, and release the buffer (not the descriptor)."""
         if self.filled:
             _set_direct(self.fd, False)  # the tail is not a whole block
-            _write_all(self.fd, memoryview(self.buffer)[: self.filled])
+            _write_all(self.fd, self.buffer, self.filled)
             self.filled = 0
         os.fsync(self.fd)
         self.buffer.close()
@@ -148,10 +211,18 @@ def _set_direct(fd: int, on: bool) -> bool:
     return on
 
 
-def _write_all(fd: int, data: memoryview | bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, data: bytes | mmap.mmap, length: int | None = None) -> None:
+    """Write ``data`` (its first ``length`` bytes) to ``fd``.
+
+    Every view of an mmap is released even when a write fails (ENOSPC), or the buffer could
+    not be closed while the exception's traceback holds the view.
+    """
+    with memoryview(data) as whole:
+        end = len(whole) if length is None else length
+        done = 0
+        while done < end:
+            with whole[done:end] as rest:
+                done += os.write(fd, rest)
 
 
 @contextmanager
@@ -182,24 +253,30 @@ def _umask() -> int:
 
 
 def stage_upload(
-    stream: IO[bytes], content_type: str | None, staging_dir: Path, max_field_bytes: int
+    stream: IO[bytes], content_type: str | None, staging_dir: Path, limits: Limits
 ) -> StagedUpload:
     """Read a multipart body from ``stream`` and stage its ``file`` part.
 
     Return the fields and the staged file; on any error nothing is left in the staging area.
-    Raise MalformedUpload for a body that is not a well-formed upload with exactly one file.
+    Raise MalformedUpload for a body that is not a well-formed upload with exactly one file,
+    UploadTooLarge for one over ``limits``, and StagingFull when the staging area is full.
     """
     decoder = MultipartDecoder(
-        _boundary(content_type), max_form_memory_size=CHUNK + max_field_bytes
+        _boundary(content_type), max_form_memory_size=CHUNK + limits.field_bytes
     )
     upload = StagedUpload()
     try:
-        _read_parts(decoder, stream, staging_dir, max_field_bytes, upload)
+        _read_parts(decoder, stream, staging_dir, limits, upload)
     except BaseException as error:
         upload.discard()
-        if isinstance(error, RequestEntityTooLarge | ClientDisconnected):
+        if isinstance(error, RequestEntityTooLarge | ClientDisconnected | UploadRefused):
             raise
-        if isinstance(error, BadRequest | ValueError) and not isinstance(error, MalformedUpload):
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StagingFull(
+                f"the staging area has no room for this upload ({error.strerror}); "
+                "nothing of it was kept"
+            ) from error
+        if isinstance(error, BadRequest | ValueError):
             raise MalformedUpload(f"the multipart body is malformed ({error})") from error
         raise
     if upload.path is None:
@@ -211,16 +288,20 @@ def _read_parts(
     decoder: MultipartDecoder,
     stream: IO[bytes],
     staging_dir: Path,
-    max_field_bytes: int,
+    limits: Limits,
     upload: StagedUpload,
 ) -> None:
-    events = _events(decoder, stream)
+    events = _events(decoder, stream, limits)
+    parts = 0
     for event in events:
+        if isinstance(event, Field | File):
+            parts += 1
+            _check_part(event, parts, limits)
         if isinstance(event, Field):
             value = bytearray()
             for data in _data(events):
                 value += data
-                if len(value) > max_field_bytes:
+                if len(value) > limits.field_bytes:
                     raise MalformedUpload(f"form field {event.name!r} is too long")
             if event.name in upload.fields:
                 raise MalformedUpload(f"form field {event.name!r} is given more than once")

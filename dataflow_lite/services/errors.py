@@ -1,8 +1,8 @@
 """What a service refuses, as plain values; each face maps them once (JSON, HTML, a CLI line).
 
-No HTTP status lives here: the API maps NotFound to 404, Forbidden to 403, Invalid to 400 and
-Conflict to 409 (``dataflow_lite.api.errors``); the web pages show Invalid beside the form's
-fields; the CLI prints the message on one line and exits 1.
+No HTTP status lives here: the API maps NotFound to 404, Forbidden to 403, Invalid to 400,
+TooLarge to 413 and Conflict to 409 (``dataflow_lite.api.errors``); the web pages show Invalid
+(TooLarge too) beside the form's fields; the CLI prints the message on one line and exits 1.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ class Forbidden(ServiceError):
 
 class Invalid(ServiceError):
     """The input is wrong; ``errors`` maps each field to what is wrong with it."""
+
+
+class TooLarge(Invalid):
+    """The input is over one of the server's configured limits; the message names the limit."""
 
 
 class Conflict(ServiceError):

@@ -15,7 +15,13 @@ from slugify import slugify
 
 UNTITLED_INSTRUMENT = "untitled_instrument"
 METADATA_FILE = "metadata.json"
+# The file system's limit on one path component.
 MAX_NAME_BYTES = 255
+# What an adapter may add to a file's name for its hidden temporary name beside the target: the
+# local adapter's ``.NAME.XXXXXXXX.part`` adds 15 bytes, sftp's ``.NAME.<16 hex>.part`` 23 and
+# rsync's ``.NAME.XXXXXX`` 8. A longer file name would be accepted and then never land.
+TEMPORARY_NAME_EXTRA_BYTES = 32
+MAX_FILE_NAME_BYTES = MAX_NAME_BYTES - TEMPORARY_NAME_EXTRA_BYTES
 MAX_PATH_BYTES = 1024
 # Where rsync keeps partial files beside their targets: a user's file there could be taken for one.
 RESERVED_NAME = ".rsync-partial"
@@ -39,8 +45,14 @@ def dataset_folder(instrument_name: str | None, created_at: datetime, name: str)
     )
 
 
-def check_file_name(name: str, what: str = "file name") -> str:
-    """Return ``name`` if it is safe as one path component, else raise UnsafePath."""
+def check_file_name(
+    name: str, what: str = "file name", max_bytes: int = MAX_FILE_NAME_BYTES
+) -> str:
+    """Return ``name`` if it is safe as one path component, else raise UnsafePath.
+
+    A file's name must leave room for the adapters' temporary names (``max_bytes``); a folder's
+    name, which no adapter writes under another name first, may use the file system's whole limit.
+    """
     if not name:
         raise UnsafePath(f"the {what} is empty")
     if name in (".", "..", RESERVED_NAME):
@@ -49,8 +61,8 @@ def check_file_name(name: str, what: str = "file name") -> str:
         raise UnsafePath(f"the {what} {name!r} contains a slash or a backslash")
     if any(ord(char) < 32 or ord(char) == 127 for char in name):
         raise UnsafePath(f"the {what} {name!r} contains a NUL or control character")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        raise UnsafePath(f"the {what} is longer than {MAX_NAME_BYTES} bytes")
+    if len(name.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise UnsafePath(f"the {what} is longer than {max_bytes} bytes")
     return name
 
 
@@ -70,7 +82,7 @@ def check_relative_path(relative_path: str) -> PurePosixPath:
     if "" in parts:
         raise UnsafePath(f"relative_path {relative_path!r} has an empty component")
     for part in parts:
-        check_file_name(part, what="relative_path component")
+        check_file_name(part, what="relative_path component", max_bytes=MAX_NAME_BYTES)
     return PurePosixPath(*parts)
 
 

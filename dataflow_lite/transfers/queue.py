@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 from dataflow_lite.adapter import (
     DONE,
     FAILED,
+    PERMANENT_ERRNOS,
     QUEUED,
     RUNNING,
     VERIFYING,
@@ -212,7 +213,9 @@ class TransferQueue:
             self._failed(transfer, str(error), error.permanent)
         except Exception as error:  # a bug must not leave the transfer claimed forever
             log.exception("transfer %s", transfer_id)
-            self._failed(transfer, f"internal error: {error}", permanent=False)
+            # An OSError an adapter let through is as permanent as its errno says.
+            permanent = isinstance(error, OSError) and error.errno in PERMANENT_ERRNOS
+            self._failed(transfer, f"internal error: {error}", permanent=permanent)
 
     def _step(self, transfer: Transfer) -> None:
         with session_scope(self.engine) as session:

@@ -42,8 +42,14 @@ class TreeRow:
     error: str | None
 
 
+def _whole_number(text: str | None) -> int | None:
+    """``text`` as a whole number if it is one in ASCII digits ("²" is a digit to isdigit)."""
+    return int(text) if text and text.isascii() and text.isdigit() else None
+
+
 def _page_number(text: str | None) -> int:
-    return int(text) if text and text.isdigit() and 0 < int(text) < 10**9 else 1
+    number = _whole_number(text)
+    return number if number is not None and 0 < number < 10**9 else 1
 
 
 def _file_count(dataset: Mapping[str, Any]) -> int:
@@ -72,14 +78,14 @@ def index() -> ResponseReturnValue:
 @login_required
 def new() -> ResponseReturnValue:
     """The wizard: choose an instrument, then fill in its metadata form and name the dataset."""
-    choice = request.args.get("instrument", "")
-    if not choice.isdigit() or int(choice) > MAX_ID:
+    choice = _whole_number(request.args.get("instrument", ""))
+    if choice is None or choice > MAX_ID:
         forms = instruments.list_instruments(runtime(), current_identity())
         rows = sorted((form.instrument for form in forms), key=lambda row: row.name)
         return render_template("dataset_pages/choose_instrument.html", instruments=rows)
-    form = instruments.get_instrument(runtime(), current_identity(), int(choice))
+    form = instruments.get_instrument(runtime(), current_identity(), choice)
     if request.method == "GET":
-        previous = datasets.persisted_values(runtime(), current_identity(), int(choice))
+        previous = datasets.persisted_values(runtime(), current_identity(), choice)
         return _form(form.instrument, form.fields, "", wizard.texts_of(previous), [])
     name = request.form.get("name", "").strip()
     submission = wizard.read_form(form.fields, request.form)

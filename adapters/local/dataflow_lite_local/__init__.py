@@ -98,7 +98,12 @@ class LocalAdapter(TransferAdapter):
 
     def _copy_beside(self, staged: Path, path: Path) -> Path:
         """Copy ``staged`` to a hidden temporary file beside ``path``, synced; return its path."""
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            fd, temporary = tempfile.mkstemp(
+                dir=path.parent, prefix=f".{path.name}.", suffix=".part"
+            )
+        except OSError as error:  # a name too long for the file system, a full or read-only disk
+            raise _adapter_error(f"cannot write {path}", error) from error
         try:
             with open(staged, "rb") as source, os.fdopen(fd, "wb") as copy:
                 shutil.copyfileobj(source, copy, CHUNK)
