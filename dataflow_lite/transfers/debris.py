@@ -32,7 +32,7 @@ def _staged_names(engine: Engine, only: str | None = None) -> set[str]:
     with session_scope(engine, write=False) as session:
         query = select(Transfer.staged_path).where(col(Transfer.staged_path).is_not(None))
         if only is not None:
-            query = query.where(col(Transfer.staged_path).endswith("/" + only))
+            query = query.where(col(Transfer.staged_path).endswith("/" + only, autoescape=True))
         return {Path(path).name for path in session.exec(query).all() if path}
 
 
@@ -46,7 +46,7 @@ def remove_stale_staged_files(engine: Engine, staging_dir: Path) -> list[str]:
         with abandoned(path) as stale:
             # With the lock taken, its web worker has died, or recorded the file and let go:
             # only the catalog, read again now, can tell which.
-            if stale and not _staged_names(engine, only=path.name):
+            if stale and path.name not in _staged_names(engine, only=path.name):
                 path.unlink()
                 removed.append(f"removed {path}: an upload cut off before it was recorded")
     return removed
