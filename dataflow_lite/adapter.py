@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import abc
 import errno
+import fcntl
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path, PurePosixPath
@@ -240,6 +243,59 @@ class TransferAdapter(abc.ABC):
     @abc.abstractmethod
     def locate(self, target: PurePosixPath) -> str:
         """Where ``target`` is, in words a user can follow (a path, a URL)."""
+
+    def remove_debris(self, folders: dict[PurePosixPath, set[str]]) -> list[str]:
+        """Remove the temporaries a crashed transfer left directly inside ``folders``.
+
+        ``folders`` maps each folder (relative to the root) where the catalog puts files to the
+        names it knows there, which are never removed. Only the adapter's own temporaries whose
+        writer is gone may go; resume state (rsync's partial files) stays. Return what was
+        removed, in words a log can show. By default there is nothing to remove.
+        """
+        return []
+
+
+def lock_for_writing(fd: int, path: Path) -> bool:
+    """Mark the new file ``path`` (open as ``fd``) as being written, until ``fd`` is closed.
+
+    The lock is how a sweeper tells a file still being written from one whose writer died (the
+    kernel drops it with the process). False if a sweeper removed the name before the lock was
+    taken: the caller makes another file.
+    """
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
+
+
+@contextmanager
+def abandoned(path: Path) -> Iterator[bool]:
+    """Whether ``path`` is a regular file that no live writer holds; held so while the block runs.
+
+    While the block runs no writer can take the file up again, so it may be removed there.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # gone already, or a symlink (ELOOP): not ours to judge
+        yield False
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False  # its writer is alive
+            return
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+        except FileNotFoundError:
+            same = False
+        yield same
+    finally:
+        os.close(fd)
 
 
 def fsync_directory(path: Path) -> None:

@@ -156,10 +156,17 @@ class LiveServer:
         return self.url + "/api/v1"
 
 
+SERVER_START_SECONDS = 90
+
+
 def start_server(
-    instance: Path, log: Path, *extra: str, env: dict[str, str] | None = None
+    instance: Path,
+    log: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> LiveServer:
-    port = free_port()
+    port = port or free_port()
     command = [
         sys.executable,
         "-m",
@@ -180,7 +187,8 @@ def start_server(
             env={**os.environ, **(env or {})},
         )
     server = LiveServer(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + 30
+    # Starting takes a few seconds, and many more on a machine busy with other test runs.
+    deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited: {log.read_text()}")
@@ -190,7 +198,7 @@ def start_server(
         except requests.RequestException:  # not listening yet, or still loading the app
             time.sleep(0.1)
     stop_server(server)
-    raise RuntimeError(f"the server did not answer in 30 s: {log.read_text()}")
+    raise RuntimeError(f"the server did not answer in {SERVER_START_SECONDS} s: {log.read_text()}")
 
 
 def stop_server(server: LiveServer) -> None:

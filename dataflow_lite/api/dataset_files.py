@@ -109,6 +109,8 @@ class DatasetFileUpload(MethodView):
             # Anything refused leaves nothing behind; once added, the queue owns the file.
             upload.discard()
             raise
+        finally:
+            upload.release()  # committed or removed: from now on a sweep may judge it
 
 
 @blp.route("/dataset-files/search")

@@ -32,7 +32,8 @@ from werkzeug.sansio.multipart import (
     State,
 )
 
-from dataflow_lite.adapter import fsync_directory
+from dataflow_lite.adapter import fsync_directory, lock_for_writing
+from dataflow_lite.store import layout
 
 CHUNK = 1 << 20
 FILE_PART = "file"
@@ -71,7 +72,14 @@ class Limits:
 
 @dataclass
 class StagedUpload:
-    """What arrived: the form fields, and the file written to the staging area."""
+    """What arrived: the form fields, and the file written to the staging area.
+
+    The staged file stays open with an exclusive ``flock`` (``lock``) until the catalog owns it
+    (``release``) or it is discarded: a worker's start-up sweep removes only staged files that
+    no transfer names and no live process holds, so a web worker killed mid-upload leaves
+    nothing for good, and an upload still arriving in another worker is never taken for debris.
+    A lock rather than an age: a slow upload can be older than any grace period.
+    """
 
     fields: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
@@ -79,11 +87,20 @@ class StagedUpload:
     content_type: str = ""
     size: int = 0
     sha256: str = ""
+    #: The open descriptor holding the staged file's lock, until ``release``.
+    lock: int | None = None
+
+    def release(self) -> None:
+        """Let go of the staged file's lock: call once the catalog names it (or it is gone)."""
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
 
     def discard(self) -> None:
-        """Remove the staged file, if it is still there."""
+        """Remove the staged file, if it is still there, and let go of its lock."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+        self.release()
 
 
 def _boundary(content_type: str | None) -> bytes:
@@ -225,25 +242,34 @@ def _write_all(fd: int, data: bytes | mmap.mmap, length: int | None = None) -> N
                 done += os.write(fd, rest)
 
 
+def _new_staged_file(staging_dir: Path) -> tuple[int, Path]:
+    """A new file in the staging area, open and locked as being written (see ``StagedUpload``)."""
+    while True:
+        fd, name = tempfile.mkstemp(
+            dir=staging_dir, prefix=layout.STAGED_PREFIX, suffix=layout.STAGED_SUFFIX
+        )
+        if lock_for_writing(fd, Path(name)):
+            return fd, Path(name)
+        os.close(fd)  # a start-up sweep took it for debris before the lock: make another
+
+
 @contextmanager
-def _staged_file(staging_dir: Path) -> Iterator[tuple[DirectWriter, Path]]:
-    fd, name = tempfile.mkstemp(dir=staging_dir, prefix="upload-", suffix=".part")
-    path = Path(name)
+def _staged_file(staging_dir: Path, upload: StagedUpload) -> Iterator[DirectWriter]:
+    fd, upload.path = _new_staged_file(staging_dir)
+    upload.lock = fd
     writer = None
     try:
         # Landed files are readable like any file the server writes (mkstemp makes them 0600).
         os.fchmod(fd, 0o644 & ~_umask())
         writer = DirectWriter(fd)
-        yield writer, path
+        yield writer
         writer.close()
         fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
     except BaseException:
         if writer is not None and not writer.buffer.closed:
             writer.buffer.close()
-        path.unlink(missing_ok=True)
+        upload.discard()
         raise
-    finally:
-        os.close(fd)
 
 
 def _umask() -> int:
@@ -315,8 +341,7 @@ def _read_parts(
             upload.filename = event.filename
             upload.content_type = event.headers.get("content-type", "")
             digest = hashlib.sha256()
-            with _staged_file(staging_dir) as (out, path):
-                upload.path = path
+            with _staged_file(staging_dir, upload) as out:
                 for data in _data(events):
                     digest.update(data)
                     out.write(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import click
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.cli.base import CLI, echo_done, main, runtime
 from dataflow_lite.cli.db import report, upgrade_instance
-from dataflow_lite.cli.supervisor import supervise
+from dataflow_lite.cli.supervisor import Child, supervise
 from dataflow_lite.services.endpoints import list_endpoints, register_endpoint
 from dataflow_lite.services.errors import Conflict
 from dataflow_lite.services.users import add_user, issue_key
+from dataflow_lite.transfers.debris import remove_debris
 
 #: The endpoint ``init`` registers, named after the adapter that serves it. The one place the
 #: core names a built-in adapter: a fresh instance needs somewhere to put files.
@@ -119,16 +121,19 @@ def serve(bind: str, workers: int, timeout: int, no_transfer_worker: bool) -> No
     # afresh, and the page faults cost more CPU than hashing the bytes. Keep them on the heap.
     for name, value in GLIBC_MALLOC_TUNING.items():
         os.environ.setdefault(name, value)
-    commands = [gunicorn_command(bind, workers, timeout)]
+    children = [Child(gunicorn_command(bind, workers, timeout), signal.SIGINT)]
     if not no_transfer_worker:
-        commands.append([sys.executable, "-m", "dataflow_lite", "worker"])
-    sys.exit(supervise(commands))
+        children.append(Child([sys.executable, "-m", "dataflow_lite", "worker"], signal.SIGTERM))
+    sys.exit(supervise(children))
 
 
 @main.command()
 def worker() -> None:
     """Run the transfer queue's worker (``serve`` starts one)."""
     rt = _init(upgrade=False)
+    # What killed web workers and transfer workers left: before any transfer runs again.
+    for line in remove_debris(rt.engine, rt.adapters, rt.adapters.context.staging_dir):
+        echo_done(f"transfer worker: {line}")
     # Transfers whose worker died hold a lease until it runs out: look again just after that.
     woken = rt.queue.sweep()
     rt.queue.sweep_later(rt.settings["transfer_lease_seconds"] + 1)

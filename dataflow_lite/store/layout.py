@@ -26,6 +26,8 @@ MAX_PATH_BYTES = 1024
 # Where rsync keeps partial files beside their targets: a user's file there could be taken for one.
 RESERVED_NAME = ".rsync-partial"
 MAX_SLUG_LENGTH = 80
+# How uploads name their files in the staging area, so that a start-up sweep knows its own.
+STAGED_PREFIX, STAGED_SUFFIX = "upload-", ".part"
 
 
 class UnsafePath(ValueError):

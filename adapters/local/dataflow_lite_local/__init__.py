@@ -3,7 +3,9 @@
 When the staging area and the destination share a filesystem, a file is moved by a hard link
 (which, unlike a rename, refuses to replace an existing file); the queue then removes the staged
 name: no byte is written twice. Across filesystems it is copied to a hidden temporary name beside
-its target, synced, then linked into place, so a reader never sees half a file.
+its target, synced, then linked into place, so a reader never sees half a file. The temporary
+is locked while it is written; one whose worker was killed is removed when a worker starts
+(``remove_debris``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,10 +35,51 @@ from dataflow_lite.adapter import (
     TransferAdapter,
     TransferJob,
     TransferStatus,
+    abandoned,
     fsync_directory,
+    lock_for_writing,
 )
 
 CHUNK = 1 << 20
+# The hidden temporaries beside a target: ".<name>.<mkstemp's 8 random characters>.part".
+TEMPORARY_SUFFIX = ".part"
+TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.part", re.DOTALL)
+
+
+@contextmanager
+def _temporary_beside(path: Path) -> Iterator[tuple[int, Path]]:
+    """A new hidden file beside ``path``, locked while it is written, and removed at the end.
+
+    The lock tells a worker's start-up sweep that the copy is alive; one whose worker was
+    killed holds none, and the sweep removes it.
+    """
+    while True:
+        try:
+            fd, name = tempfile.mkstemp(
+                dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
+            )
+        except OSError as error:  # a name too long for the file system, a full or read-only disk
+            raise _adapter_error(f"cannot write {path}", error) from error
+        if lock_for_writing(fd, Path(name)):
+            break
+        os.close(fd)  # a sweep removed it before the lock was taken: make another
+    temporary = Path(name)
+    try:
+        yield fd, temporary
+    finally:
+        temporary.unlink(missing_ok=True)  # linked into place by now, or given up
+        os.close(fd)
+
+
+def _copy_into(staged: Path, fd: int, path: Path) -> None:
+    """Copy ``staged`` into the open file ``fd`` (the temporary for ``path``), synced."""
+    try:
+        with open(staged, "rb") as source, os.fdopen(fd, "wb", closefd=False) as copy:
+            shutil.copyfileobj(source, copy, CHUNK)
+            copy.flush()
+            os.fsync(copy.fileno())
+    except OSError as error:
+        raise _adapter_error(f"cannot write {path}", error) from error
 
 
 def _adapter_error(what: str, error: OSError) -> AdapterError:
@@ -96,26 +142,6 @@ class LocalAdapter(TransferAdapter):
         except OSError as error:
             raise _adapter_error(f"cannot create {path.parent}", error) from error
 
-    def _copy_beside(self, staged: Path, path: Path) -> Path:
-        """Copy ``staged`` to a hidden temporary file beside ``path``, synced; return its path."""
-        try:
-            fd, temporary = tempfile.mkstemp(
-                dir=path.parent, prefix=f".{path.name}.", suffix=".part"
-            )
-        except OSError as error:  # a name too long for the file system, a full or read-only disk
-            raise _adapter_error(f"cannot write {path}", error) from error
-        try:
-            with open(staged, "rb") as source, os.fdopen(fd, "wb") as copy:
-                shutil.copyfileobj(source, copy, CHUNK)
-                copy.flush()
-                os.fsync(copy.fileno())
-        except BaseException as error:
-            os.unlink(temporary)
-            if isinstance(error, OSError):
-                raise _adapter_error(f"cannot write {path}", error) from error
-            raise
-        return Path(temporary)
-
     def check(self, credentials: Credentials | None) -> list[Check]:
         root = self.root
         checks = [Check("reachable", root.is_dir(), str(root))]
@@ -150,13 +176,12 @@ class LocalAdapter(TransferAdapter):
             if error.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
                 raise _adapter_error(f"cannot write {path}", error) from error
             how = "copy"
-            temporary = self._copy_beside(job.staged, path)
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                raise DestinationExists(job.target) from None
-            finally:
-                os.unlink(temporary)
+            with _temporary_beside(path) as (fd, temporary):
+                _copy_into(job.staged, fd, path)
+                try:
+                    os.link(temporary, path)
+                except FileExistsError:
+                    raise DestinationExists(job.target) from None
         fsync_directory(path.parent)
         return how
 
@@ -181,19 +206,34 @@ class LocalAdapter(TransferAdapter):
     ) -> None:
         path = self._path(target)
         self._make_parent(path)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
+        with _temporary_beside(path) as (fd, temporary):
+            with os.fdopen(fd, "wb", closefd=False) as out:
                 out.write(content)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)
+            os.fchmod(fd, 0o644)
             os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
         fsync_directory(path.parent)
 
     def locate(self, target: PurePosixPath) -> str:
         return str(self._path(target))
+
+    def remove_debris(self, folders: dict[PurePosixPath, set[str]]) -> list[str]:
+        root = os.path.realpath(self.root)
+        removed = []
+        for folder, known in folders.items():
+            directory = self._path(folder)
+            if os.path.realpath(directory) != os.path.join(root, *folder.parts):
+                continue  # a link somewhere on the way: not a folder this adapter made
+            try:
+                entries = list(os.scandir(directory))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # nothing landed there yet
+            for entry in entries:
+                if entry.name in known or not TEMPORARY_NAME.fullmatch(entry.name):
+                    continue
+                with abandoned(Path(entry.path)) as stale:
+                    if stale:
+                        os.unlink(entry.path)
+                        removed.append(f"removed {entry.path}: a copy cut off before it landed")
+        return removed
