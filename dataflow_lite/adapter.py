@@ -190,6 +190,12 @@ class TransferAdapter(abc.ABC):
                     raise ValueError(f"{option.flag} must be a {kind}, not {value!r}") from None
         return checked
 
+    @classmethod
+    def option_warnings(cls, options: dict[str, Any]) -> list[str]:
+        """What looks wrong in an endpoint's stored options without being refused (a cheap
+        local look, never a network call), e.g. a directory that does not exist yet."""
+        return []
+
     @abc.abstractmethod
     def activation(self, credentials: Credentials | None) -> Activation:
         """Whether transfers to the endpoint can run now with ``credentials`` (maybe None)."""

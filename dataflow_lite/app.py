@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dataflow_lite import __version__, bootstrap
 from dataflow_lite.faces import RUNTIME
@@ -42,6 +43,13 @@ def create_app(
         },
     )
     app.json = _KeysInOrder(app)
+    proxies = runtime.settings["trusted_proxies"]
+    if proxies > 0:
+        # The client's address (for the login throttle and the audit trail) and the scheme
+        # (for Secure cookies) as the trusted proxies report them; nothing else is believed.
+        # Flask's documented way is ``app.wsgi_app = ProxyFix(...)``; set through vars() since
+        # typing sees wsgi_app as a method.
+        vars(app)["wsgi_app"] = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     app.extensions[RUNTIME] = runtime
 
     from dataflow_lite import web

@@ -172,6 +172,22 @@ SETTINGS: tuple[Setting, ...] = (
         '"no answer yet" (the check goes on in the background).',
     ),
     Setting(
+        "trusted_proxies",
+        int,
+        0,
+        "How many reverse proxies in front of the server to trust: the client's address and "
+        "scheme are read from that many X-Forwarded-For and X-Forwarded-Proto entries. 0 (the "
+        "default) trusts none and uses the connection's own address.",
+    ),
+    Setting(
+        "secure_cookies",
+        bool,
+        False,
+        "Mark the session cookie Secure (sent over HTTPS only); set it when the server is "
+        "reached through TLS. With trusted_proxies, a request the proxy says came by https "
+        "gets a Secure cookie anyway.",
+    ),
+    Setting(
         "busy_timeout_ms",
         int,
         30_000,

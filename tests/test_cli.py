@@ -211,7 +211,7 @@ def test_refusals_are_one_line_and_exit_1(cli, tmp_path: Path):
     assert refused(cli, "instrument", "field", ident, "Mode") == (
         "Error: Cypher has a field 'Mode' already"
     )
-    assert "not found" in refused(cli, "instrument", "field", "99999999999999999999999", "x")
+    assert "no instrument" in refused(cli, "instrument", "field", "99999999999999999999999", "x")
     assert "not found" in refused(cli, "transfers", "retry", "99999999999999999999999")
     assert cli("transfers", "list", "--dataset", "99999999999999999999999") == ""
     assert "not a number" in refused(

@@ -124,11 +124,24 @@ def test_failed_logins_are_rate_limited_per_username_and_address(cli, client):
     assert log_in(client, "bob").status_code == 302  # others may still log in
 
 
-def test_failed_logins_are_rate_limited_per_address(cli, client):
+def test_guesses_at_made_up_names_never_lock_out_a_real_user_of_the_address(cli, client):
     add_user(cli, "ada")
     for attempt in range(20):
         assert log_in(client, f"user{attempt}", "guess").status_code == 400
-    assert log_in(client, "ada").status_code == 429
+    response = log_in(client, "user20", "guess")  # the address is over its count now
+    assert response.status_code == 429
+    assert "Too many failed logins" in text_of(response)
+    assert log_in(client, "ada", "guess").status_code == 429  # the same answer for any name
+    assert log_in(client, "ada").status_code == 302  # but the right password still logs in
+
+
+def test_guesses_at_a_real_account_are_throttled_per_account(cli, client):
+    add_user(cli, "ada")
+    for attempt in range(3):
+        assert log_in(client, f"user{attempt}", "guess").status_code == 400
+    for _ in range(5):
+        assert log_in(client, "ada", "guess").status_code == 400
+    assert log_in(client, "ada").status_code == 429  # the account, not the address
 
 
 def test_a_deactivated_user_cannot_log_in_and_is_logged_out(cli, app, admin):
@@ -173,6 +186,33 @@ def test_a_login_that_rehashes_the_password_keeps_its_session(cli, client, monke
 def test_logging_out_ends_the_session(ada):
     response = ada.post("/logout", data={"csrf_token": token(ada, "/datasets")})
     assert "You are logged out." in text_of(ada.get(response.headers["Location"]))
+    assert ada.get("/datasets").status_code == 302
+
+
+def copy_of_session(app, client):
+    """A second client carrying the same session cookie (a cookie copied elsewhere)."""
+    other = app.test_client()
+    cookie = client.get_cookie("dataflow_lite_session")
+    assert cookie is not None
+    other.set_cookie("dataflow_lite_session", cookie.value)
+    return other
+
+
+def test_logging_out_ends_the_session_on_the_server(app, ada):
+    copied = copy_of_session(app, ada)
+    assert copied.get("/datasets").status_code == 200
+    ada.post("/logout", data={"csrf_token": token(ada, "/datasets")})
+    assert copied.get("/datasets").status_code == 302  # the copied cookie no longer works
+    assert copied.get("/api/v1/user-settings").status_code == 401
+    assert log_in(ada, "ada").status_code == 302  # logging in again starts a new session
+    assert ada.get("/datasets").status_code == 200
+    assert copied.get("/datasets").status_code == 302
+
+
+def test_a_new_password_ends_a_copied_session(cli, app, ada):
+    copied = copy_of_session(app, ada)
+    cli("user", "password", "ada", input="a brand new password\n")
+    assert copied.get("/datasets").status_code == 302
     assert ada.get("/datasets").status_code == 302
 
 

@@ -1,7 +1,9 @@
 """The ``dataflow-lite`` group: the instance it works on, its runtime, and how errors end.
 
 Every command works on one instance folder: ``--instance DIR``, else ``$DATAFLOW_LITE_INSTANCE``,
-else ``./instance``. Commands parse their arguments, call one service function as the system
+else ``./instance``. Only ``init`` and ``quickstart`` make one (and ``db`` upgrades one); every
+other command refuses a folder without a catalog rather than quietly start an empty instance.
+Commands parse their arguments, call one service function as the system
 identity ``system("cli")`` (an administrator) and print the answer; a refusal from a service is
 one line on stderr and exit status 1, for every command at once (see ``ServiceGroup``).
 """
@@ -15,10 +17,11 @@ from typing import Any
 import click
 
 from dataflow_lite import bootstrap
+from dataflow_lite.adapter import adapter_settings, discover_adapters
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services.errors import ServiceError
 from dataflow_lite.services.identity import Identity, system
-from dataflow_lite.settings import ConfigError
+from dataflow_lite.settings import ConfigError, load_settings
 from dataflow_lite.store.schema import SchemaError
 
 #: Who the commands act as: whoever may run them administers the instance.
@@ -36,7 +39,8 @@ def one_line(error: ServiceError) -> str:
 
 
 class ServiceGroup(click.Group):
-    """The top group: a ServiceError or a bad configuration in any command ends it in one line."""
+    """The top group: a ServiceError, a bad configuration or an OS error ends any command in one
+    line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -47,14 +51,33 @@ class ServiceGroup(click.Group):
             raise click.ClickException(f"configuration error: {error}") from error
         except SchemaError as error:  # one line naming 'db upgrade', never a traceback
             raise click.ClickException(str(error)) from error
+        except OSError as error:  # a folder or file the command cannot read or write
+            raise click.ClickException(str(error)) from error
+
+
+def is_instance(instance: Path) -> bool:
+    """Whether ``instance`` is an instance folder: one whose catalog database exists."""
+    if not instance.is_dir():
+        return False
+    settings = load_settings(instance, extra=adapter_settings(discover_adapters()))
+    return (instance / settings["database"]).is_file()
 
 
 def runtime() -> Runtime:
-    """The runtime of the instance the command works on, built once per invocation."""
+    """The runtime of the instance the command works on, built once per invocation.
+
+    A folder that is not an instance is refused in one line (``init`` makes it one first).
+    """
     root = click.get_current_context().find_root()
     rt = root.obj.get(_RUNTIME)
     if rt is None:
-        rt = root.obj[_RUNTIME] = bootstrap.build(root.obj["instance"])
+        instance = root.obj["instance"]
+        if not is_instance(instance):
+            raise click.ClickException(
+                f"no dataflow-lite instance at {instance}: run `dataflow-lite init` or pass "
+                "--instance"
+            )
+        rt = root.obj[_RUNTIME] = bootstrap.build(instance)
         # CliRunner runs many commands in one process: give their connections back.
         root.call_on_close(rt.engine.dispose)
     return rt

@@ -140,6 +140,9 @@ def endpoint_add(
             raise click.UsageError(f"a {adapter_name} endpoint does not take {flags}")
     row = register_endpoint(rt, CLI, name, adapter_name, options, endpoint_id, default)
     echo_json(_shown(row, declared))
+    adapter = bootstrap.discover_adapters().get(row.adapter)
+    for warning in adapter.option_warnings(row.options or {}) if adapter is not None else []:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @endpoint.command("list")

@@ -8,7 +8,12 @@ from typing import Any
 import click
 
 from dataflow_lite.cli.base import CLI, echo_json, main, runtime
-from dataflow_lite.services.instruments import add_field, add_instrument
+from dataflow_lite.services.instruments import (
+    add_field,
+    add_instrument,
+    find_instrument,
+    list_instruments,
+)
 from dataflow_lite.store.metadata import FIELD_TYPES
 
 
@@ -26,6 +31,15 @@ def instrument_add(name: str, description: str, instrument_type: str | None) -> 
     echo_json(add_instrument(runtime(), CLI, name, description, instrument_type).model_dump())
 
 
+@instrument.command("list")
+def instrument_list() -> None:
+    """List the instruments by id, each with its metadata form, one JSON object each."""
+    for form in list_instruments(runtime(), CLI):
+        data = form.instrument.model_dump()
+        data["fields"] = [field.model_dump(exclude={"instrument_id"}) for field in form.fields]
+        echo_json(data)
+
+
 def _choice(field_type: str, text: str) -> Any:
     """A --choice as the field's type: JSON for numbers and booleans, the text for strings."""
     if field_type == "string":
@@ -38,7 +52,7 @@ def _choice(field_type: str, text: str) -> Any:
 
 
 @instrument.command("field")
-@click.argument("instrument_id", type=int)
+@click.argument("instrument")
 @click.argument("name")
 @click.option(
     "--type", "field_type", type=click.Choice(FIELD_TYPES), default="string", show_default=True
@@ -48,7 +62,7 @@ def _choice(field_type: str, text: str) -> Any:
 @click.option("--unit", default="")
 @click.option("--persist", is_flag=True, help="Pre-fill it from the user's previous dataset.")
 def instrument_field(
-    instrument_id: int,
+    instrument: str,
     name: str,
     field_type: str,
     required: bool,
@@ -56,9 +70,12 @@ def instrument_field(
     unit: str,
     persist: bool,
 ) -> None:
-    """Add a metadata field to instrument INSTRUMENT_ID's form and print it as JSON."""
+    """Add a metadata field to INSTRUMENT's form (its name or id) and print it as JSON."""
+    rt = runtime()
+    instrument_id = find_instrument(rt, CLI, instrument).id
+    assert instrument_id is not None  # a stored row
     row = add_field(
-        runtime(),
+        rt,
         CLI,
         instrument_id,
         name,

@@ -7,7 +7,14 @@ import sys
 import click
 
 from dataflow_lite.cli.base import CLI, echo_done, echo_json, main, runtime
-from dataflow_lite.services.users import add_user, issue_key, list_keys, revoke_key, set_password
+from dataflow_lite.services.users import (
+    add_user,
+    issue_key,
+    list_keys,
+    list_users,
+    revoke_key,
+    set_password,
+)
 
 
 def _password_from_stdin() -> str:
@@ -32,6 +39,17 @@ def user_add(username: str, name: str, admin: bool, password_stdin: bool) -> Non
     password = _password_from_stdin() if password_stdin else None
     row = add_user(runtime(), CLI, username, name, is_admin=admin, password=password)
     echo_json(row.model_dump(include={"id", "username", "name", "is_admin"}))
+
+
+@user.command("list")
+def user_list() -> None:
+    """List the users by username, one JSON object each (never their passwords)."""
+    for row in list_users(runtime(), CLI):
+        echo_json(
+            row.model_dump(
+                include={"id", "username", "name", "is_admin", "is_active", "created_at"}
+            )
+        )
 
 
 @user.command("password")

@@ -55,6 +55,20 @@ def get_instrument(rt: Runtime, identity: Identity, instrument_id: int) -> Instr
         )
 
 
+@use_case("instrument.read")
+def find_instrument(rt: Runtime, identity: Identity, name_or_id: str) -> Instrument:
+    """The instrument with this name, else with this id (the CLI takes either)."""
+    authorize(identity, "instrument.read")
+    name_or_id = name_or_id.strip()
+    with unit_of_work(rt.engine, write=False) as work:
+        row = work.session.exec(select(Instrument).where(Instrument.name == name_or_id)).first()
+        if row is None and name_or_id.isascii() and name_or_id.isdigit():
+            row = catalog.find(work.session, Instrument, int(name_or_id))
+    if row is None:
+        raise NotFound(f"no instrument {name_or_id!r}: see 'dataflow-lite instrument list'")
+    return row
+
+
 def _instrument(session: Session, instrument_id: int) -> Instrument:
     row = catalog.find(session, Instrument, instrument_id)
     if row is None:

@@ -134,29 +134,27 @@ class _Limit:
     failures: int
 
 
-def _limits(username: str, address: str | None) -> list[_Limit]:
-    # A username is counted per address, so that nobody elsewhere can lock its owner out.
-    where = address or "unknown"
-    return [
-        _Limit(f"user:{username.lower()}@{where}", USER_FAILURES),
-        _Limit(f"address:{where}", ADDRESS_FAILURES),
-    ]
+def _account_limit(username: str, address: str | None) -> _Limit:
+    # An account is counted per address, so that nobody elsewhere can lock its owner out.
+    return _Limit(f"user:{username.lower()}@{address or 'unknown'}", USER_FAILURES)
+
+
+def _address_limit(address: str | None) -> _Limit:
+    return _Limit(f"address:{address or 'unknown'}", ADDRESS_FAILURES)
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _locked_for(session: Session, limits: list[_Limit], now: datetime) -> timedelta | None:
-    """How long logins stay refused for these keys, or None when they are allowed."""
-    waits = []
-    for limit in limits:
-        row = session.get(LoginThrottle, limit.key)
-        if row is not None and row.failures >= limit.failures:
-            ends = _aware(row.window_start) + THROTTLE_WINDOW
-            if ends > now:
-                waits.append(ends - now)
-    return max(waits) if waits else None
+def _locked_for(session: Session, limit: _Limit, now: datetime) -> timedelta | None:
+    """How long logins stay refused for this key, or None when they are allowed."""
+    row = session.get(LoginThrottle, limit.key)
+    if row is not None and row.failures >= limit.failures:
+        ends = _aware(row.window_start) + THROTTLE_WINDOW
+        if ends > now:
+            return ends - now
+    return None
 
 
 def _count_failure(session: Session, limits: list[_Limit], now: datetime) -> None:
@@ -168,48 +166,74 @@ def _count_failure(session: Session, limits: list[_Limit], now: datetime) -> Non
             row.failures += 1
 
 
+def _throttled(wait: timedelta) -> LoginRefused:
+    minutes = max(1, round(wait.total_seconds() / 60))
+    return LoginRefused(
+        f"Too many failed logins: try again in {minutes} minute{'s' * (minutes != 1)}.",
+        throttled=True,
+        retry_after=int(wait.total_seconds()) + 1,
+    )
+
+
 def login(rt: Runtime, username: str, password: str, address: str | None) -> LoggedIn:
     """The user these credentials prove, or LoginRefused; failures are counted.
 
+    Failures are counted twice, apart: for the account (from this address) and for the address
+    (any name). An account over its count is refused even the right password. An address over
+    its count only changes how wrong answers are refused (throttled, whatever the name): the
+    right password still logs its user in, so guesses at made-up names from an address shared
+    by many (a NAT, a proxy) never lock out the real users behind it.
+
     Not a use case with an identity: this is how a web session's identity comes to be.
     """
-    limits = _limits(username, address)
+    account, from_address = _account_limit(username, address), _address_limit(address)
     now = utcnow()
     with unit_of_work(rt.engine, write=False) as work:
-        wait = _locked_for(work.session, limits, now)
-    if wait is not None:
-        minutes = max(1, round(wait.total_seconds() / 60))
-        raise LoginRefused(
-            f"Too many failed logins: try again in {minutes} minute{'s' * (minutes != 1)}.",
-            throttled=True,
-            retry_after=int(wait.total_seconds()) + 1,
-        )
+        account_wait = _locked_for(work.session, account, now)
+        address_wait = _locked_for(work.session, from_address, now)
+    if account_wait is not None:
+        raise _throttled(account_wait)
     for method in LOGIN_METHODS:
         user = method.authenticate(rt, username, password)
         if user is not None:
             break
     else:
         with unit_of_work(rt.engine, audited=False) as work:
-            _count_failure(work.session, limits, now)
+            _count_failure(work.session, [account, from_address], now)
+        if address_wait is not None:
+            raise _throttled(address_wait)
         raise LoginRefused("Wrong username or password.")
     if not user.is_active:
         raise LoginRefused("This account is deactivated: ask an administrator.", deactivated=True)
     with unit_of_work(rt.engine, audited=False) as work:
-        row = work.session.get(LoginThrottle, limits[0].key)
+        row = work.session.get(LoginThrottle, account.key)
         if row is not None:
             work.session.delete(row)
     return LoggedIn(user, method.name)
 
 
-def session_user(rt: Runtime, user_id: object, fingerprint: object) -> User | None:
+def end_sessions(rt: Runtime, user_id: object) -> None:
+    """End every web session of the user (a logout): their session generation goes up."""
+    if not isinstance(user_id, int):
+        return
+    with unit_of_work(rt.engine, audited=False) as work:
+        user = work.session.get(User, user_id)
+        if user is not None:
+            user.session_generation += 1
+
+
+def session_user(
+    rt: Runtime, user_id: object, fingerprint: object, generation: object
+) -> User | None:
     """The active user a web session names, or None when the session is over.
 
-    A session from before the user's password last changed is over.
+    A session from before the user's password last changed, or from before they last logged
+    out (its generation is older than the user's), is over.
     """
-    if not isinstance(user_id, int):
+    if not isinstance(user_id, int) or not isinstance(generation, int):
         return None
     with unit_of_work(rt.engine, write=False) as work:
         user = work.session.get(User, user_id)
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or generation != user.session_generation:
         return None
     return user if hmac.compare_digest(str(fingerprint), password_fingerprint(user)) else None

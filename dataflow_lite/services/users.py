@@ -93,6 +93,7 @@ def set_password(rt: Runtime, identity: Identity, username_or_id: str | int, pas
     with unit_of_work(rt.engine) as work:
         user = _user(work.session, username_or_id)
         user.password_hash = password_hash
+        user.session_generation += 1
         audit.record(work, identity, "user.change", "user", user.id, {"password": "changed"})
         return user
 

@@ -65,6 +65,9 @@ class User(SQLModel, table=True):
 
     #: An argon2 hash for logging in to the web pages; None: no local password (API keys only).
     password_hash: str | None = None
+    #: Kept in each web session cookie; raised by a logout or a new password, which ends every
+    #: session that carries an older number (a copied cookie included).
+    session_generation: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ApiKey(SQLModel, table=True):

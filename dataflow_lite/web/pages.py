@@ -8,7 +8,16 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 from werkzeug.exceptions import Forbidden, HTTPException
 
 from dataflow_lite import __version__
@@ -106,6 +115,17 @@ def error_page(error: HTTPException) -> Response | None:
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The site icon, for what asks the conventional path (browsers showing the JSON pages)."""
+    return send_from_directory(
+        bp.static_folder or "static",
+        "favicon.ico",
+        mimetype="image/vnd.microsoft.icon",
+        max_age=86400,
+    )
 
 
 @bp.app_context_processor

@@ -1,7 +1,9 @@
-"""The web session: Flask's signed cookie, holding only the user's id and password fingerprint.
+"""The web session: Flask's signed cookie, holding the user's id, password fingerprint and
+session generation.
 
-Every request reads the user again (``services.logins.session_user``), so a deactivated user or
-a changed password ends the session at once.
+Every request reads the user again (``services.logins.session_user``), so a deactivated user, a
+changed password or a logout ends the session at once: logging out raises the user's session
+generation on the server, and a cookie that carries an older one (a copy kept elsewhere) is over.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataflow_lite.store.models import User
 SESSION_USER = "user_id"
 SESSION_METHOD = "login_method"
 SESSION_PASSWORD = "password_fingerprint"
+SESSION_GENERATION = "session_generation"
 
 
 def start_session(logged_in: logins.LoggedIn) -> None:
@@ -26,10 +29,14 @@ def start_session(logged_in: logins.LoggedIn) -> None:
     cookie[SESSION_USER] = logged_in.user.id
     cookie[SESSION_PASSWORD] = logins.password_fingerprint(logged_in.user)
     cookie[SESSION_METHOD] = logged_in.method
+    cookie[SESSION_GENERATION] = logged_in.user.session_generation
 
 
 def end_session() -> None:
-    """Log out: forget the session, its CSRF token included."""
+    """Log out: end the user's sessions on the server, then forget this one and its CSRF token."""
+    user = session_user()
+    if user is not None:
+        logins.end_sessions(runtime(), user.id)
     cookie.clear()
 
 
@@ -37,7 +44,10 @@ def session_user() -> User | None:
     """The active user logged in to this request's session, or None."""
     if "session_user" not in g:
         g.session_user = logins.session_user(
-            runtime(), cookie.get(SESSION_USER), cookie.get(SESSION_PASSWORD, "")
+            runtime(),
+            cookie.get(SESSION_USER),
+            cookie.get(SESSION_PASSWORD, ""),
+            cookie.get(SESSION_GENERATION),
         )
     return g.session_user
 
