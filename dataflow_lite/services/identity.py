@@ -19,10 +19,6 @@ class Identity:
     address: str | None = None
 
     @property
-    def is_system(self) -> bool:
-        return self.user is None
-
-    @property
     def is_admin(self) -> bool:
         """The system and administrators may manage the server."""
         return self.user is None or self.user.is_admin

@@ -16,7 +16,7 @@ import abc
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from argon2 import PasswordHasher
@@ -143,15 +143,11 @@ def _address_limit(address: str | None) -> _Limit:
     return _Limit(f"address:{address or 'unknown'}", ADDRESS_FAILURES)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _locked_for(session: Session, limit: _Limit, now: datetime) -> timedelta | None:
     """How long logins stay refused for this key, or None when they are allowed."""
     row = session.get(LoginThrottle, limit.key)
     if row is not None and row.failures >= limit.failures:
-        ends = _aware(row.window_start) + THROTTLE_WINDOW
+        ends = row.window_start + THROTTLE_WINDOW
         if ends > now:
             return ends - now
     return None
@@ -160,7 +156,7 @@ def _locked_for(session: Session, limit: _Limit, now: datetime) -> timedelta | N
 def _count_failure(session: Session, limits: list[_Limit], now: datetime) -> None:
     for limit in limits:
         row = session.get(LoginThrottle, limit.key)
-        if row is None or _aware(row.window_start) + THROTTLE_WINDOW <= now:
+        if row is None or row.window_start + THROTTLE_WINDOW <= now:
             session.merge(LoginThrottle(key=limit.key, failures=1, window_start=now))
         else:
             row.failures += 1
