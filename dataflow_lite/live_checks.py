@@ -69,11 +69,6 @@ class LiveChecks:
         except Pending:
             return Known(pending(), None)
 
-    def forget(self, key: Hashable) -> None:
-        """Drop the answer for ``key`` (its credentials changed): the next call checks anew."""
-        with self._lock:
-            self._answers.pop(key, None)
-
     def _run(self, key: Hashable, check: Callable[[], object]) -> object:
         try:
             value = check()

@@ -71,8 +71,8 @@ def test_an_old_answer_is_given_at_once_while_it_is_asked_again():
     while live.ask("k", check, lambda: "pending").value != "second":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    live.forget("k")  # (new credentials): the next call checks anew, and waits for it
-    assert live.ask("k", lambda: "third", lambda: "pending").value == "third"
+    # New credentials are a new key: the next call checks anew, and waits for it.
+    assert live.ask(("k", "new"), lambda: "third", lambda: "pending").value == "third"
 
 
 @pytest.fixture
@@ -141,3 +141,29 @@ def test_a_host_that_never_answers_stalls_neither_the_api_nor_the_account_page(
     account = page.get("/account")
     assert time.monotonic() - started < 3, "the account page waited for the silent host"
     assert "silent has not answered within 1 s" in text_of(account)
+
+
+def test_new_credentials_are_seen_at_once_by_every_server_process(instance, cli, monkeypatch):
+    """Two server processes (two runtimes on one instance): activating through one is seen by
+    the other at once, though its answer for the old credentials is still fresh."""
+    from dataflow_lite_local import LocalAdapter
+
+    from dataflow_lite import bootstrap
+    from dataflow_lite.adapter import ACTIVATION_FAILED, ALREADY_ACTIVATED, Activation
+    from dataflow_lite.services import activation
+    from dataflow_lite.services.identity import Identity
+
+    # The local folder stands in for a host that needs a login (what sftp asks).
+    def needs_login(self, kept):
+        return Activation(ALREADY_ACTIVATED if kept else ACTIVATION_FAILED, "log in first")
+
+    monkeypatch.setattr(LocalAdapter, "activation", needs_login)
+    monkeypatch.setattr(LocalAdapter, "activate", lambda self, user, pw: Credentials(user, pw))
+    cli("user", "add", "ada")
+    one, other = (bootstrap.build(instance, {"live_check_max_age_seconds": 3600}) for _ in "12")
+    ada = Identity(users.list_users(one, system())[0], "api-key 1")
+    for rt in (one, other):
+        assert activation.activation_status(rt, ada, None).code == ACTIVATION_FAILED
+    activation.activate(one, ada, None, "ada", password="pw")
+    for rt in (other, one):
+        assert activation.activation_status(rt, ada, None).code == ALREADY_ACTIVATED

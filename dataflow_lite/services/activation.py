@@ -78,7 +78,9 @@ def _live_activation(
             "the background",
         )
 
-    return rt.live.ask(("activation", endpoint.id, user_id), check, pending)
+    # The credentials are part of the key: once they change (in any server process), the next
+    # caller asks anew, and an answer for the old ones still on its way is never taken as new.
+    return rt.live.ask(("activation", endpoint.id, user_id, hash(kept)), check, pending)
 
 
 @use_case("endpoint.activation")
@@ -163,7 +165,6 @@ def activate(
             credentials.store(work.session, rt.cipher, identity.uid, endpoint.id, kept)
             summary = {"endpoint": endpoint.name, "username": kept.username}
             audit.record(work, identity, "endpoint.activate", "endpoint", endpoint.id, summary)
-        rt.live.forget(("activation", endpoint.id, identity.uid))
     return endpoint
 
 
