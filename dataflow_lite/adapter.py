@@ -9,7 +9,9 @@ with dataflow-lite included. The core knows them only through this interface::
     local = "dataflow_lite_local:LocalAdapter"
 
 Every path an adapter is given is relative to the endpoint's root and has already been checked
-by :mod:`dataflow_lite.layout`; an adapter never sees a path a user typed.
+by :mod:`dataflow_lite.layout`; an adapter never sees a path a user typed. Each is
+``<instrument>/<date>/<dataset folder>/...``: the first ``DATASET_FOLDER_DEPTH`` components name
+the dataset's own folder, which an adapter creates afresh rather than adopt.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ ACTIVATION_FAILED = "AutoActivationFailed"
 PERMANENT_ERRNOS = frozenset(
     {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT}
 )
+
+# How many leading components of a target name the dataset's own folder.
+DATASET_FOLDER_DEPTH = 3
 
 # Transfer states.
 QUEUED, RUNNING, VERIFYING, DONE, FAILED = "queued", "running", "verifying", "done", "failed"
@@ -177,6 +182,15 @@ class TransferAdapter(abc.ABC):
                     kind = {"int": "whole number"}.get(option.type.__name__, option.type.__name__)
                     raise ValueError(f"{option.flag} must be a {kind}, not {value!r}") from None
         return checked
+
+    @classmethod
+    def overlaps(cls, options: dict[str, Any], other: dict[str, Any]) -> bool:
+        """Whether two endpoints with these (checked) options would write into the same tree.
+
+        Registration refuses an endpoint that overlaps one of the same adapter; an adapter that
+        cannot tell says no.
+        """
+        return False
 
     @abc.abstractmethod
     def activation(self, credentials: Credentials | None) -> Activation:

@@ -19,6 +19,8 @@ MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 1024
 # Where rsync keeps partial files beside their targets: a user's file there could be taken for one.
 RESERVED_NAME = ".rsync-partial"
+# The local adapter's mark on a dataset folder it made: a user's file of that name would hide it.
+FOLDER_MARKER = ".dataflow-lite"
 MAX_SLUG_LENGTH = 80
 
 
@@ -43,7 +45,7 @@ def check_file_name(name: str, what: str = "file name") -> str:
     """Return ``name`` if it is safe as one path component, else raise UnsafePath."""
     if not name:
         raise UnsafePath(f"the {what} is empty")
-    if name in (".", "..", RESERVED_NAME):
+    if name in (".", "..", RESERVED_NAME, FOLDER_MARKER):
         raise UnsafePath(f"the {what} {name!r} is not allowed")
     if "/" in name or "\\" in name:
         raise UnsafePath(f"the {what} {name!r} contains a slash or a backslash")

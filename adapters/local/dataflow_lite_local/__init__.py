@@ -4,6 +4,12 @@ When the staging area and the destination share a filesystem, a file is moved by
 (which, unlike a rename, refuses to replace an existing file); the queue then removes the staged
 name: no byte is written twice. Across filesystems it is copied to a hidden temporary name beside
 its target, synced, then linked into place, so a reader never sees half a file.
+
+The tree under the root is hostile ground (a share others can write in): every folder and file
+below the root is created and opened from the root's descriptor, one component at a time, never
+following a symbolic link (:mod:`.safe_paths`). A dataset's own folder is created exclusively by
+its first write, which leaves a marker in it; a folder without this server's marker for that very
+path was made by someone else and is never written into.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import secrets
 import shutil
+import stat
 import tempfile
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,7 +29,6 @@ from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     DONE,
-    PERMANENT_ERRNOS,
     Activation,
     AdapterError,
     Check,
@@ -30,21 +38,19 @@ from dataflow_lite.adapter import (
     TransferAdapter,
     TransferJob,
     TransferStatus,
-    fsync_directory,
 )
+from dataflow_lite.store.instance_keys import load_or_create
+
+from .safe_paths import LinkRefused, Tree, adapter_error
 
 CHUNK = 1 << 20
+# Signs the markers of dataset folders this server made (see safe_paths).
+KEY_FILE = "local-folders.key"
 
 
-def _adapter_error(what: str, error: OSError) -> AdapterError:
-    return AdapterError(
-        f"{what}: {error.strerror or error}", permanent=error.errno in PERMANENT_ERRNOS
-    )
-
-
-def _sha256_of(path: Path) -> str:
+def _sha256_of_fd(fd: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as source:
+    with os.fdopen(fd, "rb") as source:
         while chunk := source.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -67,6 +73,20 @@ class LocalAdapter(TransferAdapter):
         """The endpoint's directory."""
         return Path(self.endpoint_options["path"])
 
+    @classmethod
+    def overlaps(cls, options: dict[str, Any], other: dict[str, Any]) -> bool:
+        """Whether one directory is the other or holds it (both were resolved when checked)."""
+        mine, theirs = Path(options["path"]), Path(other["path"])
+        return mine == theirs or mine in theirs.parents or theirs in mine.parents
+
+    @cached_property
+    def tree(self) -> Tree:
+        """The tree below the root, walked without following links."""
+        key = load_or_create(
+            self.context.instance_path / KEY_FILE, lambda: secrets.token_hex(32).encode()
+        )
+        return Tree(self.root, key)
+
     def _path(self, target: PurePosixPath) -> Path:
         return self.root.joinpath(*target.parts)
 
@@ -84,32 +104,29 @@ class LocalAdapter(TransferAdapter):
             raise AdapterError(status.message, permanent=True)
         return None  # a local directory needs no credentials: nothing is kept
 
-    def _make_parent(self, path: Path) -> None:
-        if not self.root.is_dir():
-            # Never create the root itself: an unmounted share would fill the server's own disk.
-            raise AdapterError(
-                f"the destination directory {self.root} does not exist (is it mounted?)",
-                permanent=True,
-            )
+    def _copy_beside(self, staged: Path, dir_fd: int, target: PurePosixPath) -> str:
+        """Copy ``staged`` to a hidden temporary file beside ``target``, synced; return its name."""
+        temporary = f".{target.name}.{secrets.token_hex(4)}.part"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(
+                temporary,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                0o644,
+                dir_fd=dir_fd,
+            )
         except OSError as error:
-            raise _adapter_error(f"cannot create {path.parent}", error) from error
-
-    def _copy_beside(self, staged: Path, path: Path) -> Path:
-        """Copy ``staged`` to a hidden temporary file beside ``path``, synced; return its path."""
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+            raise adapter_error(f"cannot write {self._path(target)}", error) from error
         try:
             with open(staged, "rb") as source, os.fdopen(fd, "wb") as copy:
                 shutil.copyfileobj(source, copy, CHUNK)
                 copy.flush()
                 os.fsync(copy.fileno())
         except BaseException as error:
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=dir_fd)
             if isinstance(error, OSError):
-                raise _adapter_error(f"cannot write {path}", error) from error
+                raise adapter_error(f"cannot write {self._path(target)}", error) from error
             raise
-        return Path(temporary)
+        return temporary
 
     def check(self, credentials: Credentials | None) -> list[Check]:
         root = self.root
@@ -125,34 +142,41 @@ class LocalAdapter(TransferAdapter):
             checks.append(Check("free space", usage.free > 0, f"{usage.free / 2**30:.1f} GiB free"))
         return checks
 
-    def _already_there(self, job: TransferJob, path: Path) -> bool:
-        """Whether an earlier attempt already put the job's bytes at ``path``."""
-        if job.staged.exists() and os.path.samefile(job.staged, path):
-            return True
-        return path.stat().st_size == job.size and _sha256_of(path) == job.sha256
+    def _already_there(self, job: TransferJob, dir_fd: int) -> str | None:
+        """How an earlier attempt put the job's bytes at its target ("link", "copy"), if it did."""
+        self.tree.check_not_link(dir_fd, job.target)
+        found = os.stat(job.target.name, dir_fd=dir_fd, follow_symlinks=False)
+        if job.staged.exists() and os.path.samestat(os.stat(job.staged), found):
+            return "link"
+        if not stat.S_ISREG(found.st_mode) or found.st_size != job.size:
+            return None
+        same = _sha256_of_fd(self.tree.open_file(dir_fd, job.target)) == job.sha256
+        return "copy" if same else None
 
     def submit(self, job: TransferJob) -> str:
-        path = self._path(job.target)
-        self._make_parent(path)
-        try:
-            os.link(job.staged, path)
-            how = "link"
-        except FileExistsError:
-            if not self._already_there(job, path):
-                raise DestinationExists(job.target) from None
-            return "link" if os.path.samefile(job.staged, path) else "copy"
-        except OSError as error:
-            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
-                raise _adapter_error(f"cannot write {path}", error) from error
-            how = "copy"
-            temporary = self._copy_beside(job.staged, path)
+        name = job.target.name
+        with self.tree.folder(job.target.parent, create=True) as folder:
             try:
-                os.link(temporary, path)
+                os.link(job.staged, name, dst_dir_fd=folder)
+                how = "link"
             except FileExistsError:
-                raise DestinationExists(job.target) from None
-            finally:
-                os.unlink(temporary)
-        fsync_directory(path.parent)
+                earlier = self._already_there(job, folder)
+                if earlier is None:
+                    raise DestinationExists(job.target) from None
+                return earlier
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise adapter_error(f"cannot write {self._path(job.target)}", error) from error
+                how = "copy"
+                temporary = self._copy_beside(job.staged, folder, job.target)
+                try:
+                    os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+                except FileExistsError:
+                    self.tree.check_not_link(folder, job.target)
+                    raise DestinationExists(job.target) from None
+                finally:
+                    os.unlink(temporary, dir_fd=folder)
+            os.fsync(folder)
         return how
 
     def status(self, job: TransferJob, handle: str) -> TransferStatus:
@@ -160,13 +184,22 @@ class LocalAdapter(TransferAdapter):
         return TransferStatus(DONE, bytes_moved=job.size)
 
     def verify(self, job: TransferJob, handle: str) -> bool:
-        path = self._path(job.target)
-        if not path.is_file():
+        try:
+            with self.tree.folder(job.target.parent, create=False) as folder:
+                fd = self.tree.open_file(folder, job.target)
+        except LinkRefused:
+            raise
+        except AdapterError:
+            return False
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            os.close(fd)
             return False
         if handle == "link" and job.staged.exists():
             # The very file that was hashed on arrival is at the target: nothing was copied.
-            return os.path.samefile(job.staged, path)
-        return _sha256_of(path) == job.sha256
+            os.close(fd)
+            return os.path.samestat(os.stat(job.staged), found)
+        return _sha256_of_fd(fd) == job.sha256
 
     def cancel(self, job: TransferJob, handle: str) -> None:
         """Local moves finish inside submit: nothing is ever left to cancel."""
@@ -174,21 +207,33 @@ class LocalAdapter(TransferAdapter):
     def write_file(
         self, target: PurePosixPath, content: bytes, credentials: Credentials | None
     ) -> None:
-        path = self._path(target)
-        self._make_parent(path)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
-        fsync_directory(path.parent)
+        with self.tree.folder(target.parent, create=True) as folder:
+            # A rename would replace a planted link rather than follow it; refused all the same.
+            self.tree.check_not_link(folder, target)
+            temporary = f".{target.name}.{secrets.token_hex(4)}.part"
+            try:
+                fd = os.open(
+                    temporary,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                    0o644,
+                    dir_fd=folder,
+                )
+                try:
+                    with os.fdopen(fd, "wb") as out:
+                        out.write(content)
+                        out.flush()
+                        os.fchmod(out.fileno(), 0o644)
+                        os.fsync(out.fileno())
+                    os.replace(temporary, target.name, src_dir_fd=folder, dst_dir_fd=folder)
+                except BaseException:
+                    try:
+                        os.unlink(temporary, dir_fd=folder)
+                    except FileNotFoundError:
+                        pass
+                    raise
+            except OSError as error:
+                raise adapter_error(f"cannot write {self._path(target)}", error) from error
+            os.fsync(folder)
 
     def locate(self, target: PurePosixPath) -> str:
         return str(self._path(target))
