@@ -172,8 +172,10 @@ class LocalAdapter(TransferAdapter):
                 try:
                     os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
                 except FileExistsError:
-                    self.tree.check_not_link(folder, job.target)
-                    raise DestinationExists(job.target) from None
+                    earlier = self._already_there(job, folder)
+                    if earlier is None:
+                        raise DestinationExists(job.target) from None
+                    return earlier
                 finally:
                     os.unlink(temporary, dir_fd=folder)
             os.fsync(folder)

@@ -93,6 +93,19 @@ class SftpAdapter(TransferAdapter):
                 checked[name] = str(Path(checked[name]).expanduser().resolve())
         return checked
 
+    @classmethod
+    def overlaps(cls, options: dict[str, Any], other: dict[str, Any]) -> bool:
+        """Whether both name one host and port and one base path is the other or holds it.
+
+        Compared as written: the host's links and home directories cannot be resolved here.
+        """
+        if (options["host"].lower(), options["port"]) != (other["host"].lower(), other["port"]):
+            return False
+        mine, theirs = PurePosixPath(options["path"]), PurePosixPath(other["path"])
+        if mine.is_absolute() != theirs.is_absolute():
+            return False
+        return mine == theirs or mine in theirs.parents or theirs in mine.parents
+
     @property
     def host(self) -> str:
         """The host's name or address."""
