@@ -182,6 +182,31 @@ def test_a_dataset_folder_made_by_someone_else_is_never_taken_over(
     untouched(outside)
 
 
+def test_a_folder_an_earlier_release_made_is_marked_on_its_next_write(adapter, root, staged):
+    folder = root / FOLDER
+    folder.mkdir(parents=True)  # as releases before the marker made it, with its metadata.json
+    (folder / "metadata.json").write_bytes(b"{}")
+    os.utime(folder / "metadata.json", (1, 1))
+    adapter.write_file(METADATA, b'{"again": true}', None)
+    assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
+    assert (folder / FOLDER_MARKER).read_bytes() == adapter.tree.token(FOLDER) + b"\n"
+
+
+def test_a_neighbours_folder_is_not_taken_for_an_earlier_releases(adapter, root, staged):
+    folder = root / FOLDER
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_bytes(b"{}")  # made now, not before the marking began
+    with pytest.raises(AdapterError, match="was not made by this dataset's transfers"):
+        adapter.submit(job_for(staged))
+    old = folder.parent / "093000_older"
+    old.mkdir()
+    (old / "metadata.json").write_bytes(b"{}")
+    os.utime(old / "metadata.json", (1, 1))
+    os.chown(old / "metadata.json", 65534, 65534)  # another account's (nobody)
+    with pytest.raises(AdapterError, match="was not made by this dataset's transfers"):
+        adapter.write_file(PurePosixPath(old.relative_to(root)) / "metadata.json", b"{}", None)
+
+
 def test_another_servers_marker_is_not_this_ones(adapter, root, staged, tmp_path):
     adapter.write_file(METADATA, b"{}", None)
     other_instance = tmp_path / "other-instance"

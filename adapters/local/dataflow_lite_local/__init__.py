@@ -82,10 +82,9 @@ class LocalAdapter(TransferAdapter):
     @cached_property
     def tree(self) -> Tree:
         """The tree below the root, walked without following links."""
-        key = load_or_create(
-            self.context.instance_path / KEY_FILE, lambda: secrets.token_hex(32).encode()
-        )
-        return Tree(self.root, key)
+        key_file = self.context.instance_path / KEY_FILE
+        key = load_or_create(key_file, lambda: secrets.token_hex(32).encode())
+        return Tree(self.root, key, marking_since=key_file.stat().st_mtime)
 
     def _path(self, target: PurePosixPath) -> Path:
         return self.root.joinpath(*target.parts)

@@ -12,7 +12,9 @@ folder's relative path under a key kept in the instance folder. Its later writes
 retry, ``metadata.json``) find the marker and go on; a folder without it was made by someone else
 (a neighbour who guessed the name) and is never written into. A marker rather than the transfer's
 memo because a dataset's files are many transfers and ``metadata.json`` has none; an HMAC rather
-than the owner's uid because a NAS may map every account to one.
+than the owner's uid because a NAS may map every account to one. A folder that an earlier
+release made (no marker, but this account's, with this account's ``metadata.json`` older than the
+key) is marked on its next write rather than refused.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from dataflow_lite.adapter import DATASET_FOLDER_DEPTH, PERMANENT_ERRNOS, AdapterError
-from dataflow_lite.store.layout import FOLDER_MARKER
+from dataflow_lite.store.layout import FOLDER_MARKER, METADATA_FILE
 
 DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -54,9 +56,11 @@ class LinkRefused(AdapterError):
 class Tree:
     """The tree below one endpoint root, walked from the root's descriptor."""
 
-    def __init__(self, root: Path, key: bytes) -> None:
+    def __init__(self, root: Path, key: bytes, marking_since: float = 0.0) -> None:
         self.root = root
         self.key = key
+        #: When this server began marking its folders (its key file's age), for older folders.
+        self.marking_since = marking_since
 
     def where(self, relative: PurePosixPath) -> Path:
         """``relative`` as a path users can read (never opened by this name)."""
@@ -100,7 +104,27 @@ class Tree:
         message = b"dataflow-lite local dataset folder\0" + str(relative).encode()
         return hmac.new(self.key, message, hashlib.sha256).hexdigest().encode()
 
-    def _leave_marker(self, parent_fd: int, folder_fd: int, relative: PurePosixPath) -> None:
+    def _made_before_marking(self, folder_fd: int) -> bool:
+        """Whether a folder without a marker is one this server made before it marked them.
+
+        Such a folder is this process's account's, and so is its ``metadata.json`` (every dataset
+        folder got one at creation), written before the marking key existed; no other account
+        can make files owned by this one.
+        """
+        uid = os.geteuid()
+        try:
+            folder = os.fstat(folder_fd)
+            metadata = os.stat(METADATA_FILE, dir_fd=folder_fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return (
+            folder.st_uid == uid
+            and stat.S_ISREG(metadata.st_mode)
+            and metadata.st_uid == uid
+            and metadata.st_mtime < self.marking_since
+        )
+
+    def _leave_marker(self, parent_fd: int | None, folder_fd: int, relative: PurePosixPath) -> None:
         try:
             fd = os.open(FOLDER_MARKER, CREATE, 0o644, dir_fd=folder_fd)
             try:
@@ -109,7 +133,8 @@ class Tree:
             finally:
                 os.close(fd)
         except OSError as error:
-            os.rmdir(relative.name, dir_fd=parent_fd)  # empty, and ours: the next try makes it
+            if parent_fd is not None:  # empty, and ours: the next try makes it again
+                os.rmdir(relative.name, dir_fd=parent_fd)
             raise adapter_error(f"cannot mark {self.where(relative)}", error) from error
 
     def _check_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
@@ -130,6 +155,9 @@ class Tree:
             finally:
                 os.close(fd)
             break
+        if not found and self._made_before_marking(folder_fd):
+            self._leave_marker(None, folder_fd, relative)
+            return
         if not hmac.compare_digest(found, self.token(relative)):
             raise AdapterError(
                 f"{self.where(relative)} already exists and was not made by this dataset's "
