@@ -8,6 +8,9 @@ their ``run`` as huey's consumer would and count the messages waiting in huey's 
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +42,7 @@ from dataflow_lite.cli.base import CLI
 from dataflow_lite.services.transfers import retry_transfer
 from dataflow_lite.store.db import session_scope
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, User
+from dataflow_lite.transfers import watch
 
 SETTLE_SECONDS = 1
 LEASE_SECONDS = 3
@@ -153,11 +157,13 @@ def add_file_transfer(rt: Runtime, dataset_id: int, name: str, size: int = 10) -
         row = session.get(Dataset, dataset_id)
         endpoint = session.get(Endpoint, row.endpoint_id) if row else None
         assert row is not None and endpoint is not None
-        file = DatasetFile(dataset_id=dataset_id, name=name, file_length=size, sha256="0" * 64)
+        content = b"x" * size
+        digest = hashlib.sha256(content).hexdigest()
+        file = DatasetFile(dataset_id=dataset_id, name=name, file_length=size, sha256=digest)
         session.add(file)
         session.flush()
         staged = rt.adapters.context.staging_dir / f"upload-{name}"
-        staged.write_bytes(b"x" * size)
+        staged.write_bytes(content)
         return rt.queue.add(session, row, endpoint, file, staged).id or 0
 
 
@@ -341,3 +347,52 @@ def test_bytes_moved_is_stored_while_the_adapter_runs_without_a_write_per_report
     controls.release.set()
     running.join(WAIT_SECONDS)
     assert transfer(a, transfer_id).bytes_moved == size
+
+
+def test_a_cancelled_local_copy_stops_between_chunks_and_leaves_no_partial_file(
+    instance, tmp_path, monkeypatch, controls
+):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    worker_a, web = worker(instance), worker(instance)
+    with session_scope(web.engine) as session:
+        user = User(username="copier")
+        session.add(user)
+        session.add(
+            Endpoint(id="archive", name="archive", adapter="local", options={"path": str(archive)})
+        )
+        session.flush()
+        row = Dataset(name="big", creator_id=user.id or 0, endpoint_id="archive", folder="i/d/f")
+        session.add(row)
+        session.flush()
+        dataset_id = row.id or 0
+    transfer_id = add_file_transfer(web, dataset_id, "big.raw", size=64 << 20)
+    link = os.link
+
+    def across_filesystems(source: Any, target: Any, **at: Any) -> None:
+        if Path(source).name.startswith("upload-"):  # the staged file: as if on another disk
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        link(source, target, **at)
+
+    def slowly(progress: watch.Progress, moved: int) -> None:
+        time.sleep(0.05)  # a slow disk: 1 MiB every 50 ms, 64 MiB in 3 s at the very least
+        progress.moved = moved
+
+    monkeypatch.setattr(os, "link", across_filesystems)
+    monkeypatch.setattr(watch.Progress, "report", slowly)
+    running = in_thread(lambda: worker_a.queue.run(transfer_id))
+    wait_until(lambda: transfer(web, transfer_id).bytes_moved >= 2 << 20, "2 MiB to be copied")
+    assert transfer(web, transfer_id).state == "running", "bytes_moved moves while it copies"
+
+    assert web.queue.cancel(transfer_id)
+    running.join(WAIT_SECONDS)
+
+    assert not running.is_alive()
+    folder = archive / "i" / "d" / "f"
+    assert sorted(os.listdir(folder)) == [".dataflow-lite"], "no temporary, no target"
+    assert transfer(web, transfer_id).last_error == "cancelled"
+    monkeypatch.setattr(watch.Progress, "report", lambda progress, moved: None)
+    assert web.queue.retry(transfer_id)
+    worker_a.queue.run(transfer_id)
+    assert transfer(web, transfer_id).state == DONE
+    assert (folder / "big.raw").stat().st_size == 64 << 20

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from huey import SqliteHuey, crontab
-from sqlalchemy import CursorResult, Engine, Update, and_, or_, update
+from sqlalchemy import Engine, and_, or_, update
 from sqlmodel import Session, col, select
 
 from dataflow_lite.adapter import (
@@ -47,20 +47,14 @@ from dataflow_lite.store.catalog import metadata_json
 from dataflow_lite.store.db import session_scope
 from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
-from dataflow_lite.transfers.watch import Progress, claim_holds, watched
+from dataflow_lite.transfers import actions
+from dataflow_lite.transfers.actions import rows_changed
+from dataflow_lite.transfers.watch import Progress, watched
 
 log = logging.getLogger(__name__)
 
 ACTIVE = (RUNNING, VERIFYING)
 MAX_BACKOFF = timedelta(hours=1)
-
-
-def _rows_changed(session: Session, statement: Update) -> int:
-    """Run an UPDATE in the session; how many rows it changed."""
-    result = session.execute(statement)
-    # An UPDATE without RETURNING always gives a CursorResult; Session.execute is typed wider.
-    assert isinstance(result, CursorResult)
-    return result.rowcount
 
 
 class TransferQueue:
@@ -165,7 +159,7 @@ class TransferQueue:
         """Take the transfer if it is due and no live worker holds it; None otherwise."""
         now = utcnow()
         with session_scope(self.engine) as session:
-            claimed = _rows_changed(
+            claimed = rows_changed(
                 session,
                 update(Transfer)
                 .where(col(Transfer.id) == transfer_id, self._claimable(now))
@@ -191,7 +185,7 @@ class TransferQueue:
         """Record the run's progress, unless its claim is void (cancelled, or taken over)."""
         with session_scope(self.engine) as session:
             return bool(
-                _rows_changed(
+                rows_changed(
                     session,
                     update(Transfer)
                     .where(
@@ -207,7 +201,7 @@ class TransferQueue:
         """Give up the lease of a run that was cancelled (or cancelled and already retried) once
         it has stopped; wake the transfer if a retry is waiting for it."""
         with session_scope(self.engine) as session:
-            released = _rows_changed(
+            released = rows_changed(
                 session,
                 update(Transfer)
                 .where(
@@ -232,12 +226,10 @@ class TransferQueue:
             self._save(transfer, state=QUEUED, lease_until=None, next_attempt_at=utcnow())
             self.wake(transfer_id, delay=1)
             return
-        holds = lambda: claim_holds(self.engine, transfer, ACTIVE)  # noqa: E731
         every = self.settings["transfer_progress_seconds"]
+        save = lambda **values: self._save(transfer, **values)  # noqa: E731
         try:
-            with watched(
-                transfer, lambda **v: self._save(transfer, **v), holds, self.lease, every
-            ) as progress:
+            with watched(transfer, save, self.engine, self.lease, every) as progress:
                 self._step(transfer, progress)
         except AdapterError as error:
             self._failed(transfer, str(error), error.permanent)
@@ -349,7 +341,7 @@ class TransferQueue:
         settle = 0 if self.huey.immediate else self.settings["metadata_settle_seconds"]
         due = utcnow() + timedelta(seconds=settle)
         with session_scope(self.engine) as session:
-            waiting = _rows_changed(
+            waiting = rows_changed(
                 session,
                 update(Transfer)
                 .where(
@@ -400,73 +392,9 @@ class TransferQueue:
     # What users and admins do ------------------------------------------------------------------
 
     def retry(self, transfer_id: int) -> bool:
-        """Queue a failed transfer again from scratch; False if it had not failed.
-
-        A cancelled run that is still stopping keeps its lease: the transfer starts when that
-        run releases it (or, if its worker died, when the sweep finds the lease run out).
-        """
-        now = utcnow()
-        with session_scope(self.engine) as session:
-            lease = session.exec(select(Transfer.lease_until).where(Transfer.id == transfer_id))
-            leased = (lease.first() or now) > now
-            retried = _rows_changed(
-                session,
-                update(Transfer)
-                .where(col(Transfer.id) == transfer_id, col(Transfer.state) == FAILED)
-                .values(
-                    state=QUEUED,
-                    attempts=0,
-                    handle=None,
-                    permanent=False,
-                    bytes_moved=0,
-                    next_attempt_at=utcnow(),
-                    finished_at=None,
-                    updated_at=utcnow(),
-                ),
-            )
-        if retried and not leased:
-            self.wake(transfer_id)
-        return bool(retried)
+        """Queue a failed transfer again from scratch; False if it had not (:mod:`.actions`)."""
+        return actions.retry(self, transfer_id)
 
     def cancel(self, transfer_id: int) -> bool:
-        """Stop a transfer that is not done yet; it fails with "cancelled" and keeps its staged
-        file. A worker running it notices within ``transfer_progress_seconds`` and stops its
-        adapter, which removes what it wrote; what a handle names (a Globus task) is cancelled
-        here. Nothing is kept to resume: a retry starts afresh."""
-        now = utcnow()
-        with session_scope(self.engine) as session:
-            transfer = session.get(Transfer, transfer_id)
-            endpoint = session.get(Endpoint, transfer.endpoint_id) if transfer else None
-            # Read before the UPDATE, which clears them (in the session's copy too).
-            handle, stub = (transfer.handle, self._job_stub(transfer)) if transfer else (None, None)
-            cancelled = _rows_changed(
-                session,
-                update(Transfer)
-                .where(col(Transfer.id) == transfer_id, col(Transfer.state).not_in((DONE, FAILED)))
-                .values(
-                    state=FAILED,
-                    permanent=True,
-                    last_error="cancelled",
-                    handle=None,
-                    memo={},
-                    finished_at=now,
-                    updated_at=now,
-                ),
-            )
-        if not cancelled:
-            return False
-        if handle and stub and endpoint is not None:
-            adapter = self.adapters.for_endpoint(endpoint.adapter, endpoint.options)
-            adapter.cancel(stub, handle)
-        return True
-
-    @staticmethod
-    def _job_stub(transfer: Transfer) -> TransferJob:
-        return TransferJob(
-            staged=Path(transfer.staged_path or ""),
-            target=layout.PurePosixPath(),
-            sha256="",
-            size=0,
-            credentials=None,
-            memo=dict(transfer.memo),
-        )
+        """Stop a transfer that has not ended; False if it had (:mod:`.actions`)."""
+        return actions.cancel(self, transfer_id)

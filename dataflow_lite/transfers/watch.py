@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from dataflow_lite.adapter import RUNNING, VERIFYING
 from dataflow_lite.store.db import session_scope
 from dataflow_lite.store.models import Transfer, utcnow
 
@@ -40,27 +41,26 @@ class Progress:
         self.moved = moved
 
 
-def claim_holds(engine: Engine, transfer: Transfer, active: tuple[str, ...]) -> bool:
+def claim_holds(engine: Engine, transfer: Transfer) -> bool:
     """Whether the run that claimed ``transfer`` still owns it (a read: no write lock)."""
     with session_scope(engine, write=False) as session:
         row = session.exec(
             select(Transfer.claim, Transfer.state).where(col(Transfer.id) == transfer.id)
         ).first()
-    return row is not None and row[0] == transfer.claim and row[1] in active
+    return row is not None and row[0] == transfer.claim and row[1] in (RUNNING, VERIFYING)
 
 
 @contextmanager
 def watched(
     transfer: Transfer,
     save: Callable[..., bool],
-    holds: Callable[[], bool],
+    engine: Engine,
     lease: timedelta,
     every: float,
 ) -> Iterator[Progress]:
     """Watch the run of ``transfer`` while the block runs; yields the Progress adapters feed.
 
-    ``save(**values)`` writes the run's values unless its claim is void (False then);
-    ``holds()`` reads whether the claim still holds.
+    ``save(**values)`` writes the run's values unless its claim is void (False then).
     """
     progress = Progress()
     stop = threading.Event()
@@ -76,7 +76,7 @@ def watched(
                     values["bytes_moved"] = moved
                 if time.monotonic() - renewed >= renew_every:
                     values["lease_until"] = utcnow() + lease
-                holding = save(**values) if values else holds()
+                holding = save(**values) if values else claim_holds(engine, transfer)
                 if values and holding:
                     stored = moved
                     if "lease_until" in values:
