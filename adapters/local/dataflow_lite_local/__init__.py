@@ -129,6 +129,17 @@ class LocalAdapter(TransferAdapter):
         checked["path"] = str(Path(checked["path"]).expanduser().resolve())
         return checked
 
+    @classmethod
+    def option_warnings(cls, options: dict[str, Any]) -> list[str]:
+        root = Path(options["path"])
+        if not root.is_dir():
+            # Accepted (a share may be mounted later), but never created: say so now.
+            return [
+                f"{root} does not exist or is not a directory: transfers to this endpoint "
+                "fail until it does (it is never created)"
+            ]
+        return []
+
     @property
     def root(self) -> Path:
         """The endpoint's directory."""
