@@ -21,6 +21,7 @@ import errno
 import fcntl
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,13 @@ class AdapterError(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class Cancelled(AdapterError):
+    """The transfer was cancelled while the adapter moved it; what it wrote is removed."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled", permanent=True)
 
 
 class DestinationExists(AdapterError):
@@ -124,6 +132,12 @@ class TransferJob:
     #: Store a memo value in the catalog at once, before a step that must not run twice
     #: (for example a Globus submission id, kept before the task is submitted).
     remember: Callable[[str, Any], None] = lambda key, value: None
+    #: Report how many of the file's bytes are at the destination so far (a total, not a
+    #: step); cheap to call per chunk: the queue stores the latest value now and then.
+    progress: Callable[[int], None] = lambda moved: None
+    #: Set when the transfer is cancelled (or another worker took it over): an adapter that
+    #: moves bytes itself stops soon after, removes what it wrote and raises Cancelled.
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -156,7 +170,9 @@ class TransferAdapter(abc.ABC):
 
     The transfer queue calls ``submit``, then ``status`` until the transfer is done or failed,
     then ``verify``; a transient AdapterError anywhere is retried later with the same job (and
-    its memo), a permanent one fails the transfer. Requests never wait on these calls.
+    its memo), a permanent one fails the transfer. Requests never wait on these calls, except
+    ``cancel`` of a transfer that has a handle. While ``submit`` moves bytes itself, it reports
+    them through ``job.progress`` and watches ``job.cancelled``; one that cannot simply does not.
     """
 
     #: The name users see in ``transport.protocol``; also the entry-point name.
@@ -252,7 +268,8 @@ class TransferAdapter(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, job: TransferJob, handle: str) -> None:
-        """Stop the transfer ``handle`` if it is still running."""
+        """Stop the transfer ``handle`` if it is still running (one that a handle names, such as
+        a Globus task; a ``submit`` still running stops through ``job.cancelled``)."""
 
     @abc.abstractmethod
     def write_file(

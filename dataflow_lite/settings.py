@@ -152,6 +152,20 @@ SETTINGS: tuple[Setting, ...] = (
         "How often the queue asks an adapter about a transfer still moving (a Globus task).",
     ),
     Setting(
+        "transfer_progress_seconds",
+        int,
+        2,
+        "How often a running transfer stores its bytes moved and looks whether it was "
+        "cancelled (a cancelled copy stops within about this long).",
+    ),
+    Setting(
+        "metadata_settle_seconds",
+        int,
+        5,
+        "How long a dataset's files must stop finishing before its metadata.json is rewritten "
+        "(once for a burst of files, not once per file).",
+    ),
+    Setting(
         "queue_immediate",
         bool,
         False,

@@ -285,21 +285,43 @@ exec /usr/bin/rsync "$@"
 """
 
 
-@pytest.fixture
-def old_rsync_sshd(ssh_user: SshUser, tmp_path: Path) -> Iterator[Sshd]:
-    """A real sshd whose sessions find an rsync without ``--mkpath`` first on their PATH."""
-    folder = ssh_user.home / f"old-rsync-{secrets.token_hex(3)}"
+@contextlib.contextmanager
+def sshd_with_host_rsync(user: SshUser, directory: Path, script: str) -> Iterator[Sshd]:
+    """A real sshd whose sessions find ``script`` first on their PATH as ``rsync``."""
+    folder = user.home / f"host-rsync-{secrets.token_hex(3)}"
     folder.mkdir(mode=0o755)
-    ssh_user.chown(folder)
-    (folder / "rsync").write_text(OLD_RSYNC)
+    user.chown(folder)
+    (folder / "rsync").write_text(script)
     (folder / "rsync").chmod(0o755)
     path = f"SetEnv PATH={folder}:/usr/local/bin:/usr/bin:/bin"
     try:
-        with running_sshd(ssh_user, tmp_path / "sshd-old", extra_config=(path,)) as server:
+        with running_sshd(user, directory, extra_config=(path,)) as server:
             server.host_log = folder / "host.log"
             yield server
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def old_rsync_sshd(ssh_user: SshUser, tmp_path: Path) -> Iterator[Sshd]:
+    """A real sshd whose sessions find an rsync without ``--mkpath`` first on their PATH."""
+    with sshd_with_host_rsync(ssh_user, tmp_path / "sshd-old", OLD_RSYNC) as server:
+        yield server
+
+
+# The host's rsync, whose words on stderr reach the client a second after its exit code (which
+# travels in the transfer stream), as they may on a loaded host.
+LAGGING_STDERR_RSYNC = """#!/bin/bash
+exec 2> >(sleep 1; exec cat >&2)
+exec /usr/bin/rsync "$@"
+"""
+
+
+@pytest.fixture
+def lagging_stderr_sshd(ssh_user: SshUser, tmp_path: Path) -> Iterator[Sshd]:
+    """A real sshd whose rsync's error messages lag behind its exit code."""
+    with sshd_with_host_rsync(ssh_user, tmp_path / "sshd-lag", LAGGING_STDERR_RSYNC) as server:
+        yield server
 
 
 @dataclass

@@ -105,7 +105,7 @@ def test_a_local_endpoint_on_a_missing_path_is_added_with_a_warning(cli, tmp_pat
         "fail until it does (it is never created)"
     ]
     assert not missing.exists()
-    present = run(
-        cli.instance, "endpoint", "add", "here", "--type", "local", "--path", str(tmp_path)
-    )
+    here = tmp_path / "present"  # beside the others: endpoints that overlap are refused
+    here.mkdir()
+    present = run(cli.instance, "endpoint", "add", "here", "--type", "local", "--path", str(here))
     assert present.exit_code == 0 and present.stderr == ""

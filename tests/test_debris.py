@@ -259,8 +259,8 @@ def test_a_cross_filesystem_copy_holds_its_temporary_locked(tmp_path: Path, monk
     during: list[list[str]] = []
     copy, link = dataflow_lite_local._copy_into, os.link
 
-    def copy_and_sweep(source: Path, fd: int, where: Path) -> None:
-        copy(source, fd, where)
+    def copy_and_sweep(job: TransferJob, fd: int, where: Path) -> None:
+        copy(job, fd, where)
         during.append(adapter.remove_debris({PurePosixPath("d"): set()}))
         during.append([p.name for p in where.parent.iterdir()])
 

@@ -25,6 +25,7 @@ from dataflow_lite_globus import GlobusAdapter
 from globus_sdk.testing import RegisteredResponse, get_response_set, load_response
 from globus_sdk.transport import RetryConfig
 
+from dataflow_lite import bootstrap
 from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
@@ -38,6 +39,8 @@ from dataflow_lite.adapter import (
     adapter_settings,
     discover_adapters,
 )
+from dataflow_lite.store.db import session_scope
+from dataflow_lite.store.models import Dataset, Endpoint, Transfer, User
 
 TransferClient = globus_sdk.TransferClient
 COLLECTION = get_response_set(TransferClient.get_endpoint).metadata["endpoint_id"]
@@ -569,3 +572,46 @@ def test_the_adapter_is_installed_with_its_settings():
         "globus_checksum_algorithm": (str, "SHA256"),
     }
     assert all(s.help for s in settings.values())
+
+
+def test_cancelling_a_transfer_through_the_queue_cancels_its_task(tmp_path: Path):
+    rt = bootstrap.build(
+        tmp_path / "queue-instance",
+        {
+            "globus_client_id": "7e1f0000-0000-4000-8000-00000000c11e",
+            "globus_client_secret": "s3cret",
+            "globus_source_collection": SOURCE,
+        },
+    )
+    task_id = load_response(TransferClient.cancel_task).metadata["task_id"]
+    with session_scope(rt.engine) as session:
+        user = User(username="globus")
+        session.add(user)
+        options = GlobusAdapter.check_options({"collection": COLLECTION, "path": BASE})
+        session.add(Endpoint(id=COLLECTION, name="hpc", adapter="globus", options=options))
+        session.flush()
+        dataset = Dataset(name="d", creator_id=user.id or 0, endpoint_id=COLLECTION, folder="a/b/c")
+        session.add(dataset)
+        session.flush()
+        running = Transfer(
+            dataset_id=dataset.id or 0,
+            endpoint_id=COLLECTION,
+            user_id=user.id or 0,
+            adapter="globus",
+            state="running",
+            handle=task_id,
+            memo={"submission_id": SUBMISSION_ID, "task_id": task_id},
+        )
+        session.add(running)
+        session.flush()
+        transfer_id = running.id or 0
+
+    assert rt.queue.cancel(transfer_id)
+
+    assert len(calls_to(f"/v0.10/task/{task_id}/cancel", "POST")) == 1
+    with session_scope(rt.engine, write=False) as session:
+        cancelled = session.get(Transfer, transfer_id)
+        assert cancelled is not None
+        assert (cancelled.state, cancelled.last_error) == ("failed", "cancelled")
+        # A retry submits a new task: the cancelled one's submission id would only return it.
+        assert (cancelled.handle, cancelled.memo) == (None, {})

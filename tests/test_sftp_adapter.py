@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
+import dataflow_lite_sftp.rsync as rsync_module
 import pytest
 from dataflow_lite_sftp import SftpAdapter
 from dataflow_lite_sftp.host import Login, open_session
@@ -27,6 +28,7 @@ from dataflow_lite.adapter import (
     ALREADY_ACTIVATED,
     DONE,
     AdapterError,
+    Cancelled,
     Credentials,
     DestinationExists,
     TransferJob,
@@ -37,6 +39,7 @@ from .sshd import (  # noqa: F401  (fixtures)
     RemoteBase,
     Sshd,
     SshUser,
+    lagging_stderr_sshd,
     make_adapter,
     make_job,
     make_key,
@@ -185,6 +188,40 @@ def test_sshd_killed_mid_transfer_is_transient_and_the_retry_resumes(
     assert adapter.verify(job, "rsync") is True
 
 
+@pytest.fixture
+def slow_rsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rsync limited to 4 MiB/s (``--bwlimit``), so that a transfer is still running when cut."""
+    popen = subprocess.Popen
+
+    def limited(command: list[str], *args: object, **kwargs: object) -> subprocess.Popen:
+        if command[0] == "rsync":
+            command = [command[0], "--bwlimit=4096", *command[1:]]
+        return popen(command, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(rsync_module.subprocess, "Popen", limited)
+
+
+def test_a_cancelled_rsync_stops_and_leaves_nothing_partial_on_the_host(
+    sshd, make_adapter, make_job, remote_base, slow_rsync
+):
+    adapter = make_adapter(sshd)
+    job = make_job("ds/slow.raw", size=64 << 20)  # 16 s at 4 MiB/s
+    reported: list[int] = []
+    job.progress = reported.append
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(adapter.submit, job)
+        wait_for(lambda: reported and reported[-1] >= 4 << 20, "rsync to report 4 MiB", 60)
+        job.cancelled.set()
+        with pytest.raises(Cancelled):
+            running.result(timeout=60)
+
+    assert reported == sorted(reported) and reported[-1] < job.size, "progress, as it went"
+    landed = remote_base.landed(job.target)
+    assert not landed.exists()
+    assert hidden_files(remote_base.path) == [], "no temporary, no .rsync-partial resume state"
+
+
 def test_a_host_with_an_rsync_older_than_mkpath_gets_its_folders_over_sftp(
     old_rsync_sshd, make_adapter, make_job, remote_base
 ):
@@ -233,10 +270,13 @@ def test_a_key_the_host_does_not_know_is_refused_permanently(
     assert "the key is not in its authorized_keys" in str(raised.value)
 
 
+@pytest.mark.parametrize("server", ["sshd", "lagging_stderr_sshd"])
 def test_a_destination_the_account_cannot_write_is_a_permanent_error(
-    sshd, make_adapter, make_job, remote_base
+    request, server, make_adapter, make_job, remote_base
 ):
-    adapter = make_adapter(sshd)
+    # On a loaded host rsync's words may come after its exit code (lagging_stderr_sshd makes
+    # it so every time): they are waited for, never lost, so the error is permanent each run.
+    adapter = make_adapter(request.getfixturevalue(server))
     remote_base.path.chmod(0o555)  # sshd's user is not root: permissions apply to it
     try:
         # A new dataset folder cannot be created...

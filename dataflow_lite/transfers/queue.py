@@ -4,25 +4,30 @@ The catalog's ``transfer`` table is the truth: state (``queued -> running -> ver
 failed``), attempts, the last error in plain words, bytes moved, the adapter's handle and memo.
 huey (SQLite storage in the instance folder; its SQL storage over PostgreSQL later) wakes the
 workers and schedules retries; a worker claims a record with one conditional UPDATE, so no two
-workers run the same transfer, and holds a lease that it renews while it works. A transfer whose
-worker died (a crash, ``kill -9``) is found by the sweep when its lease runs out and resumes:
-adapters make a repeated submit safe. The staged copy is deleted only after the destination's
-checksum matched; a failed transfer keeps it.
+workers run the same transfer, and holds a lease that it renews while it works (:mod:`.watch`,
+which also stores the bytes moved and stops the adapter when the transfer is cancelled). A
+transfer whose worker died (a crash, ``kill -9``) is found by the sweep when its lease runs out and
+resumes: adapters make a repeated submit safe. The staged copy is deleted only after the
+destination's checksum matched; a failed transfer keeps it.
+
+Each transfer has at most one message waiting in huey: the sweep wakes only due transfers that
+have none, and a message that arrives before its transfer is due schedules itself for then. A
+cancelled run keeps its lease until it has stopped and removed what it wrote; a retry queues the
+transfer at once, and the run starts when that lease is released. A dataset's ``metadata.json``
+is rewritten once its files stop finishing for ``metadata_settle_seconds``: a rewrite that is
+queued and not yet running absorbs later requests and is pushed back by them.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from huey import SqliteHuey, crontab
-from sqlalchemy import CursorResult, Engine, Update, and_, or_, update
+from sqlalchemy import Engine, and_, or_, update
 from sqlmodel import Session, col, select
 
 from dataflow_lite.adapter import (
@@ -34,6 +39,7 @@ from dataflow_lite.adapter import (
     VERIFYING,
     AdapterError,
     Adapters,
+    Cancelled,
     TransferJob,
 )
 from dataflow_lite.store import credentials, layout
@@ -41,19 +47,14 @@ from dataflow_lite.store.catalog import metadata_json
 from dataflow_lite.store.db import session_scope
 from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
+from dataflow_lite.transfers import actions
+from dataflow_lite.transfers.actions import rows_changed
+from dataflow_lite.transfers.watch import Progress, watched
 
 log = logging.getLogger(__name__)
 
 ACTIVE = (RUNNING, VERIFYING)
 MAX_BACKOFF = timedelta(hours=1)
-
-
-def _rows_changed(session: Session, statement: Update) -> int:
-    """Run an UPDATE in the session; how many rows it changed."""
-    result = session.execute(statement)
-    # An UPDATE without RETURNING always gives a CursorResult; Session.execute is typed wider.
-    assert isinstance(result, CursorResult)
-    return result.rowcount
 
 
 class TransferQueue:
@@ -117,14 +118,22 @@ class TransferQueue:
             self._run_task(transfer_id)
 
     def sweep(self) -> int:
-        """Wake every transfer that is due: queued ones, and running ones whose worker is gone."""
+        """Wake every transfer that is due and has no message waiting in huey: queued ones, and
+        running ones whose worker is gone. How many it woke."""
         now = utcnow()
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, write=False) as session:
             due = session.exec(select(Transfer.id).where(self._claimable(now))).all()
-        for transfer_id in due:
+        waiting = self._waiting()
+        woken = [transfer_id for transfer_id in due if transfer_id not in waiting]
+        for transfer_id in woken:
             assert transfer_id is not None  # a primary key read back from the table
             self.wake(transfer_id)
-        return len(due)
+        return len(woken)
+
+    def _waiting(self) -> set[int]:
+        """The transfers that a message in huey (due now or scheduled) will run."""
+        messages = [*self.huey.pending(), *self.huey.scheduled()]
+        return {message.args[0] for message in messages if message.name == self._run_task.name}
 
     def sweep_later(self, delay: float) -> None:
         """Sweep once more after ``delay`` seconds."""
@@ -132,10 +141,14 @@ class TransferQueue:
 
     @staticmethod
     def _claimable(now: Any) -> Any:
+        # A queued transfer may still be leased: retried after a cancel whose run is stopping.
         return and_(
             col(Transfer.next_attempt_at) <= now,
             or_(
-                col(Transfer.state) == QUEUED,
+                and_(
+                    col(Transfer.state) == QUEUED,
+                    or_(col(Transfer.lease_until).is_(None), col(Transfer.lease_until) <= now),
+                ),
                 and_(col(Transfer.state).in_(ACTIVE), col(Transfer.lease_until) <= now),
             ),
         )
@@ -146,7 +159,7 @@ class TransferQueue:
         """Take the transfer if it is due and no live worker holds it; None otherwise."""
         now = utcnow()
         with session_scope(self.engine) as session:
-            claimed = _rows_changed(
+            claimed = rows_changed(
                 session,
                 update(Transfer)
                 .where(col(Transfer.id) == transfer_id, self._claimable(now))
@@ -157,13 +170,22 @@ class TransferQueue:
                     updated_at=now,
                 ),
             )
-            return session.get(Transfer, transfer_id) if claimed else None
+            transfer = session.get(Transfer, transfer_id)
+        if not claimed and transfer is not None and transfer.state == QUEUED:
+            self._wake_when_due(transfer.id, transfer.next_attempt_at)
+        return transfer if claimed else None
+
+    def _wake_when_due(self, transfer_id: int | None, due: datetime) -> None:
+        """Schedule a message for a queued transfer whose message came before it was due."""
+        wait = (due - utcnow()).total_seconds()
+        if wait > 0 and transfer_id is not None and not self.huey.immediate:
+            self.wake(transfer_id, delay=wait)
 
     def _save(self, transfer: Transfer, **values: Any) -> bool:
         """Record the run's progress, unless its claim is void (cancelled, or taken over)."""
         with session_scope(self.engine) as session:
             return bool(
-                _rows_changed(
+                rows_changed(
                     session,
                     update(Transfer)
                     .where(
@@ -175,26 +197,24 @@ class TransferQueue:
                 )
             )
 
-    @contextmanager
-    def _leased(self, transfer: Transfer) -> Iterator[None]:
-        """Renew the transfer's lease while the block runs, so no sweep takes it over."""
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(self.lease.total_seconds() / 3):
-                try:
-                    if not self._save(transfer, lease_until=utcnow() + self.lease):
-                        return  # cancelled or taken over: nothing left to hold
-                except Exception:  # a busy database now must not end the lease for good
-                    log.exception("renewing the lease of transfer %s", transfer.id)
-
-        renewer = threading.Thread(target=renew, name=f"lease-{transfer.id}", daemon=True)
-        renewer.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            renewer.join()
+    def _release(self, transfer: Transfer) -> None:
+        """Give up the lease of a run that was cancelled (or cancelled and already retried) once
+        it has stopped; wake the transfer if a retry is waiting for it."""
+        with session_scope(self.engine) as session:
+            released = rows_changed(
+                session,
+                update(Transfer)
+                .where(
+                    col(Transfer.id) == transfer.id,
+                    col(Transfer.claim) == transfer.claim,
+                    col(Transfer.state).in_((QUEUED, FAILED)),
+                    col(Transfer.lease_until).is_not(None),
+                )
+                .values(lease_until=None),
+            )
+            state = session.exec(select(Transfer.state).where(Transfer.id == transfer.id)).first()
+        if released and state == QUEUED:
+            self.wake(row_id(transfer))
 
     def run(self, transfer_id: int) -> None:
         """Carry the transfer one step further (a huey task): submit, follow, verify."""
@@ -206,9 +226,11 @@ class TransferQueue:
             self._save(transfer, state=QUEUED, lease_until=None, next_attempt_at=utcnow())
             self.wake(transfer_id, delay=1)
             return
+        every = self.settings["transfer_progress_seconds"]
+        save = lambda **values: self._save(transfer, **values)  # noqa: E731
         try:
-            with self._leased(transfer):
-                self._step(transfer)
+            with watched(transfer, save, self.engine, self.lease, every) as progress:
+                self._step(transfer, progress)
         except AdapterError as error:
             self._failed(transfer, str(error), error.permanent)
         except Exception as error:  # a bug must not leave the transfer claimed forever
@@ -216,8 +238,10 @@ class TransferQueue:
             # An OSError an adapter let through is as permanent as its errno says.
             permanent = isinstance(error, OSError) and error.errno in PERMANENT_ERRNOS
             self._failed(transfer, f"internal error: {error}", permanent=permanent)
+        finally:
+            self._release(transfer)
 
-    def _step(self, transfer: Transfer) -> None:
+    def _step(self, transfer: Transfer, progress: Progress) -> None:
         with session_scope(self.engine) as session:
             endpoint = session.get(Endpoint, transfer.endpoint_id)
             dataset = session.get(Dataset, transfer.dataset_id)
@@ -249,11 +273,16 @@ class TransferQueue:
             credentials=user_credentials,
             memo=memo,
             remember=remember,
+            progress=progress.report,
+            cancelled=progress.cancelled,
         )
         handle = transfer.handle
         if handle is None:
             handle = adapter.submit(job)
-            self._save(transfer, handle=handle)
+            if not self._save(transfer, handle=handle) and self._state(transfer) == FAILED:
+                # Cancelled while the submit ran: what it started (a Globus task) stops too.
+                adapter.cancel(job, handle)
+                raise Cancelled()
         status = adapter.status(job, handle)
         self._save(transfer, bytes_moved=status.bytes_moved)
         if status.state == FAILED:
@@ -286,6 +315,10 @@ class TransferQueue:
         if done:
             job.staged.unlink(missing_ok=True)
 
+    def _state(self, transfer: Transfer) -> str | None:
+        with session_scope(self.engine, write=False) as session:
+            return session.exec(select(Transfer.state).where(Transfer.id == transfer.id)).first()
+
     def _metadata_in_progress(self, transfer: Transfer) -> bool:
         """Whether another metadata.json write of the same dataset holds a live lease."""
         with session_scope(self.engine) as session:
@@ -303,23 +336,30 @@ class TransferQueue:
             )
 
     def refresh_metadata(self, dataset_id: int) -> None:
-        """Queue a rewrite of the dataset's metadata.json, unless one is already waiting."""
+        """Queue a rewrite of the dataset's metadata.json once its files settle; a rewrite that
+        is already waiting takes the request and waits the settling time again."""
+        settle = 0 if self.huey.immediate else self.settings["metadata_settle_seconds"]
+        due = utcnow() + timedelta(seconds=settle)
         with session_scope(self.engine) as session:
-            waiting = session.exec(
-                select(Transfer.id).where(
-                    Transfer.dataset_id == dataset_id,
-                    Transfer.kind == "metadata",
-                    Transfer.state == QUEUED,
+            waiting = rows_changed(
+                session,
+                update(Transfer)
+                .where(
+                    col(Transfer.dataset_id) == dataset_id,
+                    col(Transfer.kind) == "metadata",
+                    col(Transfer.state) == QUEUED,
                 )
-            ).first()
-            if waiting is not None:
-                return
+                .values(next_attempt_at=due),
+            )
+            if waiting:
+                return  # its message, on arriving early, schedules itself for the new time
             dataset = session.get(Dataset, dataset_id)
             endpoint = session.get(Endpoint, dataset.endpoint_id) if dataset else None
             if dataset is None or endpoint is None:
                 return  # the dataset is gone: no metadata.json to write
             transfer = self.add(session, dataset, endpoint)
-        self.wake(row_id(transfer))
+            transfer.next_attempt_at = due
+        self.wake(row_id(transfer), delay=settle)
 
     def _failed(self, transfer: Transfer, message: str, permanent: bool) -> None:
         attempts = transfer.attempts + 1
@@ -352,65 +392,9 @@ class TransferQueue:
     # What users and admins do ------------------------------------------------------------------
 
     def retry(self, transfer_id: int) -> bool:
-        """Queue a failed transfer again from scratch; False if it had not failed."""
-        now = utcnow()
-        with session_scope(self.engine) as session:
-            retried = _rows_changed(
-                session,
-                update(Transfer)
-                .where(
-                    col(Transfer.id) == transfer_id,
-                    col(Transfer.state) == FAILED,
-                    # A cancelled run may still be winding down: wait until its lease lapses.
-                    or_(col(Transfer.lease_until).is_(None), col(Transfer.lease_until) <= now),
-                )
-                .values(
-                    state=QUEUED,
-                    attempts=0,
-                    handle=None,
-                    permanent=False,
-                    next_attempt_at=utcnow(),
-                    finished_at=None,
-                    updated_at=utcnow(),
-                ),
-            )
-        if retried:
-            self.wake(transfer_id)
-        return bool(retried)
+        """Queue a failed transfer again from scratch; False if it had not (:mod:`.actions`)."""
+        return actions.retry(self, transfer_id)
 
     def cancel(self, transfer_id: int) -> bool:
-        """Stop a transfer that is not done yet; it fails with "cancelled" and keeps its file."""
-        now = utcnow()
-        with session_scope(self.engine) as session:
-            cancelled = _rows_changed(
-                session,
-                update(Transfer)
-                .where(col(Transfer.id) == transfer_id, col(Transfer.state).not_in((DONE, FAILED)))
-                .values(
-                    state=FAILED,
-                    permanent=True,
-                    last_error="cancelled",
-                    finished_at=now,
-                    updated_at=now,
-                ),
-            )
-            transfer = session.get(Transfer, transfer_id)
-            endpoint = session.get(Endpoint, transfer.endpoint_id) if transfer else None
-        if not cancelled or transfer is None:
-            return False
-        # A worker still running it finds its claim void at its next save, and stops there.
-        if transfer.handle and endpoint is not None:
-            adapter = self.adapters.for_endpoint(endpoint.adapter, endpoint.options)
-            adapter.cancel(self._job_stub(transfer), transfer.handle)
-        return True
-
-    @staticmethod
-    def _job_stub(transfer: Transfer) -> TransferJob:
-        return TransferJob(
-            staged=Path(transfer.staged_path or ""),
-            target=layout.PurePosixPath(),
-            sha256="",
-            size=0,
-            credentials=None,
-            memo=dict(transfer.memo),
-        )
+        """Stop a transfer that has not ended; False if it had (:mod:`.actions`)."""
+        return actions.cancel(self, transfer_id)

@@ -5,7 +5,8 @@ When the staging area and the destination share a filesystem, a file is moved by
 name: no byte is written twice. Across filesystems it is copied to a hidden temporary name beside
 its target, synced, then linked into place, so a reader never sees half a file. The temporary
 is locked while it is written; one whose worker was killed is removed when a worker starts
-(``remove_debris``).
+(``remove_debris``). A copy reports its progress after each 1 MiB chunk and, when the transfer is
+cancelled, stops before the next one and removes its temporary.
 
 The tree under the root is hostile ground (a share others can write in): every folder and file
 below the root is created and opened from the root's descriptor, one component at a time, never
@@ -36,6 +37,7 @@ from dataflow_lite.adapter import (
     DONE,
     Activation,
     AdapterError,
+    Cancelled,
     Check,
     Credentials,
     DestinationExists,
@@ -86,11 +88,21 @@ def _temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterat
         os.close(fd)
 
 
-def _copy_into(staged: Path, fd: int, where: Path) -> None:
-    """Copy ``staged`` into the open file ``fd`` (the temporary for ``where``), synced."""
+def _copy_into(job: TransferJob, fd: int, where: Path) -> None:
+    """Copy ``job.staged`` into the open file ``fd`` (the temporary for ``where``), synced.
+
+    Reports the bytes copied after each chunk and stops between chunks once the job is
+    cancelled (raising Cancelled; the caller removes the temporary).
+    """
+    moved = 0
     try:
-        with open(staged, "rb") as source, os.fdopen(fd, "wb", closefd=False) as copy:
-            shutil.copyfileobj(source, copy, CHUNK)
+        with open(job.staged, "rb") as source, os.fdopen(fd, "wb", closefd=False) as copy:
+            while chunk := source.read(CHUNK):
+                if job.cancelled.is_set():
+                    raise Cancelled()
+                copy.write(chunk)
+                moved += len(chunk)
+                job.progress(moved)
             copy.flush()
             os.fsync(copy.fileno())
     except OSError as error:
@@ -116,6 +128,17 @@ class LocalAdapter(TransferAdapter):
         checked = super().check_options(options)
         checked["path"] = str(Path(checked["path"]).expanduser().resolve())
         return checked
+
+    @classmethod
+    def option_warnings(cls, options: dict[str, Any]) -> list[str]:
+        root = Path(options["path"])
+        if not root.is_dir():
+            # Accepted (a share may be mounted later), but never created: say so now.
+            return [
+                f"{root} does not exist or is not a directory: transfers to this endpoint "
+                "fail until it does (it is never created)"
+            ]
+        return []
 
     @property
     def root(self) -> Path:
@@ -194,7 +217,7 @@ class LocalAdapter(TransferAdapter):
                 how = "copy"
                 where = self._path(job.target)
                 with _temporary_beside(folder, job.target, where) as (fd, temporary):
-                    _copy_into(job.staged, fd, where)
+                    _copy_into(job, fd, where)
                     try:
                         os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
                     except FileExistsError:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 import secrets
 import socket
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,6 +50,9 @@ from .rsync import (
 from .sftp import readback_sha256, staged_path, upload, write_atomically
 
 log = logging.getLogger(__name__)
+
+# How long a failed or cancelled rsync's host side may take to put its partial data away.
+PARTIAL_WAIT_SECONDS = 30
 
 
 class SftpAdapter(TransferAdapter):
@@ -272,7 +277,7 @@ class SftpAdapter(TransferAdapter):
 
     def _push(self, job: TransferJob, login: Login, path: str, mkpath: bool) -> bool:
         return push(
-            job.staged,
+            job,
             self.host,
             self.port,
             path,
@@ -314,19 +319,39 @@ class SftpAdapter(TransferAdapter):
         return handle
 
     def _drop_partial(self, login: Login, path: str) -> None:
-        """Remove what a failed rsync kept, when no retry will resume it (a full disk)."""
+        """Remove what a failed or cancelled rsync kept, when no retry will resume it (a full
+        disk, a cancel).
+
+        The host's rsync, cut off, moves its hidden temporary into ``.rsync-partial/`` as it
+        exits, which may be a moment after the local rsync ended: wait for the temporary to go,
+        removing the partial file each time it is there. A temporary that outlives the wait is
+        left to its writer (it may be another run's).
+        """
         folder, name = posixpath.split(path)
         partial = posixpath.join(folder, PARTIAL_DIR)
+        temporary = re.compile(rf"\.{re.escape(name)}\.[A-Za-z0-9]{{6}}")
+        deadline = time.monotonic() + PARTIAL_WAIT_SECONDS
         try:
             with self._session(login) as session:
-                for remove, what in (
-                    (session.sftp.remove, posixpath.join(partial, name)),
-                    (session.sftp.rmdir, partial),
-                ):
+                while True:
+                    for remove, what in (
+                        (session.sftp.remove, posixpath.join(partial, name)),
+                        (session.sftp.rmdir, partial),
+                    ):
+                        try:
+                            remove(what)
+                        except OSError:
+                            pass
                     try:
-                        remove(what)
+                        writing = any(map(temporary.fullmatch, session.sftp.listdir(folder)))
                     except OSError:
-                        pass
+                        writing = False  # no folder: nothing was written
+                    if not writing and session.exists(partial) is None:
+                        return
+                    if time.monotonic() > deadline:
+                        log.warning("rsync's temporary for %s is still being written", path)
+                        return
+                    time.sleep(0.2)
         except AdapterError:
             pass  # tidying only: the error being raised matters more
 
@@ -343,7 +368,9 @@ class SftpAdapter(TransferAdapter):
     def cancel(self, job: TransferJob, handle: str) -> None:
         """Nothing to stop: ``submit`` returns only when the bytes are in place.
 
-        A submit interrupted mid-transfer stops its rsync, whose partial data stays hidden in
+        A submit whose job is cancelled stops its rsync (or SFTP upload) and removes what it
+        left on the host, resume state included: a retry starts afresh. A submit cut off
+        otherwise (a lost connection, a worker stopping) keeps its partial data hidden in
         ``.rsync-partial/`` beside the target for the next attempt to resume.
         """
 

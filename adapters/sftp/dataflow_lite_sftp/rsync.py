@@ -4,6 +4,16 @@ rsync writes into a hidden temporary file beside the target and renames it when 
 is interrupted it keeps what arrived in ``.rsync-partial/`` beside the target, and the next run
 resumes from there. ``--ignore-existing`` makes it refuse to replace a file at the target.
 
+While it runs, rsync's ``--info=progress2`` lines on stdout (``  8,617,984  43%  8.01MB/s ...``,
+about one a second) give the job's progress, and a cancelled job stops rsync and ssh at once.
+
+rsync's ssh ignores SIGUSR1. rsync 3.2.4 and later have the host's rsync write its errors to
+stderr, which ssh carries apart from the transfer stream, while its exit code comes in that stream;
+on reading it the client exits without a message of its own and sends its children SIGUSR1. An
+ssh that died then would lose whatever of the host's words it had not yet written (one run in
+three under load: "exit code 11, no message" instead of "Permission denied"); one that lives on
+writes them all, and ends with the session.
+
 Passwords reach ssh through ``SSH_ASKPASS``: a two-line script (which holds no secret) prints an
 environment variable that only rsync, ssh and the script inherit. The script lives in a private
 temporary directory for the duration of the call; the password is never on a command line (where
@@ -14,16 +24,19 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from dataflow_lite.adapter import AdapterError
+from dataflow_lite.adapter import AdapterError, Cancelled, TransferJob
 
 from .errors import Where, rsync_error
 from .host import TIMEOUT, Login, remote_argument
@@ -39,6 +52,12 @@ SECRET_VARIABLE = "DFL_SFTP_ASKPASS_SECRET"
 ASKPASS = f"#!/bin/sh\nprintf '%s\\n' \"${SECRET_VARIABLE}\"\n"
 # rsync's own I/O timeout: a connection that moves nothing for this long is given up.
 IO_TIMEOUT = 120
+# The first number of an --info=progress2 line: bytes moved so far.
+PROGRESS = re.compile(rb"^\s*([\d,]+)\s+\d+%")
+# ssh under a shell that ignores SIGUSR1 (see above): "$0" is ssh, "$@" its arguments.
+KEEP_SSH_TO_THE_END = ("sh", "-c", 'trap "" USR1; exec "$0" "$@"')
+# How often a running rsync looks whether its job was cancelled.
+CANCEL_POLL_SECONDS = 0.2
 
 
 def rsync_available() -> bool:
@@ -179,8 +198,63 @@ def base_guard(base: str, no_links: tuple[str, ...] = ()) -> str:
     return guard + "rsync"
 
 
+def _read_progress(stream: Any, job: TransferJob, lines: list[bytes]) -> None:
+    """Read rsync's stdout to its end: report each progress figure, keep the other lines."""
+    pending = b""
+    while chunk := stream.read1(65536):
+        pending += chunk
+        *done, pending = re.split(rb"[\r\n]", pending)
+        for line in done:
+            found = PROGRESS.match(line)
+            if found:
+                job.progress(int(found.group(1).replace(b",", b"")))
+            elif line.strip():
+                lines.append(line)
+    lines.append(pending)
+
+
+def _run(command: list[str], environment: dict[str, str], job: TransferJob) -> tuple[int, str, str]:
+    """Run rsync until it exits or the job is cancelled; its exit code, stdout and stderr."""
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment,
+        start_new_session=True,
+    )
+    stdout, stderr = process.stdout, process.stderr
+    assert stdout is not None and stderr is not None
+    lines: list[bytes] = []
+    errors: list[bytes] = []
+    readers = [
+        threading.Thread(target=_read_progress, args=(stdout, job, lines), daemon=True),
+        threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        while True:
+            try:
+                process.wait(CANCEL_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if job.cancelled.is_set():
+                    raise Cancelled() from None
+    finally:
+        if process.poll() is None:  # cancelled, or interrupted (a worker shutting down)
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+        for reader in readers:
+            reader.join()
+        stdout.close()
+        stderr.close()
+    text = b"\n".join(lines).decode(errors="replace")
+    return process.returncode, text, b"".join(errors).decode(errors="replace")
+
+
 def push(
-    staged: Path,
+    job: TransferJob,
     host: str,
     port: int,
     remote_path: str,
@@ -192,18 +266,22 @@ def push(
     scratch: Path | None = None,
     no_links: tuple[str, ...] = (),
 ) -> bool:
-    """Copy ``staged`` to ``remote_path``; whether bytes moved (False: something was there).
+    """Copy ``job.staged`` to ``remote_path``; whether bytes moved (False: something was there).
 
-    Blocks until rsync exits. rsync and ssh run in their own session (``setsid``), which is what
-    makes ssh use the askpass script rather than a terminal, and lets an interrupted call stop them
+    Blocks until rsync exits, reporting progress; raises Cancelled soon after the job is
+    cancelled. rsync and ssh run in their own session (``setsid``), which is what makes ssh use
+    the askpass script rather than a terminal, and lets a cancelled or interrupted call stop them
     as a group. Without ``mkpath`` the target's folders must exist.
     """
-    ssh = " ".join(_quote(argument) for argument in ssh_command(port, login, where.known_hosts))
+    staged = job.staged
+    ssh_argv = [*KEEP_SSH_TO_THE_END, *ssh_command(port, login, where.known_hosts)]
+    ssh = " ".join(_quote(argument) for argument in ssh_argv)
     command = [
         "rsync",
         f"--partial-dir={PARTIAL_DIR}",
         "--ignore-existing",
         "--itemize-changes",
+        "--info=progress2",
         f"--timeout={IO_TIMEOUT}",
         *(["--mkpath"] if mkpath else []),
         f"--rsync-path={base_guard(base, no_links)}",
@@ -214,23 +292,9 @@ def push(
         destination(host, login.username, remote_path),
     ]
     with _environment(login, scratch) as environment:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=environment,
-            start_new_session=True,
-            text=True,
-        )
-        try:
-            stdout, stderr = process.communicate()
-        finally:
-            if process.poll() is None:  # interrupted (a worker shutting down): stop the group
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait()
-    if process.returncode != 0:
-        _raise_failure(process.returncode, stderr, staged, base, login, where)
+        code, stdout, stderr = _run(command, environment, job)
+    if code != 0:
+        _raise_failure(code, stderr, staged, base, login, where)
     # An itemized line (<f+++++++++) per file sent; none when --ignore-existing skipped it.
     return any(line.startswith("<f") for line in stdout.splitlines())
 

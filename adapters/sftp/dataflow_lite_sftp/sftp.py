@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paramiko
 
-from dataflow_lite.adapter import AdapterError, DestinationExists, TransferJob
+from dataflow_lite.adapter import AdapterError, Cancelled, DestinationExists, TransferJob
 
 from .errors import sftp_error
 from .host import HostSession
@@ -89,7 +89,14 @@ def upload(session: HostSession, job: TransferJob, path: str) -> None:
             source.seek(offset)
             remote.seek(offset)
             while chunk := source.read(CHUNK):
+                if job.cancelled.is_set():
+                    break
                 remote.write(chunk)
+                offset += len(chunk)
+                job.progress(offset)
+        if job.cancelled.is_set():
+            _remove_quietly(session, temporary)  # a retry starts afresh
+            raise Cancelled()
         landed = session.exists(temporary)
         if landed is None or landed.st_size != job.size:
             # paramiko drops the answers to the last pipelined writes: the size tells.
