@@ -311,25 +311,10 @@ def test_push_killed_mid_run_then_run_again_sends_every_file_exactly_once(
 
 
 def watch(state: Path, folder: Path, server: str, key: str, *options: str) -> subprocess.Popen:
-    log = open(state.parent / "watch.log", "ab")
-    return subprocess.Popen(
-        [
-            *AGENT,
-            "--state",
-            str(state),
-            "watch",
-            str(folder),
-            "--server",
-            server,
-            "--key",
-            key,
-            "--interval",
-            "0.2",
-            *options,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    command = [*AGENT, "--state", str(state), "watch", str(folder), "--server", server,
+               "--key", key, "--interval", "0.2", *options]  # fmt: skip
+    with open(state.parent / "watch.log", "ab") as log:  # the agent keeps its own copy open
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
 def sent_paths(state: Path, folder: Path) -> dict[str, dict]:
