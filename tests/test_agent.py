@@ -178,6 +178,26 @@ def test_push_dry_run_says_what_it_would_send_and_sends_nothing(tmp_path: Path):
     assert not (tmp_path / "state" / "agent.sqlite3").exists()
 
 
+def test_watch_dry_run_names_the_complete_files_of_each_run(tmp_path: Path):
+    watched = tmp_path / "watched"
+    make_run(watched, {"run1/a.raw": b"1", "run1/~$a.raw": b"lock", "run1/dataflow.json": b"{}",
+                       "run2/b.raw": b"2", "alone.raw": b"3", ".hidden/c.raw": b"4"})  # fmt: skip
+    old = time.time() - 3600
+    for path in watched.rglob("*"):
+        os.utime(path, (old, old))
+    (watched / "run2" / "new.raw").write_bytes(b"still being written")
+    out = agent(tmp_path / "state", "watch", str(watched), "--server", "http://127.0.0.1:9",
+                "--key", "k", "--quiet-seconds", "60", "--dry-run").stdout  # fmt: skip
+    assert out.splitlines() == [
+        "would send to dataset 'alone.raw':",
+        f"  {watched / 'alone.raw'} -> alone.raw",
+        "would send to dataset 'run1':",
+        f"  {watched / 'run1' / 'a.raw'} -> a.raw",
+        "would send to dataset 'run2':",
+        f"  {watched / 'run2' / 'b.raw'} -> b.raw",
+    ]
+
+
 def test_an_unreachable_server_is_one_line(tmp_path: Path):
     run = make_run(tmp_path / "run", {"a.bin": b"12"})
     done = agent(
