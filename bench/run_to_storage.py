@@ -19,29 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.sshd
 
-from tests.sshd import Sshd, free_port, running_sshd, ssh_account  # noqa: E402
+from serving import cli, serving  # noqa: E402
+
+from tests.sshd import Sshd, running_sshd, ssh_account  # noqa: E402
 
 AGENT = [sys.executable, "-m", "dataflow_lite_agent"]
-
-
-def cli_command(instance: Path) -> list[str]:
-    return [sys.executable, "-m", "dataflow_lite", "--instance", str(instance)]
-
-
-def cli(instance: Path, *args: str) -> str:
-    command = [*cli_command(instance), *args]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
 def fill(folder: Path, count: int, size: int, name: str) -> int:
@@ -104,14 +94,7 @@ def main() -> None:
                 "--known-hosts", str(sshd.known_hosts), "--default")  # fmt: skip
             cli(instance, "user", "add", "ada")
             key = cli(instance, "key", "create", "ada").strip()
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            server = subprocess.Popen(
-                [*cli_command(instance), "serve", "--bind", f"127.0.0.1:{port}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-            try:
-                wait_for_server(url)
+            with serving(instance) as url:
                 figures = {}
                 for name, size, count in (("small", small, args.small),
                                           ("large", large, args.large)):  # fmt: skip
@@ -119,9 +102,6 @@ def main() -> None:
                     agent, rss, summary = push(url, key, work / name, work / f"state-{name}")
                     assert f"{count} of {count} verified" in summary, summary
                     figures[name] = (by_hand, agent, rss, size, count)
-            finally:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(30)
     print(json.dumps({"machine": os.uname().nodename, "cpus": os.cpu_count()}))
     print("| run | rsync -r by hand | dataflow-agent push, until verified | ratio | agent RSS |")
     print("| --- | --- | --- | --- | --- |")
@@ -133,18 +113,6 @@ def main() -> None:
             f"| {label} | {by_hand:.2f} s | {agent:.2f} s | **{agent / by_hand:.2f}x**"
             f"{rates if name == 'large' else ''} | {rss / 1024:.0f} MiB |"
         )
-
-
-def wait_for_server(url: str) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            requests.get(f"{url}/api/v1/openapi.json", timeout=1)
-            return
-        except requests.RequestException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -233,19 +233,9 @@ def test_push_sends_a_tree_and_a_file_and_every_receipt_is_verified(live_server,
     meta = tmp_path / "meta.json"
     meta.write_text(json.dumps({"sample": "Si", "stage": {"temperature": 4.2}}))
     state = tmp_path / "state"
-    out = agent(
-        state,
-        "push",
-        str(run),
-        str(single),
-        "--server",
-        live_server.url,
-        "--key",
-        key,
-        "--metadata",
-        str(meta),
-        "--quiet",
-    ).stdout
+    command = ("push", str(run), str(single), "--server", live_server.url, "--key", key,
+               "--metadata", str(meta), "--quiet")  # fmt: skip
+    out = agent(state, *command).stdout
     assert "5 file(s) sent, 0 already there, 5 of 5 verified at the destination" in out, out
     dataset_id = int(out.split()[1].rstrip(":"))
     on_server = dataset_files(live_server, key, dataset_id)
@@ -261,19 +251,7 @@ def test_push_sends_a_tree_and_a_file_and_every_receipt_is_verified(live_server,
         assert Path(receipt["destination"]).read_bytes() == source.read_bytes()
 
     # The same command again sends nothing and makes no second dataset.
-    again = agent(
-        state,
-        "push",
-        str(run),
-        str(single),
-        "--server",
-        live_server.url,
-        "--key",
-        key,
-        "--metadata",
-        str(meta),
-        "--quiet",
-    ).stdout
+    again = agent(state, *command).stdout
     assert f"dataset {dataset_id}: 0 file(s) sent, 5 already there, 5 of 5 verified" in again
 
 
