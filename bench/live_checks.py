@@ -17,8 +17,6 @@ import argparse
 import os
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from serving import cli, serving
 
 from dataflow_lite import bootstrap
 from dataflow_lite.adapter import Credentials
@@ -34,11 +33,6 @@ from dataflow_lite.services import users
 from dataflow_lite.services.identity import system
 from dataflow_lite.store import credentials
 from dataflow_lite.store.db import unit_of_work
-
-
-def cli(instance: Path, *args: str) -> str:
-    command = [sys.executable, "-m", "dataflow_lite", "--instance", str(instance), *args]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
 def silent_port(stop: threading.Event) -> int:
@@ -59,12 +53,6 @@ def silent_port(stop: threading.Event) -> int:
 
     threading.Thread(target=accept, daemon=True).start()
     return listener.getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def uploads(api: str, key: str, files: int) -> list[float]:
@@ -118,20 +106,8 @@ def main() -> None:
         with unit_of_work(rt.engine, audited=False) as work:  # as an earlier activation left them
             credentials.store(work.session, rt.cipher, ada.id, silent, Credentials("lab", "pw"))
         rt.engine.dispose()
-        bind = f"127.0.0.1:{free_port()}"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "dataflow_lite", "--instance", str(instance), "serve",
-             "--bind", bind],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        api = f"http://{bind}/api/v1"
-        try:
-            for _ in range(300):
-                try:
-                    requests.get(f"{api}/openapi.json", timeout=1)
-                    break
-                except requests.RequestException:
-                    time.sleep(0.1)
+        with serving(instance) as url:
+            api = f"{url}/api/v1"
             quiet = uploads(api, keys["bob"], args.files)
             checks: list[float] = []
             busy = threading.Event()
@@ -155,10 +131,7 @@ def main() -> None:
             busy.set()
             for thread in checkers:
                 thread.join()
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(30)
-            stop.set()
+        stop.set()
     print(f"bob's uploads, {args.files} x 64 KiB, one after another:")
     print(f"  quiet:                 p50 {statistics.median(quiet) * 1000:7.1f} ms"
           f"   p95 {p95(quiet) * 1000:7.1f} ms")  # fmt: skip

@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,14 +29,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import requests
+from serving import cli, serving
 from sqlalchemy import event
 
 from dataflow_lite import bootstrap
 from dataflow_lite.services import datasets, users
 from dataflow_lite.services.identity import Identity, system
-
-sys.path.insert(0, str(Path(__file__).parent))
-from live_checks import cli, free_port  # noqa: E402
 
 
 def latencies(url: str, key: str, count: int) -> list[float]:
@@ -179,27 +173,10 @@ def main() -> None:
         cli(instance, "init")
         cli(instance, "user", "add", "ada")
         key = cli(instance, "key", "create", "ada").strip()
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "dataflow_lite", "--instance", str(instance), "serve",
-             "--bind", f"127.0.0.1:{port}", "--no-transfer-worker"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    requests.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=1)
-                    break
-                except requests.RequestException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+        with serving(instance, "--no-transfer-worker") as url:
+            port = int(url.rsplit(":", 1)[1])
             beside_slow_clients(port, key, args.requests, args.idle, args.trickling)
             largest_body(instance, port, key, args.runs)
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
 
 
 if __name__ == "__main__":
