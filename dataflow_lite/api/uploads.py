@@ -208,6 +208,22 @@ class DirectWriter:
             _write_all(self.fd, self.buffer)
         self.filled = 0
 
+    def sync(self) -> bool:
+        """Sync what was written, if nothing is held back in the buffer; whether it did.
+
+        A resumable upload calls it to make its progress durable mid-request; with a partial
+        block buffered it waits for the next whole one rather than break O_DIRECT's alignment.
+        """
+        if self.filled:
+            return False
+        os.fsync(self.fd)
+        return True
+
+    def release(self) -> None:
+        """Let go of the buffer without writing it (after an error); safe to call twice."""
+        if not self.buffer.closed:
+            self.buffer.close()
+
     def close(self) -> None:
         """Write what is left, sync the file, and release the buffer (not the descriptor)."""
         if self.filled:
@@ -266,8 +282,8 @@ def _staged_file(staging_dir: Path, upload: StagedUpload) -> Iterator[DirectWrit
         writer.close()
         fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
     except BaseException:
-        if writer is not None and not writer.buffer.closed:
-            writer.buffer.close()
+        if writer is not None:
+            writer.release()
         upload.discard()
         raise
 

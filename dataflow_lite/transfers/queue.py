@@ -41,6 +41,7 @@ from dataflow_lite.store.catalog import metadata_json
 from dataflow_lite.store.db import session_scope
 from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
+from dataflow_lite.transfers.debris import remove_expired_uploads
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class TransferQueue:
         self._run_task = self.huey.task(name="run_transfer")(self.run)
         self._sweep_task = self.huey.task(name="sweep_once")(self.sweep)
         self.huey.periodic_task(crontab(minute="*"), name="sweep")(self.sweep)
+        self.huey.periodic_task(crontab(minute="*"), name="expire_uploads")(self.expire_uploads)
 
     @property
     def lease(self) -> timedelta:
@@ -125,6 +127,11 @@ class TransferQueue:
             assert transfer_id is not None  # a primary key read back from the table
             self.wake(transfer_id)
         return len(due)
+
+    def expire_uploads(self) -> None:
+        """Remove expired resumable uploads and their bytes (a periodic task, every minute)."""
+        for line in remove_expired_uploads(self.engine, self.adapters.context.staging_dir):
+            log.info("%s", line)
 
     def sweep_later(self, delay: float) -> None:
         """Sweep once more after ``delay`` seconds."""
