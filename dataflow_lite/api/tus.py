@@ -213,9 +213,10 @@ def _receive(
         running = _hashes.take(state.id, state.offset)
         writer = DirectWriter(fd)
         durable = written = 0
+        expected = remaining if declared is None else declared
         try:
-            while written < remaining:
-                data = stream.read(min(CHUNK, remaining - written))
+            while written < expected:
+                data = stream.read(min(CHUNK, expected - written))
                 if not data:
                     break  # the body ended (or the connection was cut)
                 writer.write(data)
@@ -266,6 +267,18 @@ def _record(state: UploadState, durable: int, written: int) -> None:
         raise DataflowError(404, f"upload {state.id} was ended meanwhile")
 
 
+def _body() -> IO[bytes]:
+    """The request's body, read at most to its Content-Length.
+
+    With a length, straight from the WSGI server's input (``_receive`` never reads past it):
+    Werkzeug's wrapper copies every byte twice more, a third of the server's CPU here.
+    """
+    if request.content_length is None:
+        return request.stream
+    body: IO[bytes] = request.environ["wsgi.input"]
+    return body
+
+
 def _body_follows() -> bool:
     return request.content_length not in (None, 0) or "chunked" in request.headers.get(
         "Transfer-Encoding", ""
@@ -311,7 +324,7 @@ class Uploads(MethodView):
             if _body_follows() and request.mimetype != OFFSET_STREAM:
                 raise DataflowError(415, f"an upload's bytes are sent as {OFFSET_STREAM}")
             try:
-                _receive(state, 0, request.stream, request.content_length)
+                _receive(state, 0, _body(), request.content_length)
             except DataflowError as error:
                 error.data["headers"] = {**error.data.get("headers", {}), **headers}
                 raise
@@ -336,7 +349,7 @@ class Upload(MethodView):
             raise DataflowError(415, f"an upload's bytes are sent as {OFFSET_STREAM}")
         claimed = _header_int("Upload-Offset")
         state = resumable_uploads.writable_upload(runtime(), current_identity(), upload_id)
-        _receive(state, claimed, request.stream, request.content_length)
+        _receive(state, claimed, _body(), request.content_length)
         state = resumable_uploads.upload_state(runtime(), current_identity(), upload_id)
         headers = _state_headers(state)
         del headers["Upload-Length"]
