@@ -158,8 +158,20 @@ def _state_headers(state: UploadState) -> dict[str, str]:
 
 
 def _open_locked(state: UploadState) -> int:
-    """The upload's staged bytes (made if new), locked for this request; 409 if another has it."""
-    fd = os.open(state.staged_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """The upload's staged bytes, locked for this request; 409 if another request has them.
+
+    Made only by the first request: later ones must find them (410 if they were lost, say the
+    staging area was emptied), so that a request racing the one that completed the upload never
+    leaves an empty file behind.
+    """
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if state.offset == 0 else 0)
+    try:
+        fd = os.open(state.staged_path, flags, 0o644)
+    except FileNotFoundError:
+        rt, identity = runtime(), current_identity()
+        resumable_uploads.writable_upload(rt, identity, state.id)  # 409 if completed meanwhile
+        resumable_uploads.cancel_upload(rt, identity, state.id)
+        raise DataflowError(410, "this upload's bytes were lost: start it again") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
