@@ -4,7 +4,7 @@ An upload is started with where the file goes (dataset, folder, name) and its le
 path, the name and the dataset are checked then, exactly as for a one-request upload, and the
 path counts as taken from then on. Its bytes go to the staging area (the HTTP face writes
 them); ``offset`` is how many are durable. Once the last byte arrived, ``finish_upload``
-catalogues the file through the same code as ``datasets.add_file``, so it is transferred and
+catalogues the file through the same code as ``dataset_files.add_file``, so it is transferred and
 verified the same way. An unfinished upload expires ``resumable_upload_expiry_seconds`` after
 it was started or last received bytes; the transfer worker's sweep then removes its bytes.
 """
@@ -21,7 +21,7 @@ from sqlalchemy import CursorResult, delete, update
 from sqlmodel import Session, col
 
 from dataflow_lite.bootstrap import Runtime
-from dataflow_lite.services import audit, datasets
+from dataflow_lite.services import audit, dataset_files
 from dataflow_lite.services.errors import Conflict, NotFound, TooLarge
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
@@ -82,10 +82,10 @@ def start_upload(
 ) -> UploadState:
     """Start an upload of ``length`` bytes to ``relative_path/filename`` in the dataset.
 
-    Refused as ``datasets.add_file`` would refuse the finished file (NotFound, Invalid,
+    Refused as ``dataset_files.add_file`` would refuse the finished file (NotFound, Invalid,
     Conflict), and TooLarge beyond ``max_upload_bytes``; nothing is recorded then.
     """
-    relative, name = datasets.checked_target(relative_path, filename)
+    relative, name = dataset_files.checked_target(relative_path, filename)
     limit = rt.settings["max_upload_bytes"]
     if length > limit:
         raise TooLarge(
@@ -109,7 +109,7 @@ def start_upload(
                 col(ResumableUpload.expires_at) <= utcnow(),
             )
         )
-        datasets.check_free(session, dataset_id, relative, name)
+        dataset_files.check_free(session, dataset_id, relative, name)
         row = ResumableUpload(
             id=secrets.token_hex(16),
             user_id=identity.uid,
@@ -184,7 +184,7 @@ def finish_upload(rt: Runtime, identity: Identity, upload_id: str, sha256: str) 
     """Catalogue the complete upload's file, queue its transfer, and mark the upload complete.
 
     One transaction: the file is catalogued exactly when the upload is marked complete. Return
-    the file as ``datasets.add_file`` does; the queue owns the staged bytes from then on.
+    the file as ``dataset_files.add_file`` does; the queue owns the staged bytes from then on.
     """
     with unit_of_work(rt.engine) as work:
         session = work.session
@@ -195,14 +195,14 @@ def finish_upload(rt: Runtime, identity: Identity, upload_id: str, sha256: str) 
         assert dataset is not None  # uploads are removed with their dataset
         authorize(identity, "file.add", dataset)
         relative = layout.check_relative_path(row.relative_path)
-        datasets.check_free(session, row.dataset_id, relative, row.name, upload_id=row.id)
-        staged = datasets.StagedFile(
+        dataset_files.check_free(session, row.dataset_id, relative, row.name, upload_id=row.id)
+        staged = dataset_files.StagedFile(
             _state(rt, row).staged_path, row.name, row.length, sha256, row.content_type
         )
-        added = datasets.record_file(rt, work, identity, dataset, relative, row.name, staged)
+        added = dataset_files.record_file(rt, work, identity, dataset, relative, row.name, staged)
         row.file_id = added["id"]
         session.add(row)
-    return datasets.with_transfer_state(rt, added)
+    return dataset_files.with_transfer_state(rt, added)
 
 
 @use_case("upload.cancel")
