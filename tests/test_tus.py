@@ -273,6 +273,33 @@ def test_a_checksum_mismatch_is_460_and_the_chunk_is_discarded(site: Site):
 
 
 @pytest.mark.server
+def test_one_connection_carries_requests_after_refused_and_accepted_bodies(site: Site):
+    """Bodies are read from gunicorn's socket: the next request on a connection stays intact."""
+    dataset_id = site.dataset()
+    body = os.urandom(3 * MIB + 5)
+    url = urllib.parse.urljoin(
+        site.uploads,
+        site.create(metadata(dataset_id, "kept-alive.bin"), len(body)).headers["Location"],
+    )
+    headers = {**site.auth, **TUS, "Content-Type": "application/offset+octet-stream"}
+    with requests.Session() as session:
+
+        def patch(offset: int, data: bytes) -> requests.Response:
+            return session.patch(
+                url, data=data, headers={**headers, "Upload-Offset": str(offset)}, timeout=20
+            )
+
+        assert patch(0, body[:MIB]).status_code == 204
+        assert patch(5, body[MIB : 2 * MIB]).status_code == 409  # refused, its body unread
+        assert patch(MIB, body[MIB : 2 * MIB]).status_code == 204
+        assert session.head(url, headers={**site.auth, **TUS}, timeout=20).headers[
+            "Upload-Offset"
+        ] == str(2 * MIB)
+        assert patch(2 * MIB, body[2 * MIB :]).status_code == 204
+    assert site.landed(dataset_id, "kept-alive.bin")["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.server
 def test_termination_removes_the_bytes_and_frees_the_path(site: Site):
     dataset_id = site.dataset()
     url = urllib.parse.urljoin(
@@ -466,3 +493,38 @@ def test_the_sweeps_remove_expired_uploads_only(instance: Path, key: str):
     assert (staging / layout.resumable_staged_name("new")).read_bytes() == b"12345"
     with session_scope(rt.engine, write=False) as session:
         assert [row.id for row in session.exec(select(ResumableUpload))] == ["new"]
+
+
+def test_an_upload_through_another_wsgi_server_reads_the_request_stream(app, auth):
+    """Outside gunicorn (here Werkzeug's test client) the body is read through request.stream."""
+    client = app.test_client()
+    dataset_id = client.post("/api/v1/datasets", json={"name": "d"}, headers=auth).json["id"]
+    body = os.urandom(5 * MIB + 1)
+    created = client.post(
+        "/api/v1/uploads/",
+        headers={
+            **auth,
+            **TUS,
+            "Upload-Length": str(len(body)),
+            "Upload-Metadata": encoded(metadata(dataset_id, "plain.bin")),
+        },
+    )
+    assert created.status_code == 201, created.json
+    url = created.headers["Location"]
+    for offset in (0, 4 * MIB):
+        sent = client.patch(
+            url,
+            data=body[offset : offset + 4 * MIB],
+            headers={
+                **auth,
+                **TUS,
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        assert sent.status_code == 204, sent.json
+    shown = client.get(f"/api/v1/datasets/{dataset_id}", headers=auth).json
+    (entry,) = [f for f in shown["dataset_files"] if f["name"] == "plain.bin"]
+    assert entry["sha256"] == hashlib.sha256(body).hexdigest()
+    assert entry["transfer_state"] == "done"
+    assert (Path(shown["destination"]) / "plain.bin").read_bytes() == body

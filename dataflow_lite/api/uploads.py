@@ -14,7 +14,7 @@ import hashlib
 import mmap
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +208,32 @@ class DirectWriter:
             _write_all(self.fd, self.buffer)
         self.filled = 0
 
+    def receive(
+        self, readinto: Callable[[memoryview], int], most: int, seen: Callable[[memoryview], object]
+    ) -> int:
+        """Read up to ``most`` bytes with ``readinto`` straight into the buffer and append them.
+
+        ``seen`` is shown them first (to hash them). No copy in Python: a socket's ``recv_into``
+        fills the aligned buffer itself. Return how many bytes came (0: the input ended).
+        """
+        if not self.direct:
+            scratch = bytearray(min(most, CHUNK))
+            with memoryview(scratch) as view:
+                got = readinto(view)
+                seen(view[:got])
+                _write_all(self.fd, scratch, got)
+            return got
+        with memoryview(self.buffer) as whole:
+            room = min(most, self.BLOCK - self.filled)
+            with whole[self.filled : self.filled + room] as free:
+                got = readinto(free)
+                with free[:got] as arrived:
+                    seen(arrived)
+        self.filled += got
+        if self.filled == self.BLOCK:
+            self._write_block()
+        return got
+
     def sync(self) -> bool:
         """Sync what was written, if nothing is held back in the buffer; whether it did.
 
@@ -244,7 +270,7 @@ def _set_direct(fd: int, on: bool) -> bool:
     return on
 
 
-def _write_all(fd: int, data: bytes | mmap.mmap, length: int | None = None) -> None:
+def _write_all(fd: int, data: bytes | bytearray | mmap.mmap, length: int | None = None) -> None:
     """Write ``data`` (its first ``length`` bytes) to ``fd``.
 
     Every view of an mmap is released even when a write fails (ENOSPC), or the buffer could
