@@ -391,11 +391,11 @@ def test_a_server_killed_mid_upload_resumes_at_the_exact_offset(cli: Cli, key: s
     try:
         site = Site(server, cli, key)
         dataset_id = site.dataset()
-        source = random_file(tmp_path / "long.raw", 56 * MIB + 99)
+        source = random_file(tmp_path / "long.raw", 150 * MIB + 99)
         data = source.read_bytes()
         url = site.uploader(source, metadata=metadata(dataset_id, "long.raw")).create_url()
         path = urllib.parse.urlsplit(url).path
-        # A request still sending when the server dies: progress is made durable every 16 MiB.
+        # A request still sending when the server dies: progress is made durable every 64 MiB.
         target = urllib.parse.urlsplit(url)
         connection = socket.create_connection((target.hostname, target.port))
         connection.sendall(
@@ -406,8 +406,8 @@ def test_a_server_killed_mid_upload_resumes_at_the_exact_offset(cli: Cli, key: s
                 f"Content-Length: {len(data)}\r\n\r\n"
             ).encode()
         )
-        connection.sendall(data[: 40 * MIB])
-        assert wait_for_offset(site, url, 32 * MIB) == 32 * MIB
+        connection.sendall(data[: 140 * MIB])
+        assert wait_for_offset(site, url, 128 * MIB) == 128 * MIB
         os.killpg(server.process.pid, signal.SIGKILL)
         server.process.wait()
         connection.close()
@@ -418,9 +418,9 @@ def test_a_server_killed_mid_upload_resumes_at_the_exact_offset(cli: Cli, key: s
     try:
         site = Site(server, cli, key)
         url = server.api + "/uploads/" + path.rsplit("/", 1)[1]
-        assert site.offset(url) == 32 * MIB  # exactly what was durable when it died
+        assert site.offset(url) == 128 * MIB  # exactly what was durable when it died
         resumed = site.uploader(source, url=url, chunk_size=8 * MIB)
-        assert resumed.offset == 32 * MIB
+        assert resumed.offset == 128 * MIB
         resumed.upload()
         landed = site.landed(dataset_id, "long.raw")
         assert landed["sha256"] == sha256(source)

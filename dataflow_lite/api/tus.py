@@ -49,7 +49,7 @@ EXTENSIONS = "creation,creation-with-upload,expiration,termination,checksum"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 OFFSET_STREAM = "application/offset+octet-stream"
 #: A long request makes its progress durable (and so resumable) at least this often.
-CHECKPOINT_BYTES = 16 << 20
+CHECKPOINT_BYTES = 64 << 20
 
 blp = Blueprint("uploads", __name__, description="Resumable uploads (tus 1.0).")
 
