@@ -7,7 +7,8 @@ upload is created, before any byte is sent. The services keep the upload's state
 catalog; this module writes its bytes to the staging area with the multipart route's writer
 (``uploads.DirectWriter``), holding an exclusive ``flock`` on them while a request writes, so
 that two requests never write one upload and a sweep never takes bytes still arriving. Under
-gunicorn the body goes from the socket straight into the writer's aligned buffer (``_body``).
+gunicorn the body goes from the socket straight into the writer's aligned buffer
+(``request_body``).
 
 sha256 is computed on the way. The hash of the bytes so far is kept in the process between
 requests; a request that finds none for its offset (another web worker took the previous one,
@@ -22,13 +23,12 @@ import binascii
 import errno
 import fcntl
 import hashlib
-import io
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from flask import Response, request, url_for
 from flask.views import MethodView
@@ -38,6 +38,7 @@ from werkzeug.http import http_date
 from dataflow_lite.api import Blueprint
 from dataflow_lite.api.auth import current_identity
 from dataflow_lite.api.errors import DataflowError
+from dataflow_lite.api.request_body import body_reader
 from dataflow_lite.api.uploads import CHUNK, DirectWriter
 from dataflow_lite.faces import runtime
 from dataflow_lite.services import resumable_uploads
@@ -284,56 +285,6 @@ def _record(state: UploadState, durable: int, written: int) -> None:
         raise DataflowError(404, f"upload {state.id} was ended meanwhile")
 
 
-def _body() -> Callable[[memoryview], int]:
-    """How to read the request's body into a buffer (``readinto``), at most to its length.
-
-    Under gunicorn, with a Content-Length: from the connection's socket itself, after what
-    gunicorn read ahead with the headers, keeping its count of the body's bytes left (so that
-    the next request on the connection starts where it should). gunicorn's and Werkzeug's
-    readers copy each byte four or five times over, more CPU than the sha256. Elsewhere (or if
-    gunicorn's reader is not the one known here), through ``request.stream``.
-    """
-    body: Any = request.environ.get("wsgi.input")
-    sock = request.environ.get("gunicorn.socket")
-    # gunicorn's Body, its LengthReader and the SocketUnreader under it (gunicorn >= 27).
-    reader: Any = getattr(body, "reader", None)
-    unreader: Any = getattr(reader, "unreader", None)
-    if (
-        sock is None
-        or type(reader).__name__ != "LengthReader"
-        or not isinstance(getattr(reader, "length", None), int)
-        or not isinstance(getattr(unreader, "buf", None), io.BytesIO)
-        or not isinstance(getattr(body, "buf", None), io.BytesIO)
-        or body.buf.tell()  # the app read some of the body already
-    ):
-        return _stream_reader(request.stream)
-
-    def readinto(view: memoryview) -> int:
-        # gunicorn's own state stays true after every call: what it read ahead with the headers
-        # is taken from its buffer, and its count of the body's bytes left goes down.
-        ahead = unreader.buf.getvalue()
-        if ahead:
-            got = min(len(view), len(ahead))
-            view[:got] = ahead[:got]
-            unreader.buf = io.BytesIO()
-            unreader.buf.write(ahead[got:])
-        else:
-            got = sock.recv_into(view, min(len(view), reader.length)) if reader.length else 0
-        reader.length -= got
-        return got
-
-    return readinto
-
-
-def _stream_reader(stream: IO[bytes]) -> Callable[[memoryview], int]:
-    def readinto(view: memoryview) -> int:
-        data = stream.read(min(len(view), CHUNK))
-        view[: len(data)] = data
-        return len(data)
-
-    return readinto
-
-
 def _body_follows() -> bool:
     return request.content_length not in (None, 0) or "chunked" in request.headers.get(
         "Transfer-Encoding", ""
@@ -379,7 +330,7 @@ class Uploads(MethodView):
             if _body_follows() and request.mimetype != OFFSET_STREAM:
                 raise DataflowError(415, f"an upload's bytes are sent as {OFFSET_STREAM}")
             try:
-                _receive(state, 0, _body(), request.content_length)
+                _receive(state, 0, body_reader(), request.content_length)
             except DataflowError as error:
                 error.data["headers"] = {**error.data.get("headers", {}), **headers}
                 raise
@@ -404,7 +355,7 @@ class Upload(MethodView):
             raise DataflowError(415, f"an upload's bytes are sent as {OFFSET_STREAM}")
         claimed = _header_int("Upload-Offset")
         state = resumable_uploads.writable_upload(runtime(), current_identity(), upload_id)
-        _receive(state, claimed, _body(), request.content_length)
+        _receive(state, claimed, body_reader(), request.content_length)
         state = resumable_uploads.upload_state(runtime(), current_identity(), upload_id)
         headers = _state_headers(state)
         del headers["Upload-Length"]
