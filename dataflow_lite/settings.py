@@ -55,6 +55,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body accepted, in bytes (1 TiB by default); larger ones get 413.",
     ),
     Setting(
+        "resumable_upload_expiry_seconds",
+        int,
+        24 * 3600,
+        "How long an unfinished resumable (tus) upload waits for its next bytes, in seconds "
+        "(24 hours by default); then it expires and the transfer worker removes its bytes.",
+    ),
+    Setting(
         "max_form_field_bytes",
         int,
         64 * 1024,

@@ -314,7 +314,7 @@ def test_a_rolled_back_change_leaves_no_event(rt: Runtime, engine: Engine, admin
 def test_services_record_their_changes(tmp_path: Path):
     """Creating a dataset, changing a setting and adding a file each leave one event."""
     from dataflow_lite import bootstrap
-    from dataflow_lite.services import datasets, user_settings
+    from dataflow_lite.services import dataset_files, datasets, user_settings
     from dataflow_lite.store.models import Endpoint
 
     rt = bootstrap.build(tmp_path / "instance", overrides={"queue_immediate": True})
@@ -329,7 +329,9 @@ def test_services_record_their_changes(tmp_path: Path):
     staged = tmp_path / "upload.bin"
     staged.write_bytes(b"data")
     digest = hashlib.sha256(b"data").hexdigest()
-    datasets.add_file(rt, alice, made["id"], "raw", datasets.StagedFile(staged, "a.bin", 4, digest))
+    dataset_files.add_file(
+        rt, alice, made["id"], "raw", dataset_files.StagedFile(staged, "a.bin", 4, digest)
+    )
     total, rows = audit.list_events(rt, system())
     assert total == 3
     added, setting, created = rows

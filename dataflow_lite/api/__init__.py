@@ -52,6 +52,7 @@ def register_api(app: Flask) -> list[Blueprint]:
         passwords,
         transfers,
         transports,
+        tus,
         user_settings,
     )
 
@@ -63,6 +64,7 @@ def register_api(app: Flask) -> list[Blueprint]:
         passwords,
         datasets,
         dataset_files,
+        tus,
         transfers,
         audit,
     )

@@ -20,7 +20,7 @@ from dataflow_lite.api.schemas import (
 )
 from dataflow_lite.api.uploads import Limits, StagedUpload, UploadRefused, stage_upload
 from dataflow_lite.faces import runtime
-from dataflow_lite.services import datasets
+from dataflow_lite.services import dataset_files, datasets
 
 blp = Blueprint("dataset_files", __name__, description="Upload and find a dataset's files.")
 
@@ -95,10 +95,10 @@ class DatasetFileUpload(MethodView):
             ) from error
         try:
             assert upload.path is not None  # stage_upload refuses a body without a file
-            staged = datasets.StagedFile(
+            staged = dataset_files.StagedFile(
                 upload.path, upload.filename or "", upload.size, upload.sha256, upload.content_type
             )
-            return datasets.add_file(
+            return dataset_files.add_file(
                 rt,
                 current_identity(),
                 _dataset_id(upload),

@@ -33,7 +33,7 @@ class DataflowError(HTTPException):
     def __init__(self, status: int, message: str, errors: dict[str, Any] | None = None) -> None:
         super().__init__(description=message)
         self.code = status
-        self.data = {"message": message, "errors": errors or {}}
+        self.data: dict[str, Any] = {"message": message, "errors": errors or {}}
 
 
 def http_error(error: ServiceError) -> DataflowError:

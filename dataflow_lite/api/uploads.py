@@ -14,7 +14,7 @@ import hashlib
 import mmap
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +181,7 @@ class DirectWriter:
         self.fd = fd
         self.buffer = mmap.mmap(-1, self.BLOCK)  # page-aligned, as O_DIRECT requires
         self.filled = 0
-        self.direct = _set_direct(fd, True)
+        self.direct = set_direct(fd, True)
 
     def write(self, data: bytes) -> None:
         """Append ``data`` to the file."""
@@ -204,21 +204,63 @@ class DirectWriter:
             if error.errno != errno.EINVAL:
                 raise
             # Some filesystems accept the flag and refuse the write: go through the cache.
-            self.direct = _set_direct(self.fd, False)
+            self.direct = set_direct(self.fd, False)
             _write_all(self.fd, self.buffer)
         self.filled = 0
+
+    def receive(
+        self, readinto: Callable[[memoryview], int], most: int, seen: Callable[[memoryview], object]
+    ) -> int:
+        """Read up to ``most`` bytes with ``readinto`` straight into the buffer and append them.
+
+        ``seen`` is shown them first (to hash them). No copy in Python: a socket's ``recv_into``
+        fills the aligned buffer itself. Return how many bytes came (0: the input ended).
+        """
+        if not self.direct:
+            scratch = bytearray(min(most, CHUNK))
+            with memoryview(scratch) as view:
+                got = readinto(view)
+                seen(view[:got])
+                _write_all(self.fd, scratch, got)
+            return got
+        with memoryview(self.buffer) as whole:
+            room = min(most, self.BLOCK - self.filled)
+            with whole[self.filled : self.filled + room] as free:
+                got = readinto(free)
+                with free[:got] as arrived:
+                    seen(arrived)
+        self.filled += got
+        if self.filled == self.BLOCK:
+            self._write_block()
+        return got
+
+    def sync(self) -> bool:
+        """Sync what was written, if nothing is held back in the buffer; whether it did.
+
+        A resumable upload calls it to make its progress durable mid-request; with a partial
+        block buffered it waits for the next whole one rather than break O_DIRECT's alignment.
+        """
+        if self.filled:
+            return False
+        os.fsync(self.fd)
+        return True
+
+    def release(self) -> None:
+        """Let go of the buffer without writing it (after an error); safe to call twice."""
+        if not self.buffer.closed:
+            self.buffer.close()
 
     def close(self) -> None:
         """Write what is left, sync the file, and release the buffer (not the descriptor)."""
         if self.filled:
-            _set_direct(self.fd, False)  # the tail is not a whole block
+            set_direct(self.fd, False)  # the tail is not a whole block
             _write_all(self.fd, self.buffer, self.filled)
             self.filled = 0
         os.fsync(self.fd)
         self.buffer.close()
 
 
-def _set_direct(fd: int, on: bool) -> bool:
+def set_direct(fd: int, on: bool) -> bool:
     """Turn O_DIRECT on or off for ``fd``; return whether it is on."""
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:
@@ -228,7 +270,7 @@ def _set_direct(fd: int, on: bool) -> bool:
     return on
 
 
-def _write_all(fd: int, data: bytes | mmap.mmap, length: int | None = None) -> None:
+def _write_all(fd: int, data: bytes | bytearray | mmap.mmap, length: int | None = None) -> None:
     """Write ``data`` (its first ``length`` bytes) to ``fd``.
 
     Every view of an mmap is released even when a write fails (ENOSPC), or the buffer could
@@ -266,8 +308,8 @@ def _staged_file(staging_dir: Path, upload: StagedUpload) -> Iterator[DirectWrit
         writer.close()
         fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
     except BaseException:
-        if writer is not None and not writer.buffer.closed:
-            writer.buffer.close()
+        if writer is not None:
+            writer.release()
         upload.discard()
         raise
 

@@ -1,11 +1,10 @@
-"""Datasets: create one, show one, find them, and add files to them."""
+"""Datasets: create one, show one, find them (their files: ``dataset_files``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import insert
@@ -13,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit, user_settings
-from dataflow_lite.services.errors import Conflict, Invalid, NotFound, TooLarge, invalid
+from dataflow_lite.services.errors import Invalid, NotFound, TooLarge, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import catalog, layout, metadata, search
@@ -21,7 +20,6 @@ from dataflow_lite.store.db import UnitOfWork, unit_of_work
 from dataflow_lite.store.metadata import wire_value
 from dataflow_lite.store.models import (
     Dataset,
-    DatasetFile,
     Endpoint,
     Instrument,
     MetadataField,
@@ -34,18 +32,8 @@ from dataflow_lite.store.models import (
 MAX_NAME = 1000
 
 
-@dataclass(frozen=True)
-class StagedFile:
-    """An uploaded file, already written to the staging area and hashed."""
-
-    path: Path
-    filename: str
-    size: int
-    sha256: str
-    content_type: str = ""
-
-
-def _visible(session: Session, identity: Identity, dataset_id: int) -> Dataset:
+def visible_dataset(session: Session, identity: Identity, dataset_id: int) -> Dataset:
+    """The dataset, if the identity may see it (NotFound otherwise: its existence stays hidden)."""
     dataset = catalog.find(session, Dataset, dataset_id)
     if dataset is None:
         raise NotFound(f"dataset {dataset_id} not found")
@@ -171,7 +159,7 @@ def create_dataset(
                 "metadata": dict(values),
             },
         )
-        _wake_after_commit(rt, work, transfer)
+        wake_after_commit(rt, work, transfer)
         return describe(rt, session, dataset)
 
 
@@ -205,7 +193,8 @@ def persisted_values(rt: Runtime, identity: Identity, instrument_id: int) -> dic
         return {row.field_name: row.value for row in rows if row.value is not None}
 
 
-def _wake_after_commit(rt: Runtime, work: UnitOfWork, transfer: Transfer) -> None:
+def wake_after_commit(rt: Runtime, work: UnitOfWork, transfer: Transfer) -> None:
+    """Wake a worker for ``transfer`` once ``work`` has committed."""
     transfer_id = row_id(transfer)
     work.after_commit(lambda: rt.queue.wake(transfer_id))
 
@@ -214,7 +203,7 @@ def _wake_after_commit(rt: Runtime, work: UnitOfWork, transfer: Transfer) -> Non
 def get_dataset(rt: Runtime, identity: Identity, dataset_id: int) -> dict[str, Any]:
     """One dataset as DataFlow shows it, with its files, metadata and destination."""
     with unit_of_work(rt.engine, write=False) as work:
-        return describe(rt, work.session, _visible(work.session, identity, dataset_id))
+        return describe(rt, work.session, visible_dataset(work.session, identity, dataset_id))
 
 
 def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
@@ -292,7 +281,7 @@ def search_files(
     authorize(identity, "file.search")
     with unit_of_work(rt.engine, write=False) as work:
         if dataset_id is not None:
-            _visible(work.session, identity, dataset_id)
+            visible_dataset(work.session, identity, dataset_id)
         return search.search_files(
             work.session, _owner(identity), query, dataset_id, page, per_page
         )
@@ -301,87 +290,3 @@ def search_files(
 def _owner(identity: Identity) -> int | None:
     """Whose datasets a search covers: the user's own, or everyone's (None) for admins."""
     return None if identity.is_admin else identity.user_id
-
-
-@use_case("file.add")
-def add_file(
-    rt: Runtime, identity: Identity, dataset_id: int, relative_path: str, staged: StagedFile
-) -> dict[str, Any]:
-    """Record a staged file (and its new directories) in the dataset and queue its transfer.
-
-    Conflict when the dataset already has a file or directory at that path: nothing is
-    overwritten. The queue owns the staged file once this returns.
-    """
-    try:
-        relative = layout.check_relative_path(relative_path)
-    except layout.UnsafePath as error:
-        raise invalid("relative_path", str(error)) from error
-    try:
-        name = layout.check_file_name(staged.filename, what="file name")
-    except layout.UnsafePath as error:
-        raise invalid("file", str(error)) from error
-    with unit_of_work(rt.engine) as work:
-        session = work.session
-        dataset = _visible(session, identity, dataset_id)
-        authorize(identity, "file.add", dataset)
-        if (relative.parts[:1] or (name,)) == (layout.METADATA_FILE,):
-            raise Conflict(f"{layout.METADATA_FILE} at the dataset root is kept by the server")
-        parent = str(relative) if relative.parts else ""
-        if catalog.file_at(session, dataset_id, parent, name):
-            raise Conflict(
-                f"dataset {dataset_id} already has {relative / name}: nothing was overwritten"
-            )
-        row = DatasetFile(
-            dataset_id=dataset_id,
-            name=name,
-            relative_path=parent,
-            file_length=staged.size,
-            file_type=staged.content_type,
-            sha256=staged.sha256,
-        )
-        session.add(row)
-        session.flush()
-        # After the file, as DataFlow lists them: the file first, then its new directories.
-        _ensure_directories(session, dataset_id, relative)
-        search.reindex(session, dataset_id)
-        endpoint = session.get(Endpoint, dataset.endpoint_id)
-        assert endpoint is not None
-        transfer = rt.queue.add(session, dataset, endpoint, row, staged.path)
-        summary = {
-            "dataset_id": dataset_id,
-            "path": str(relative / name),
-            "size": staged.size,
-            "sha256": staged.sha256,
-            "transfer_id": transfer.id,
-        }
-        audit.record(work, identity, "file.add", "file", row.id, summary)
-        _wake_after_commit(rt, work, transfer)
-        target = layout.file_target(dataset.folder, relative, name)
-        added = {
-            **row.model_dump(),
-            "transport": endpoint.adapter,
-            "destination": rt.adapters.locate(endpoint, target),
-            "transfer_id": transfer.id,
-        }
-    # Read after the worker was woken: with an immediate queue (tests) it has run already.
-    with unit_of_work(rt.engine, write=False) as work:
-        moved = work.session.get(Transfer, transfer.id)
-        return {**added, "transfer_state": moved.state if moved else None}
-
-
-def _ensure_directories(session: Session, dataset_id: int, relative: PurePosixPath) -> None:
-    """One directory entry per component of ``relative``, each once per dataset."""
-    for depth, name in enumerate(relative.parts):
-        parent = "/".join(relative.parts[:depth])
-        found = catalog.file_at(session, dataset_id, parent, name)
-        if found is None:
-            session.add(
-                DatasetFile(
-                    dataset_id=dataset_id, name=name, relative_path=parent, is_directory=True
-                )
-            )
-            session.flush()
-        elif not found.is_directory:
-            raise Conflict(
-                f"{PurePosixPath(parent, name)} is a file in dataset {dataset_id}, not a directory"
-            )

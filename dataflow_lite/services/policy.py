@@ -62,6 +62,10 @@ RULES: dict[str, Rule] = {
     "dataset.search": ANYONE,
     "file.add": OWN_OR_ADMIN,
     "file.search": ANYONE,
+    "upload.start": OWN_OR_ADMIN,
+    "upload.read": OWN_OR_ADMIN,
+    "upload.write": OWN_OR_ADMIN,
+    "upload.cancel": OWN_OR_ADMIN,
     "setting.read": USER,
     "setting.change": USER,
     "password.encrypt": ANYONE,
@@ -113,6 +117,7 @@ def authorize(identity: Identity, action: str, obj: Any = None) -> None:
 
 def _what(obj: Any) -> str:
     name = type(obj).__name__.lower().replace("datasetfile", "file")
+    name = name.replace("resumableupload", "upload")
     return f"{name} {getattr(obj, 'id', '')}".strip()
 
 

@@ -30,6 +30,8 @@ FOLDER_MARKER = ".dataflow-lite"
 MAX_SLUG_LENGTH = 80
 # How uploads name their files in the staging area, so that a start-up sweep knows its own.
 STAGED_PREFIX, STAGED_SUFFIX = "upload-", ".part"
+# A resumable upload's bytes, under the same prefix: the start-up sweep judges them too.
+RESUMABLE_PREFIX = STAGED_PREFIX + "tus-"
 
 
 class UnsafePath(ValueError):
@@ -98,3 +100,8 @@ def file_target(folder: str, relative_path: PurePosixPath, name: str) -> PurePos
 def metadata_target(folder: str) -> PurePosixPath:
     """The path of a dataset's ``metadata.json``, relative to its endpoint's root."""
     return PurePosixPath(folder) / METADATA_FILE
+
+
+def resumable_staged_name(upload_id: str) -> str:
+    """The name in the staging area of the bytes of resumable upload ``upload_id``."""
+    return f"{RESUMABLE_PREFIX}{upload_id}{STAGED_SUFFIX}"

@@ -244,3 +244,31 @@ class AuditEvent(SQLModel, table=True):
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_sha256: str
     sha256: str
+
+
+class ResumableUpload(SQLModel, table=True):
+    """A file arriving in pieces (tus): where it goes, how far it got, until when it may go on.
+
+    Its bytes are in the staging area under ``layout.resumable_staged_name(id)``; ``offset``
+    counts the bytes there that are durable (synced) and so may be resumed from. The row is
+    made before any byte is sent, so its path counts as taken; once the last byte arrived the
+    file is catalogued (``file_id``) and the row stays, complete, until it expires, so that a
+    client that missed the last answer learns the upload is done.
+    """
+
+    __table_args__ = (UniqueConstraint("dataset_id", "relative_path", "name"),)
+
+    #: Random and unguessable: the last part of the upload's URL.
+    id: str = Field(primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    dataset_id: int = Field(foreign_key="dataset.id", index=True, ondelete="CASCADE")
+    relative_path: str = ""
+    name: str
+    content_type: str = ""
+    length: int
+    offset: int = 0
+    #: The client's Upload-Metadata, as sent, to be shown back by HEAD.
+    upload_metadata: str = ""
+    file_id: int | None = Field(default=None, foreign_key="datasetfile.id", ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)

@@ -5,7 +5,9 @@ killed mid-copy leaves an adapter's hidden temporary at the destination. Neither
 up again. A file is debris only when no process holds it: uploads and adapters keep an exclusive
 ``flock`` on a file while they write it (the kernel drops it when they die), so an upload still
 arriving in a live web worker, or a copy running in another worker, is never touched. Staged files
-that a transfer names (queued, running, failed or cancelled, all of which may still move it) stay.
+that a transfer names (queued, running, failed or cancelled, all of which may still move it) stay,
+and so do the bytes of resumable uploads that have not expired (``upload-tus-*.part``). Expired
+uploads are removed here too, row and bytes, at start-up and by the queue's periodic sweep.
 """
 
 from __future__ import annotations
@@ -13,27 +15,75 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 from sqlmodel import col, select
 
 from dataflow_lite.adapter import Adapters, abandoned
 from dataflow_lite.store import layout
 from dataflow_lite.store.db import session_scope
-from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer
+from dataflow_lite.store.models import (
+    Dataset,
+    DatasetFile,
+    Endpoint,
+    ResumableUpload,
+    Transfer,
+    utcnow,
+)
 
 
 def remove_debris(engine: Engine, adapters: Adapters, staging_dir: Path) -> list[str]:
-    """Remove stale staged files and destination temporaries; one line per file removed."""
-    return [*remove_stale_staged_files(engine, staging_dir), *_remove_temporaries(engine, adapters)]
+    """Remove stale staged files, expired uploads and destination temporaries; a line each."""
+    return [
+        *remove_expired_uploads(engine, staging_dir),
+        *remove_stale_staged_files(engine, staging_dir),
+        *_remove_temporaries(engine, adapters),
+    ]
 
 
 def _staged_names(engine: Engine, only: str | None = None) -> set[str]:
-    """The names of the staged files that transfers still hold (staging names are unique)."""
+    """The names of the staged files that transfers or unfinished uploads still hold.
+
+    Staging names are unique; an upload's expiry is not judged here (``remove_expired_uploads``
+    removes its row first).
+    """
     with session_scope(engine, write=False) as session:
         query = select(Transfer.staged_path).where(col(Transfer.staged_path).is_not(None))
         if only is not None:
             query = query.where(col(Transfer.staged_path).endswith("/" + only, autoescape=True))
-        return {Path(path).name for path in session.exec(query).all() if path}
+        names = {Path(path).name for path in session.exec(query).all() if path}
+        uploads = select(ResumableUpload.id).where(col(ResumableUpload.file_id).is_(None))
+        names |= {layout.resumable_staged_name(upload_id) for upload_id in session.exec(uploads)}
+        return names
+
+
+def remove_expired_uploads(engine: Engine, staging_dir: Path) -> list[str]:
+    """Remove the resumable uploads whose time ran out, then their bytes; one line each.
+
+    Complete ones lose only their row (their file is catalogued). Bytes a request is still
+    writing stay until it lets go (the next sweep takes them).
+    """
+    with session_scope(engine) as session:
+        expired = session.exec(
+            select(ResumableUpload.id, ResumableUpload.file_id).where(
+                col(ResumableUpload.expires_at) <= utcnow()
+            )
+        ).all()
+        if expired:
+            session.execute(
+                delete(ResumableUpload).where(
+                    col(ResumableUpload.id).in_([upload_id for upload_id, _ in expired])
+                )
+            )
+    removed = []
+    for upload_id, file_id in expired:
+        if file_id is not None:
+            continue
+        path = staging_dir / layout.resumable_staged_name(upload_id)
+        with abandoned(path) as stale:
+            if stale:
+                path.unlink()
+        removed.append(f"removed upload {upload_id}: it expired before its last byte arrived")
+    return removed
 
 
 def remove_stale_staged_files(engine: Engine, staging_dir: Path) -> list[str]:

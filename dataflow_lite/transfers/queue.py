@@ -49,6 +49,7 @@ from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
 from dataflow_lite.transfers import actions
 from dataflow_lite.transfers.actions import rows_changed
+from dataflow_lite.transfers.debris import remove_expired_uploads
 from dataflow_lite.transfers.watch import Progress, watched
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class TransferQueue:
         self._run_task = self.huey.task(name="run_transfer")(self.run)
         self._sweep_task = self.huey.task(name="sweep_once")(self.sweep)
         self.huey.periodic_task(crontab(minute="*"), name="sweep")(self.sweep)
+        self.huey.periodic_task(crontab(minute="*"), name="expire_uploads")(self.expire_uploads)
 
     @property
     def lease(self) -> timedelta:
@@ -134,6 +136,11 @@ class TransferQueue:
         """The transfers that a message in huey (due now or scheduled) will run."""
         messages = [*self.huey.pending(), *self.huey.scheduled()]
         return {message.args[0] for message in messages if message.name == self._run_task.name}
+
+    def expire_uploads(self) -> None:
+        """Remove expired resumable uploads and their bytes (a periodic task, every minute)."""
+        for line in remove_expired_uploads(self.engine, self.adapters.context.staging_dir):
+            log.info("%s", line)
 
     def sweep_later(self, delay: float) -> None:
         """Sweep once more after ``delay`` seconds."""
