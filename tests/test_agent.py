@@ -7,6 +7,7 @@ the transfer worker checked the bytes at the destination.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -306,6 +307,28 @@ def test_push_killed_mid_run_then_run_again_sends_every_file_exactly_once(
         assert on_server[target]["file_length"] == len(content)
     for receipt in receipts(state, run):
         assert Path(receipt["destination"]).read_bytes() == files[receipt["path"]]
+
+
+@pytest.mark.server
+def test_push_resumes_the_upload_a_killed_run_made_but_never_noted(live_server, cli, tmp_path):
+    key = cli.user_key("suhas")
+    run = make_run(tmp_path / "run", {"frame.raw": os.urandom(100_000)})
+    auth = {"Authorization": f"Bearer {key}"}
+    dataset = requests.post(
+        f"{live_server.api}/datasets", json={"name": "run"}, headers=auth, timeout=30
+    ).json()
+    # What a run killed right after the server's 201 leaves: an upload the agent never noted.
+    lost = requests.post(f"{live_server.api}/uploads/", headers={
+        **auth, "Tus-Resumable": "1.0.0", "Upload-Length": "100000",
+        "Upload-Metadata": "dataset_id " + base64.b64encode(str(dataset["id"]).encode()).decode()
+        + ",filename " + base64.b64encode(b"frame.raw").decode(),
+    }, timeout=30)  # fmt: skip
+    assert lost.status_code == 201
+    out = agent(tmp_path / "state", "push", str(run), "--dataset", str(dataset["id"]),
+                "--server", live_server.url, "--key", key, "--quiet").stdout  # fmt: skip
+    assert "1 file(s) sent, 0 already there, 1 of 1 verified" in out, out
+    [only] = dataset_files(live_server, key, dataset["id"]).values()
+    assert only["sha256"] == sha256(run / "frame.raw")
 
 
 def watch(state: Path, folder: Path, server: str, key: str, *options: str) -> subprocess.Popen:

@@ -325,7 +325,7 @@ def test_creation_checks_dataset_path_and_name_before_any_byte(site: Site, tmp_p
     existing = tmp_path / "there.txt"
     existing.write_text("already uploaded through the ordflow route\n")
     api.file_upload(str(existing), dataset_id, relative_path="a")
-    pending = site.create(metadata(dataset_id, "pending.bin"), 100)
+    pending = site.create(metadata(dataset_id, "pending.bin"), 99)  # not the 100 asked below
     assert pending.status_code == 201
 
     cases = [
@@ -539,3 +539,28 @@ def test_an_upload_through_another_wsgi_server_reads_the_request_stream(
     assert entry["sha256"] == hashlib.sha256(body).hexdigest()
     assert entry["transfer_state"] == "done"
     assert (Path(shown["destination"]) / "plain.bin").read_bytes() == body
+
+
+def test_a_409_names_the_users_own_unfinished_upload_of_the_same_file(app, auth, cli):
+    """A client that lost its upload's URL (killed between creating it and keeping the answer)
+    gets it back from the 409; another user, or another length, is refused plainly."""
+    client = app.test_client()
+    dataset_id = client.post("/api/v1/datasets", json={"name": "d"}, headers=auth).json["id"]
+
+    def create(headers: dict[str, str], length: int):
+        return client.post("/api/v1/uploads/", headers={
+            **headers, **TUS, "Upload-Length": str(length),
+            "Upload-Metadata": encoded(metadata(dataset_id, "frame.raw")),
+        })  # fmt: skip
+
+    first = create(auth, 10)
+    assert first.status_code == 201
+    again = create(auth, 10)
+    assert again.status_code == 409 and again.headers["Location"] == first.headers["Location"]
+    assert "yours" in again.json["message"]
+    longer = create(auth, 11)
+    assert longer.status_code == 409 and "Location" not in longer.headers
+    admin = {"Authorization": "Bearer " + cli.user_key("eve", admin=True)}  # sees every dataset
+    other = create(admin, 10)
+    assert other.status_code == 409 and "Location" not in other.headers
+    assert "unfinished upload of frame.raw" in other.json["message"]

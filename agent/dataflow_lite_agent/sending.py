@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 from tusclient.exceptions import TusCommunicationError
 
-from .server import AgentError, Server, Unreachable, tus_error
+from .server import AgentError, Server, Taken, Unreachable, tus_error
 from .state import Receipt, State, now
 
 READ = 1 << 20
@@ -113,16 +113,14 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
     )
     if uploader.url is None:
         try:
-            url = uploader.create_url()
-        except TusCommunicationError as error:
-            if error.status_code == 409 and _already_there(server, receipt):
-                state.update(receipt.source, uploaded_at=now(), error=None)
-                progress(receipt.size)
-                return False
-            raise tus_error(server.url, error) from error
+            url = server.create_upload(uploader)
+        except Taken:
+            _already_there(server, receipt)
+            state.update(receipt.source, uploaded_at=now(), error=None)
+            progress(receipt.size)
+            return False
         state.update(receipt.source, upload_url=url)  # before any byte: a rerun resumes it
-        uploader.set_url(url)
-        uploader.offset = 0
+        uploader = server.uploader(receipt.source, receipt.dataset_id, receipt.target, url)
     sent = uploader.offset
     progress(sent)
     try:
@@ -136,21 +134,19 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
     return True
 
 
-def _already_there(server: Server, receipt: Receipt) -> bool:
-    """Whether the dataset has this very file at the target (sent by a run that was cut off
-    before it could record so)."""
+def _already_there(server: Server, receipt: Receipt) -> None:
+    """Return if the dataset has this very file at the target (sent by a run cut off before it
+    could note so); else say what holds the path."""
     _, files = server.files(receipt.dataset_id)
     there = files.get(receipt.target)
     if there is None:
         raise AgentError(
-            f"{receipt.target} is being uploaded to dataset {receipt.dataset_id} by an upload "
-            "this agent does not know: it is free again once that upload expires on the server"
+            f"{receipt.target} is being uploaded to dataset {receipt.dataset_id} by someone else"
         )
     if there.sha256 != receipt.sha256:
         raise AgentError(
             f"dataset {receipt.dataset_id} already has {receipt.target} with other content"
         )
-    return True
 
 
 @dataclass
@@ -249,5 +245,6 @@ def check_verified(state: State, server: Server) -> list[Receipt]:
                 continue
             elif there.transfer_state == "failed":
                 state.update(receipt.source, destination=where, error="the transfer failed")
+                continue  # waits for a person, not for the agent
             still.append(receipt)
     return still

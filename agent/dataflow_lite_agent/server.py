@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 from tusclient.client import TusClient
@@ -23,6 +24,10 @@ class AgentError(Exception):
 
 class Unreachable(AgentError):
     """The server did not answer (down, or the network is): try again later."""
+
+
+class Taken(AgentError):
+    """The dataset has a file at that path, or an upload of it that is not this user's."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,24 @@ class Server:
                 # Expired or ended on the server: its bytes are gone, start again.
                 return client.uploader(file_path=source, chunk_size=CHUNK, metadata=metadata)
             raise tus_error(self.url, error) from error
+
+    def create_upload(self, uploader: Uploader) -> str:
+        """A new upload's URL, or that of this user's unfinished upload of the same path and
+        length, which a 409 names (made by a run cut off before it could keep the URL)."""
+        try:
+            response = self._session.post(
+                self.api + "/uploads/", headers=uploader.get_url_creation_headers(), timeout=TIMEOUT
+            )
+        except requests.RequestException as error:
+            raise Unreachable(f"{self.url} did not answer: {error}") from error
+        location = response.headers.get("Location")
+        if response.status_code in (201, 409) and location:
+            return urljoin(self.api + "/uploads/", location)
+        if response.status_code == 409:
+            raise Taken(_error(response))
+        if response.status_code >= 500:
+            raise Unreachable(f"{self.url} answered {_error(response)}")
+        raise AgentError(_error(response))
 
 
 def tus_error(server: str, error: TusCommunicationError) -> AgentError:

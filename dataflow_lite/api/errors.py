@@ -38,7 +38,8 @@ class DataflowError(HTTPException):
 
 def http_error(error: ServiceError) -> DataflowError:
     """A service's error as the HTTP error that says the same."""
-    return DataflowError(STATUS_OF[type(error)], error.message, error.errors)
+    status = next(STATUS_OF[kind] for kind in type(error).__mro__ if kind in STATUS_OF)
+    return DataflowError(status, error.message, error.errors)
 
 
 class Api(flask_smorest.Api):

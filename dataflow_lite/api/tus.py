@@ -42,6 +42,7 @@ from dataflow_lite.api.request_body import body_reader
 from dataflow_lite.api.uploads import CHUNK, DirectWriter, set_direct
 from dataflow_lite.faces import runtime
 from dataflow_lite.services import resumable_uploads
+from dataflow_lite.services.dataset_files import UnfinishedUpload
 from dataflow_lite.services.errors import NotFound
 from dataflow_lite.services.resumable_uploads import UploadState
 
@@ -315,16 +316,28 @@ class Uploads(MethodView):
         length = _header_int("Upload-Length")
         header = request.headers.get("Upload-Metadata", "")
         metadata = _metadata(header)
-        state = resumable_uploads.start_upload(
-            runtime(),
-            current_identity(),
-            _dataset_id(metadata),
-            metadata.get("relative_path", ""),
-            metadata.get("filename", ""),
-            length,
-            metadata.get("filetype", ""),
-            header,
-        )
+        identity = current_identity()
+        try:
+            state = resumable_uploads.start_upload(
+                runtime(),
+                identity,
+                _dataset_id(metadata),
+                metadata.get("relative_path", ""),
+                metadata.get("filename", ""),
+                length,
+                metadata.get("filetype", ""),
+                header,
+            )
+        except UnfinishedUpload as error:
+            if error.user_id != identity.uid or error.length != length:
+                raise
+            # The client's own upload of this very file, whose URL it lost (killed between
+            # creating it and keeping its answer): it may resume there.
+            refusal = DataflowError(409, f"{error.message}: yours, at this response's Location")
+            refusal.data["headers"] = {
+                "Location": url_for("uploads.Upload", upload_id=error.upload_id)
+            }
+            raise refusal from None
         location = url_for("uploads.Upload", upload_id=state.id)
         headers = {"Location": location}
         if _body_follows() or length == 0:

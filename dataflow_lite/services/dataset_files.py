@@ -55,6 +55,14 @@ def checked_target(relative_path: str, filename: str) -> tuple[PurePosixPath, st
     return relative, name
 
 
+class UnfinishedUpload(Conflict):
+    """The path is held by an unfinished resumable upload: its owner may resume it."""
+
+    def __init__(self, message: str, upload: ResumableUpload) -> None:
+        super().__init__(message)
+        self.upload_id, self.user_id, self.length = upload.id, upload.user_id, upload.length
+
+
 def check_free(
     session: Session,
     dataset_id: int,
@@ -83,7 +91,7 @@ def check_free(
                 f"{dataset_id}, not a directory"
             )
     pending = session.exec(
-        select(ResumableUpload.id).where(
+        select(ResumableUpload).where(
             ResumableUpload.dataset_id == dataset_id,
             ResumableUpload.relative_path == parent,
             ResumableUpload.name == name,
@@ -93,9 +101,10 @@ def check_free(
         )
     ).first()
     if pending is not None:
-        raise Conflict(
+        raise UnfinishedUpload(
             f"dataset {dataset_id} already has an unfinished upload of {relative / name}: "
-            "resume it, or end it first"
+            "resume it, or end it first",
+            pending,
         )
 
 
