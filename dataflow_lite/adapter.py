@@ -9,7 +9,9 @@ with dataflow-lite included. The core knows them only through this interface::
     local = "dataflow_lite_local:LocalAdapter"
 
 Every path an adapter is given is relative to the endpoint's root and has already been checked
-by :mod:`dataflow_lite.layout`; an adapter never sees a path a user typed.
+by :mod:`dataflow_lite.layout`; an adapter never sees a path a user typed. Each is
+``<instrument>/<date>/<dataset folder>/...``: the first ``DATASET_FOLDER_DEPTH`` components name
+the dataset's own folder, which an adapter creates afresh rather than adopt.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ PERMANENT_ERRNOS = frozenset(
         errno.ENAMETOOLONG,
     }
 )
+
+# How many leading components of a target name the dataset's own folder.
+DATASET_FOLDER_DEPTH = 3
 
 # Transfer states.
 QUEUED, RUNNING, VERIFYING, DONE, FAILED = "queued", "running", "verifying", "done", "failed"
@@ -196,6 +201,15 @@ class TransferAdapter(abc.ABC):
         local look, never a network call), e.g. a directory that does not exist yet."""
         return []
 
+    @classmethod
+    def overlaps(cls, options: dict[str, Any], other: dict[str, Any]) -> bool:
+        """Whether two endpoints with these (checked) options would write into the same tree.
+
+        Registration refuses an endpoint that overlaps one of the same adapter; an adapter that
+        cannot tell says no.
+        """
+        return False
+
     @abc.abstractmethod
     def activation(self, credentials: Credentials | None) -> Activation:
         """Whether transfers to the endpoint can run now with ``credentials`` (maybe None)."""
@@ -261,8 +275,9 @@ class TransferAdapter(abc.ABC):
         return []
 
 
-def lock_for_writing(fd: int, path: Path) -> bool:
-    """Mark the new file ``path`` (open as ``fd``) as being written, until ``fd`` is closed.
+def lock_for_writing(fd: int, path: Path | str, dir_fd: int | None = None) -> bool:
+    """Mark the new file ``path`` (open as ``fd``; relative to ``dir_fd`` if given) as being
+    written, until ``fd`` is closed.
 
     The lock is how a sweeper tells a file still being written from one whose writer died (the
     kernel drops it with the process). False if a sweeper removed the name before the lock was
@@ -270,19 +285,22 @@ def lock_for_writing(fd: int, path: Path) -> bool:
     """
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+        return os.path.samestat(os.fstat(fd), os.stat(path, dir_fd=dir_fd, follow_symlinks=False))
     except FileNotFoundError:
         return False
 
 
 @contextmanager
-def abandoned(path: Path) -> Iterator[bool]:
-    """Whether ``path`` is a regular file that no live writer holds; held so while the block runs.
+def abandoned(path: Path | str, dir_fd: int | None = None) -> Iterator[bool]:
+    """Whether ``path`` (relative to ``dir_fd`` if given) is a regular file that no live writer
+    holds; held so while the block runs.
 
     While the block runs no writer can take the file up again, so it may be removed there.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
     except OSError:  # gone already, or a symlink (ELOOP): not ours to judge
         yield False
         return
@@ -296,7 +314,9 @@ def abandoned(path: Path) -> Iterator[bool]:
             yield False  # its writer is alive
             return
         try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+            same = os.path.samestat(
+                os.fstat(fd), os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+            )
         except FileNotFoundError:
             same = False
         yield same

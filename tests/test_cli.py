@@ -192,7 +192,7 @@ def test_keys_are_listed_and_revoked_through_the_services(cli, instance: Path):
 def test_endpoint_add_default_makes_the_new_endpoint_the_destination(cli, instance, tmp_path):
     cli("user", "add", "ada")
     archive = cli.json(
-        "endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path), "--default"
+        "endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "a"), "--default"
     )
     assert archive["is_default"]
     listed = [json.loads(doc) for doc in re.split(r"(?m)^(?=\{)", cli("endpoint", "list")) if doc]
@@ -228,7 +228,7 @@ def test_an_endpoint_holding_datasets_is_not_removed(cli, instance: Path, tmp_pa
     assert refused(cli, "endpoint", "remove", "local") == (
         "Error: endpoint local holds 1 dataset(s): they stay registered there"
     )
-    cli("endpoint", "add", "spare", "--type", "local", "--path", str(tmp_path))
+    cli("endpoint", "add", "spare", "--type", "local", "--path", str(tmp_path / "spare"))
     cli("endpoint", "remove", "spare")
     assert '"spare"' not in cli("endpoint", "list")
     assert refused(cli, "endpoint", "remove", "spare") == "Error: no endpoint named 'spare'"

@@ -170,7 +170,10 @@ def test_a_starting_worker_removes_only_what_no_live_transfer_or_upload_holds(
         [waiting] = staged_parts(instance)  # no worker yet: its transfer is queued
 
         folder = Path(queued.json()["destination"]).parent
-        folder.mkdir(parents=True, exist_ok=True)
+        root = instance / "dataflow"  # the default endpoint, which makes and marks this folder
+        local = LocalAdapter({"path": str(root)}, AdapterContext(instance, instance / "staging"))
+        with local.tree.folder(PurePosixPath(folder.relative_to(root)), create=True):
+            pass
         (folder / STALE_TEMPORARY).write_bytes(b"half a copy")
         (folder / ".notes").write_text("someone's hidden file")
         (folder / ".rsync-partial").mkdir()
@@ -256,15 +259,15 @@ def test_a_cross_filesystem_copy_holds_its_temporary_locked(tmp_path: Path, monk
     during: list[list[str]] = []
     copy, link = dataflow_lite_local._copy_into, os.link
 
-    def copy_and_sweep(source: Path, fd: int, path: Path) -> None:
-        copy(source, fd, path)
+    def copy_and_sweep(source: Path, fd: int, where: Path) -> None:
+        copy(source, fd, where)
         during.append(adapter.remove_debris({PurePosixPath("d"): set()}))
-        during.append([p.name for p in path.parent.iterdir()])
+        during.append([p.name for p in where.parent.iterdir()])
 
-    def link_across_filesystems(source: Path | str, target: Path | str) -> None:
+    def link_across_filesystems(source: Path | str, target: Path | str, **at: int) -> None:
         if Path(source) == staged:
             raise OSError(errno.EXDEV, "Invalid cross-device link")
-        link(source, target)
+        link(source, target, **at)
 
     monkeypatch.setattr(dataflow_lite_local, "_copy_into", copy_and_sweep)
     monkeypatch.setattr(dataflow_lite_local.os, "link", link_across_filesystems)

@@ -531,3 +531,47 @@ def test_names_that_a_shell_would_read_land_literally(
     assert ssh_user_owned.read_bytes() == b"already here"
     assert not list(remote_base.path.rglob("PWNED"))
     assert adapter.verify(job, handle) is True
+
+
+@pytest.fixture
+def neighbours_folder(ssh_user: SshUser):  # type: ignore[no-untyped-def]
+    """A folder the account may write in, outside the endpoint: where planted links point."""
+    path = ssh_user.home / f"outside-{os.urandom(3).hex()}"
+    path.mkdir()
+    ssh_user.chown(path)
+    (path / "authorized_keys").write_bytes(b"the neighbour's key")
+    ssh_user.chown(path / "authorized_keys")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("server", ["sshd", "sftp_only_sshd"])
+@pytest.mark.parametrize("planted", ["ds", "ds/raw", "ds/raw/authorized_keys"])
+def test_a_link_planted_at_the_destination_is_refused_not_followed(
+    request, server, planted, make_adapter, make_job, remote_base, neighbours_folder
+):
+    adapter = make_adapter(request.getfixturevalue(server), path=str(remote_base.path))
+    job = make_job("ds/raw/authorized_keys", content=b"ssh-ed25519 AAAA... an intruder")
+    link = remote_base.landed(planted)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if planted.endswith("authorized_keys"):
+        link.symlink_to(neighbours_folder / "authorized_keys")
+    else:
+        link.symlink_to(neighbours_folder, target_is_directory=True)
+
+    with pytest.raises(AdapterError) as refused:
+        adapter.submit(job)
+
+    assert refused.value.permanent
+    assert str(refused.value).startswith(f"{link} on [127.0.0.1]:")
+    assert str(refused.value).endswith(
+        "is a symbolic link: links at the destination are never followed"
+    )
+    assert sorted(p.name for p in neighbours_folder.iterdir()) == ["authorized_keys"]
+    assert (neighbours_folder / "authorized_keys").read_bytes() == b"the neighbour's key"
+    if planted == "ds":
+        with pytest.raises(AdapterError, match="is a symbolic link") as refused:
+            adapter.write_file(PurePosixPath("ds/metadata.json"), b"{}", None)
+        assert sorted(p.name for p in neighbours_folder.iterdir()) == ["authorized_keys"]

@@ -128,7 +128,8 @@ def test_a_client_that_gives_up_mid_upload_leaves_nothing(live_server, cli, inst
     ).json()
     assert info["dataset_files"] == []
     assert list((instance / "staging").iterdir()) == []
-    assert [p.name for p in (instance / "dataflow").rglob("*") if p.is_file()] == ["metadata.json"]
+    landed = sorted(p.name for p in (instance / "dataflow").rglob("*") if p.is_file())
+    assert landed == [".dataflow-lite", "metadata.json"]  # the folder's marker and metadata only
 
 
 def test_parallel_uploads_to_one_dataset_all_land(live_server, cli, instance: Path):

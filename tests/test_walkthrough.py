@@ -206,7 +206,8 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
         ),
     ]
     assert sorted(p.name for p in folder.rglob("*")) == sorted(
-        ["AFM_Topography.PNG", "foo", "bar", "measurement_configuration.txt", "metadata.json"]
+        [".dataflow-lite", "AFM_Topography.PNG", "foo", "bar", "measurement_configuration.txt"]
+        + ["metadata.json"]
     )
     assert list((instance / "staging").iterdir()) == []
 

@@ -307,7 +307,8 @@ def test_password_encryption_matches_the_api(ada, cli):
 
 
 def test_the_destination_is_chosen_from_the_endpoints(ada, cli, tmp_path):
-    archive = cli.json("endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path))
+    path = tmp_path / "archive"
+    archive = cli.json("endpoint", "add", "archive", "--type", "local", "--path", str(path))
     page = text_of(ada.get("/account"))
     assert "New datasets go to local (local)." in page
     assert "archive" in page
@@ -394,16 +395,18 @@ def test_an_admin_edits_an_instrument_form(admin, cypher):
 
 
 def test_an_admin_adds_a_local_endpoint_and_sees_its_check(admin, tmp_path):
+    archive = tmp_path / "archive"  # beside the instance: endpoints may not overlap
+    archive.mkdir()
     form = {
         "name": "archive",
         "type": "local",
-        "local.path": str(tmp_path),
+        "local.path": str(archive),
         "csrf_token": token(admin, "/admin/endpoints"),
     }
     response = admin.post("/admin/endpoints", data=form)
     shown = text_of(admin.get(response.headers["Location"]))
     assert "Endpoint archive is added." in shown
-    assert f"ok reachable: {tmp_path}" in shown
+    assert f"ok reachable: {archive}" in shown
     assert "ok writable" in shown
 
 

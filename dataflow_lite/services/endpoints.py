@@ -71,6 +71,13 @@ def register_endpoint(
             raise Conflict(f"an endpoint named {name!r} exists already")
         if session.get(Endpoint, endpoint_id):
             raise Conflict(f"an endpoint with id {endpoint_id} exists already")
+        for other in session.exec(select(Endpoint).where(Endpoint.adapter == adapter)):
+            if adapter_class.overlaps(checked, other.options):
+                # Two endpoints in one tree would share dataset folders and their metadata.json.
+                raise Conflict(
+                    f"endpoint {other.name} already uses {other.options.get('path', 'that tree')}:"
+                    " the paths of two endpoints may not be the same or one inside the other"
+                )
         if default:
             for other in session.exec(select(Endpoint).where(col(Endpoint.is_default))):
                 other.is_default = False

@@ -25,6 +25,8 @@ MAX_FILE_NAME_BYTES = MAX_NAME_BYTES - TEMPORARY_NAME_EXTRA_BYTES
 MAX_PATH_BYTES = 1024
 # Where rsync keeps partial files beside their targets: a user's file there could be taken for one.
 RESERVED_NAME = ".rsync-partial"
+# The local adapter's mark on a dataset folder it made: a user's file of that name would hide it.
+FOLDER_MARKER = ".dataflow-lite"
 MAX_SLUG_LENGTH = 80
 # How uploads name their files in the staging area, so that a start-up sweep knows its own.
 STAGED_PREFIX, STAGED_SUFFIX = "upload-", ".part"
@@ -59,7 +61,7 @@ def check_file_name(
     """
     if not name:
         raise UnsafePath(f"the {what} is empty")
-    if name in (".", "..", RESERVED_NAME):
+    if name in (".", "..", RESERVED_NAME, FOLDER_MARKER):
         raise UnsafePath(f"the {what} {name!r} is not allowed")
     if "/" in name or "\\" in name:
         raise UnsafePath(f"the {what} {name!r} contains a slash or a backslash")

@@ -6,6 +6,12 @@ name: no byte is written twice. Across filesystems it is copied to a hidden temp
 its target, synced, then linked into place, so a reader never sees half a file. The temporary
 is locked while it is written; one whose worker was killed is removed when a worker starts
 (``remove_debris``).
+
+The tree under the root is hostile ground (a share others can write in): every folder and file
+below the root is created and opened from the root's descriptor, one component at a time, never
+following a symbolic link (:mod:`.safe_paths`). A dataset's own folder is created exclusively by
+its first write, which leaves a marker in it; a folder without this server's marker for that very
+path was made by someone else and is never written into.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import errno
 import hashlib
 import os
 import re
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,7 +34,6 @@ from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
     DONE,
-    PERMANENT_ERRNOS,
     Activation,
     AdapterError,
     Check,
@@ -36,61 +44,62 @@ from dataflow_lite.adapter import (
     TransferJob,
     TransferStatus,
     abandoned,
-    fsync_directory,
     lock_for_writing,
 )
+from dataflow_lite.store.instance_keys import load_or_create
+
+from .safe_paths import CREATE, LinkRefused, Tree, adapter_error
 
 CHUNK = 1 << 20
-# The hidden temporaries beside a target: ".<name>.<mkstemp's 8 random characters>.part".
-TEMPORARY_SUFFIX = ".part"
+# The hidden temporaries beside a target: ".<name>.<8 random hex digits>.part".
 TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.part", re.DOTALL)
+# Signs the markers of dataset folders this server made (see safe_paths).
+KEY_FILE = "local-folders.key"
 
 
 @contextmanager
-def _temporary_beside(path: Path) -> Iterator[tuple[int, Path]]:
-    """A new hidden file beside ``path``, locked while it is written, and removed at the end.
+def _temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterator[tuple[int, str]]:
+    """A new hidden file beside ``target`` in the open ``folder``, locked while it is written,
+    and removed at the end (linked into place by then, or given up).
 
     The lock tells a worker's start-up sweep that the copy is alive; one whose worker was
     killed holds none, and the sweep removes it.
     """
     while True:
+        name = f".{target.name}.{secrets.token_hex(4)}.part"
         try:
-            fd, name = tempfile.mkstemp(
-                dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
-            )
+            fd = os.open(name, CREATE, 0o644, dir_fd=folder)
+        except FileExistsError:
+            continue
         except OSError as error:  # a name too long for the file system, a full or read-only disk
-            raise _adapter_error(f"cannot write {path}", error) from error
-        if lock_for_writing(fd, Path(name)):
+            raise adapter_error(f"cannot write {where}", error) from error
+        if lock_for_writing(fd, name, dir_fd=folder):
             break
         os.close(fd)  # a sweep removed it before the lock was taken: make another
-    temporary = Path(name)
     try:
-        yield fd, temporary
+        yield fd, name
     finally:
-        temporary.unlink(missing_ok=True)  # linked into place by now, or given up
+        try:
+            os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            pass
         os.close(fd)
 
 
-def _copy_into(staged: Path, fd: int, path: Path) -> None:
-    """Copy ``staged`` into the open file ``fd`` (the temporary for ``path``), synced."""
+def _copy_into(staged: Path, fd: int, where: Path) -> None:
+    """Copy ``staged`` into the open file ``fd`` (the temporary for ``where``), synced."""
     try:
         with open(staged, "rb") as source, os.fdopen(fd, "wb", closefd=False) as copy:
             shutil.copyfileobj(source, copy, CHUNK)
             copy.flush()
             os.fsync(copy.fileno())
     except OSError as error:
-        raise _adapter_error(f"cannot write {path}", error) from error
+        raise adapter_error(f"cannot write {where}", error) from error
 
 
-def _adapter_error(what: str, error: OSError) -> AdapterError:
-    return AdapterError(
-        f"{what}: {error.strerror or error}", permanent=error.errno in PERMANENT_ERRNOS
-    )
-
-
-def _sha256_of(path: Path) -> str:
+def _sha256_of_fd(fd: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as source:
+    with os.fdopen(fd, "rb") as source:
         while chunk := source.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -108,21 +117,23 @@ class LocalAdapter(TransferAdapter):
         checked["path"] = str(Path(checked["path"]).expanduser().resolve())
         return checked
 
-    @classmethod
-    def option_warnings(cls, options: dict[str, Any]) -> list[str]:
-        root = Path(options["path"])
-        if not root.is_dir():
-            # Accepted (a share may be mounted later), but never created: say so now.
-            return [
-                f"{root} does not exist or is not a directory: transfers to this endpoint "
-                "fail until it does (it is never created)"
-            ]
-        return []
-
     @property
     def root(self) -> Path:
         """The endpoint's directory."""
         return Path(self.endpoint_options["path"])
+
+    @classmethod
+    def overlaps(cls, options: dict[str, Any], other: dict[str, Any]) -> bool:
+        """Whether one directory is the other or holds it (both were resolved when checked)."""
+        mine, theirs = Path(options["path"]), Path(other["path"])
+        return mine == theirs or mine in theirs.parents or theirs in mine.parents
+
+    @cached_property
+    def tree(self) -> Tree:
+        """The tree below the root, walked without following links."""
+        key_file = self.context.instance_path / KEY_FILE
+        key = load_or_create(key_file, lambda: secrets.token_hex(32).encode())
+        return Tree(self.root, key, marking_since=key_file.stat().st_mtime)
 
     def _path(self, target: PurePosixPath) -> Path:
         return self.root.joinpath(*target.parts)
@@ -141,18 +152,6 @@ class LocalAdapter(TransferAdapter):
             raise AdapterError(status.message, permanent=True)
         return None  # a local directory needs no credentials: nothing is kept
 
-    def _make_parent(self, path: Path) -> None:
-        if not self.root.is_dir():
-            # Never create the root itself: an unmounted share would fill the server's own disk.
-            raise AdapterError(
-                f"the destination directory {self.root} does not exist (is it mounted?)",
-                permanent=True,
-            )
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise _adapter_error(f"cannot create {path.parent}", error) from error
-
     def check(self, credentials: Credentials | None) -> list[Check]:
         root = self.root
         checks = [Check("reachable", root.is_dir(), str(root))]
@@ -167,33 +166,43 @@ class LocalAdapter(TransferAdapter):
             checks.append(Check("free space", usage.free > 0, f"{usage.free / 2**30:.1f} GiB free"))
         return checks
 
-    def _already_there(self, job: TransferJob, path: Path) -> bool:
-        """Whether an earlier attempt already put the job's bytes at ``path``."""
-        if job.staged.exists() and os.path.samefile(job.staged, path):
-            return True
-        return path.stat().st_size == job.size and _sha256_of(path) == job.sha256
+    def _already_there(self, job: TransferJob, dir_fd: int) -> str | None:
+        """How an earlier attempt put the job's bytes at its target ("link", "copy"), if it did."""
+        self.tree.check_not_link(dir_fd, job.target)
+        found = os.stat(job.target.name, dir_fd=dir_fd, follow_symlinks=False)
+        if job.staged.exists() and os.path.samestat(os.stat(job.staged), found):
+            return "link"
+        if not stat.S_ISREG(found.st_mode) or found.st_size != job.size:
+            return None
+        same = _sha256_of_fd(self.tree.open_file(dir_fd, job.target)) == job.sha256
+        return "copy" if same else None
 
     def submit(self, job: TransferJob) -> str:
-        path = self._path(job.target)
-        self._make_parent(path)
-        try:
-            os.link(job.staged, path)
-            how = "link"
-        except FileExistsError:
-            if not self._already_there(job, path):
-                raise DestinationExists(job.target) from None
-            return "link" if os.path.samefile(job.staged, path) else "copy"
-        except OSError as error:
-            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
-                raise _adapter_error(f"cannot write {path}", error) from error
-            how = "copy"
-            with _temporary_beside(path) as (fd, temporary):
-                _copy_into(job.staged, fd, path)
-                try:
-                    os.link(temporary, path)
-                except FileExistsError:
+        name = job.target.name
+        with self.tree.folder(job.target.parent, create=True) as folder:
+            try:
+                os.link(job.staged, name, dst_dir_fd=folder)
+                how = "link"
+            except FileExistsError:
+                earlier = self._already_there(job, folder)
+                if earlier is None:
                     raise DestinationExists(job.target) from None
-        fsync_directory(path.parent)
+                return earlier
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise adapter_error(f"cannot write {self._path(job.target)}", error) from error
+                how = "copy"
+                where = self._path(job.target)
+                with _temporary_beside(folder, job.target, where) as (fd, temporary):
+                    _copy_into(job.staged, fd, where)
+                    try:
+                        os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+                    except FileExistsError:
+                        earlier = self._already_there(job, folder)
+                        if earlier is None:
+                            raise DestinationExists(job.target) from None
+                        return earlier
+            os.fsync(folder)
         return how
 
     def status(self, job: TransferJob, handle: str) -> TransferStatus:
@@ -201,13 +210,22 @@ class LocalAdapter(TransferAdapter):
         return TransferStatus(DONE, bytes_moved=job.size)
 
     def verify(self, job: TransferJob, handle: str) -> bool:
-        path = self._path(job.target)
-        if not path.is_file():
+        try:
+            with self.tree.folder(job.target.parent, create=False) as folder:
+                fd = self.tree.open_file(folder, job.target)
+        except LinkRefused:
+            raise
+        except AdapterError:
+            return False
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            os.close(fd)
             return False
         if handle == "link" and job.staged.exists():
             # The very file that was hashed on arrival is at the target: nothing was copied.
-            return os.path.samefile(job.staged, path)
-        return _sha256_of(path) == job.sha256
+            os.close(fd)
+            return os.path.samestat(os.stat(job.staged), found)
+        return _sha256_of_fd(fd) == job.sha256
 
     def cancel(self, job: TransferJob, handle: str) -> None:
         """Local moves finish inside submit: nothing is ever left to cancel."""
@@ -215,36 +233,40 @@ class LocalAdapter(TransferAdapter):
     def write_file(
         self, target: PurePosixPath, content: bytes, credentials: Credentials | None
     ) -> None:
-        path = self._path(target)
-        self._make_parent(path)
-        with _temporary_beside(path) as (fd, temporary):
-            with os.fdopen(fd, "wb", closefd=False) as out:
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-            os.fchmod(fd, 0o644)
-            os.replace(temporary, path)
-        fsync_directory(path.parent)
+        with self.tree.folder(target.parent, create=True) as folder:
+            # A rename would replace a planted link rather than follow it; refused all the same.
+            self.tree.check_not_link(folder, target)
+            where = self._path(target)
+            with _temporary_beside(folder, target, where) as (fd, temporary):
+                try:
+                    with os.fdopen(fd, "wb", closefd=False) as out:
+                        out.write(content)
+                        out.flush()
+                        os.fchmod(fd, 0o644)
+                        os.fsync(fd)
+                    os.replace(temporary, target.name, src_dir_fd=folder, dst_dir_fd=folder)
+                except OSError as error:
+                    raise adapter_error(f"cannot write {where}", error) from error
+            os.fsync(folder)
 
     def locate(self, target: PurePosixPath) -> str:
         return str(self._path(target))
 
     def remove_debris(self, folders: dict[PurePosixPath, set[str]]) -> list[str]:
-        root = os.path.realpath(self.root)
         removed = []
-        for folder, known in folders.items():
-            directory = self._path(folder)
-            if os.path.realpath(directory) != os.path.join(root, *folder.parts):
-                continue  # a link somewhere on the way: not a folder this adapter made
+        for relative, known in folders.items():
             try:
-                entries = list(os.scandir(directory))
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # nothing landed there yet
-            for entry in entries:
-                if entry.name in known or not TEMPORARY_NAME.fullmatch(entry.name):
-                    continue
-                with abandoned(Path(entry.path)) as stale:
-                    if stale:
-                        os.unlink(entry.path)
-                        removed.append(f"removed {entry.path}: a copy cut off before it landed")
+                # Reached without links; not judged by its marker: only this adapter's own
+                # unlocked temporaries go, wherever the catalog puts files.
+                with self.tree.folder(relative, create=False, marked=False) as folder:
+                    for entry in os.scandir(folder):
+                        if entry.name in known or not TEMPORARY_NAME.fullmatch(entry.name):
+                            continue
+                        with abandoned(entry.name, dir_fd=folder) as stale:
+                            if stale:
+                                os.unlink(entry.name, dir_fd=folder)
+                                where = self._path(relative / entry.name)
+                                removed.append(f"removed {where}: a copy cut off before it landed")
+            except AdapterError:
+                continue  # nothing landed there yet, or a link on the way: not ours to sweep
         return removed

@@ -93,6 +93,19 @@ class SftpAdapter(TransferAdapter):
                 checked[name] = str(Path(checked[name]).expanduser().resolve())
         return checked
 
+    @classmethod
+    def overlaps(cls, options: dict[str, Any], other: dict[str, Any]) -> bool:
+        """Whether both name one host and port and one base path is the other or holds it.
+
+        Compared as written: the host's links and home directories cannot be resolved here.
+        """
+        if (options["host"].lower(), options["port"]) != (other["host"].lower(), other["port"]):
+            return False
+        mine, theirs = PurePosixPath(options["path"]), PurePosixPath(other["path"])
+        if mine.is_absolute() != theirs.is_absolute():
+            return False
+        return mine == theirs or mine in theirs.parents or theirs in mine.parents
+
     @property
     def host(self) -> str:
         """The host's name or address."""
@@ -268,7 +281,14 @@ class SftpAdapter(TransferAdapter):
             base=self.base,
             mkpath=mkpath,
             scratch=self.context.instance_path,
+            no_links=self._no_links(job.target),
         )
+
+    def _no_links(self, target: PurePosixPath) -> tuple[str, ...]:
+        """The paths below the base that must not be symbolic links when rsync writes ``target``."""
+        folders = [target.parents[depth] for depth in range(len(target.parts) - 2, -1, -1)]
+        paths = [*folders, target.parent / PARTIAL_DIR, target]
+        return tuple(self._remote(PurePosixPath(path)) for path in paths)
 
     def _make_folders(self, login: Login, target: PurePosixPath) -> None:
         """Create the target's folders over SFTP, for an rsync without ``--mkpath``."""
@@ -279,9 +299,10 @@ class SftpAdapter(TransferAdapter):
     def _submit_by_sftp(self, job: TransferJob, login: Login, path: str) -> str:
         with self._session(login) as session:
             session.require_directory(self.base)
+            session.make_directories(self.base, job.target.parent.parts)
+            session.refuse_link(path)
             if session.exists(path) is not None:
                 return self._landed_already(session, session.capabilities(), job, path, "sftp")
-            session.make_directories(self.base, job.target.parent.parts)
             upload(session, job, path)
         return "sftp"
 
@@ -333,6 +354,7 @@ class SftpAdapter(TransferAdapter):
         with self._session(self._login(credentials)) as session:
             session.require_directory(self.base)
             session.make_directories(self.base, target.parent.parts)
+            session.refuse_link(path)  # posix-rename would replace it, not follow it: refused alike
             write_atomically(session, path, content)
 
     def locate(self, target: PurePosixPath) -> str:

@@ -220,12 +220,31 @@ class HostSession:
                 permanent=True,
             )
 
+    def refuse_link(self, path: str) -> bool:
+        """Fail permanently when ``path`` is a symbolic link; whether anything is there.
+
+        Checked by ``lstat`` just before the write: a link planted in between is not seen.
+        """
+        try:
+            attributes = self.sftp.lstat(path)
+        except FileNotFoundError:
+            return False
+        except (OSError, paramiko.SSHException, EOFError) as error:
+            raise sftp_error(f"cannot look at {path}", error, self.where) from error
+        if stat.S_ISLNK(attributes.st_mode or 0):
+            raise AdapterError(
+                f"{path} on {self.where.host_port} is a symbolic link: links at the destination "
+                "are never followed",
+                permanent=True,
+            )
+        return True
+
     def make_directories(self, base: str, parts: tuple[str, ...]) -> None:
-        """Create the folders ``parts`` under ``base`` (which must exist) as needed."""
+        """Create the folders ``parts`` under ``base`` (which must exist) as needed, no link."""
         path = base
         for part in parts:
             path = posixpath.join(path, part)
-            if self.exists(path) is not None:
+            if self.refuse_link(path):
                 continue
             try:
                 self.sftp.mkdir(path)

@@ -138,6 +138,8 @@ class RemoteMkpathUnsupported(Exception):
 
 # What the host's shell says before rsync runs, when the base path is missing (see base_guard).
 BASE_MISSING = "dataflow-lite: the base path is missing"
+# What the host's shell says before rsync runs, when a link stands in the target's path.
+LINK_FOUND = "dataflow-lite: a symbolic link stands at "
 # rsync's and the shell's words when no rsync answers on the host.
 NO_REMOTE_RSYNC = (
     "protocol version mismatch",  # an SFTP server (ForceCommand internal-sftp) or shell noise
@@ -159,13 +161,22 @@ def local_mkpath() -> bool:
         return False
 
 
-def base_guard(base: str) -> str:
+def base_guard(base: str, no_links: tuple[str, ...] = ()) -> str:
     """rsync's ``--rsync-path``: the host's shell checks the base path, then runs rsync.
 
     ``--mkpath`` would create a missing base path (a storage mount that is not there) along with
-    the target's folders; this stops it, in the same round trip.
+    the target's folders; this stops it, in the same round trip. Each of ``no_links`` (the
+    target's folders below the base, its partial folder and the target) must not be a symbolic
+    link: rsync has no option that refuses links in the receiving side's path, and follows them.
     """
-    return f"test -d {remote_argument(base)} || {{ echo '{BASE_MISSING}' >&2; exit 1; }}; rsync"
+    guard = f"test -d {remote_argument(base)} || {{ echo '{BASE_MISSING}' >&2; exit 1; }}; "
+    if no_links:
+        paths = " ".join(remote_argument(path) for path in no_links)
+        guard += (
+            f'for p in {paths}; do if test -L "$p"; then '
+            f'echo "{LINK_FOUND}$p" >&2; exit 1; fi; done; '
+        )
+    return guard + "rsync"
 
 
 def push(
@@ -179,6 +190,7 @@ def push(
     base: str,
     mkpath: bool = True,
     scratch: Path | None = None,
+    no_links: tuple[str, ...] = (),
 ) -> bool:
     """Copy ``staged`` to ``remote_path``; whether bytes moved (False: something was there).
 
@@ -194,7 +206,7 @@ def push(
         "--itemize-changes",
         f"--timeout={IO_TIMEOUT}",
         *(["--mkpath"] if mkpath else []),
-        f"--rsync-path={base_guard(base)}",
+        f"--rsync-path={base_guard(base, no_links)}",
         "-e",
         ssh,
         "--",
@@ -233,6 +245,14 @@ def _raise_failure(
         raise AdapterError(
             f"the base path {base} does not exist on {where.host_port}", permanent=True
         )
+    for line in stderr.splitlines():
+        if line.startswith(LINK_FOUND):
+            link = line.removeprefix(LINK_FOUND).strip()
+            raise AdapterError(
+                f"{link} on {where.host_port} is a symbolic link: links at the destination "
+                "are never followed",
+                permanent=True,
+            )
     if "--mkpath" in text and "unknown option" in text:
         raise RemoteMkpathUnsupported(stderr.strip())
     if any(words in text for words in NO_REMOTE_RSYNC):

@@ -73,6 +73,7 @@ def upload(session: HostSession, job: TransferJob, path: str) -> None:
     """Upload ``job.staged`` to ``path`` (whose directory exists), resuming an earlier attempt."""
     sftp = session.sftp
     temporary = partial_name(path, job.sha256)
+    session.refuse_link(temporary)  # its name is predictable: a link there would be written
     before = session.exists(temporary)
     offset = (before.st_size or 0) if before is not None else 0
     if offset > job.size:

@@ -1,0 +1,221 @@
+"""Folders and files below an endpoint's root, opened one component at a time, no link followed.
+
+Every folder below the root is opened with ``O_NOFOLLOW | O_DIRECTORY`` from its parent's
+descriptor (and created there with ``mkdir(name, dir_fd=...)``), and every file is opened or
+linked by name within its folder's descriptor: a symbolic link planted anywhere below the root is
+refused, never followed, whatever races with the walk. The root itself is the administrator's
+choice and is opened as configured.
+
+A dataset's own folder (``<instrument>/<date>/<HHMMSS>_<slug>``, the third level) is created
+exclusively by the dataset's first write, which leaves a marker file in it holding an HMAC of the
+folder's relative path under a key kept in the instance folder. Its later writes (other files, a
+retry, ``metadata.json``) find the marker and go on; a folder without it was made by someone else
+(a neighbour who guessed the name) and is never written into. A marker rather than the transfer's
+memo because a dataset's files are many transfers and ``metadata.json`` has none; an HMAC rather
+than the owner's uid because a NAS may map every account to one. A folder that an earlier
+release made (no marker, but this account's, with this account's ``metadata.json`` older than the
+key) is marked on its next write rather than refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import hmac
+import os
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from dataflow_lite.adapter import DATASET_FOLDER_DEPTH, PERMANENT_ERRNOS, AdapterError
+from dataflow_lite.store.layout import FOLDER_MARKER, METADATA_FILE
+
+DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# How long a second writer waits for the first to leave its marker in a folder it just made.
+MARKER_WAIT = 2.0
+
+
+def adapter_error(what: str, error: OSError) -> AdapterError:
+    """``error`` in plain words, permanent when no retry can mend it."""
+    return AdapterError(
+        f"{what}: {error.strerror or error}", permanent=error.errno in PERMANENT_ERRNOS
+    )
+
+
+class LinkRefused(AdapterError):
+    """A symbolic link stands where a folder or file of the dataset belongs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+class Tree:
+    """The tree below one endpoint root, walked from the root's descriptor."""
+
+    def __init__(self, root: Path, key: bytes, marking_since: float = 0.0) -> None:
+        self.root = root
+        self.key = key
+        #: When this server began marking its folders (its key file's age), for older folders.
+        self.marking_since = marking_since
+
+    def where(self, relative: PurePosixPath) -> Path:
+        """``relative`` as a path users can read (never opened by this name)."""
+        return self.root.joinpath(*relative.parts)
+
+    def refusal(self, dir_fd: int, relative: PurePosixPath) -> LinkRefused | None:
+        """A permanent error if the name ``relative`` in folder ``dir_fd`` is a symbolic link."""
+        try:
+            found = os.stat(relative.name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return None
+        if stat.S_ISLNK(found.st_mode):
+            link = os.readlink(relative.name, dir_fd=dir_fd)
+            return LinkRefused(
+                f"{self.where(relative)} is a symbolic link (to {link}): links at the "
+                "destination are never followed"
+            )
+        return None
+
+    def check_not_link(self, dir_fd: int, relative: PurePosixPath) -> None:
+        """Raise the refusal if ``relative`` in folder ``dir_fd`` is a symbolic link."""
+        refused = self.refusal(dir_fd, relative)
+        if refused is not None:
+            raise refused
+
+    def _open_folder(self, dir_fd: int, relative: PurePosixPath) -> int:
+        try:
+            return os.open(relative.name, DIRECTORY, dir_fd=dir_fd)
+        except OSError as error:
+            refused = self.refusal(dir_fd, relative)
+            if refused is not None:
+                raise refused from None
+            if error.errno == errno.ENOTDIR:
+                raise AdapterError(
+                    f"{self.where(relative)} is not a folder", permanent=True
+                ) from None
+            raise adapter_error(f"cannot open {self.where(relative)}", error) from error
+
+    def token(self, relative: PurePosixPath) -> bytes:
+        """What the marker of the dataset folder ``relative`` holds."""
+        message = b"dataflow-lite local dataset folder\0" + str(relative).encode()
+        return hmac.new(self.key, message, hashlib.sha256).hexdigest().encode()
+
+    def _made_before_marking(self, folder_fd: int) -> bool:
+        """Whether a folder without a marker is one this server made before it marked them.
+
+        Such a folder is this process's account's, and so is its ``metadata.json`` (every dataset
+        folder got one at creation), written before the marking key existed; no other account
+        can make files owned by this one.
+        """
+        uid = os.geteuid()
+        try:
+            folder = os.fstat(folder_fd)
+            metadata = os.stat(METADATA_FILE, dir_fd=folder_fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return (
+            folder.st_uid == uid
+            and stat.S_ISREG(metadata.st_mode)
+            and metadata.st_uid == uid
+            and metadata.st_mtime < self.marking_since
+        )
+
+    def _leave_marker(self, parent_fd: int | None, folder_fd: int, relative: PurePosixPath) -> None:
+        try:
+            fd = os.open(FOLDER_MARKER, CREATE, 0o644, dir_fd=folder_fd)
+            try:
+                os.write(fd, self.token(relative) + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            if parent_fd is not None:  # empty, and ours: the next try makes it again
+                os.rmdir(relative.name, dir_fd=parent_fd)
+            raise adapter_error(f"cannot mark {self.where(relative)}", error) from error
+
+    def _check_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
+        deadline = time.monotonic() + MARKER_WAIT
+        found = b""
+        while True:
+            try:
+                fd = os.open(FOLDER_MARKER, READ, dir_fd=folder_fd)
+            except FileNotFoundError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)  # the dataset's first write may be leaving it right now
+                    continue
+                break
+            except OSError:
+                break
+            try:
+                found = os.read(fd, 200).strip()
+            finally:
+                os.close(fd)
+            break
+        if not found and self._made_before_marking(folder_fd):
+            self._leave_marker(None, folder_fd, relative)
+            return
+        if not hmac.compare_digest(found, self.token(relative)):
+            raise AdapterError(
+                f"{self.where(relative)} already exists and was not made by this dataset's "
+                "transfers: a dataset's folder is never taken over",
+                permanent=True,
+            )
+
+    @contextmanager
+    def folder(
+        self, relative: PurePosixPath, *, create: bool, marked: bool = True
+    ) -> Iterator[int]:
+        """A descriptor of the folder ``relative``, made on the way when ``create``; a dataset
+        folder on the way must be this server's (its marker), unless ``marked`` is False."""
+        if not self.root.is_dir():
+            # Never create the root itself: an unmounted share would fill the server's own disk.
+            raise AdapterError(
+                f"the destination directory {self.root} does not exist (is it mounted?)",
+                permanent=True,
+            )
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as error:
+            raise adapter_error(f"cannot open {self.root}", error) from error
+        try:
+            walked = PurePosixPath()
+            for depth, name in enumerate(relative.parts, start=1):
+                walked = walked / name
+                made = False
+                if create:
+                    try:
+                        os.mkdir(name, dir_fd=fd)
+                        made = True
+                    except FileExistsError:
+                        pass
+                    except OSError as error:
+                        raise adapter_error(f"cannot create {self.where(walked)}", error) from error
+                child = self._open_folder(fd, walked)
+                try:
+                    if depth == DATASET_FOLDER_DEPTH and marked:
+                        if made:
+                            self._leave_marker(fd, child, walked)
+                        else:
+                            self._check_marker(child, walked)
+                except BaseException:
+                    os.close(child)
+                    raise
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
+            os.close(fd)
+
+    def open_file(self, dir_fd: int, relative: PurePosixPath) -> int:
+        """A read descriptor of the file ``relative`` in folder ``dir_fd``; never through a link."""
+        try:
+            return os.open(relative.name, READ, dir_fd=dir_fd)
+        except OSError as error:
+            refused = self.refusal(dir_fd, relative)
+            if refused is not None:
+                raise refused from None
+            raise adapter_error(f"cannot read {self.where(relative)}", error) from error
