@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from dataflow_lite.settings import Setting
 
@@ -183,6 +183,10 @@ class TransferAdapter(abc.ABC):
     id_option: ClassVar[str | None] = None
     #: Server settings the adapter reads, named ``<adapter>_<name>`` in the configuration.
     settings: ClassVar[tuple[Setting, ...]] = ()
+    #: Whether activation takes a user's username and password (and a page offers a form).
+    takes_credentials: ClassVar[bool] = False
+    #: Whether ``open_file`` reads landed files back (the dataset page offers downloads).
+    can_read_back: ClassVar[bool] = False
 
     def __init__(self, endpoint_options: dict[str, Any], context: AdapterContext) -> None:
         self.endpoint_options = endpoint_options
@@ -276,6 +280,14 @@ class TransferAdapter(abc.ABC):
         self, target: PurePosixPath, content: bytes, credentials: Credentials | None
     ) -> None:
         """Write a small file (``metadata.json``) at ``target``, replacing it atomically."""
+
+    def open_file(self, target: PurePosixPath, credentials: Credentials | None) -> BinaryIO:
+        """The landed file at ``target``, open for reading from its start, for a download.
+
+        Only for adapters that declare ``can_read_back``; never through a symbolic link. Raise
+        AdapterError (permanent) when the file is not there, or not a regular file.
+        """
+        raise AdapterError(f"{self.name} endpoints cannot read files back", permanent=True)
 
     @abc.abstractmethod
     def locate(self, target: PurePosixPath) -> str:

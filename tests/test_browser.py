@@ -7,10 +7,14 @@ a key that works with ordflow, bytes at the destination. Screenshots of the main
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
+import socket
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -22,9 +26,11 @@ from .conftest import LiveServer, wait_for_transfers
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
 PASSWORD = "correct horse battery"
-# Refused requests that the tests cause on purpose (a rejected form, a refused upload).
+# Refused requests that the tests cause on purpose (a rejected form, a refused upload, a
+# network cut).
 EXPECTED_FAILURE = re.compile(
-    r"Failed to load resource: the server responded with a status of (4|503)"
+    r"Failed to load resource: (the server responded with a status of (4|503)"
+    r"|net::ERR_INTERNET_DISCONNECTED)"
 )
 
 pytestmark = [
@@ -191,8 +197,9 @@ def test_the_wizard_rejects_then_creates_and_prefills_the_next_dataset(
 
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("The dataset was not created")
-    expect(alert).to_contain_text("Temperature: is required")
-    expect(page.get_by_text("Temperature: is required").last).to_be_visible()
+    expect(alert).to_contain_text("Correct the marked field: Temperature.")
+    expect(page.get_by_text("Temperature: is required")).to_have_count(1)  # beside its field
+    expect(page.get_by_text("kept from your last dataset")).to_have_count(0)  # nothing kept yet
     expect(page.get_by_label("Temperature (K) (required)")).to_have_attribute(
         "aria-invalid", "true"
     )
@@ -209,7 +216,10 @@ def test_the_wizard_rejects_then_creates_and_prefills_the_next_dataset(
     page.get_by_role("link", name="New dataset").first.click()
     page.get_by_label("Instrument").select_option(label="Asylum Cypher (AFM)")
     page.get_by_role("button", name="Next").click()
-    expect(page.get_by_label("Temperature (K) (required)")).to_have_value("373.5")
+    expect(page.get_by_label(re.compile(r"^Temperature"))).to_have_value("373.5")
+    expect(page.get_by_text("kept from your last dataset")).to_have_count(
+        2
+    )  # Temperature, Operator
     expect(page.get_by_label("Operator")).to_have_value("Ada Lovelace")
     expect(page.get_by_label("Mode (required)")).to_have_value("")  # not a persisting field
     shot(page, "wizard-prefilled")
@@ -312,7 +322,178 @@ def test_a_throttled_upload_shows_its_progress_move_and_warns_before_leaving(
     assert [t["state"] for t in transfers if t["kind"] == "file"] == ["done"]
 
 
-def test_a_failed_file_is_retried_alone(page: Page, live_server, cli, tmp_path: Path):
+def tus_filename(upload_metadata: str) -> str:
+    """The ``filename`` of a tus ``Upload-Metadata`` header."""
+    pairs = dict(item.strip().partition(" ")[::2] for item in upload_metadata.split(","))
+    return base64.b64decode(pairs["filename"]).decode()
+
+
+def server_offset(server: LiveServer, key: str, location: str) -> int:
+    """Where the server says a tus upload stands (HEAD with the user's API key)."""
+    answer = requests.head(
+        server.url + location,
+        headers={"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.status_code
+    return int(answer.headers["Upload-Offset"])
+
+
+def wait_for_offset(server: LiveServer, key: str, location: str, seconds: float = 60) -> int:
+    """The server's offset once it is past 0 (a cut connection is noticed a moment later)."""
+    deadline = time.monotonic() + seconds
+    while (offset := server_offset(server, key, location)) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return offset
+
+
+class TusTraffic:
+    """The page's tus requests as the browser sent them, and each upload's address by file."""
+
+    def __init__(self, page: Page) -> None:
+        self.requests: list[tuple[str, str, str | None]] = []  # method, url, Upload-Offset
+        self.locations: dict[str, str] = {}
+        page.on("request", self._request)
+        page.on("response", self._response)
+
+    def _request(self, request) -> None:
+        if "/api/v1/uploads/" in request.url:
+            self.requests.append(
+                (request.method, request.url, request.headers.get("upload-offset"))
+            )
+
+    def _response(self, response) -> None:
+        request = response.request
+        if request.method == "POST" and "/api/v1/uploads/" in request.url:
+            filename = tus_filename(request.headers["upload-metadata"])
+            self.locations[filename] = response.headers["location"]
+
+    def count(self, method: str) -> int:
+        return sum(1 for sent, _, _ in self.requests if sent == method)
+
+    def patch_offsets(self) -> list[int]:
+        return [int(offset or 0) for sent, _, offset in self.requests if sent == "PATCH"]
+
+
+class Network:
+    """The page's network as DevTools emulates it: upload speed, and cut off or back.
+
+    One DevTools session for both: Chromium fails the requests in flight when it goes offline
+    (net::ERR_INTERNET_DISCONNECTED) and tells the page (``navigator.onLine``, ``online``).
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Network.enable")
+
+    def set(self, *, upload_bytes_per_second: int = -1, offline: bool = False) -> None:
+        self.cdp.send(
+            "Network.emulateNetworkConditions",
+            {"offline": offline, "latency": 0, "downloadThroughput": -1,
+             "uploadThroughput": upload_bytes_per_second},
+        )  # fmt: skip
+
+
+SENT_A_FIFTH = re.compile(r"^([2-9][0-9]) %$")
+
+
+def send_and_drop(request, body: bytes, length: int) -> None:
+    """Send the server the first bytes (``body``) of the browser's PATCH ``request`` of
+    ``length`` bytes, then drop the line.
+
+    DevTools' emulated slow uploads hand the whole body over at once when the network goes, so
+    the server would never see a cut; a socket of our own, closed after ``body``, is one.
+    """
+    headers = request.all_headers()
+    url = urlsplit(request.url)
+    lines = [f"PATCH {url.path} HTTP/1.1", f"Host: {url.netloc}"]
+    for name in ("cookie", "x-csrftoken", "tus-resumable", "upload-offset", "content-type"):
+        lines.append(f"{name}: {headers[name]}")
+    lines.append(f"content-length: {length}")
+    with socket.create_connection((url.hostname, url.port), timeout=10) as line:
+        line.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+
+def test_a_network_cut_mid_file_resumes_where_the_server_stopped(
+    page: Page, live_server, cli, tmp_path: Path
+):
+    add_user(cli, "ada")
+    key = cli("key", "create", "ada").strip()
+    dataset = API(key, server_url=live_server.api).dataset_create("Flaky link")
+    content = os.urandom(3_000_000)
+    (tmp_path / "frames.raw").write_bytes(content)
+    log_in(page, live_server, "ada")
+    page.goto(f"{live_server.url}/datasets/{dataset['id']}/upload")
+    traffic = TusTraffic(page)
+    cuts: list[int] = []
+
+    def cut_the_first_patch(route) -> None:
+        if route.request.method != "PATCH" or cuts:
+            route.continue_()
+            return
+        cuts.append(len(content) // 3)
+        send_and_drop(route.request, content[: cuts[0]], len(content))
+        page.context.set_offline(True)  # the network goes down as the request is cut
+        route.abort("internetdisconnected")
+
+    page.route(re.compile(r"/api/v1/uploads/"), cut_the_first_patch)
+    page.locator("#file-input").set_input_files(tmp_path / "frames.raw")
+    row = page.locator('tr[data-path="frames.raw"]')
+    expect(row).to_contain_text("the network is down", timeout=60_000)
+    expect(page.get_by_role("button", name="Retry frames.raw")).to_be_visible()
+    before = wait_for_offset(live_server, key, traffic.locations["frames.raw"])
+    assert before == cuts[0]  # the server kept what arrived
+
+    page.context.set_offline(False)  # back: the page goes on by itself
+    expect(page.get_by_role("status").last).to_have_text(
+        "1 of 1 file uploaded: all files are uploaded.", timeout=60_000
+    )
+    assert traffic.count("POST") == 1  # the same upload went on: not created again
+    assert traffic.patch_offsets() == [0, before]  # resumed at the server's offset, once
+    transfers = wait_for_transfers(live_server.api, key, dataset["id"])
+    assert [t["state"] for t in transfers if t["kind"] == "file"] == ["done"]
+    found = API(key, server_url=live_server.api).dataset_info(dataset["id"])
+    assert (Path(found["destination"]) / "frames.raw").read_bytes() == content
+
+
+def test_a_reload_mid_file_resumes_once_the_file_is_picked_again(
+    page: Page, live_server, cli, tmp_path: Path
+):
+    add_user(cli, "ada")
+    key = cli("key", "create", "ada").strip()
+    dataset = API(key, server_url=live_server.api).dataset_create("Reloaded")
+    content = os.urandom(3_000_000)
+    picked = tmp_path / "run7" / "spectra.h5"
+    picked.parent.mkdir()
+    picked.write_bytes(content)
+    log_in(page, live_server, "ada")
+    page.goto(f"{live_server.url}/datasets/{dataset['id']}/upload")
+    page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?": yes
+    traffic = TusTraffic(page)
+    network = Network(page)
+    network.set(upload_bytes_per_second=250_000)
+    page.locator("#folder-input").set_input_files(tmp_path / "run7")
+    row = page.locator('tr[data-path="run7/spectra.h5"]')
+    expect(row.locator(".percent")).to_have_text(SENT_A_FIFTH, timeout=60_000)
+
+    page.reload()
+    before = wait_for_offset(live_server, key, traffic.locations["spectra.h5"])
+    assert 0 < before < len(content)
+    network.set()
+    page.locator("#folder-input").set_input_files(tmp_path / "run7")
+    expect(page.get_by_role("status").last).to_have_text(
+        "1 of 1 file uploaded: all files are uploaded.", timeout=60_000
+    )
+    assert traffic.count("POST") == 1
+    assert traffic.patch_offsets()[-1] == before
+    wait_for_transfers(live_server.api, key, dataset["id"])
+    destination = Path(
+        API(key, server_url=live_server.api).dataset_info(dataset["id"])["destination"]
+    )
+    assert (destination / "run7" / "spectra.h5").read_bytes() == content
+
+
+def test_a_failed_file_is_retried_alone_and_resumes(page: Page, live_server, cli, tmp_path: Path):
     add_user(cli, "ada")
     key = cli("key", "create", "ada").strip()
     dataset = API(key, server_url=live_server.api).dataset_create("Retry")
@@ -320,28 +501,61 @@ def test_a_failed_file_is_retried_alone(page: Page, live_server, cli, tmp_path: 
         (tmp_path / name).write_text(f"content of {name}\n")
     log_in(page, live_server, "ada")
     page.goto(f"{live_server.url}/datasets/{dataset['id']}/upload")
-    calls: list[str] = []
+    traffic = TusTraffic(page)
+    busy = {"on": True}
 
-    def fail_b_once(route) -> None:
-        body = route.request.post_data_buffer or b""
-        if b'filename="b.txt"' in body and not calls:
-            calls.append("refused")
+    def b_is_busy(route) -> None:
+        location = traffic.locations.get("b.txt")
+        request = route.request
+        if busy["on"] and location and request.method == "PATCH" and request.url.endswith(location):
             route.fulfill(status=503, json={"message": "the server is busy"})
         else:
             route.continue_()
 
-    page.route("**/api/v1/dataset-file-upload", fail_b_once)
+    page.route(re.compile(r"/api/v1/uploads/"), b_is_busy)
     page.locator("#file-input").set_input_files([tmp_path / "a.txt", tmp_path / "b.txt"])
     row_b = page.locator('tr[data-path="b.txt"]')
-    expect(row_b).to_contain_text("failed: the server is busy")
+    # tus-js-client tries again by itself a few times (10 s in all) before the page says so.
+    expect(row_b).to_contain_text("failed: the server is busy", timeout=60_000)
     expect(page.locator('tr[data-path="a.txt"]')).to_contain_text("uploaded")
     expect(page.get_by_role("status").last).to_have_text("1 of 2 files uploaded, 1 failed")
+    busy["on"] = False
     page.get_by_role("button", name="Retry b.txt").click()
     expect(page.get_by_role("status").last).to_have_text(
         "2 of 2 files uploaded: all files are uploaded."
     )
+    assert traffic.count("POST") == 2  # b's retry went on with its upload, not a new one
     found = API(key, server_url=live_server.api).dataset_info(dataset["id"])
     assert sorted(f["name"] for f in found["dataset_files"]) == ["a.txt", "b.txt"]
+
+
+def test_a_file_already_there_offers_no_retry_and_the_page_leads_on(
+    page: Page, live_server, cli, tmp_path: Path
+):
+    add_user(cli, "ada")
+    key = cli("key", "create", "ada").strip()
+    api = API(key, server_url=live_server.api)
+    dataset = api.dataset_create("Twice")
+    for name in ("a.txt", "c.txt"):
+        (tmp_path / name).write_text(f"content of {name}\n")
+    api.file_upload(str(tmp_path / "a.txt"), dataset["id"])
+    log_in(page, live_server, "ada")
+    page.goto(f"{live_server.url}/datasets/{dataset['id']}/upload")
+    expect(page.locator("#file-count")).to_have_text("1 file")
+    expect(page.get_by_role("link", name="Go to the dataset")).to_be_hidden()
+    page.locator("#file-input").set_input_files([tmp_path / "a.txt", tmp_path / "c.txt"])
+
+    row_a = page.locator('tr[data-path="a.txt"]')
+    expect(row_a).to_contain_text(
+        f"not uploaded: dataset {dataset['id']} already has a.txt: nothing was overwritten"
+    )
+    expect(page.get_by_role("button", name="Retry a.txt")).to_be_hidden()
+    expect(page.get_by_role("status").last).to_have_text("1 of 2 files uploaded, 1 failed")
+    expect(page.locator("#file-count")).to_have_text("2 files")  # c.txt counted as it landed
+    expect(page.locator('tr[data-path="c.txt"] .transfer-cell')).to_have_text("done")
+    shot(page, "upload-conflict")
+    page.get_by_role("link", name="Go to the dataset").click()
+    expect(page.get_by_role("heading", name="Files (2 files, 34 bytes)")).to_be_visible()
 
 
 def test_search_and_the_dataset_page(page: Page, live_server, cli, tmp_path: Path):

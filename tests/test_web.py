@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import re
+from pathlib import Path
 
 import argon2
 import pytest
@@ -319,17 +322,22 @@ def test_the_destination_is_chosen_from_the_endpoints(ada, cli, tmp_path):
     assert "New datasets go to archive." in text_of(ada.get(response.headers["Location"]))
 
 
-def test_an_endpoint_that_is_not_active_offers_activation(ada, cli, tmp_path):
+def test_activation_is_offered_only_where_the_adapter_takes_a_login(ada, cli, tmp_path):
     gone = tmp_path / "unmounted"
-    cli("endpoint", "add", "nas", "--type", "local", "--path", str(gone))
+    nas = cli.json("endpoint", "add", "nas", "--type", "local", "--path", str(gone))
+    cluster = cli.json("endpoint", "add", "cluster", "--type", "sftp", "--host", "127.0.0.1",
+                       "--port", "1", "--username", "dataflow", "--path", "/data")  # fmt: skip
     page = ada.get("/account")
-    assert f"{gone} does not exist or is not a directory" in text_of(page)
-    endpoint_id = re.search(r"/account/endpoints/([0-9a-f-]+)/activate", page.text).group(1)
+    shown = text_of(page)
+    assert f"{gone} does not exist or is not a directory" in shown
+    assert "It takes no login: an administrator must fix what the status says." in shown
+    assert f"/account/endpoints/{nas['id']}/activate" not in page.text  # no form that cannot help
+    assert f"/account/endpoints/{cluster['id']}/activate" in page.text
     response = ada.post(
-        f"/account/endpoints/{endpoint_id}/activate",
+        f"/account/endpoints/{cluster['id']}/activate",
         data={"username": "x", "password": "y", "csrf_token": token(ada, "/account")},
     )
-    assert "nas refused activation" in text_of(ada.get(response.headers["Location"]))
+    assert "cluster refused activation" in text_of(ada.get(response.headers["Location"]))
 
 
 # Admin pages ---------------------------------------------------------------------------------
@@ -549,9 +557,10 @@ def test_the_wizard_refuses_what_the_api_refuses_with_the_same_messages(
     page = create_through_the_page(ada, cypher, "scan", **fields)
     assert page.status_code == 400
     shown = text_of(page)
-    assert api.json["message"] in shown
+    assert "The dataset was not created" in shown
     for name, messages in api.json["errors"].items():
-        assert f"{name}: {'; '.join(messages)}" in shown
+        assert shown.count(f"{name}: {'; '.join(messages)}") == 1  # once, beside its field
+        assert re.search(rf'<a href="#[^"]+">{name}</a>', page.text)  # the notice links to it
     assert "0 datasets. No dataset yet." in text_of(ada.get("/datasets"))  # nothing was created
 
 
@@ -596,8 +605,8 @@ def test_an_extra_row_the_api_would_refuse_gets_the_apis_message(ada, cypher):
     )
     assert page.status_code == 400
     shown = text_of(page)
-    assert "the metadata is not valid" in shown
-    assert "tags: must be a list of text, numbers, true/false or null" in shown
+    assert shown.count("tags: must be a list of text, numbers, true/false or null") == 1
+    assert 'id="extra-error-1"' in page.text  # beside the row that holds it
 
 
 def test_a_misfit_on_the_page_names_the_value_and_what_fits(ada, cypher):
@@ -608,7 +617,7 @@ def test_a_misfit_on_the_page_names_the_value_and_what_fits(ada, cypher):
 
 def test_a_blank_title_is_refused_and_the_values_stay(ada, cypher):
     page = create_through_the_page(ada, cypher, "  ", Temperature="373", Mode="contact")
-    assert "the dataset name is blank" in text_of(page)
+    assert text_of(page).count("must not be blank") == 1
     assert 'value="373"' in page.text
     assert '<option value="contact" selected>' in page.text
 
@@ -628,6 +637,11 @@ def test_the_wizard_creates_the_dataset_and_goes_to_its_upload_page(ada, cypher)
 
 
 def test_persisting_fields_are_prefilled_from_the_previous_dataset(ada, cli, cypher):
+    assert "kept from your last dataset" not in ada.get(f"/datasets/new?instrument={cypher}").text
+    create_through_the_page(ada, cypher, "first", Temperature="373", Mode="AC")
+    kept = re.findall(r'<label for="field-\d+">([^<]+).*?kept from your last dataset', ada.get(
+        f"/datasets/new?instrument={cypher}").text)  # fmt: skip
+    assert [label.strip() for label in kept] == ["Temperature"]  # Operator was left blank
     create_through_the_page(ada, cypher, "first", Temperature="373", Mode="AC", Operator="Ada")
     create_through_the_page(ada, cypher, "second", Temperature="80", Mode="AC", Operator="Ada L.")
     page = ada.get(f"/datasets/new?instrument={cypher}").text
@@ -660,6 +674,113 @@ def test_my_datasets_page_searches_and_pages(ada, app):
     assert "PZT one" in text_of(ada.get("/datasets?page=2"))
     found = text_of(ada.get("/datasets?q=PZT"))
     assert "2 datasets match “PZT”." in found and "BTO" not in found
+
+
+def test_admins_see_who_made_each_dataset(ada, cli, app):
+    add_user(cli, "root", admin=True)
+    create_through_the_page(ada, 0, "made by ada")
+    assert "Creator" not in text_of(ada.get("/datasets"))
+    root = app.test_client()
+    log_in(root, "root")
+    shown = text_of(root.get("/datasets"))
+    assert "Creator" in shown and "made by ada Untitled instrument Ada" in shown
+
+
+def upload(client, key: str, dataset_id: int, name: str, content: bytes):
+    return client.post(
+        "/api/v1/dataset-file-upload",
+        data={"dataset_id": str(dataset_id), "file": (io.BytesIO(content), name)},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+
+def test_the_dataset_page_offers_each_landed_file_for_download(ada, cli, app):
+    key = cli("key", "create", "ada").strip()
+    api = app.test_client()
+    dataset = api.post("/api/v1/datasets", json={"name": "scan"},
+                       headers={"Authorization": f"Bearer {key}"}).json  # fmt: skip
+    content = b"<script>alert(1)</script> not a page here\n"
+    added = upload(api, key, dataset["id"], "page.html", content).json
+    assert added["transfer_state"] == "done"
+    page = ada.get(f"/datasets/{dataset['id']}")
+    link = f"/datasets/{dataset['id']}/files/{added['id']}/download"
+    assert f'href="{link}"' in page.text
+    with ada.get(link) as response:
+        assert response.status_code == 200 and response.data == content
+        assert response.mimetype == "application/octet-stream"  # never run as this server's
+        assert response.headers["Content-Disposition"].startswith("attachment")
+        assert response.headers["Content-Length"] == str(len(content))
+
+    add_user(cli, "bob")
+    bob = app.test_client()
+    log_in(bob, "bob")
+    assert bob.get(link).status_code == 404  # another user's file does not exist for them
+    assert ada.get(f"/datasets/{dataset['id']}/files/999/download").status_code == 404
+
+    landed = Path(added["destination"])
+    landed.unlink()
+    (landed.parent / "elsewhere").write_bytes(content)
+    landed.symlink_to(landed.parent / "elsewhere")  # planted: never followed
+    refused = ada.get(link)
+    assert refused.status_code == 409 and "links at the destination are never followed" in (
+        text_of(refused)
+    )
+
+
+def test_files_on_an_endpoint_that_cannot_read_back_are_not_offered(ada, cli, app):
+    cluster = cli.json("endpoint", "add", "cluster", "--type", "sftp", "--host", "127.0.0.1",
+                       "--port", "1", "--username", "dataflow", "--path", "/data")  # fmt: skip
+    ada.post("/account/destination",
+             data={"endpoint": cluster["id"], "csrf_token": token(ada, "/account")})  # fmt: skip
+    key = cli("key", "create", "ada").strip()
+    api = app.test_client()
+    dataset = api.post("/api/v1/datasets", json={"name": "remote"},
+                       headers={"Authorization": f"Bearer {key}"}).json  # fmt: skip
+    added = upload(api, key, dataset["id"], "a.txt", b"a\n").json
+    page = ada.get(f"/datasets/{dataset['id']}")
+    assert "Files on cluster (sftp) cannot be downloaded through this server" in text_of(page)
+    assert "/download" not in page.text
+    refused = ada.get(f"/datasets/{dataset['id']}/files/{added['id']}/download")
+    assert refused.status_code == 409 and "cannot be read back here" in text_of(refused)
+
+
+def test_the_tus_routes_take_the_session_only_with_its_csrf_token(ada):
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Length": "3"}
+    dataset = create_through_the_page(ada, 0, "tus")
+    dataset_id = int(dataset.headers["Location"].split("/")[-2])
+    metadata = f"dataset_id {base64.b64encode(str(dataset_id).encode()).decode()},filename YS50eHQ="
+    headers = {**tus, "Upload-Metadata": metadata}
+    assert ada.post("/api/v1/uploads/", headers=headers).status_code == 401  # no token
+    wrong = ada.post("/api/v1/uploads/", headers={**headers, "X-CSRFToken": "forged"})
+    assert wrong.status_code == 401
+    good = {**headers, "X-CSRFToken": META_TOKEN.search(ada.get("/datasets").text).group(1)}
+    created = ada.post("/api/v1/uploads/", headers=good)
+    assert created.status_code == 201
+    patched = ada.patch(
+        created.headers["Location"],
+        data=b"abc",
+        headers={**good, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    )
+    assert patched.status_code == 204
+    shown = text_of(ada.get(f"/datasets/{dataset_id}"))
+    assert "a.txt 3 bytes" in shown
+    # A page elsewhere cannot ask: no cross-origin grant, to a preflight or to a request.
+    preflight = ada.options("/api/v1/uploads/", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+def test_the_admin_transfers_page_shows_files_with_their_bytes(admin, cli, app):
+    key = cli("key", "create", "root").strip()
+    api = app.test_client()
+    dataset = api.post("/api/v1/datasets", json={"name": "run"},
+                       headers={"Authorization": f"Bearer {key}"}).json  # fmt: skip
+    upload(api, key, dataset["id"], "frame.raw", b"x" * 3000)
+    shown = text_of(admin.get("/admin/transfers"))
+    assert "frame.raw 2.9 KiB" in shown and "100 %, 2.9 KiB" in shown
+    assert "metadata.json" not in shown.split("failed ones first.")[1]
+    rewrites = text_of(admin.get("/admin/transfers?show=metadata"))
+    assert "metadata.json" in rewrites.split("failed ones first.")[1]
+    assert "frame.raw" not in rewrites
 
 
 def test_someone_elses_dataset_is_a_404_page(ada, cli, app):

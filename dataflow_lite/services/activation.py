@@ -44,6 +44,8 @@ class EndpointStatus:
     activation: Activation
     #: Seconds since the adapter said so; None: no answer yet (asked in the background).
     age: float | None = 0.0
+    #: Whether activating it takes a username and password (else no login can change it).
+    takes_credentials: bool = False
 
     @property
     def active(self) -> bool:
@@ -108,8 +110,17 @@ def endpoint_statuses(rt: Runtime, identity: Identity) -> list[EndpointStatus]:
     statuses = []
     for endpoint in endpoints:
         known = _live_activation(rt, endpoint, identity.uid, kept[endpoint.id])
-        statuses.append(EndpointStatus(endpoint, known.value, known.age))
+        statuses.append(
+            EndpointStatus(endpoint, known.value, known.age, _takes_credentials(rt, endpoint))
+        )
     return statuses
+
+
+def _takes_credentials(rt: Runtime, endpoint: Endpoint) -> bool:
+    try:
+        return rt.adapters.get_class(endpoint.adapter).takes_credentials
+    except LookupError:
+        return False
 
 
 def _password(rt: Runtime, password: str | None, encrypted_password: str | None) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from dataflow_lite.bootstrap import Runtime
-from dataflow_lite.services import audit, user_settings
+from dataflow_lite.services import audit, downloads, user_settings
 from dataflow_lite.services.errors import Invalid, NotFound, TooLarge, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
@@ -227,6 +227,7 @@ def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
                 **entry.model_dump(),
                 "transfer_state": states[entry.id].state if entry.id in states else None,
                 "transfer_error": states[entry.id].last_error if entry.id in states else None,
+                "transfer_bytes": states[entry.id].bytes_moved if entry.id in states else 0,
             }
             for entry in catalog.dataset_files(session, dataset_id)
         ],
@@ -243,6 +244,8 @@ def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
         ],
         "destination": rt.adapters.locate(endpoint, PurePosixPath(dataset.folder)),
         "folder": dataset.folder,
+        "endpoint": {"name": endpoint.name, "adapter": endpoint.adapter},
+        "read_back": downloads.reads_back(rt, endpoint),
     }
 
 

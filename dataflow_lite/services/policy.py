@@ -61,6 +61,7 @@ RULES: dict[str, Rule] = {
     "dataset.read": OWN_OR_ADMIN,
     "dataset.search": ANYONE,
     "file.add": OWN_OR_ADMIN,
+    "file.read": OWN_OR_ADMIN,
     "file.search": ANYONE,
     "upload.start": OWN_OR_ADMIN,
     "upload.read": OWN_OR_ADMIN,

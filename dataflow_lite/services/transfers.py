@@ -37,10 +37,12 @@ def list_transfers(
     *,
     dataset_id: int | None = None,
     state: str | None = None,
+    kind: str | None = None,
     failed_first: bool = False,
     limit: int = MAX_LISTED,
 ) -> Sequence[TransferRow]:
-    """Transfers the identity may see (its own; all for admins), newest first.
+    """Transfers the identity may see (its own; all for admins), newest first; ``kind``
+    picks files (``file``) or metadata.json rewrites (``metadata``).
 
     ``failed_first`` puts failed ones at the top, as the admin page and the CLI show them.
     """
@@ -62,6 +64,8 @@ def list_transfers(
         statement = statement.where(Transfer.dataset_id == dataset_id)
     if state is not None:
         statement = statement.where(Transfer.state == state)
+    if kind is not None:
+        statement = statement.where(Transfer.kind == kind)
     with unit_of_work(rt.engine, write=False) as work:
         return [TransferRow(*row) for row in work.session.exec(statement).all()]
 

@@ -244,14 +244,25 @@ def endpoints() -> ResponseReturnValue:
 # Transfers ---------------------------------------------------------------------------------------
 
 
+# What the transfers page shows: ``?show=`` and the kind of transfer it lists.
+TRANSFER_KINDS = {"files": "file", "metadata": "metadata", "all": None}
+
+
 @bp.get("/transfers")
 @admin_required
 def transfer_list() -> ResponseReturnValue:
-    """Recent transfers, failed ones first, then newest first."""
+    """Recent transfers of files (or of metadata.json, or both), failed ones first."""
+    show = request.args.get("show", "files")
+    if show not in TRANSFER_KINDS:
+        show = "files"
     rows = transfers.list_transfers(
-        runtime(), current_identity(), failed_first=True, limit=RECENT_TRANSFERS
+        runtime(),
+        current_identity(),
+        kind=TRANSFER_KINDS[show],
+        failed_first=True,
+        limit=RECENT_TRANSFERS,
     )
-    return render_template("admin/transfers.html", rows=rows, failed=FAILED)
+    return render_template("admin/transfers.html", rows=rows, failed=FAILED, show=show)
 
 
 @bp.post("/transfers/<int:transfer_id>/retry")

@@ -1,4 +1,5 @@
-"""Datasets: my datasets with search, the new-dataset wizard, a dataset's page, and its uploads."""
+"""Datasets: my datasets with search, the new-dataset wizard, a dataset's page with downloads,
+and its uploads."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 
 from dataflow_lite.faces import runtime
-from dataflow_lite.services import datasets, instruments
+from dataflow_lite.services import datasets, downloads, instruments
 from dataflow_lite.services.errors import Invalid
 from dataflow_lite.store import metadata
 from dataflow_lite.store.catalog import MAX_ID
@@ -84,9 +85,9 @@ def new() -> ResponseReturnValue:
         rows = sorted((form.instrument for form in forms), key=lambda row: row.name)
         return render_template("dataset_pages/choose_instrument.html", instruments=rows)
     form = instruments.get_instrument(runtime(), current_identity(), choice)
+    previous = wizard.texts_of(datasets.persisted_values(runtime(), current_identity(), choice))
     if request.method == "GET":
-        previous = datasets.persisted_values(runtime(), current_identity(), choice)
-        return _form(form.instrument, form.fields, "", wizard.texts_of(previous), [])
+        return _form(form.instrument, form.fields, "", previous, [], previous)
     name = request.form.get("name", "").strip()
     submission = wizard.read_form(form.fields, request.form)
     try:
@@ -97,7 +98,13 @@ def new() -> ResponseReturnValue:
         )
     except Invalid as refused:
         return _form(
-            form.instrument, form.fields, name, submission.texts, submission.extras, refused
+            form.instrument,
+            form.fields,
+            name,
+            submission.texts,
+            submission.extras,
+            previous,
+            refused,
         )
     flash(f"Dataset “{dataset['name']}” is created: add its files.", "success")
     return redirect(url_for(".upload", dataset_id=dataset["id"]))
@@ -109,9 +116,23 @@ def _form(
     name: str,
     texts: dict[str, str],
     extras: Sequence[wizard.ExtraRow],
+    previous: dict[str, str],
     refused: Invalid | None = None,
 ) -> ResponseReturnValue:
+    """The form, with each refusal's message once: beside its field, or (with no field to
+    stand by) in the notice above, which links to the marked fields."""
     errors = field_errors(refused)
+    inputs = wizard.field_inputs(fields, texts, errors, previous)
+    by_field = {item.field.name for item in inputs}
+    rows = wizard.extra_rows(extras, {k: v for k, v in errors.items() if k not in by_field})
+    marked = [("Title", "name")] if errors.get("name") else []
+    marked += [(item.field.name, item.name) for item in inputs if item.error]
+    marked += [
+        (row.name or "a row", f"extra-value-{index}")
+        for index, row in enumerate(rows, start=1)
+        if row.error
+    ]
+    placed = {"name"} | by_field | {row.name for row in rows if row.error}
     page = render_template(
         "dataset_pages/new.html",
         instrument=instrument,
@@ -119,10 +140,11 @@ def _form(
         instrument_name=instrument.name,
         name=name,
         name_error=errors.get("name"),
-        inputs=wizard.field_inputs(fields, texts, errors),
-        extras=wizard.extra_rows(extras, errors),
+        inputs=inputs,
+        extras=rows,
         error=refused.message if refused else None,
-        errors=errors,
+        marked=marked,
+        unplaced={key: value for key, value in errors.items() if key not in placed},
         nesting_hint=wizard.NESTING_HINT,
     )
     return page, 400 if refused else 200
@@ -177,6 +199,24 @@ def show(dataset_id: int) -> ResponseReturnValue:
         total_size=sum(entry["file_length"] or 0 for entry in files),
         file_count=len(files),
     )
+
+
+@bp.get("/datasets/<int:dataset_id>/files/<int:file_id>/download")
+@login_required
+def download(dataset_id: int, file_id: int) -> ResponseReturnValue:
+    """One of the dataset's files, streamed from its destination as an attachment."""
+    found = downloads.open_download(runtime(), current_identity(), dataset_id, file_id)
+    # Never shown inline: an uploaded page or script must not run as this server's.
+    response = send_file(
+        found.stream,
+        mimetype="application/octet-stream",
+        as_attachment=True,
+        download_name=found.name,
+        conditional=False,
+    )
+    response.content_length = found.size
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.get("/datasets/<int:dataset_id>/upload")

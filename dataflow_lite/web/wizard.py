@@ -39,6 +39,8 @@ class FieldInput:
     field: MetadataField
     text: str = ""
     error: str | None = None
+    #: The text is the user's last dataset's value on this instrument (a "persist" field).
+    kept: bool = False
 
     @property
     def name(self) -> str:
@@ -152,15 +154,36 @@ def read_form(fields: Sequence[MetadataField], form: Any) -> Submission:
 
 
 def field_inputs(
-    fields: Sequence[MetadataField], texts: Mapping[str, str], errors: Mapping[str, str]
+    fields: Sequence[MetadataField],
+    texts: Mapping[str, str],
+    errors: Mapping[str, str],
+    previous: Mapping[str, str],
 ) -> list[FieldInput]:
-    """The form's inputs, with their texts and errors by field name."""
-    return [FieldInput(item, texts.get(item.name, ""), errors.get(item.name)) for item in fields]
+    """The form's inputs, with their texts and errors by field name; ``previous`` holds the
+    texts of the user's last dataset, to say which inputs still show them."""
+    return [
+        FieldInput(
+            item,
+            texts.get(item.name, ""),
+            errors.get(item.name),
+            kept=item.persist
+            and item.name in previous
+            and previous[item.name] == texts.get(item.name),
+        )
+        for item in fields
+    ]
 
 
 def extra_rows(extras: Sequence[ExtraRow], errors: Mapping[str, str]) -> list[ExtraRow]:
-    """The extra rows to show: those sent, with their errors, and a few blank ones."""
-    rows = [ExtraRow(row.name, row.value, row.error or errors.get(row.name)) for row in extras]
+    """The extra rows to show: those sent, with their errors, and a few blank ones.
+
+    A name's error goes beside the first row of that name only: each error is shown once.
+    """
+    rows, placed = [], set()
+    for row in extras:
+        error = row.error or (errors.get(row.name) if row.name not in placed else None)
+        placed.add(row.name)
+        rows.append(ExtraRow(row.name, row.value, error))
     return rows + [ExtraRow() for _ in range(max(1, BLANK_EXTRA_ROWS - len(rows)))]
 
 

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
@@ -121,6 +121,7 @@ class LocalAdapter(TransferAdapter):
     """Files land in a directory of this machine (air-gapped labs, the embedded default)."""
 
     name = "local"
+    can_read_back = True
     options = (Option("path", "the directory that receives the datasets"),)
 
     @classmethod
@@ -271,6 +272,14 @@ class LocalAdapter(TransferAdapter):
                 except OSError as error:
                     raise adapter_error(f"cannot write {where}", error) from error
             os.fsync(folder)
+
+    def open_file(self, target: PurePosixPath, credentials: Credentials | None) -> BinaryIO:
+        with self.tree.folder(target.parent, create=False) as folder:
+            fd = self.tree.open_file(folder, target)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise AdapterError(f"{self._path(target)} is not a regular file", permanent=True)
+        return os.fdopen(fd, "rb")
 
     def locate(self, target: PurePosixPath) -> str:
         return str(self._path(target))

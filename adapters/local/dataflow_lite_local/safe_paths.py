@@ -33,7 +33,8 @@ from dataflow_lite.adapter import DATASET_FOLDER_DEPTH, PERMANENT_ERRNOS, Adapte
 from dataflow_lite.store.layout import FOLDER_MARKER, METADATA_FILE
 
 DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted where a file belongs answers at once rather than block the reader.
+READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # How long a second writer waits for the first to leave its marker in a folder it just made.
 MARKER_WAIT = 2.0

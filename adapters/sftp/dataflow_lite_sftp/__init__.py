@@ -59,6 +59,7 @@ class SftpAdapter(TransferAdapter):
     """Files land under a base directory of an SSH host (a storage server, a cluster's disk)."""
 
     name = "sftp"
+    takes_credentials = True
     options = (
         Option("host", "the SSH host that receives the datasets"),
         Option("port", "its SSH port (22 on most hosts)", type=int),

@@ -1,10 +1,15 @@
-/* The upload page: files and folders into one dataset through POST /api/v1/dataset-file-upload.
+/* The upload page: files and folders into one dataset, resumable, with tus-js-client (vendored in
+   vendor/tus-js-client/) against the server's tus endpoint, /api/v1/uploads/.
 
-   Each file goes in its own request (XMLHttpRequest + FormData, which the browser streams from
-   disk: the page never reads a file into memory), a few at a time. Every file has its progress
-   bar, the whole upload has one with speed and time left; a failed file is retried alone; the
-   page warns before it is left mid-upload, and shows each file's transfer state afterwards. The
-   requests carry the session's CSRF token, which the API accepts in place of an API key. */
+   Each file is one tus upload, a few at a time; the browser streams it from disk (the page never
+   reads a file into memory). A dropped connection is retried from where the server's bytes end;
+   a network that goes down resumes when it is back; a reload resumes once the same file is
+   picked again (tus-js-client keeps each upload's address in localStorage). A file the server
+   refuses (already there, a name it does not take) says why, with no Retry: retrying could
+   not help. Every file has its progress bar, the whole upload has one with speed and time left;
+   the page warns before it is left mid-upload, and shows the dataset's file count and each
+   transfer's state as they change. The requests carry the session's CSRF token, which the API
+   accepts in place of an API key. */
 (function () {
   "use strict";
 
@@ -13,6 +18,7 @@
 
   var datasetId = root.dataset.datasetId;
   var uploadUrl = root.dataset.uploadUrl;
+  var datasetUrl = root.dataset.datasetUrl;
   var transfersUrl = root.dataset.transfersUrl;
   var parallel = Number(root.dataset.parallel) || 3;
   var csrfToken = document.querySelector('meta[name="csrf-token"]').content;
@@ -29,9 +35,15 @@
   var overallSpeed = document.getElementById("overall-speed");
   var overallEta = document.getElementById("overall-eta");
   var overallSummary = document.getElementById("overall-summary");
+  var fileCount = document.getElementById("file-count");
+  var onward = document.getElementById("onward");
 
   var WAITING = "waiting", SENDING = "uploading", SENT = "uploaded", FAILED = "failed";
   var ENDED = ["done", "failed"];
+  // One request per 64 MiB: what a request cut off (by a proxy that keeps no partial body)
+  // can lose. The server itself keeps what arrived and checkpoints every 16 MiB within one.
+  var CHUNK_BYTES = 64 * 1024 * 1024;
+  var RETRY_DELAYS = [0, 1000, 3000, 6000];
   var items = [];
   var paths = new Set();
   var samples = [];  // [time in ms, bytes sent] over the last seconds, for the speed
@@ -73,7 +85,8 @@
     paths.add(path);
     var item = {
       file: file, folder: folder, path: path, state: WAITING, loaded: 0, error: "",
-      transferId: null, transferState: null, transferError: "", xhr: null, view: {}
+      retryable: false, offline: false, upload: null,
+      transferState: null, transferError: "", view: {}
     };
     var row = document.createElement("tr");
     row.dataset.path = path;
@@ -98,7 +111,6 @@
     item.view.retry.addEventListener("click", function () {
       item.state = WAITING;
       item.error = "";
-      item.loaded = 0;
       pump();
     });
     upload.append(item.view.bar, item.view.percent, item.view.status, item.view.retry);
@@ -194,60 +206,105 @@
     render();
   }
 
-  function message(xhr) {
-    var body = xhr.response;
-    if (body && typeof body === "object" && body.message) return body.message;
-    if (xhr.status === 413) return "the file is larger than this server accepts";
-    return "the server answered " + xhr.status + " " + (xhr.statusText || "");
+  function status(error) {
+    return error && error.originalResponse ? error.originalResponse.getStatus() : 0;
   }
 
-  function failed(item, why) {
+  function method(error) {
+    return error && error.originalRequest ? error.originalRequest.getMethod() : "";
+  }
+
+  // What the server said, in its words (its errors are JSON with a message).
+  function message(error) {
+    var code = status(error);
+    if (code === 0) {
+      return navigator.onLine ? "the connection to the server was lost"
+        : "the network is down: the upload goes on when it is back";
+    }
+    try {
+      var body = JSON.parse(error.originalResponse.getBody());
+      if (body && body.message) return body.message;
+    } catch (ignored) { /* not JSON: say the status below */ }
+    if (code === 413) return "the file is larger than this server accepts";
+    return "the server answered " + code;
+  }
+
+  // Whether trying again can ever help: not when the server refused the file itself (it is
+  // already there, its name or folder is not allowed, it is too large, the dataset is gone),
+  // nor when the session ended (its CSRF token is gone with it: log in and reload instead).
+  function retryable(error) {
+    var code = status(error);
+    if (code === 0 || code >= 500 || code === 423 || code === 410) return true;
+    // A 409 while resuming: the offset moved, or a dropped request still holds the upload.
+    return code === 409 && method(error) !== "POST";
+  }
+
+  // tus-js-client's own retries (with its delays): lost connections and busy servers only.
+  function retryAutomatically(error) {
+    return navigator.onLine && retryable(error);
+  }
+
+  function failed(item, error) {
     item.state = FAILED;
-    item.error = why;
-    item.loaded = 0;
-    item.xhr = null;
+    item.error = message(error);
+    item.retryable = retryable(error);
+    item.offline = status(error) === 0;
+    if (status(error) === 401) item.error += " (log in again, then reload this page: the upload resumes)";
     pump();
+  }
+
+  // tus-js-client remembers each upload's address (in localStorage) under this key, so that a
+  // reload, or the same file picked again, resumes it. It names the dataset and the path: the
+  // same file sent to another dataset or folder is another upload.
+  function fingerprint(item) {
+    return function (file, options) {
+      return Promise.resolve(JSON.stringify(
+        ["dataflow-lite", datasetId, item.path, file.size, file.lastModified, options.endpoint]
+      ));
+    };
+  }
+
+  function upload(item) {
+    return new tus.Upload(item.file, {
+      endpoint: uploadUrl,
+      headers: { "X-CSRFToken": csrfToken, "Accept": "application/json" },
+      metadata: {
+        dataset_id: datasetId,
+        relative_path: item.folder,
+        filename: item.file.name,
+        filetype: item.file.type
+      },
+      chunkSize: CHUNK_BYTES,
+      retryDelays: RETRY_DELAYS,
+      onShouldRetry: retryAutomatically,
+      fingerprint: fingerprint(item),
+      removeFingerprintOnSuccess: true,
+      onProgress: function (sent) {
+        item.loaded = sent;
+        render();
+      },
+      onError: function (error) { failed(item, error); },
+      onSuccess: function () {
+        item.state = SENT;
+        item.loaded = item.file.size;
+        pump();
+        pollSoon(300);
+      }
+    });
   }
 
   function send(item) {
     item.state = SENDING;
-    item.loaded = 0;
     item.error = "";
-    var form = new FormData();
-    form.append("dataset_id", datasetId);
-    form.append("relative_path", item.folder);
-    form.append("file", item.file, item.file.name);
-    var xhr = new XMLHttpRequest();
-    item.xhr = xhr;
-    xhr.open("POST", uploadUrl);
-    xhr.responseType = "json";
-    xhr.setRequestHeader("X-CSRFToken", csrfToken);
-    xhr.setRequestHeader("Accept", "application/json");
-    xhr.upload.addEventListener("progress", function (event) {
-      if (event.lengthComputable && event.total > 0) {
-        // The body holds a little more than the file (the form's fields and boundaries).
-        item.loaded = Math.min(item.file.size, item.file.size * event.loaded / event.total);
-        render();
-      }
+    if (item.upload) {
+      item.upload.start();  // a retry: it asks the server where the upload stands, sends the rest
+      return;
+    }
+    item.upload = upload(item);
+    item.upload.findPreviousUploads().then(function (previous) {
+      if (previous.length) item.upload.resumeFromPreviousUpload(previous[0]);
+      item.upload.start();
     });
-    xhr.addEventListener("load", function () {
-      if (xhr.status !== 201) {
-        failed(item, message(xhr));
-        return;
-      }
-      item.state = SENT;
-      item.loaded = item.file.size;
-      item.xhr = null;
-      item.transferId = xhr.response.transfer_id;
-      item.transferState = xhr.response.transfer_state;
-      pump();
-      pollSoon(500);
-    });
-    xhr.addEventListener("error", function () {
-      failed(item, "the connection to the server was lost");
-    });
-    xhr.addEventListener("abort", function () { failed(item, "cancelled"); });
-    xhr.send(form);
   }
 
   // Showing progress ------------------------------------------------------------------------
@@ -307,6 +364,8 @@
       overallSummary.textContent = summary;
       lastSummary = summary;
     }
+    // The way on, once nothing is left to send.
+    onward.hidden = sent === 0 || unfinished();
     items.forEach(drawItem);
   }
 
@@ -316,9 +375,10 @@
       : item.file.size > 0 ? Math.min(99, Math.floor(100 * item.loaded / item.file.size)) : 0;
     view.bar.value = percent;
     view.percent.textContent = percent + " %";
-    view.status.textContent = item.state === FAILED ? "failed: " + item.error : item.state;
+    view.status.textContent = item.state !== FAILED ? item.state
+      : (item.retryable ? "failed: " : "not uploaded: ") + item.error;
     view.row.className = "state-" + item.state;
-    view.retry.hidden = item.state !== FAILED;
+    view.retry.hidden = !(item.state === FAILED && item.retryable);
     var transfer = item.transferState;
     view.transfer.textContent = "";
     if (transfer) {
@@ -337,34 +397,56 @@
     }
   }
 
-  // Transfer states after the upload ---------------------------------------------------------
+  // The dataset's files and their transfers, as uploads finish -------------------------------
 
   function pollSoon(delay) {
     if (!pollTimer) pollTimer = setTimeout(poll, delay);
   }
 
-  function poll() {
-    pollTimer = null;
-    var moving = items.some(function (item) {
-      return item.transferId && ENDED.indexOf(item.transferState) < 0;
+  function moving() {
+    return unfinished() || items.some(function (item) {
+      return item.state === SENT && ENDED.indexOf(item.transferState) < 0;
     });
-    if (!moving) return;
-    fetch(transfersUrl + "?dataset_id=" + encodeURIComponent(datasetId), {
+  }
+
+  function getJson(url) {
+    return fetch(url, {
       headers: { "X-CSRFToken": csrfToken, "Accept": "application/json" },
       credentials: "same-origin"
     }).then(function (response) {
-      return response.ok ? response.json() : [];
-    }).then(function (transfers) {
-      var byId = new Map(transfers.map(function (transfer) { return [transfer.id, transfer]; }));
+      if (!response.ok) throw new Error("the server answered " + response.status);
+      return response.json();
+    });
+  }
+
+  function pathOf(file) {
+    return file.relative_path ? file.relative_path + "/" + file.name : file.name;
+  }
+
+  function poll() {
+    pollTimer = null;
+    Promise.all([
+      getJson(datasetUrl),
+      getJson(transfersUrl + "?dataset_id=" + encodeURIComponent(datasetId))
+    ]).then(function (answers) {
+      var files = answers[0].dataset_files.filter(function (file) { return !file.is_directory; });
+      fileCount.textContent = files.length + " file" + (files.length === 1 ? "" : "s");
+      var byPath = new Map(files.map(function (file) { return [pathOf(file), file]; }));
+      var latest = new Map();  // the newest transfer of each file (they come newest first)
+      answers[1].forEach(function (transfer) {
+        if (transfer.file_id !== null && !latest.has(transfer.file_id)) latest.set(transfer.file_id, transfer);
+      });
       items.forEach(function (item) {
-        var transfer = byId.get(item.transferId);
-        if (transfer) {
-          item.transferState = transfer.state;
-          item.transferError = transfer.last_error || "";
-        }
+        var file = item.state === SENT ? byPath.get(item.path) : null;
+        if (!file) return;
+        var transfer = latest.get(file.id);
+        item.transferState = transfer ? transfer.state : file.transfer_state;
+        item.transferError = transfer && transfer.state === "failed" ? transfer.last_error || "" : "";
       });
       render();
-    }).catch(function () { /* try again below */ }).then(function () { pollSoon(1500); });
+    }).catch(function () { /* asked again below */ }).then(function () {
+      if (moving()) pollSoon(1500);
+    });
   }
 
   // Wiring ----------------------------------------------------------------------------------
@@ -388,6 +470,13 @@
     if (!event.relatedTarget) dropzone.classList.remove("over");
   });
   document.addEventListener("drop", dropped);
+  // The network is back: files it cut off go on from where the server's bytes end.
+  window.addEventListener("online", function () {
+    items.forEach(function (item) {
+      if (item.state === FAILED && item.offline) item.state = WAITING;
+    });
+    pump();
+  });
   window.addEventListener("beforeunload", function (event) {
     if (unfinished()) {
       event.preventDefault();
