@@ -217,8 +217,7 @@ def test_a_transfer_whose_worker_died_is_taken_over_when_its_lease_runs_out(
 ):
     a, b = workers
     transfer_id = add_file_transfer(a, dataset, "scan.dat")
-    dead = a.queue._claim(transfer_id)  # worker a claimed it, then was killed (kill -9)
-    assert dead is not None
+    [dead] = a.queue._claim(transfer_id)  # worker a claimed it, then was killed (kill -9)
     controls.release.set()
 
     b.queue.run(transfer_id)
@@ -239,15 +238,15 @@ def test_a_run_that_stalled_past_its_lease_stops_when_another_worker_takes_over(
     a, b = workers
     transfer_id = add_file_transfer(a, dataset, "scan.dat")
     # Worker a stalls: its watch cannot renew the lease (the database is locked for it)...
-    stalled, save = threading.Event(), a.queue._save
+    stalled, save = threading.Event(), a.queue._save_each
     stalled.set()
 
-    def save_unless_stalled(row: Transfer, **values: Any) -> bool:
-        if stalled.is_set() and "lease_until" in values:
+    def save_unless_stalled(batch: list[Transfer], values: dict[int, dict[str, Any]]) -> set[int]:
+        if stalled.is_set() and any("lease_until" in each for each in values.values()):
             raise OperationalError("UPDATE transfer", {}, Exception("database is locked"))
-        return save(row, **values)
+        return save(batch, values)
 
-    a.queue._save = save_unless_stalled  # type: ignore[method-assign]
+    a.queue._save_each = save_unless_stalled  # type: ignore[method-assign]
     running = in_thread(lambda: a.queue.run(transfer_id))
     wait_until(controls.started.is_set, "worker a's submit")
 
