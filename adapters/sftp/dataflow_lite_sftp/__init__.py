@@ -46,6 +46,7 @@ from .errors import Where, rsync_error, sftp_error
 from .host import TIMEOUT, Capabilities, HostSession, Login, open_session, preflight
 from .rsync import (
     PARTIAL_DIR,
+    Pushed,
     RsyncUnavailable,
     failure,
     link_error,
@@ -384,14 +385,14 @@ class SftpAdapter(TransferAdapter):
                     # login: the same for every file.
                     return {**outcomes, **{n: whole for n in pending}}
                 self._drop_partial(login, [self._remote(job.target) for job in pending.values()])
-        outcomes.update(self._look(login, unsure, pushed.stderr, whole))
+        outcomes.update(self._look(login, unsure, pushed, whole))
         return outcomes
 
     def _look(
         self,
         login: Login,
         jobs: dict[int, TransferJob],
-        stderr: str,
+        pushed: Pushed | None,
         whole: AdapterError | None,
     ) -> dict[int, str | AdapterError]:
         """Each job that rsync did not surely send: in place already, someone else's, or
@@ -410,17 +411,18 @@ class SftpAdapter(TransferAdapter):
                 outcomes[number] = DestinationExists(job.target)
             else:
                 outcomes[number] = (
-                    self._why_missing(job, stderr, login)
+                    (self._why_missing(job, pushed, login) if pushed else None)
                     or whole
                     or AdapterError(f"rsync did not send {job.target} to {self._where.host_port}")
                 )
         return outcomes
 
-    def _why_missing(self, job: TransferJob, stderr: str, login: Login) -> AdapterError | None:
+    def _why_missing(self, job: TransferJob, pushed: Pushed, login: Login) -> AdapterError | None:
         """rsync's words about ``job``'s file or one of its folders, if it said any."""
-        for line in stderr.splitlines():
+        for line in pushed.stderr.splitlines():
             if any(_names(job.target, quoted) for quoted in re.findall(r'"([^"]*)"', line)):
-                return rsync_error(1, line, self._where, login.username, login.password is not None)
+                password = login.password is not None
+                return rsync_error(pushed.code, line, self._where, login.username, password)
         return None
 
     def _stopped(self, login: Login, jobs: dict[int, TransferJob]) -> dict[int, str | AdapterError]:
@@ -435,7 +437,7 @@ class SftpAdapter(TransferAdapter):
             stopped = AdapterError(
                 f"stopped when another file of its batch was cancelled ({names})"
             )
-            outcomes.update(self._look(login, others, "", stopped))
+            outcomes.update(self._look(login, others, None, stopped))
         return outcomes
 
     def _no_links(self, jobs: list[TransferJob]) -> tuple[str, ...]:
