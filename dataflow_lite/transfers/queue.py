@@ -214,34 +214,42 @@ class TransferQueue:
                 )
             ).all()
             held = {found for found, claim in rows if found is not None and claim == claims[found]}
-            for transfer_id in held & set(values):
+            # One UPDATE for each set of values (a batch's files mostly share theirs).
+            alike: dict[str, tuple[dict[str, Any], list[int]]] = {}
+            for transfer_id in sorted(held & set(values)):
+                key = repr(sorted(values[transfer_id].items()))
+                alike.setdefault(key, (values[transfer_id], []))[1].append(transfer_id)
+            for shared, ids in alike.values():
                 session.execute(
                     update(Transfer)
-                    .where(col(Transfer.id) == transfer_id)
-                    .values(updated_at=now, **values[transfer_id])
+                    .where(col(Transfer.id).in_(ids))
+                    .values(updated_at=now, **shared)
                 )
         return held
 
     def _release(self, batch: list[Transfer]) -> None:
         """Give up the leases of a run's transfers that were cancelled (or cancelled and already
         retried) once it has stopped; wake those a retry is waiting for."""
-        for transfer in batch:
-            with session_scope(self.engine) as session:
-                released = rows_changed(
-                    session,
-                    update(Transfer)
-                    .where(
-                        col(Transfer.id) == transfer.id,
-                        col(Transfer.claim) == transfer.claim,
-                        col(Transfer.state).in_((QUEUED, FAILED)),
-                        col(Transfer.lease_until).is_not(None),
-                    )
-                    .values(lease_until=None),
+        claims = {row_id(transfer): transfer.claim for transfer in batch}
+        with session_scope(self.engine) as session:
+            rows = session.exec(
+                select(Transfer.id, Transfer.claim, Transfer.state).where(
+                    col(Transfer.id).in_(list(claims)),
+                    col(Transfer.state).in_((QUEUED, FAILED)),
+                    col(Transfer.lease_until).is_not(None),
                 )
-                state = session.exec(select(Transfer.state).where(Transfer.id == transfer.id))
-                queued = state.first() == QUEUED
-            if released and queued:
-                self.wake(row_id(transfer))
+            ).all()
+            released = [
+                (found, state) for found, claim, state in rows if claims.get(found or 0) == claim
+            ]
+            session.execute(
+                update(Transfer)
+                .where(col(Transfer.id).in_([found for found, _ in released]))
+                .values(lease_until=None)
+            )
+        for transfer_id, state in released:
+            if state == QUEUED and transfer_id is not None:
+                self.wake(transfer_id)
 
     def run(self, transfer_id: int) -> None:
         """Carry the transfer (with its batch) one step further (a huey task): submit, follow,

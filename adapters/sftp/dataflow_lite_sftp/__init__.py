@@ -64,22 +64,35 @@ PARTIAL_WAIT_SECONDS = 30
 PER_FILE_CODES = (23, 24)
 # The most bytes of paths one rsync's host-side guard may name (a command line on the host is
 # at most 128 KiB): a larger batch goes in several runs.
-GUARD_BYTES = 48 << 10
+GUARD_BYTES = 96 << 10
 
 
-def _groups(numbers: list[int], jobs: list[TransferJob]) -> list[list[int]]:
-    """``numbers`` (of ``jobs``) in runs whose guards fit in GUARD_BYTES."""
+def _groups(numbers: list[int], paths: list[str]) -> list[list[int]]:
+    """``numbers`` (of the jobs whose remote targets are ``paths``) in runs whose guards fit in
+    GUARD_BYTES: each target, and once each of its folders and their partial folders."""
     groups: list[list[int]] = [[]]
     size = 0
+    folders: set[str] = set()
     for number in numbers:
-        # The target, its partial folder and its folders, at most, each quoted.
-        cost = 3 * (len(str(jobs[number].target).encode()) + 32)
+        path = paths[number]
+        new = [f for f in _folders(path) if f not in folders]
+        cost = len(path) + 8 + sum(2 * len(folder) + 32 for folder in new)
         if groups[-1] and size + cost > GUARD_BYTES:
             groups.append([])
-            size = 0
+            size, folders = 0, set()
+            new = _folders(path)
+            cost = len(path) + 8 + sum(2 * len(folder) + 32 for folder in new)
         groups[-1].append(number)
+        folders.update(new)
         size += cost
     return groups
+
+
+def _folders(path: str) -> list[str]:
+    parents = []
+    while (path := posixpath.dirname(path)) not in ("", "/", "."):
+        parents.append(path)
+    return parents
 
 
 def _names(target: PurePosixPath, quoted: str) -> bool:
@@ -313,7 +326,8 @@ class SftpAdapter(TransferAdapter):
         ready = [number for number in range(len(jobs)) if number not in outcomes]
         if ready and rsync_available():
             try:
-                for group in _groups(ready, jobs):
+                paths = [self._remote(job.target) for job in jobs]
+                for group in _groups(ready, paths):
                     outcomes.update(self._submit_by_rsync([jobs[n] for n in group], group, login))
                 ready = []
             except RsyncUnavailable as reason:
