@@ -67,6 +67,9 @@ CANCEL_POLL_SECONDS = 0.2
 ITEMIZED = 12
 # A batch's source: a hidden folder of hard links beside the staged files.
 LINK_TREE_PREFIX = ".rsync-batch-"
+# The list of the batch's paths, in its link tree (a name no target can have: targets are
+# below a dataset's folder, three components deep).
+LISTING = ".files-from"
 
 
 def rsync_available() -> bool:
@@ -302,12 +305,12 @@ def _link_tree(jobs: list[TransferJob]) -> Iterator[tuple[Path, Path]]:
                 link = tree.joinpath(*job.target.parts)
                 link.parent.mkdir(parents=True, exist_ok=True)
                 os.link(job.staged, link)
-            listing = tree.with_name(tree.name + ".list")
+            # In the tree, beside what it lists: rsync sends only what is listed.
+            listing = tree / LISTING
             listing.write_bytes(b"".join(str(job.target).encode() + b"\0" for job in jobs))
             yield tree, listing
         finally:
             shutil.rmtree(tree, ignore_errors=True)
-            tree.with_name(tree.name + ".list").unlink(missing_ok=True)
 
 
 @contextmanager
