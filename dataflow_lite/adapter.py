@@ -169,10 +169,12 @@ class TransferAdapter(abc.ABC):
     """Moves staged files to one endpoint. One instance serves one endpoint.
 
     The transfer queue calls ``submit``, then ``status`` until the transfer is done or failed,
-    then ``verify``; a transient AdapterError anywhere is retried later with the same job (and
-    its memo), a permanent one fails the transfer. Requests never wait on these calls, except
-    ``cancel`` of a transfer that has a handle. While ``submit`` moves bytes itself, it reports
-    them through ``job.progress`` and watches ``job.cancelled``; one that cannot simply does not.
+    then ``verify`` (through their ``_batch`` forms, which an adapter that sets ``batches``
+    overrides to move many files at once); a transient AdapterError anywhere is retried later
+    with the same job (and its memo), a permanent one fails the transfer. Requests never wait
+    on these calls, except ``cancel`` of a transfer that has a handle. While ``submit`` moves
+    bytes itself, it reports them through ``job.progress`` and watches ``job.cancelled``; one
+    that cannot simply does not.
     """
 
     #: The name users see in ``transport.protocol``; also the entry-point name.
@@ -187,6 +189,9 @@ class TransferAdapter(abc.ABC):
     takes_credentials: ClassVar[bool] = False
     #: Whether ``open_file`` reads landed files back (the dataset page offers downloads).
     can_read_back: ClassVar[bool] = False
+    #: Whether ``submit_batch`` moves many files better than one by one (one rsync, one Globus
+    #: task): the queue then hands the adapter the waiting files of a dataset together.
+    batches: ClassVar[bool] = False
 
     def __init__(self, endpoint_options: dict[str, Any], context: AdapterContext) -> None:
         self.endpoint_options = endpoint_options
@@ -261,6 +266,27 @@ class TransferAdapter(abc.ABC):
     def status(self, job: TransferJob, handle: str) -> TransferStatus:
         """Where the transfer ``handle`` stands."""
 
+    def submit_batch(self, jobs: list[TransferJob]) -> list[str | AdapterError]:
+        """Start moving several files of one dataset at once; a handle (or the error) per job.
+
+        The queue hands an adapter a batch only when its class sets ``batches``; by default
+        each job is submitted alone. An AdapterError returned in a job's place fails that file
+        alone; one raised fails the whole batch.
+        """
+        return [outcome_of(self.submit, job) for job in jobs]
+
+    def status_batch(self, jobs: list[TransferJob], handles: list[str]) -> list[TransferStatus]:
+        """Where each job of a batch stands (``handles[i]`` is ``jobs[i]``'s)."""
+        return [self.status(job, handle) for job, handle in zip(jobs, handles, strict=True)]
+
+    def verify_batch(
+        self, jobs: list[TransferJob], handles: list[str]
+    ) -> list[bool | AdapterError]:
+        """``verify`` for each job of a batch; an error in a job's place is that file's alone."""
+        return [
+            outcome_of(self.verify, job, handle) for job, handle in zip(jobs, handles, strict=True)
+        ]
+
     @abc.abstractmethod
     def verify(self, job: TransferJob, handle: str) -> bool:
         """Whether the file at ``job.target`` holds the bytes whose sha256 the upload computed.
@@ -302,6 +328,14 @@ class TransferAdapter(abc.ABC):
         removed, in words a log can show. By default there is nothing to remove.
         """
         return []
+
+
+def outcome_of(call: Callable[..., Any], *args: Any) -> Any:
+    """What ``call(*args)`` returns, or the AdapterError it raises."""
+    try:
+        return call(*args)
+    except AdapterError as error:
+        return error
 
 
 def lock_for_writing(fd: int, path: Path | str, dir_fd: int | None = None) -> bool:

@@ -166,6 +166,19 @@ SETTINGS: tuple[Setting, ...] = (
         "cancelled (a cancelled copy stops within about this long).",
     ),
     Setting(
+        "transfer_batch_files",
+        int,
+        500,
+        "Most files of one dataset that an adapter which batches (sftp: one rsync; Globus: one "
+        "task) is handed at once.",
+    ),
+    Setting(
+        "transfer_batch_bytes",
+        int,
+        1 << 30,
+        "Most bytes of one batch; a larger file goes alone.",
+    ),
+    Setting(
         "metadata_settle_seconds",
         int,
         5,

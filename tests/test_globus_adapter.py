@@ -615,3 +615,39 @@ def test_cancelling_a_transfer_through_the_queue_cancels_its_task(tmp_path: Path
         assert (cancelled.state, cancelled.last_error) == ("failed", "cancelled")
         # A retry submits a new task: the cancelled one's submission id would only return it.
         assert (cancelled.handle, cancelled.memo) == (None, {})
+
+
+def test_a_batch_is_one_task_and_a_file_already_there_fails_alone(adapter: GlobusAdapter, job):
+    staged = Path(adapter.context.staging_dir)
+    jobs = []
+    for n in range(3):
+        (staged / f"upload-{n}.part").write_bytes(b"frame\n")
+        each = new_job(staged / f"upload-{n}.part", {})
+        each.target = PurePosixPath(f"2024/sample-1/frame{n}.tif")
+        jobs.append(each)
+    # The second file's target is taken: its lookup finds something there.
+    stat_path = f"/v0.10/operation/endpoint/{COLLECTION}/stat"
+    missing = get_response_set(TransferClient.operation_stat).lookup("not_found")
+    found = get_response_set(TransferClient.operation_stat).lookup("default")
+    for answer in (missing, found, missing):
+        responses.add(responses.GET, missing.full_url, status=answer.status, json=answer.json)
+    load_response(TransferClient.get_submission_id)
+    load_response(TransferClient.submit_transfer)
+
+    outcomes = adapter.submit_batch(jobs)
+
+    assert outcomes[0] == outcomes[2] == TASK_ID
+    assert isinstance(outcomes[1], DestinationExists)
+    assert len(calls_to(stat_path.removeprefix("/v0.10"))) == 3
+    (body,) = transfer_bodies()
+    assert [item["destination_path"] for item in body["DATA"]] == [
+        f"{BASE}/2024/sample-1/frame0.tif",
+        f"{BASE}/2024/sample-1/frame2.tif",
+    ]
+    assert jobs[0].memo["submission_id"] == jobs[2].memo["submission_id"] == SUBMISSION_ID
+
+    load_response(task("SUCCEEDED"))
+    kept = [jobs[0], jobs[2]]
+    assert [s.state for s in adapter.status_batch(kept, [TASK_ID] * 2)] == [DONE, DONE]
+    assert adapter.verify_batch(kept, [TASK_ID] * 2) == [True, True]
+    assert len(calls_to(f"/task/{TASK_ID}")) == 2, "one look per task, not per file"

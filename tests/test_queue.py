@@ -30,6 +30,7 @@ from dataflow_lite.adapter import (
     FAILED,
     QUEUED,
     Activation,
+    AdapterError,
     Cancelled,
     Check,
     Credentials,
@@ -217,8 +218,7 @@ def test_a_transfer_whose_worker_died_is_taken_over_when_its_lease_runs_out(
 ):
     a, b = workers
     transfer_id = add_file_transfer(a, dataset, "scan.dat")
-    dead = a.queue._claim(transfer_id)  # worker a claimed it, then was killed (kill -9)
-    assert dead is not None
+    [dead] = a.queue._claim(transfer_id)  # worker a claimed it, then was killed (kill -9)
     controls.release.set()
 
     b.queue.run(transfer_id)
@@ -239,15 +239,15 @@ def test_a_run_that_stalled_past_its_lease_stops_when_another_worker_takes_over(
     a, b = workers
     transfer_id = add_file_transfer(a, dataset, "scan.dat")
     # Worker a stalls: its watch cannot renew the lease (the database is locked for it)...
-    stalled, save = threading.Event(), a.queue._save
+    stalled, save = threading.Event(), a.queue._save_each
     stalled.set()
 
-    def save_unless_stalled(row: Transfer, **values: Any) -> bool:
-        if stalled.is_set() and "lease_until" in values:
+    def save_unless_stalled(batch: list[Transfer], values: dict[int, dict[str, Any]]) -> set[int]:
+        if stalled.is_set() and any("lease_until" in each for each in values.values()):
             raise OperationalError("UPDATE transfer", {}, Exception("database is locked"))
-        return save(row, **values)
+        return save(batch, values)
 
-    a.queue._save = save_unless_stalled  # type: ignore[method-assign]
+    a.queue._save_each = save_unless_stalled  # type: ignore[method-assign]
     running = in_thread(lambda: a.queue.run(transfer_id))
     wait_until(controls.started.is_set, "worker a's submit")
 
@@ -396,3 +396,96 @@ def test_a_cancelled_local_copy_stops_between_chunks_and_leaves_no_partial_file(
     worker_a.queue.run(transfer_id)
     assert transfer(web, transfer_id).state == DONE
     assert (folder / "big.raw").stat().st_size == 64 << 20
+
+
+class BatchingTestAdapter(QueueTestAdapter):
+    """A stand-in adapter that takes batches: each submit_batch call is noted; a file named
+    ``refused*`` fails alone."""
+
+    name = "batching-test"
+    batches = True
+    batches_seen: list[list[str]] = []
+
+    def submit_batch(self, jobs: list[TransferJob]) -> list[str | AdapterError]:
+        self.batches_seen.append([job.target.name for job in jobs])
+        handles = super().submit_batch(jobs)  # each job waits for the release, as one file does
+        return [
+            AdapterError(f"{job.target.name}: permission denied", permanent=True)
+            if job.target.name.startswith("refused")
+            else handle
+            for job, handle in zip(jobs, handles, strict=True)
+        ]
+
+
+@pytest.fixture
+def batching(workers: tuple[Runtime, Runtime]) -> int:
+    """A dataset on an endpoint of the batching stand-in adapter."""
+    BatchingTestAdapter.batches_seen = []
+    for rt in workers:
+        rt.adapters.classes[BatchingTestAdapter.name] = BatchingTestAdapter
+    with session_scope(workers[0].engine) as session:
+        user = User(username="batch", name="Batch")
+        session.add(user)
+        session.add(Endpoint(id="batching-1", name="batches", adapter=BatchingTestAdapter.name))
+        session.flush()
+        row = Dataset(name="run", creator_id=user.id or 0, endpoint_id="batching-1", folder="b/d/f")
+        session.add(row)
+        session.flush()
+        return row.id or 0
+
+
+def test_the_waiting_files_of_a_dataset_go_as_one_batch_and_fail_per_file(
+    workers, batching, controls
+):
+    a, b = workers
+    controls.release.set()
+    names = ["f0.dat", "f1.dat", "refused.dat", "f3.dat"]
+    ids = [add_file_transfer(a, batching, name) for name in names]
+    a.queue.run(ids[0])
+    for transfer_id in ids[1:]:
+        b.queue.run(transfer_id)  # their messages find them taken into the batch: no-ops
+
+    assert BatchingTestAdapter.batches_seen == [names]
+    states = {name: transfer(a, t) for name, t in zip(names, ids, strict=True)}
+    assert [states[n].state for n in names] == [DONE, DONE, FAILED, DONE]
+    assert states["refused.dat"].last_error == "refused.dat: permission denied"
+    assert states["refused.dat"].permanent
+    assert all(states[n].bytes_moved == 10 and states[n].staged_path is None for n in names[:2])
+    assert transfer(a, ids[2]).staged_path is not None, "a failed file keeps its staged copy"
+
+
+def test_a_batch_is_bounded_by_its_settings(workers, batching, controls, instance):
+    controls.release.set()
+    rt = bootstrap.build(
+        instance, overrides={**SETTINGS, "transfer_batch_files": 3, "transfer_batch_bytes": 25}
+    )
+    rt.adapters.classes[BatchingTestAdapter.name] = BatchingTestAdapter
+    ids = [add_file_transfer(rt, batching, f"f{n}.dat") for n in range(5)]
+    big = add_file_transfer(rt, batching, "big.dat", size=100)
+    for transfer_id in [big, *ids]:
+        rt.queue.run(transfer_id)
+
+    # 10-byte files, at most 25 bytes a batch; a file larger than that goes alone.
+    assert BatchingTestAdapter.batches_seen == [
+        ["big.dat"],
+        ["f0.dat", "f1.dat"],
+        ["f2.dat", "f3.dat"],
+        ["f4.dat"],
+    ]
+    assert all(transfer(rt, t).state == DONE for t in [*ids, big])
+
+
+def test_a_file_cancelled_in_a_running_batch_fails_alone(workers, batching, controls):
+    a, web = workers
+    ids = [add_file_transfer(a, batching, f"f{n}.dat") for n in range(3)]
+    running = in_thread(lambda: a.queue.run(ids[0]))
+    wait_until(controls.started.is_set, "the batch's submit")
+
+    assert web.queue.cancel(ids[1])
+    wait_until(lambda: transfer(a, ids[1]).state == FAILED, "the cancel")
+    controls.release.set()
+    running.join(WAIT_SECONDS)
+
+    assert not running.is_alive()
+    assert [transfer(a, t).state for t in ids] == [DONE, FAILED, DONE]
+    assert transfer(a, ids[1]).last_error == "cancelled"

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import dataflow_lite_sftp.rsync as rsync_module
 import pytest
 from dataflow_lite_sftp import SftpAdapter
-from dataflow_lite_sftp.host import Login, open_session
+from dataflow_lite_sftp.host import HostSession, Login, open_session
 from dataflow_lite_sftp.sftp import partial_name, readback_sha256
 
 from dataflow_lite.adapter import (
@@ -222,7 +222,7 @@ def test_a_cancelled_rsync_stops_and_leaves_nothing_partial_on_the_host(
     assert hidden_files(remote_base.path) == [], "no temporary, no .rsync-partial resume state"
 
 
-def test_a_host_with_an_rsync_older_than_mkpath_gets_its_folders_over_sftp(
+def test_a_host_with_an_rsync_older_than_mkpath_gets_its_folders_all_the_same(
     old_rsync_sshd, make_adapter, make_job, remote_base
 ):
     adapter = make_adapter(old_rsync_sshd)
@@ -230,7 +230,8 @@ def test_a_host_with_an_rsync_older_than_mkpath_gets_its_folders_over_sftp(
 
     assert adapter.submit(job) == "rsync"
 
-    assert old_rsync_sshd.host_log.read_text() == "refused --mkpath\n"
+    # --relative makes the folders, with any rsync: --mkpath is never asked for.
+    assert not old_rsync_sshd.host_log.exists()
     assert landed_bytes(remote_base, job) == job.staged.read_bytes()
     assert adapter.verify(job, "rsync") is True
 
@@ -615,3 +616,54 @@ def test_a_link_planted_at_the_destination_is_refused_not_followed(
         with pytest.raises(AdapterError, match="is a symbolic link") as refused:
             adapter.write_file(PurePosixPath("ds/metadata.json"), b"{}", None)
         assert sorted(p.name for p in neighbours_folder.iterdir()) == ["authorized_keys"]
+
+
+def test_a_batch_of_300_files_is_one_rsync_and_one_hash_pass_and_fails_per_file(
+    sshd, make_adapter, make_job, remote_base, ssh_user, monkeypatch
+):
+    adapter = make_adapter(sshd)
+    jobs = [make_job(f"ds/frames/f{n:03}.bin", size=64 << 10) for n in range(299)]
+    # One file goes to a folder of another account (root's) that the account may not write in
+    # (in a folder of its own, rsync would lend itself the write permission).
+    locked = remote_base.landed("ds/locked")
+    locked.mkdir(parents=True)
+    ssh_user.chown(locked.parent)
+    locked.chmod(0o555)
+    refused = make_job("ds/locked/sub/f.bin", size=64 << 10)
+    jobs.insert(150, refused)
+    runs: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def counted(command: list[str], *args: object, **kwargs: object) -> subprocess.Popen:
+        if command[0] == "rsync":
+            runs.append(command)
+        return popen(command, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(rsync_module.subprocess, "Popen", counted)
+    try:
+        outcomes = adapter.submit_batch(jobs)
+    finally:
+        locked.chmod(0o755)
+
+    assert len(runs) == 1, "one rsync (one ssh connection) for the whole batch"
+    failed = outcomes.pop(150)
+    assert isinstance(failed, AdapterError) and failed.permanent
+    assert "permission denied on the host" in str(failed)
+    assert "ds/locked" in str(failed)
+    assert outcomes == ["rsync"] * 299
+    landed = [job for job in jobs if job is not refused]
+    assert all(landed_bytes(remote_base, job) == job.staged.read_bytes() for job in landed)
+    assert not remote_base.landed(refused.target).exists()
+    assert hidden_files(remote_base.path) == []
+    assert not list(jobs[0].staged.parent.glob(".rsync-batch-*")), "the link tree is gone"
+
+    hashed: list[str] = []
+    run = HostSession.run
+
+    def counted_run(session: HostSession, command: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        hashed.append(command)
+        return run(session, command, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HostSession, "run", counted_run)
+    assert adapter.verify_batch(landed, ["rsync"] * 299) == [True] * 299
+    assert len([command for command in hashed if "hashlib" in command]) == 1

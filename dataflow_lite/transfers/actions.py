@@ -59,7 +59,8 @@ def cancel(queue: TransferQueue, transfer_id: int) -> bool:
     """Stop a transfer that is not done yet; it fails with "cancelled" and keeps its staged
     file. A worker running it notices within ``transfer_progress_seconds`` and stops its
     adapter, which removes what it wrote; what a handle names (a Globus task) is cancelled
-    here. Nothing is kept to resume: a retry starts afresh."""
+    here, unless other files' transfers still share it. Nothing is kept to resume: a retry
+    starts afresh."""
     now = utcnow()
     with session_scope(queue.engine) as session:
         transfer = session.get(Transfer, transfer_id)
@@ -80,9 +81,20 @@ def cancel(queue: TransferQueue, transfer_id: int) -> bool:
                 updated_at=now,
             ),
         )
+        # A handle that other files' transfers share (one Globus task for a batch) goes on.
+        shared = (
+            handle is not None
+            and session.exec(
+                select(Transfer.id).where(
+                    Transfer.endpoint_id == (endpoint.id if endpoint else None),
+                    Transfer.handle == handle,
+                    col(Transfer.state).not_in((DONE, FAILED)),
+                )
+            ).first()
+        )
     if not cancelled:
         return False
-    if handle and stub and endpoint is not None:
+    if handle and stub and endpoint is not None and shared is None:
         adapter = queue.adapters.for_endpoint(endpoint.adapter, endpoint.options)
         adapter.cancel(stub, handle)
     return True

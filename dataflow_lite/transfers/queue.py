@@ -39,18 +39,16 @@ from dataflow_lite.adapter import (
     VERIFYING,
     AdapterError,
     Adapters,
-    Cancelled,
-    TransferJob,
 )
 from dataflow_lite.store import credentials, layout
 from dataflow_lite.store.catalog import metadata_json
 from dataflow_lite.store.db import session_scope
 from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
-from dataflow_lite.transfers import actions
+from dataflow_lite.transfers import actions, batches
 from dataflow_lite.transfers.actions import rows_changed
 from dataflow_lite.transfers.debris import remove_expired_uploads
-from dataflow_lite.transfers.watch import Progress, watched
+from dataflow_lite.transfers.watch import watched
 
 log = logging.getLogger(__name__)
 
@@ -160,27 +158,46 @@ class TransferQueue:
             ),
         )
 
-    # Running one transfer --------------------------------------------------------------------
+    # Running a transfer, or a batch of them ----------------------------------------------------
 
-    def _claim(self, transfer_id: int) -> Transfer | None:
-        """Take the transfer if it is due and no live worker holds it; None otherwise."""
+    def _claim(self, transfer_id: int) -> list[Transfer]:
+        """Take the transfer if it is due and no live worker holds it, with the other due files
+        of its dataset when its adapter batches (:mod:`.batches`); the transfer first. Empty if
+        it was not taken."""
         now = utcnow()
+        claim = {
+            "state": RUNNING,
+            "lease_until": now + self.lease,
+            "claim": uuid.uuid4().hex,
+            "updated_at": now,
+        }
         with session_scope(self.engine) as session:
             claimed = rows_changed(
                 session,
                 update(Transfer)
                 .where(col(Transfer.id) == transfer_id, self._claimable(now))
-                .values(
-                    state=RUNNING,
-                    lease_until=now + self.lease,
-                    claim=uuid.uuid4().hex,
-                    updated_at=now,
-                ),
+                .values(**claim),
             )
             transfer = session.get(Transfer, transfer_id)
+            batch = [transfer] if claimed and transfer is not None else []
+            if batch and transfer is not None and self._batches(transfer):
+                others = batches.companions(session, transfer, self._claimable(now), self.settings)
+                session.execute(
+                    update(Transfer).where(col(Transfer.id).in_(others)).values(**claim)
+                )
+                batch += session.exec(
+                    select(Transfer).where(col(Transfer.id).in_(others)).order_by(col(Transfer.id))
+                ).all()
         if not claimed and transfer is not None and transfer.state == QUEUED:
             self._wake_when_due(transfer.id, transfer.next_attempt_at)
-        return transfer if claimed else None
+        return batch
+
+    def _batches(self, transfer: Transfer) -> bool:
+        """Whether the transfer is a file whose adapter moves files in batches."""
+        try:
+            return transfer.kind == "file" and self.adapters.get_class(transfer.adapter).batches
+        except LookupError:
+            return False
 
     def _wake_when_due(self, transfer_id: int | None, due: datetime) -> None:
         """Schedule a message for a queued transfer whose message came before it was due."""
@@ -190,137 +207,110 @@ class TransferQueue:
 
     def _save(self, transfer: Transfer, **values: Any) -> bool:
         """Record the run's progress, unless its claim is void (cancelled, or taken over)."""
-        with session_scope(self.engine) as session:
-            return bool(
-                rows_changed(
-                    session,
-                    update(Transfer)
-                    .where(
-                        col(Transfer.id) == transfer.id,
-                        col(Transfer.claim) == transfer.claim,
-                        col(Transfer.state).in_(ACTIVE),
-                    )
-                    .values(updated_at=utcnow(), **values),
-                )
-            )
+        return bool(self._save_each([transfer], {row_id(transfer): values}))
 
-    def _release(self, transfer: Transfer) -> None:
-        """Give up the lease of a run that was cancelled (or cancelled and already retried) once
-        it has stopped; wake the transfer if a retry is waiting for it."""
+    def _save_each(self, batch: list[Transfer], values: dict[int, dict[str, Any]]) -> set[int]:
+        """Record each transfer's values in one transaction, for those of ``batch`` whose
+        claim still holds; which ones those are."""
+        claims = {row_id(transfer): transfer.claim for transfer in batch}
+        now = utcnow()
         with session_scope(self.engine) as session:
-            released = rows_changed(
-                session,
-                update(Transfer)
-                .where(
-                    col(Transfer.id) == transfer.id,
-                    col(Transfer.claim) == transfer.claim,
+            rows = session.exec(
+                select(Transfer.id, Transfer.claim).where(
+                    col(Transfer.id).in_(list(claims)), col(Transfer.state).in_(ACTIVE)
+                )
+            ).all()
+            held = {found for found, claim in rows if found is not None and claim == claims[found]}
+            # One UPDATE for each set of values (a batch's files mostly share theirs).
+            alike: dict[str, tuple[dict[str, Any], list[int]]] = {}
+            for transfer_id in sorted(held & set(values)):
+                key = repr(sorted(values[transfer_id].items()))
+                alike.setdefault(key, (values[transfer_id], []))[1].append(transfer_id)
+            for shared, ids in alike.values():
+                session.execute(
+                    update(Transfer)
+                    .where(col(Transfer.id).in_(ids))
+                    .values(updated_at=now, **shared)
+                )
+        return held
+
+    def _release(self, batch: list[Transfer]) -> None:
+        """Give up the leases of a run's transfers that were cancelled (or cancelled and already
+        retried) once it has stopped; wake those a retry is waiting for."""
+        claims = {row_id(transfer): transfer.claim for transfer in batch}
+        with session_scope(self.engine) as session:
+            rows = session.exec(
+                select(Transfer.id, Transfer.claim, Transfer.state).where(
+                    col(Transfer.id).in_(list(claims)),
                     col(Transfer.state).in_((QUEUED, FAILED)),
                     col(Transfer.lease_until).is_not(None),
                 )
-                .values(lease_until=None),
+            ).all()
+            released = [
+                (found, state) for found, claim, state in rows if claims.get(found or 0) == claim
+            ]
+            session.execute(
+                update(Transfer)
+                .where(col(Transfer.id).in_([found for found, _ in released]))
+                .values(lease_until=None)
             )
-            state = session.exec(select(Transfer.state).where(Transfer.id == transfer.id)).first()
-        if released and state == QUEUED:
-            self.wake(row_id(transfer))
+        for transfer_id, state in released:
+            if state == QUEUED and transfer_id is not None:
+                self.wake(transfer_id)
 
     def run(self, transfer_id: int) -> None:
-        """Carry the transfer one step further (a huey task): submit, follow, verify."""
-        transfer = self._claim(transfer_id)
-        if transfer is None:
+        """Carry the transfer (with its batch) one step further (a huey task): submit, follow,
+        verify."""
+        batch = self._claim(transfer_id)
+        if not batch:
             return
-        if transfer.kind == "metadata" and self._metadata_in_progress(transfer):
+        lead = batch[0]
+        if lead.kind == "metadata" and self._metadata_in_progress(lead):
             # One metadata.json writer per dataset at a time, so the newest content lands last.
-            self._save(transfer, state=QUEUED, lease_until=None, next_attempt_at=utcnow())
+            self._save(lead, state=QUEUED, lease_until=None, next_attempt_at=utcnow())
             self.wake(transfer_id, delay=1)
             return
         every = self.settings["transfer_progress_seconds"]
-        save = lambda **values: self._save(transfer, **values)  # noqa: E731
         try:
-            with watched(transfer, save, self.engine, self.lease, every) as progress:
-                self._step(transfer, progress)
-        except AdapterError as error:
-            self._failed(transfer, str(error), error.permanent)
-        except Exception as error:  # a bug must not leave the transfer claimed forever
-            log.exception("transfer %s", transfer_id)
+            with watched(
+                batch, self._save_each_of(batch), self.engine, self.lease, every
+            ) as progress:
+                if lead.kind == "metadata":
+                    self._write_metadata(lead)
+                else:
+                    batches.move(self, batch, progress)
+        except Exception as error:  # a bug must not leave the transfers claimed forever
+            self._failed_all(batch, error)
+        finally:
+            self._release(batch)
+
+    def _save_each_of(self, batch: list[Transfer]) -> Any:
+        return lambda values: self._save_each(batch, values)
+
+    def _failed_all(self, batch: list[Transfer], error: Exception) -> None:
+        """A step of the whole batch failed: each transfer fails (or is retried) with it."""
+        if isinstance(error, AdapterError):
+            message, permanent = str(error), error.permanent
+        else:
+            log.exception("transfers %s", [transfer.id for transfer in batch], exc_info=error)
             # An OSError an adapter let through is as permanent as its errno says.
             permanent = isinstance(error, OSError) and error.errno in PERMANENT_ERRNOS
-            self._failed(transfer, f"internal error: {error}", permanent=permanent)
-        finally:
-            self._release(transfer)
+            message = f"internal error: {error}"
+        for transfer in batch:
+            self._failed(transfer, message, permanent)
 
-    def _step(self, transfer: Transfer, progress: Progress) -> None:
+    def _write_metadata(self, transfer: Transfer) -> None:
         with session_scope(self.engine) as session:
             endpoint = session.get(Endpoint, transfer.endpoint_id)
             dataset = session.get(Dataset, transfer.dataset_id)
-            file = session.get(DatasetFile, transfer.file_id) if transfer.file_id else None
             user_credentials = credentials.load(
                 session, self.cipher, transfer.user_id, transfer.endpoint_id
             )
             assert endpoint is not None and dataset is not None
-            content = metadata_json(session, dataset) if file is None else b""
+            content = metadata_json(session, dataset)
         adapter = self.adapters.for_endpoint(endpoint.adapter, endpoint.options)
-        if file is None:
-            target = layout.metadata_target(dataset.folder)
-            adapter.write_file(target, content, user_credentials)
-            self._save(transfer, state=DONE, finished_at=utcnow(), last_error=None)
-            return
-
-        memo = dict(transfer.memo)
-
-        def remember(key: str, value: Any) -> None:
-            memo[key] = value
-            self._save(transfer, memo=dict(memo))
-
-        relative = layout.PurePosixPath(file.relative_path)
-        job = TransferJob(
-            staged=Path(transfer.staged_path or ""),
-            target=layout.file_target(dataset.folder, relative, file.name),
-            sha256=file.sha256 or "",
-            size=file.file_length or 0,
-            credentials=user_credentials,
-            memo=memo,
-            remember=remember,
-            progress=progress.report,
-            cancelled=progress.cancelled,
-        )
-        handle = transfer.handle
-        if handle is None:
-            handle = adapter.submit(job)
-            if not self._save(transfer, handle=handle) and self._state(transfer) == FAILED:
-                # Cancelled while the submit ran: what it started (a Globus task) stops too.
-                adapter.cancel(job, handle)
-                raise Cancelled()
-        status = adapter.status(job, handle)
-        self._save(transfer, bytes_moved=status.bytes_moved)
-        if status.state == FAILED:
-            raise AdapterError(status.error or "the transfer failed", permanent=status.permanent)
-        if status.state != DONE:
-            # Still moving (a Globus task): look again later, without counting an attempt.
-            poll = self.settings["transfer_poll_seconds"]
-            later = utcnow() + timedelta(seconds=poll)
-            self._save(transfer, state=RUNNING, lease_until=utcnow(), next_attempt_at=later)
-            self.wake(row_id(transfer), delay=poll)
-            return
-        self._save(transfer, state=VERIFYING)
-        if not adapter.verify(job, handle):
-            raise AdapterError(
-                f"the checksum of {job.target} at the destination does not match the upload's",
-                permanent=True,
-            )
-        # Queue metadata.json's rewrite first: whoever sees this file done finds it coming.
-        self.refresh_metadata(row_id(dataset))
-        done = self._save(
-            transfer,
-            state=DONE,
-            finished_at=utcnow(),
-            last_error=None,
-            staged_path=None,
-            bytes_moved=job.size,
-        )
-        # Only then the staged copy goes: a crash in between leaves a stray staged file, never a
-        # transfer whose retry cannot find its bytes.
-        if done:
-            job.staged.unlink(missing_ok=True)
+        adapter.write_file(layout.metadata_target(dataset.folder), content, user_credentials)
+        self._save(transfer, state=DONE, finished_at=utcnow(), last_error=None)
 
     def _state(self, transfer: Transfer) -> str | None:
         with session_scope(self.engine, write=False) as session:
@@ -385,7 +375,7 @@ class TransferQueue:
             timedelta(seconds=self.settings["transfer_retry_seconds"] * 2 ** (attempts - 1)),
             MAX_BACKOFF,
         )
-        self._save(
+        retried = self._save(
             transfer,
             state=QUEUED,
             attempts=attempts,
@@ -394,7 +384,8 @@ class TransferQueue:
             lease_until=None,
             handle=None,  # the next attempt submits again (adapters resume from their memo)
         )
-        self.wake(row_id(transfer), delay=delay.total_seconds())
+        if retried:  # not if it was cancelled meanwhile
+            self.wake(row_id(transfer), delay=delay.total_seconds())
 
     # What users and admins do ------------------------------------------------------------------
 

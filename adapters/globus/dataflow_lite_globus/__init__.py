@@ -46,6 +46,7 @@ from dataflow_lite.adapter import (
     TransferAdapter,
     TransferJob,
     TransferStatus,
+    outcome_of,
 )
 from dataflow_lite.settings import Setting
 
@@ -110,6 +111,11 @@ def _failed_checks(error: AdapterError) -> list[Check]:
     return [reached, authenticated, Check("collection found", False, str(error))]
 
 
+def _verified(task: dict[str, Any]) -> bool:
+    """Whether a task succeeded with checksum verification on."""
+    return task.get("status") == "SUCCEEDED" and task.get("verify_checksum") is True
+
+
 def _label(target: PurePosixPath) -> str:
     # Globus accepts few characters in a task label (no slashes).
     return re.sub(r"[^A-Za-z0-9 _,.()-]", " ", f"dataflow-lite {target}")[:128]
@@ -119,6 +125,7 @@ class GlobusAdapter(TransferAdapter):
     """Files land on a Globus collection, carried by Globus Transfer tasks."""
 
     name = "globus"
+    batches = True
     options = (
         Option("collection", "the destination Globus collection's UUID (also the endpoint's id)"),
         Option("path", "the base directory on that collection (absolute, e.g. /data/dataflow)"),
@@ -304,21 +311,68 @@ class GlobusAdapter(TransferAdapter):
 
         Returns the task id at once; ``status`` follows the task.
         """
-        submission_id = job.memo.get("submission_id")
-        if not submission_id:
-            # No task of ours can exist yet, so whatever is at the target is someone else's.
-            self._refuse_existing(job.target)
-            with globus_errors("reserve a submission id"):
-                submission_id = str(self.transfer.get_submission_id()["value"])
-            # Kept before the submit: a retry after a crash reuses it and Globus, seeing the
-            # same id, returns the task it started instead of starting a second one.
-            job.remember("submission_id", submission_id)
-        data = self._transfer_data(job.target, submission_id=submission_id)
-        self._add_item(data, job.staged, job.target, job.sha256)
-        with globus_errors(f"start the transfer of {job.target}"):
-            task_id = str(self.transfer.submit_transfer(data)["task_id"])
-        job.remember("task_id", task_id)
-        return task_id
+        [outcome] = self.submit_batch([job])
+        if isinstance(outcome, AdapterError):
+            raise outcome
+        return outcome
+
+    def submit_batch(self, jobs: list[TransferJob]) -> list[str | AdapterError]:
+        """One Globus task for the batch's new files (each target looked up first: a file there
+        fails alone); files retried under a remembered submission id go again in theirs."""
+        outcomes: dict[int, str | AdapterError] = {}
+        groups: dict[str | None, list[int]] = {}
+        for number, job in enumerate(jobs):
+            submission_id = job.memo.get("submission_id")
+            if not submission_id:
+                # No task of ours can exist yet, so whatever is at the target is someone else's.
+                found = outcome_of(self._refuse_existing, job.target)
+                if isinstance(found, AdapterError):
+                    outcomes[number] = found
+                    continue
+            groups.setdefault(submission_id or None, []).append(number)
+        for submission_id, numbers in groups.items():
+            if submission_id is None:
+                with globus_errors("reserve a submission id"):
+                    submission_id = str(self.transfer.get_submission_id()["value"])
+                # Kept before the submit: a retry after a crash reuses it and Globus, seeing
+                # the same id, returns the task it started instead of starting a second one.
+                for number in numbers:
+                    jobs[number].remember("submission_id", submission_id)
+            members = [jobs[number] for number in numbers]
+            data = self._transfer_data(members[0].target, submission_id=submission_id)
+            for job in members:
+                self._add_item(data, job.staged, job.target, job.sha256)
+            what = str(members[0].target) + (f" and {len(members) - 1} more" if numbers[1:] else "")
+            with globus_errors(f"start the transfer of {what}"):
+                task_id = str(self.transfer.submit_transfer(data)["task_id"])
+            for number in numbers:
+                jobs[number].remember("task_id", task_id)
+                outcomes[number] = task_id
+        return [outcomes[number] for number in range(len(jobs))]
+
+    def status_batch(self, jobs: list[TransferJob], handles: list[str]) -> list[TransferStatus]:
+        """One look at each task of the batch (many files share one)."""
+        seen: dict[str, tuple[TransferJob, TransferStatus]] = {}
+        statuses = []
+        for job, handle in zip(jobs, handles, strict=True):
+            if handle not in seen:
+                seen[handle] = (job, self.status(job, handle))
+            elif not seen[handle][0].memo.get("task_id"):
+                # status forgot the task for its first file (it is over): for every file in it.
+                job.remember("submission_id", None)
+                job.remember("task_id", None)
+            statuses.append(seen[handle][1])
+        return statuses
+
+    def verify_batch(
+        self, jobs: list[TransferJob], handles: list[str]
+    ) -> list[bool | AdapterError]:
+        """One look at each task of the batch."""
+        tasks = {handle: outcome_of(self._task, handle) for handle in set(handles)}
+        return [
+            task if isinstance(task, AdapterError) else _verified(task)
+            for task in (tasks[handle] for handle in handles)
+        ]
 
     def _task(self, handle: str) -> dict[str, Any]:
         with globus_errors(f"report on the task {handle}"):
@@ -356,8 +410,7 @@ class GlobusAdapter(TransferAdapter):
         default ``globus_checksum_algorithm`` (SHA256) it also compares the copy with the
         upload's sha256 itself. dataflow-lite cannot read the file back over Globus.
         """
-        task = self._task(handle)
-        return task.get("status") == "SUCCEEDED" and task.get("verify_checksum") is True
+        return _verified(self._task(handle))
 
     def cancel(self, job: TransferJob, handle: str) -> None:
         """Cancel the task; Globus answers a finished one without error."""

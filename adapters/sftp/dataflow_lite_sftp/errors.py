@@ -118,6 +118,7 @@ RSYNC_MEANINGS: tuple[tuple[str, bool, str], ...] = (
     ("disk quota exceeded", True, "disk quota exceeded on the host"),
     ("read-only file system", True, "the host's filesystem is read-only"),
     ("permission denied", True, "permission denied on the host"),
+    ("operation not permitted", True, "permission denied on the host"),
     ("no such file or directory", True, "a directory is missing on the host"),
     ("connection reset", False, "connection reset"),
     ("connection timed out", False, "connection timed out"),

@@ -9,6 +9,7 @@ apart by its missing marker line.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import shlex
 import stat
@@ -44,6 +45,31 @@ PYTHON_SHA256 = (
 )
 
 
+# A Python program that prints, as JSON, the sha256 of each NUL-separated path on its stdin:
+# one ssh command verifies a whole batch.
+PYTHON_SHA256_MANY = """
+import hashlib, json, sys
+out = []
+for path in sys.stdin.buffer.read().split(b"\\0")[:-1]:
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for b in iter(lambda: f.read(1 << 20), b""):
+                h.update(b)
+        out.append(["sha256", h.hexdigest()])
+    except FileNotFoundError:
+        out.append(["missing", ""])
+    except OSError as e:
+        out.append(["error", e.strerror or str(e)])
+print(json.dumps(out))
+"""
+
+
+def _unquoted(path: str) -> str:
+    """``path`` as a program on the host opens it (relative to the home directory)."""
+    return path if path.startswith("/") else "./" + path
+
+
 @dataclass(frozen=True)
 class Login:
     """Who logs in, and how: with the endpoint's key file or with a password from activation."""
@@ -70,7 +96,7 @@ class Capabilities:
 
 def remote_argument(path: str) -> str:
     """``path`` quoted for the host's shell, never mistaken for an option."""
-    return shlex.quote(path if path.startswith("/") else "./" + path)
+    return shlex.quote(_unquoted(path))
 
 
 def load_key(key_file: Path) -> paramiko.PKey:
@@ -115,8 +141,11 @@ class HostSession:
         finally:
             self.client.close()
 
-    def run(self, command: str, timeout: float = TIMEOUT) -> tuple[int, str, str]:
-        """Run ``command`` over an exec channel; its exit status, stdout and stderr.
+    def run(
+        self, command: str, timeout: float = TIMEOUT, stdin: bytes = b""
+    ) -> tuple[int, str, str]:
+        """Run ``command`` over an exec channel (given ``stdin``); its exit status, stdout and
+        stderr.
 
         Raises paramiko.SSHException when the host refuses exec requests.
         """
@@ -126,6 +155,7 @@ class HostSession:
         try:
             channel.settimeout(timeout)
             channel.exec_command(command)
+            channel.sendall(stdin)
             channel.shutdown_write()  # an SFTP server forced in place of the command sees EOF
             with channel.makefile("rb") as out, channel.makefile_stderr("rb") as err:
                 stdout, stderr = out.read(), err.read()
@@ -175,6 +205,41 @@ class HostSession:
                 permanent="permission denied" in detail.lower(),
             )
         return words[0].lower()
+
+    def sha256_many(self, paths: list[str], size: int) -> list[str | None | AdapterError]:
+        """The sha256 of each of ``paths`` (``size`` bytes in all), computed on the host by one
+        python3 command that reads the paths on its stdin: a hash, None for a missing file, or
+        the error that file alone met."""
+        listing = b"".join(_unquoted(path).encode() + b"\0" for path in paths)
+        try:
+            status, stdout, stderr = self.run(
+                f"python3 -c {shlex.quote(PYTHON_SHA256_MANY)}",
+                timeout=120 + size / 20e6,
+                stdin=listing,
+            )
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise sftp_error(f"cannot hash {len(paths)} files", error, self.where) from error
+        try:
+            answers = json.loads(stdout)
+        except ValueError:
+            answers = None
+        if status != 0 or not isinstance(answers, list) or len(answers) != len(paths):
+            detail = stderr.strip() or f"python3 exited with {status}"
+            raise AdapterError(f"cannot hash files on {self.where.host_port}: {detail}")
+        hashes: list[str | None | AdapterError] = []
+        for path, (kind, value) in zip(paths, answers, strict=True):
+            if kind == "sha256":
+                hashes.append(value)
+            elif kind == "missing":
+                hashes.append(None)
+            else:
+                hashes.append(
+                    AdapterError(
+                        f"cannot hash {path} on {self.where.host_port}: {value}",
+                        permanent="permission denied" in value.lower(),
+                    )
+                )
+        return hashes
 
     def free_bytes(self, path: str, caps: Capabilities | None = None) -> int | None:
         """Bytes free for the account under ``path``, by statvfs over SFTP or ``df`` over exec."""

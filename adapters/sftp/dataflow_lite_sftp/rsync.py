@@ -1,11 +1,15 @@
-"""Moving a file's bytes with Debian's rsync over the stock ssh client.
+"""Moving a batch of files with one run of Debian's rsync over the stock ssh client.
 
-rsync writes into a hidden temporary file beside the target and renames it when complete; when it
-is interrupted it keeps what arrived in ``.rsync-partial/`` beside the target, and the next run
-resumes from there. ``--ignore-existing`` makes it refuse to replace a file at the target.
+The batch's staged files are hard-linked under their target paths into a hidden folder of the
+staging area, which rsync sends ``--files-from`` a list of those paths (``--relative`` makes their
+folders on the host): one ssh connection, one login, for any number of files. rsync writes each
+file into a hidden temporary beside its target and renames it when complete; when it is
+interrupted it keeps what arrived in ``.rsync-partial/`` beside the target, and the next run
+resumes from there. ``--ignore-existing`` makes it refuse to replace a file at a target.
 
 While it runs, rsync's ``--info=progress2`` lines on stdout (``  8,617,984  43%  8.01MB/s ...``,
-about one a second) give the job's progress, and a cancelled job stops rsync and ssh at once.
+about one a second) give the progress, spread over the files as their itemized lines say which
+one is on its way, and a cancelled job stops rsync and ssh at once.
 
 rsync's ssh ignores SIGUSR1. rsync 3.2.4 and later have the host's rsync write its errors to
 stderr, which ssh carries apart from the transfer stream, while its exit code comes in that stream;
@@ -22,7 +26,7 @@ temporary directory for the duration of the call; the password is never on a com
 
 from __future__ import annotations
 
-import functools
+import fcntl
 import os
 import re
 import shlex
@@ -33,6 +37,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +61,15 @@ IO_TIMEOUT = 120
 PROGRESS = re.compile(rb"^\s*([\d,]+)\s+\d+%")
 # ssh under a shell that ignores SIGUSR1 (see above): "$0" is ssh, "$@" its arguments.
 KEEP_SSH_TO_THE_END = ("sh", "-c", 'trap "" USR1; exec "$0" "$@"')
-# How often a running rsync looks whether its job was cancelled.
+# How often a running rsync looks whether a job was cancelled.
 CANCEL_POLL_SECONDS = 0.2
+# Where an itemized line's file name starts (``<f+++++++++ name``).
+ITEMIZED = 12
+# A batch's source: a hidden folder of hard links beside the staged files.
+LINK_TREE_PREFIX = ".rsync-batch-"
+# The list of the batch's paths, in its link tree (a name no target can have: targets are
+# below a dataset's folder, three components deep).
+LISTING = ".files-from"
 
 
 def rsync_available() -> bool:
@@ -151,10 +163,6 @@ class RsyncUnavailable(Exception):
     """The host cannot run rsync for this account: SFTP only, no rsync, or a noisy login shell."""
 
 
-class RemoteMkpathUnsupported(Exception):
-    """The host's rsync is older than 3.2.3 and has no ``--mkpath``."""
-
-
 # What the host's shell says before rsync runs, when the base path is missing (see base_guard).
 BASE_MISSING = "dataflow-lite: the base path is missing"
 # What the host's shell says before rsync runs, when a link stands in the target's path.
@@ -168,38 +176,50 @@ NO_REMOTE_RSYNC = (
 )
 
 
-@functools.cache
-def local_mkpath() -> bool:
-    """Whether this machine's rsync has ``--mkpath`` (3.2.3 and later)."""
-    version = subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout
-    words = version.split()
-    numbers = words[2].split(".") if len(words) > 2 and words[1] == "version" else []
-    try:
-        return tuple(int(number) for number in numbers[:3]) >= (3, 2, 3)
-    except ValueError:
-        return False
-
-
 def base_guard(base: str, no_links: tuple[str, ...] = ()) -> str:
     """rsync's ``--rsync-path``: the host's shell checks the base path, then runs rsync.
 
-    ``--mkpath`` would create a missing base path (a storage mount that is not there) along with
-    the target's folders; this stops it, in the same round trip. Each of ``no_links`` (the
-    target's folders below the base, its partial folder and the target) must not be a symbolic
-    link: rsync has no option that refuses links in the receiving side's path, and follows them.
+    rsync would create a missing base path (a storage mount that is not there) as its
+    destination; this stops it, in the same round trip. Each of ``no_links`` (the batch's
+    folders below the base, their partial folders and the targets) must not be a symbolic
+    link: rsync has no option that refuses links in the receiving side's path, and follows
+    them. Every link found is named, one line each, and then nothing runs.
     """
     guard = f"test -d {remote_argument(base)} || {{ echo '{BASE_MISSING}' >&2; exit 1; }}; "
     if no_links:
         paths = " ".join(remote_argument(path) for path in no_links)
         guard += (
-            f'for p in {paths}; do if test -L "$p"; then '
-            f'echo "{LINK_FOUND}$p" >&2; exit 1; fi; done; '
+            f'l=0; for p in {paths}; do if test -L "$p"; then '
+            f'echo "{LINK_FOUND}$p" >&2; l=1; fi; done; test $l = 0 || exit 1; '
         )
     return guard + "rsync"
 
 
-def _read_progress(stream: Any, job: TransferJob, lines: list[bytes]) -> None:
-    """Read rsync's stdout to its end: report each progress figure, keep the other lines."""
+class _Progress:
+    """Spreads rsync's running total over the batch's files, in the order rsync sends them: a
+    file's itemized line starts it, and the files before it are complete."""
+
+    def __init__(self, jobs: list[TransferJob]) -> None:
+        self.jobs = {str(job.target): job for job in jobs}
+        self.current: TransferJob | None = None
+        self.before = 0  # bytes of the files sent before the current one
+
+    def itemized(self, name: str) -> None:
+        if self.current is not None:
+            self.current.progress(self.current.size)
+            self.before += self.current.size
+        self.current = self.jobs.get(name)
+
+    def total(self, moved: int) -> None:
+        if self.current is not None:
+            self.current.progress(max(0, min(moved - self.before, self.current.size)))
+
+
+def _read_progress(
+    stream: Any, progress: _Progress, started: list[str], lines: list[bytes]
+) -> None:
+    """Read rsync's stdout to its end: report progress, note each file sent (its itemized
+    ``<f`` line, which comes as it starts), keep the other lines."""
     pending = b""
     while chunk := stream.read1(65536):
         pending += chunk
@@ -207,14 +227,20 @@ def _read_progress(stream: Any, job: TransferJob, lines: list[bytes]) -> None:
         for line in done:
             found = PROGRESS.match(line)
             if found:
-                job.progress(int(found.group(1).replace(b",", b"")))
+                progress.total(int(found.group(1).replace(b",", b"")))
+            elif line.startswith(b"<f"):
+                started.append(line[ITEMIZED:].decode(errors="replace"))
+                progress.itemized(started[-1])
             elif line.strip():
                 lines.append(line)
     lines.append(pending)
 
 
-def _run(command: list[str], environment: dict[str, str], job: TransferJob) -> tuple[int, str, str]:
-    """Run rsync until it exits or the job is cancelled; its exit code, stdout and stderr."""
+def _run(
+    command: list[str], environment: dict[str, str], jobs: list[TransferJob]
+) -> tuple[int, list[str], str]:
+    """Run rsync until it exits or a job is cancelled; its exit code, the files it started
+    sending, and its stderr."""
     process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -225,10 +251,14 @@ def _run(command: list[str], environment: dict[str, str], job: TransferJob) -> t
     )
     stdout, stderr = process.stdout, process.stderr
     assert stdout is not None and stderr is not None
+    started: list[str] = []
     lines: list[bytes] = []
     errors: list[bytes] = []
+    progress = _Progress(jobs)
     readers = [
-        threading.Thread(target=_read_progress, args=(stdout, job, lines), daemon=True),
+        threading.Thread(
+            target=_read_progress, args=(stdout, progress, started, lines), daemon=True
+        ),
         threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True),
     ]
     for reader in readers:
@@ -239,7 +269,7 @@ def _run(command: list[str], environment: dict[str, str], job: TransferJob) -> t
                 process.wait(CANCEL_POLL_SECONDS)
                 break
             except subprocess.TimeoutExpired:
-                if job.cancelled.is_set():
+                if any(job.cancelled.is_set() for job in jobs):
                     raise Cancelled() from None
     finally:
         if process.poll() is None:  # cancelled, or interrupted (a worker shutting down)
@@ -249,77 +279,138 @@ def _run(command: list[str], environment: dict[str, str], job: TransferJob) -> t
             reader.join()
         stdout.close()
         stderr.close()
-    text = b"\n".join(lines).decode(errors="replace")
-    return process.returncode, text, b"".join(errors).decode(errors="replace")
+    if process.returncode == 0:
+        progress.itemized("")  # the last file is complete too
+    return process.returncode, started, b"".join(errors).decode(errors="replace")
+
+
+@contextmanager
+def _link_tree(jobs: list[TransferJob]) -> Iterator[tuple[Path, Path]]:
+    """A hidden folder beside the staged files holding a hard link to each at its target path
+    (rsync's source), and the NUL-separated list of those paths (its ``--files-from``).
+
+    Links, not copies: no byte is written twice. The folder is locked while it is used, so that
+    the next batch removes the folders of a worker that died (which would keep staged files'
+    bytes alive after their transfers were done).
+    """
+    staging = jobs[0].staged.parent
+    for stale in staging.glob(f"{LINK_TREE_PREFIX}*"):
+        with _locked(stale, blocking=False) as mine:
+            if mine:
+                shutil.rmtree(stale, ignore_errors=True)
+    tree = Path(tempfile.mkdtemp(prefix=LINK_TREE_PREFIX, dir=staging))
+    with _locked(tree, blocking=True):
+        try:
+            for job in jobs:
+                link = tree.joinpath(*job.target.parts)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.link(job.staged, link)
+            # In the tree, beside what it lists: rsync sends only what is listed.
+            listing = tree / LISTING
+            listing.write_bytes(b"".join(str(job.target).encode() + b"\0" for job in jobs))
+            yield tree, listing
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+
+
+@contextmanager
+def _locked(folder: Path, *, blocking: bool) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``folder`` while the block runs; whether it was taken."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Pushed:
+    """What one rsync of a batch did: its exit code, the files it started sending (paths
+    relative to the base; a file is complete once the run ends with code 0), its stderr."""
+
+    code: int
+    started: list[str]
+    stderr: str
+
+    def links(self) -> list[str]:
+        """The symbolic links the host's shell found in the batch's paths (then nothing ran)."""
+        return [
+            line.removeprefix(LINK_FOUND).strip()
+            for line in self.stderr.splitlines()
+            if line.startswith(LINK_FOUND)
+        ]
 
 
 def push(
-    job: TransferJob,
+    jobs: list[TransferJob],
     host: str,
     port: int,
-    remote_path: str,
     login: Login,
     where: Where,
     *,
     base: str,
-    mkpath: bool = True,
     scratch: Path | None = None,
     no_links: tuple[str, ...] = (),
-) -> bool:
-    """Copy ``job.staged`` to ``remote_path``; whether bytes moved (False: something was there).
+) -> Pushed:
+    """Copy each job's staged file to its target below ``base`` with one rsync (one ssh
+    connection): ``--files-from`` a tree of links, ``--relative`` making the folders.
 
-    Blocks until rsync exits, reporting progress; raises Cancelled soon after the job is
-    cancelled. rsync and ssh run in their own session (``setsid``), which is what makes ssh use
-    the askpass script rather than a terminal, and lets a cancelled or interrupted call stop them
-    as a group. Without ``mkpath`` the target's folders must exist.
+    Blocks until rsync exits, reporting each job's progress; raises Cancelled soon after any
+    job is cancelled. rsync and ssh run in their own session (``setsid``), which is what makes
+    ssh use the askpass script rather than a terminal, and lets a cancelled or interrupted call
+    stop them as a group.
     """
-    staged = job.staged
     ssh_argv = [*KEEP_SSH_TO_THE_END, *ssh_command(port, login, where.known_hosts)]
     ssh = " ".join(_quote(argument) for argument in ssh_argv)
-    command = [
-        "rsync",
-        f"--partial-dir={PARTIAL_DIR}",
-        "--ignore-existing",
-        "--itemize-changes",
-        "--info=progress2",
-        f"--timeout={IO_TIMEOUT}",
-        *(["--mkpath"] if mkpath else []),
-        f"--rsync-path={base_guard(base, no_links)}",
-        "-e",
-        ssh,
-        "--",
-        str(staged),
-        destination(host, login.username, remote_path),
-    ]
-    with _environment(login, scratch) as environment:
-        code, stdout, stderr = _run(command, environment, job)
-    if code != 0:
-        _raise_failure(code, stderr, staged, base, login, where)
-    # An itemized line (<f+++++++++) per file sent; none when --ignore-existing skipped it.
-    return any(line.startswith("<f") for line in stdout.splitlines())
+    with _link_tree(jobs) as (tree, listing):
+        command = [
+            "rsync",
+            f"--partial-dir={PARTIAL_DIR}",
+            "--ignore-existing",
+            "--itemize-changes",
+            "--info=progress2",
+            f"--timeout={IO_TIMEOUT}",
+            "--from0",
+            f"--files-from={listing}",
+            f"--rsync-path={base_guard(base, no_links)}",
+            "-e",
+            ssh,
+            "--",
+            f"{tree}/",
+            destination(host, login.username, base),
+        ]
+        with _environment(login, scratch) as environment:
+            code, started, stderr = _run(command, environment, jobs)
+    return Pushed(code, started, stderr)
 
 
-def _raise_failure(
-    code: int, stderr: str, staged: Path, base: str, login: Login, where: Where
-) -> None:
+def failure(code: int, stderr: str, base: str, login: Login, where: Where) -> AdapterError:
+    """Why an rsync run failed as a whole, in plain words; raises RsyncUnavailable when the
+    host runs no rsync for the account."""
     text = stderr.lower()
-    if not staged.exists():  # rsync's own words would blame a missing file on the host
-        raise AdapterError(f"the staged file {staged} is missing", permanent=True)
     if BASE_MISSING in stderr:
-        raise AdapterError(
+        return AdapterError(
             f"the base path {base} does not exist on {where.host_port}", permanent=True
         )
-    for line in stderr.splitlines():
-        if line.startswith(LINK_FOUND):
-            link = line.removeprefix(LINK_FOUND).strip()
-            raise AdapterError(
-                f"{link} on {where.host_port} is a symbolic link: links at the destination "
-                "are never followed",
-                permanent=True,
-            )
-    if "--mkpath" in text and "unknown option" in text:
-        raise RemoteMkpathUnsupported(stderr.strip())
     if any(words in text for words in NO_REMOTE_RSYNC):
         reason = next(line for line in stderr.splitlines() if line.strip())
         raise RsyncUnavailable(reason.strip())
-    raise rsync_error(code, stderr, where, login.username, login.password is not None)
+    return rsync_error(code, stderr, where, login.username, login.password is not None)
+
+
+def link_error(link: str, where: Where) -> AdapterError:
+    """A symbolic link stands in a file's path at the destination."""
+    return AdapterError(
+        f"{link} on {where.host_port} is a symbolic link: links at the destination "
+        "are never followed",
+        permanent=True,
+    )
