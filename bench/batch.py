@@ -19,7 +19,6 @@ import hashlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,23 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.sshd
 
+from serving import rsync_by_hand  # noqa: E402
+
 from dataflow_lite import bootstrap  # noqa: E402
 from dataflow_lite.store.db import session_scope  # noqa: E402
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, User  # noqa: E402
 from tests.sshd import Sshd, running_sshd, ssh_account  # noqa: E402
-
-
-def rsync_by_hand(server: Sshd, folder: Path, into: str) -> float:
-    ssh = (
-        f"ssh -p {server.port} -o UserKnownHostsFile={server.known_hosts} -o BatchMode=yes "
-        f"-i {server.user.key_file}"
-    )
-    began = time.perf_counter()
-    subprocess.run(
-        ["rsync", "-r", "-e", ssh, f"{folder}/", f"{server.user.name}@127.0.0.1:{into}/"],
-        check=True,
-    )
-    return time.perf_counter() - began
 
 
 def through_the_queue(

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.sshd
 
-from serving import cli, serving  # noqa: E402
+from serving import cli, rsync_by_hand, serving  # noqa: E402
 
-from tests.sshd import Sshd, running_sshd, ssh_account  # noqa: E402
+from tests.sshd import running_sshd, ssh_account  # noqa: E402
 
 AGENT = [sys.executable, "-m", "dataflow_lite_agent"]
 
@@ -41,19 +41,6 @@ def fill(folder: Path, count: int, size: int, name: str) -> int:
             for _ in range(max(1, size >> 20)):
                 out.write(os.urandom(min(size, 1 << 20)))
     return count * size
-
-
-def rsync_by_hand(server: Sshd, folder: Path, into: str) -> float:
-    ssh = (
-        f"ssh -p {server.port} -o UserKnownHostsFile={server.known_hosts} -o BatchMode=yes "
-        f"-i {server.user.key_file}"
-    )
-    began = time.perf_counter()
-    subprocess.run(
-        ["rsync", "-r", "-e", ssh, f"{folder}/", f"{server.user.name}@127.0.0.1:{into}/"],
-        check=True,
-    )
-    return time.perf_counter() - began
 
 
 def push(url: str, key: str, folder: Path, state: Path) -> tuple[float, int, str]:

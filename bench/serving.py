@@ -1,4 +1,5 @@
-"""What the benches share: the CLI on a throw-away instance, and `serve` on a free port."""
+"""What the benches share: the CLI on a throw-away instance, `serve` on a free port, and
+rsync by hand, the peer of every transfer bench."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
+
+if TYPE_CHECKING:
+    from tests.sshd import Sshd
 
 
 def cli(instance: Path, *args: str) -> str:
@@ -50,3 +55,18 @@ def serving(instance: Path, *extra: str) -> Iterator[str]:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+
+
+def rsync_by_hand(server: Sshd, folder: Path, into: str) -> float:
+    """Seconds one ``rsync -r`` of ``folder`` into ``into`` at ``server`` takes, as a person
+    would send it."""
+    ssh = (
+        f"ssh -p {server.port} -o UserKnownHostsFile={server.known_hosts} -o BatchMode=yes "
+        f"-i {server.user.key_file}"
+    )
+    began = time.perf_counter()
+    subprocess.run(
+        ["rsync", "-r", "-e", ssh, f"{folder}/", f"{server.user.name}@127.0.0.1:{into}/"],
+        check=True,
+    )
+    return time.perf_counter() - began
