@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from pathlib import Path
 
@@ -75,6 +76,22 @@ def test_search_pages_newest_first(client, auth):
     assert (everything["total"], len(everything["results"])) == (25, 20)  # per_page defaults to 20
     capped = client.get("/api/v1/datasets/search?per_page=1000", headers=auth).json
     assert len(capped["results"]) == 25  # max_per_page is 100
+
+
+def test_each_uploaded_file_and_its_folders_find_their_dataset(client, auth):
+    dataset = create(client, auth, name="scan")
+    other = create(client, auth, name="other")
+    for folder, name in (("", "first.tif"), ("raw/frames", "frame_0001.tif")):
+        sent = client.post("/api/v1/dataset-file-upload", headers=auth, data={
+            "dataset_id": str(dataset["id"]), "relative_path": folder,
+            "file": (io.BytesIO(b"bytes"), name),
+        })  # fmt: skip
+        assert sent.status_code == 201, sent.json
+    for query in ("scan", "first.tif", "frame_0001.tif", "frames", "raw"):
+        found = client.get("/api/v1/datasets/search", query_string={"q": query}, headers=auth)
+        assert [d["id"] for d in found.json["results"]] == [dataset["id"]], query
+    found = client.get("/api/v1/datasets/search?q=other", headers=auth).json["results"]
+    assert [d["id"] for d in found] == [other["id"]]
 
 
 @pytest.mark.parametrize("query", ['"quoted', "run*", "a OR b", "NEAR(", "-", "x AND"])

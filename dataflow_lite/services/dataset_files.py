@@ -154,7 +154,7 @@ def record_file(
     session.flush()
     # After the file, as DataFlow lists them: the file first, then its new directories.
     _ensure_directories(session, dataset_id, relative)
-    search.reindex(session, dataset_id)
+    search.add_names(session, dataset_id, [*relative.parts, name])
     endpoint = session.get(Endpoint, dataset.endpoint_id)
     assert endpoint is not None
     transfer = rt.queue.add(session, dataset, endpoint, row, staged.path)

@@ -46,6 +46,20 @@ def reindex(session: Session, dataset_id: int) -> None:
     )
 
 
+def add_names(session: Session, dataset_id: int, names: Sequence[str]) -> None:
+    """Add a new file's name (and its folders') to the dataset's full-text row.
+
+    Appending costs the same however many files the dataset has, where rebuilding the row reads
+    every one of them back; a name listed twice finds the same datasets.
+    """
+    added = session.execute(
+        text(f"UPDATE {SEARCH_TABLE} SET body = body || :names WHERE rowid = :id"),
+        {"id": dataset_id, "names": "".join("\n" + name for name in names)},
+    )
+    if getattr(added, "rowcount", 0) == 0:  # no row yet (a catalog from before the index)
+        reindex(session, dataset_id)
+
+
 def fts_query(query: str) -> str | None:
     """An FTS5 query matching every whitespace-separated term as a prefix phrase, or None.
 
