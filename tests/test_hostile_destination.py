@@ -193,6 +193,7 @@ def test_a_folder_an_earlier_release_made_is_marked_on_its_next_write(adapter, r
 
 
 def test_a_neighbours_folder_is_not_taken_for_an_earlier_releases(adapter, root, staged):
+    assert adapter.tree.key  # the marking began (its key made) before the folder below
     folder = root / FOLDER
     folder.mkdir(parents=True)
     (folder / "metadata.json").write_bytes(b"{}")  # made now, not before the marking began
