@@ -87,18 +87,22 @@ class Tree:
         if refused is not None:
             raise refused
 
-    def _open_folder(self, dir_fd: int, relative: PurePosixPath) -> int:
+    def _open(self, dir_fd: int, relative: PurePosixPath, flags: int, what: str) -> int:
+        """``relative`` in folder ``dir_fd`` opened with ``flags``; a link there is refused."""
         try:
-            return os.open(relative.name, DIRECTORY, dir_fd=dir_fd)
+            return os.open(relative.name, flags, dir_fd=dir_fd)
         except OSError as error:
             refused = self.refusal(dir_fd, relative)
             if refused is not None:
                 raise refused from None
-            if error.errno == errno.ENOTDIR:
+            if flags & os.O_DIRECTORY and error.errno == errno.ENOTDIR:
                 raise AdapterError(
                     f"{self.where(relative)} is not a folder", permanent=True
                 ) from None
-            raise adapter_error(f"cannot open {self.where(relative)}", error) from error
+            raise adapter_error(f"cannot {what} {self.where(relative)}", error) from error
+
+    def _open_folder(self, dir_fd: int, relative: PurePosixPath) -> int:
+        return self._open(dir_fd, relative, DIRECTORY, "open")
 
     def token(self, relative: PurePosixPath) -> bytes:
         """What the marker of the dataset folder ``relative`` holds."""
@@ -213,10 +217,4 @@ class Tree:
 
     def open_file(self, dir_fd: int, relative: PurePosixPath) -> int:
         """A read descriptor of the file ``relative`` in folder ``dir_fd``; never through a link."""
-        try:
-            return os.open(relative.name, READ, dir_fd=dir_fd)
-        except OSError as error:
-            refused = self.refusal(dir_fd, relative)
-            if refused is not None:
-                raise refused from None
-            raise adapter_error(f"cannot read {self.where(relative)}", error) from error
+        return self._open(dir_fd, relative, READ, "read")
