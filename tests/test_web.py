@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -710,6 +711,16 @@ def test_the_dataset_page_offers_each_landed_file_for_download(ada, cli, app):
         assert response.mimetype == "application/octet-stream"  # never run as this server's
         assert response.headers["Content-Disposition"].startswith("attachment")
         assert response.headers["Content-Length"] == str(len(content))
+
+    etag = hashlib.sha256(content).hexdigest()
+    with ada.get(link, headers={"Range": "bytes=8-15"}) as part:  # a resumed download
+        assert part.status_code == 206 and part.data == content[8:16]
+        assert part.headers["Content-Range"] == f"bytes 8-15/{len(content)}"
+        assert part.headers["ETag"] == f'"{etag}"'
+    with ada.get(link, headers={"Range": "bytes=8-", "If-Range": '"another"'}) as whole:
+        assert whole.status_code == 200 and whole.data == content  # not spliced onto another
+    beyond = ada.get(link, headers={"Range": f"bytes={len(content)}-"})
+    assert beyond.status_code == 416
 
     add_user(cli, "bob")
     bob = app.test_client()

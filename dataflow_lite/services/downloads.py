@@ -27,10 +27,11 @@ from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer
 
 @dataclass(frozen=True)
 class Download:
-    """A file to stream: its name, its catalogued size and its bytes, open at the start."""
+    """A file to stream: its name, catalogued size and sha256, and its bytes, open at the start."""
 
     name: str
     size: int
+    sha256: str | None
     stream: BinaryIO
 
 
@@ -84,4 +85,4 @@ def open_download(rt: Runtime, identity: Identity, dataset_id: int, file_id: int
             f"{path} at its destination is {size} bytes, not the {row.file_length} that were "
             "verified: it changed there, and is not offered"
         )
-    return Download(row.name, size, stream)
+    return Download(row.name, size, row.sha256, stream)
