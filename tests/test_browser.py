@@ -11,7 +11,10 @@ import base64
 import hashlib
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +24,7 @@ import requests
 from ordflow import API
 from playwright.sync_api import Page, expect
 
-from .conftest import LiveServer, wait_for_transfers
+from .conftest import LiveServer, start_server, stop_server, wait_for_transfers
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
@@ -600,6 +603,39 @@ def test_search_and_the_dataset_page(page: Page, live_server, cli, tmp_path: Pat
     shot(page, "dataset-narrow")
     page.goto(live_server.url + "/datasets")
     assert no_horizontal_scroll(page)
+
+
+def test_the_dataset_page_follows_its_transfers_without_a_reload(
+    page: Page, instance: Path, cli, tmp_path: Path
+):
+    server = start_server(instance, tmp_path / "server.log", "--no-transfer-worker")
+    worker = None
+    try:
+        add_user(cli, "ada")
+        key = cli("key", "create", "ada").strip()
+        api = API(key, server_url=server.api)
+        dataset = api.dataset_create("Waiting scan", metadata={})
+        (tmp_path / "frame.tif").write_bytes(b"frame bytes")
+        api.file_upload(str(tmp_path / "frame.tif"), dataset["id"])
+        log_in(page, server, "ada")
+        page.goto(f"{server.url}/datasets/{dataset['id']}")
+        row = page.locator('tr[data-path="frame.tif"]')
+        expect(row.locator(".badge")).to_have_text("queued")  # no worker runs yet
+        page.evaluate("window.notReloaded = true")
+
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "dataflow_lite", "--instance", str(instance), "worker"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        expect(row.locator(".badge")).to_have_text("done", timeout=60_000)
+        expect(row.get_by_role("link", name="frame.tif")).to_be_visible()  # now downloadable
+        assert page.evaluate("window.notReloaded") is True  # redrawn in place
+        expect(page.locator("section#files")).not_to_have_attribute("data-moving", "")
+    finally:
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(10)
+        stop_server(server)
 
 
 def test_an_admin_adds_an_instrument_and_a_field_that_users_then_fill(

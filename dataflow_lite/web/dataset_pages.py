@@ -13,6 +13,7 @@ from flask import Blueprint, flash, redirect, render_template, request, send_fil
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from dataflow_lite.adapter import QUEUED, RUNNING, VERIFYING
 from dataflow_lite.faces import runtime
 from dataflow_lite.services import datasets, downloads, instruments
 from dataflow_lite.services.errors import Invalid
@@ -199,6 +200,8 @@ def show(dataset_id: int) -> ResponseReturnValue:
         tree=file_tree(dataset["dataset_files"]),
         total_size=sum(entry["file_length"] or 0 for entry in files),
         file_count=len(files),
+        # The page's script redraws the file list while any transfer may still move.
+        moving=any(entry["transfer_state"] in (QUEUED, RUNNING, VERIFYING) for entry in files),
     )
 
 

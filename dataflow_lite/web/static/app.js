@@ -1,5 +1,5 @@
-/* Small helpers every page may use: copy buttons, the extra metadata rows of the wizard, and the
-   options of the chosen adapter on the admin endpoints page. */
+/* Small helpers every page may use: copy buttons, the extra metadata rows of the wizard, the
+   options of the chosen adapter on the admin endpoints page, and a dataset's live file list. */
 (function () {
   "use strict";
 
@@ -70,5 +70,26 @@
     );
     adapterSelect.addEventListener("change", showChosen);
     showChosen();
+  }
+
+  // A dataset page whose transfers may still move (<section id="files" data-moving>) fetches
+  // itself every few seconds and redraws its file list (states, progress, download links) from
+  // the server's own rendering, until nothing moves. A hidden tab waits; a failed fetch retries.
+  var files = document.querySelector("section#files[data-moving]");
+  if (files && window.fetch && window.DOMParser) {
+    var redraw = function () {
+      if (document.hidden) { setTimeout(redraw, 2000); return; }
+      fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) { return response.ok ? response.text() : Promise.reject(); })
+        .then(function (text) {
+          var fresh = new DOMParser().parseFromString(text, "text/html").querySelector("section#files");
+          if (!fresh) return;
+          files.innerHTML = fresh.innerHTML;
+          if (fresh.hasAttribute("data-moving")) setTimeout(redraw, 2000);
+          else files.removeAttribute("data-moving");
+        })
+        .catch(function () { setTimeout(redraw, 5000); });
+    };
+    setTimeout(redraw, 2000);
   }
 })();
