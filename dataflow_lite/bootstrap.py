@@ -55,10 +55,10 @@ def build(instance: Path | None = None, overrides: dict[str, Any] | None = None)
     staging.mkdir(parents=True, exist_ok=True)
     cipher = PasswordCipher(instance)
     adapters = Adapters(adapter_classes, AdapterContext(instance, staging, settings))
-    database = instance / settings["database"]
+    database = db.Database.from_setting(instance, settings["database"])
     engine = db.make_engine(database, settings["busy_timeout_ms"])
     # A new database gets its tables; an older one stops start-up naming 'db upgrade'.
-    schema.prepare(engine, database.with_name(database.name + ".lock"))
+    schema.prepare(engine, database)
     queue = TransferQueue(engine, adapters, cipher, instance / "queue.sqlite3", settings)
     return Runtime(
         instance=instance,

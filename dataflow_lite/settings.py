@@ -32,7 +32,8 @@ SETTINGS: tuple[Setting, ...] = (
         "database",
         str,
         "dataflow.sqlite3",
-        "SQLite database file of the catalog, relative to the instance folder.",
+        "The catalog: an SQLite file relative to the instance folder, or a PostgreSQL URL "
+        "(postgresql+psycopg://user:password@host:5432/name).",
     ),
     Setting(
         "staging_dir",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from dataflow_lite import bootstrap
 from dataflow_lite.adapter import adapter_settings, discover_adapters
@@ -22,6 +23,7 @@ from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services.errors import ServiceError
 from dataflow_lite.services.identity import Identity, system
 from dataflow_lite.settings import ConfigError, load_settings
+from dataflow_lite.store.db import Database
 from dataflow_lite.store.schema import SchemaError
 
 #: Who the commands act as: whoever may run them administers the instance.
@@ -49,6 +51,9 @@ class ServiceGroup(click.Group):
             raise click.ClickException(one_line(error)) from error
         except ConfigError as error:
             raise click.ClickException(f"configuration error: {error}") from error
+        except OperationalError as error:  # a database server that is down or refuses us
+            reason = " ".join(str(error.orig).split())  # the driver's words, on one line
+            raise click.ClickException(f"the catalog cannot be used: {reason}") from error
         except SchemaError as error:  # one line naming 'db upgrade', never a traceback
             raise click.ClickException(str(error)) from error
         except OSError as error:  # a folder or file the command cannot read or write
@@ -60,7 +65,9 @@ def is_instance(instance: Path) -> bool:
     if not instance.is_dir():
         return False
     settings = load_settings(instance, extra=adapter_settings(discover_adapters()))
-    return (instance / settings["database"]).is_file()
+    database = Database.from_setting(instance, settings["database"])
+    # A folder configured with a server's catalog was set up on purpose: that is an instance.
+    return database.path.is_file() if database.is_sqlite else True
 
 
 def runtime() -> Runtime:

@@ -1,7 +1,8 @@
 """``dataflow-lite db``: the catalog's schema revision, and upgrading it after an update.
 
-``db upgrade`` copies the database beside itself (SQLite's online backup) before it changes
-anything; ``serve``, ``worker`` and every other command refuse a database older than the code.
+``db upgrade`` copies an SQLite database beside itself (SQLite's online backup) before it changes
+anything (on PostgreSQL it runs in one transaction; copies are ``pg_dump``'s); ``serve``,
+``worker`` and every other command refuse a database older than the code.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from dataflow_lite.adapter import adapter_settings, discover_adapters
 from dataflow_lite.cli.base import main
 from dataflow_lite.settings import load_settings
 from dataflow_lite.store import schema
+from dataflow_lite.store.db import Database
 
 
-def _database(instance: Path) -> tuple[Path, int]:
+def _database(instance: Path) -> tuple[Database, int]:
     # Not the runtime: it refuses to open a catalog older than the code.
     settings = load_settings(instance, extra=adapter_settings(discover_adapters()))
-    return instance / settings["database"], settings["busy_timeout_ms"]
+    return Database.from_setting(instance, settings["database"]), settings["busy_timeout_ms"]
 
 
 def upgrade_instance(instance: Path) -> schema.Upgrade:
@@ -45,7 +47,7 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
-    """Back up the database beside itself, then upgrade its schema to this version's."""
+    """Upgrade the database's schema to this version's, backing an SQLite file up first."""
     done = upgrade_instance(ctx.find_root().obj["instance"])
     if done.from_revision == done.to_revision:
         click.echo(f"schema already at {done.to_revision}: nothing to upgrade")
@@ -73,13 +75,17 @@ def db_backup(ctx: click.Context, file: Path) -> None:
     """Copy the catalog database to FILE (a new file), consistent while the server runs."""
     instance = ctx.find_root().obj["instance"]
     database, _ = _database(instance)
+    if not database.is_sqlite:
+        raise click.ClickException(
+            f"the catalog is on PostgreSQL ({database}): back it up with pg_dump"
+        )
     if not database.exists():
         raise click.ClickException(f"no database at {database}: nothing to back up")
     if file.exists():
         raise click.ClickException(f"{file} exists already: give the backup a new name")
     if not file.parent.is_dir():
         raise click.ClickException(f"{file.parent} is not a directory")
-    schema.copy_database(database, file)
+    schema.copy_database(database.path, file)
     click.echo(f"database backed up to {file} ({file.stat().st_size} bytes)")
     click.echo(
         f"keep {instance / 'secret_key'} and {instance / 'password.key'} with it: without them "

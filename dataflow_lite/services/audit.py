@@ -133,12 +133,18 @@ def record(
     if not work.write:
         raise AssertionError("the audit trail is appended only in a write unit of work")
     session = work.session
-    # Under SQLite's write lock (BEGIN IMMEDIATE): no other writer can append meanwhile.
+    # Under the catalog's write lock (store.db): no other writer can append meanwhile.
     newest = session.exec(
-        select(AuditEvent.sha256).order_by(col(AuditEvent.id).desc()).limit(1)
+        select(AuditEvent.id, AuditEvent.sha256).order_by(col(AuditEvent.id).desc()).limit(1)
     ).first()
     user = identity.user
     event = AuditEvent(
+        # SQLite's AUTOINCREMENT rolls back with the transaction and never reuses an id. A
+        # PostgreSQL sequence does neither: a rolled-back write would leave a gap that reads as
+        # removed rows, so there the next id is the newest one's plus one.
+        id=None
+        if session.get_bind().dialect.name == "sqlite"
+        else (newest[0] if newest else 0) + 1,
         at=datetime.now(UTC),
         user_id=identity.user_id,
         username=user.username if user is not None else None,
@@ -149,7 +155,7 @@ def record(
         object_id=None if obj_id is None else str(obj_id),
         # Through JSON and back: the hash covers exactly what the database will give back.
         summary=json.loads(json.dumps(redact(summary), default=_jsonable)),
-        prev_sha256=newest or GENESIS,
+        prev_sha256=newest[1] if newest else GENESIS,
         sha256="",
     )
     session.add(event)
@@ -302,7 +308,13 @@ def _check(row: Mapping[Any, Any], previous_id: int, previous_sha: str) -> tuple
 
 
 def _last_issued_id(connection: Any) -> int:
-    """The highest id SQLite has handed out (AUTOINCREMENT), 0 when there is no record of it."""
+    """The highest id SQLite has handed out (AUTOINCREMENT), 0 when there is no record of it.
+
+    PostgreSQL keeps no such record (ids are the newest one's plus one there): removing the
+    newest rows is found by SQLite's record only.
+    """
+    if connection.dialect.name != "sqlite":
+        return 0
     # sqlite_sequence exists once any AUTOINCREMENT table does; a table made without one has none.
     if not connection.execute(
         text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'")

@@ -1,8 +1,12 @@
-"""The catalog's database: the engine, and one unit of work per use case.
+"""The catalog's database: where it is, the engine, and one unit of work per use case.
 
-SQLite runs in WAL mode with foreign keys on and a busy timeout. Units of work that may write
-open their transaction with ``BEGIN IMMEDIATE``, so concurrent gunicorn workers queue for the
-write lock instead of failing with "database is locked" when a read transaction tries to upgrade.
+The catalog is an SQLite file in the instance folder by default, or a PostgreSQL database named
+by a URL. Either way writers take turns: SQLite runs in WAL mode with foreign keys on and a busy
+timeout, and units of work that may write open their transaction with ``BEGIN IMMEDIATE``, so
+concurrent gunicorn workers queue for the write lock instead of failing with "database is
+locked" when a read transaction tries to upgrade; on PostgreSQL such a transaction first takes
+one transaction-scoped advisory lock, so the code above (the audit trail's hash chain, a
+dataset's folder, the queue's claims) sees the same one-writer-at-a-time catalog on both.
 """
 
 from __future__ import annotations
@@ -11,23 +15,97 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import URL, Connection, Engine, event, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
 
+from dataflow_lite.settings import ConfigError
 from dataflow_lite.store import models
 
 log = logging.getLogger(__name__)
 
+#: The execution option that marks a read-only transaction (it never waits for writers).
+WRITES = "dataflow_writes"
+#: PostgreSQL advisory lock keys: one for writing the catalog, one for changing its schema.
+WRITE_LOCK, SCHEMA_LOCK = 0x64666C01, 0x64666C02
+BACKENDS = ("sqlite", "postgresql")
 
-def make_engine(path: Path, busy_timeout_ms: int, *, foreign_keys: bool = True) -> Engine:
-    """Create the engine for the SQLite file at ``path`` with the pragmas the server relies on.
 
-    Migrations turn ``foreign_keys`` off: a batch recreate drops a table, and with foreign keys
-    on that DROP would delete the rows pointing at it.
+class DatabaseUrlError(ConfigError):
+    """The ``database`` setting names no database this server can use."""
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where the catalog is: an SQLite file (``path``) or a PostgreSQL server's database."""
+
+    url: URL
+
+    @classmethod
+    def from_setting(cls, instance: Path, value: str) -> Database:
+        """The ``database`` setting: a file relative to the instance folder, or a URL."""
+        if "://" not in value:
+            return cls.file(instance / value)
+        try:
+            url = make_url(value)
+        except ArgumentError as error:
+            raise DatabaseUrlError(f"database: {value!r} is not a database URL") from error
+        if url.get_backend_name() not in BACKENDS:
+            raise DatabaseUrlError(
+                f"database: {url.get_backend_name()!r} is not supported; use an SQLite file or "
+                "postgresql+psycopg://user@host/name"
+            )
+        if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+            url = url.set(drivername="postgresql+psycopg")
+        return cls(url)
+
+    @classmethod
+    def file(cls, path: Path) -> Database:
+        """The SQLite database in the file at ``path``."""
+        return cls(URL.create("sqlite", database=str(path)))
+
+    @classmethod
+    def of(cls, database: Database | Path) -> Database:
+        """``database`` itself, or the SQLite file at that path."""
+        return database if isinstance(database, Database) else cls.file(database)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the catalog is an SQLite file (one host; copies made with its backup API)."""
+        return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (only for an SQLite catalog)."""
+        if not self.is_sqlite or not self.url.database:
+            raise ValueError(f"{self} is not an SQLite file")
+        return Path(self.url.database)
+
+    def exists(self) -> bool:
+        """Whether the catalog is there: the SQLite file exists (a server's database: always)."""
+        return self.path.is_file() if self.is_sqlite else True
+
+    def __str__(self) -> str:
+        return str(self.path) if self.is_sqlite else self.url.render_as_string(hide_password=True)
+
+
+def make_engine(
+    database: Database | Path, busy_timeout_ms: int, *, foreign_keys: bool = True
+) -> Engine:
+    """Create the engine for ``database`` with the settings the server relies on.
+
+    Migrations on SQLite turn ``foreign_keys`` off: a batch recreate drops a table, and with
+    foreign keys on that DROP would delete the rows pointing at it. ``busy_timeout_ms`` is how
+    long a writer waits for the one before it (SQLite's busy timeout, PostgreSQL's
+    ``lock_timeout``).
     """
-    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
+    database = Database.of(database)
+    if not database.is_sqlite:
+        return _postgresql_engine(database.url, busy_timeout_ms)
+    engine = create_engine(database.url, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
@@ -44,10 +122,31 @@ def make_engine(path: Path, busy_timeout_ms: int, *, foreign_keys: bool = True) 
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        writes = connection.get_execution_options().get(WRITES, True)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
 
     return engine
+
+
+def _postgresql_engine(url: URL, busy_timeout_ms: int) -> Engine:
+    # pre_ping: a connection the server or a proxy closed while idle is replaced, not an error.
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"options": f"-c lock_timeout={int(busy_timeout_ms)} -c TimeZone=UTC"},
+    )
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(WRITES, True):
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+
+    return engine
+
+
+def reading(engine: Engine) -> Engine:
+    """``engine`` for transactions that only read: they never wait for, or block, a writer."""
+    return engine.execution_options(**{WRITES: False})
 
 
 class UnauditedChange(AssertionError):
@@ -92,7 +191,7 @@ def unit_of_work(
     last use, failed-login counts).
     """
     if not write:
-        engine = engine.execution_options(sqlite_begin="DEFERRED")
+        engine = reading(engine)
     with Session(engine, expire_on_commit=False) as session:
         work = UnitOfWork(session, write=write)
         if write and audited:

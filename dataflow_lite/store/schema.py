@@ -3,8 +3,10 @@
 The migrations live in :mod:`dataflow_lite.store.migrations` and are configured here in code,
 so an installed package needs no ``alembic.ini``. A new, empty database is upgraded to the head
 when an instance opens it; an older one is refused (:class:`SchemaOutOfDate`) until
-``dataflow-lite db upgrade`` has copied it aside and upgraded it. A database made before
-migrations existed (tables, no ``alembic_version``) is stamped as the baseline, then upgraded.
+``dataflow-lite db upgrade`` has upgraded it, copying an SQLite file aside first (on PostgreSQL,
+whose schema changes are transactional, a failed upgrade changes nothing, and copies are
+``pg_dump``'s work). A database made before migrations existed (tables, no ``alembic_version``)
+is stamped as the baseline, then upgraded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy import Engine, MetaData, inspect
 from sqlmodel import SQLModel
 
 from dataflow_lite.store import db, models  # noqa: F401  (models registers the tables)
+from dataflow_lite.store.db import Database
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -88,27 +91,22 @@ def head() -> str:
     return heads[0]
 
 
-def _reading(engine: Engine) -> Engine:
-    # Reading the version must not take SQLite's write lock (the engine begins IMMEDIATE).
-    return engine.execution_options(sqlite_begin="DEFERRED")
-
-
 def current(engine: Engine) -> str | None:
     """The revision recorded in the database; None when it has none (new, or pre-migrations)."""
-    with _reading(engine).connect() as connection:
+    with db.reading(engine).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def has_tables(engine: Engine) -> bool:
     """Whether the database holds any table at all (a new database holds none)."""
-    with _reading(engine).connect() as connection:
+    with db.reading(engine).connect() as connection:
         return bool(inspect(connection).get_table_names())
 
 
 def status(
-    database: Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+    database: Database | Path, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
 ) -> tuple[str | None, bool]:
-    """The revision of the file ``database`` and whether it holds tables; changes nothing."""
+    """The revision of ``database`` and whether it holds tables; changes nothing."""
     engine = _migration_engine(database, busy_timeout_ms)
     try:
         return current(engine), has_tables(engine)
@@ -147,19 +145,28 @@ def _known_revisions() -> set[str]:
     return {script.revision for script in scripts.walk_revisions()}
 
 
-def lock_path(database: Path) -> Path:
-    """The file whose lock serialises schema changes of ``database`` across processes."""
-    return database.with_name(database.name + ".lock")
-
-
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def _locked(database: Database, engine: Engine) -> Iterator[None]:
+    """Hold the lock that serialises schema changes of ``database`` across processes and hosts.
+
+    For an SQLite file it is a file lock beside it; on PostgreSQL, a session advisory lock.
+    """
+    if database.is_sqlite:
+        with open(database.path.with_name(database.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        return
+    with db.reading(engine).connect() as connection:
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({db.SCHEMA_LOCK})")
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({db.SCHEMA_LOCK})")
+            connection.commit()
 
 
-def _migration_engine(database: Path, busy_timeout_ms: int) -> Engine:
+def _migration_engine(database: Database | Path, busy_timeout_ms: int) -> Engine:
     """An engine like the catalog's, but with foreign keys off for the copies batch mode makes."""
     return db.make_engine(database, busy_timeout_ms, foreign_keys=False)
 
@@ -204,29 +211,31 @@ def copy_database(database: Path, target: Path) -> None:
 
 
 def upgrade(
-    database: Path,
+    database: Database | Path,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     revision: str = "head",
-    lock: Path | None = None,
 ) -> Upgrade:
-    """Upgrade the SQLite file ``database`` to ``revision``, copying it aside first.
+    """Upgrade ``database`` to ``revision``, copying an SQLite file aside first.
 
     A new or empty database is simply created at the target; one without ``alembic_version``
     but with tables is stamped as the baseline first. Every step runs in one transaction, under
-    the instance's schema lock, so workers starting at once wait and then find it done.
+    the database's schema lock, so workers starting at once wait and then find it done.
     """
-    database.parent.mkdir(parents=True, exist_ok=True)
+    database = Database.of(database)
+    if database.is_sqlite:
+        database.path.parent.mkdir(parents=True, exist_ok=True)
     engine = _migration_engine(database, busy_timeout_ms)
     try:
-        with _locked(lock or lock_path(database)):
+        with _locked(database, engine):
             before, tables = current(engine), has_tables(engine)
             target = head() if revision == "head" else revision
             if before == target:
                 return Upgrade(before, target, None)
             if before is not None and before not in _known_revisions():
                 check(engine)  # raises SchemaNewerThanCode
-            # An empty database has nothing worth keeping.
-            copy = backup(database, before or "unversioned") if tables else None
+            # An empty database has nothing worth keeping; PostgreSQL's is pg_dump's to copy.
+            keep = tables and database.is_sqlite
+            copy = backup(database.path, before or "unversioned") if keep else None
             _migrate(engine, stamp_baseline=tables and before is None, revision=target)
             return Upgrade(before, target, copy)
     finally:
@@ -241,18 +250,21 @@ def _migrate(engine: Engine, *, stamp_baseline: bool, revision: str) -> None:
                 if stamp_baseline:
                     command.stamp(config, BASELINE)
                 command.upgrade(config, revision)
-                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
-                if broken is not None:
-                    raise UpgradeFailed(f"the upgrade would break a foreign key: {tuple(broken)}")
+                # PostgreSQL checks foreign keys itself; SQLite's are off while migrating.
+                if connection.dialect.name == "sqlite":
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                    if broken is not None:
+                        raise UpgradeFailed(
+                            f"the upgrade would break a foreign key: {tuple(broken)}"
+                        )
         except SchemaError:
             raise
         except Exception as error:
             raise UpgradeFailed(f"the upgrade failed and changed nothing: {error}") from error
 
 
-def prepare(engine: Engine, lock: Path) -> None:
+def prepare(engine: Engine, database: Database) -> None:
     """Create a new, empty catalog at the head revision; raise SchemaError for an older one."""
-    database = Path(str(engine.url.database))
     if not has_tables(engine):
-        upgrade(database, lock=lock)
+        upgrade(database)
     check(engine)

@@ -15,6 +15,17 @@ SEARCH_TABLE_DDL = (
     f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH_TABLE} USING fts5("
     "body, tokenize = 'unicode61 remove_diacritics 2')"
 )
+#: On PostgreSQL the same rows (``rowid`` the dataset's id, ``body`` its words) in a plain table,
+#: so the code that writes them is the same on both; how it is searched is the search module's.
+SEARCH_TABLE_POSTGRESQL_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {SEARCH_TABLE} (rowid BIGINT PRIMARY KEY, body TEXT NOT NULL)"
+)
+
+
+def create_search_table(bind: sa.Connection) -> None:
+    """Create the full-text table of the database's kind (FTS5 on SQLite), if it is missing."""
+    sqlite = bind.dialect.name == "sqlite"
+    bind.exec_driver_sql(SEARCH_TABLE_DDL if sqlite else SEARCH_TABLE_POSTGRESQL_DDL)
 
 
 def _id() -> sa.Column:
@@ -26,7 +37,9 @@ def _text(name: str, nullable: bool = False) -> sa.Column:
 
 
 def _when(name: str, nullable: bool = False) -> sa.Column:
-    return sa.Column(name, sa.DateTime(), nullable=nullable)
+    # With a time zone, as the models have it: DATETIME on SQLite either way, and TIMESTAMP WITH
+    # TIME ZONE on PostgreSQL (where no catalog was made before this line).
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 def _flag(name: str) -> sa.Column:

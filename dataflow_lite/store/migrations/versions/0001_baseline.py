@@ -23,7 +23,7 @@ depends_on = None
 def upgrade() -> None:
     bind = op.get_bind()
     baseline.metadata().create_all(bind)
-    bind.exec_driver_sql(baseline.SEARCH_TABLE_DDL)
+    baseline.create_search_table(bind)
 
 
 def downgrade() -> None:

@@ -51,7 +51,7 @@ def upgrade() -> None:
         _add_missing_columns(bind, table)
         _add_missing_uniques(bind, table)
         _add_missing_indexes(bind, table)
-    bind.exec_driver_sql(baseline.SEARCH_TABLE_DDL)
+    baseline.create_search_table(bind)
 
 
 def downgrade() -> None:
