@@ -22,6 +22,8 @@ from dataflow_lite import create_app
 from dataflow_lite.cli.base import main
 from dataflow_lite.services import logins
 
+from .postgres import postgresql_database, postgresql_server  # noqa: F401  (fixtures)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -102,10 +104,18 @@ class Cli:
         return self("key", "create", username).strip()
 
 
+#: ``DATAFLOW_TEST_DATABASE=postgresql`` runs the tests on PostgreSQL (tests/postgres.py).
+TEST_DATABASE = os.environ.get("DATAFLOW_TEST_DATABASE", "sqlite")
+
+
 @pytest.fixture
-def instance(tmp_path: Path) -> Path:
-    """A fresh, initialised instance folder."""
+def instance(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A fresh, initialised instance folder (its catalog on TEST_DATABASE)."""
     path = tmp_path / "instance"
+    if TEST_DATABASE == "postgresql":
+        url = request.getfixturevalue("postgresql_database")
+        path.mkdir()
+        (path / "config.toml").write_text(f"database = {json.dumps(url)}\n")
     Cli(path)("init")
     return path
 
@@ -118,7 +128,9 @@ def cli(instance: Path) -> Cli:
 @pytest.fixture
 def app(instance: Path):
     """The app on the test instance; transfers run inside the request that queues them."""
-    return create_app({"queue_immediate": True}, instance_path=instance)
+    app = create_app({"queue_immediate": True}, instance_path=instance)
+    yield app
+    app.extensions["dataflow_lite.runtime"].engine.dispose()  # its pooled connections
 
 
 @pytest.fixture
