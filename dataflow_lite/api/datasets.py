@@ -73,7 +73,13 @@ class DatasetSearch(MethodView):
     @blp.arguments(SearchArgs, location="query")
     @blp.response(200, search_page_schema(DatasetSchema))
     def get(self, args: dict[str, Any]) -> Any:
-        """Datasets whose name, metadata or file names match ``q``, or created on ``q``'s date."""
+        """Datasets matching ``q`` (words, phrases, typed metadata, dates; see ``q``), newest
+        first. ``total`` is exact up to 10,000 (then ``total_exact`` is false)."""
         return datasets.search_datasets(
-            runtime(), current_identity(), args["q"], args["page"], page_size(args["per_page"])
+            runtime(),
+            current_identity(),
+            args["q"],
+            args["page"],
+            page_size(args["per_page"]),
+            args["after"],
         )

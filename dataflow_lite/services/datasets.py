@@ -259,14 +259,32 @@ def file_transfers(session: Session, dataset_id: int) -> dict[int, Transfer]:
     return {row.file_id: row for row in rows if row.file_id is not None}
 
 
+def _searching(field: str, call: Any) -> search.Page:
+    """Run a search, a malformed query or a page past the window as Invalid on its field."""
+    try:
+        page: search.Page = call()
+    except search.QueryError as error:
+        raise Invalid(str(error), {field: [str(error)]}) from None
+    except search.PageOutOfWindow as error:
+        raise Invalid(str(error), {"page": [str(error)]}) from None
+    return page
+
+
 @use_case("dataset.search")
 def search_datasets(
-    rt: Runtime, identity: Identity, query: str, page: int, per_page: int
+    rt: Runtime,
+    identity: Identity,
+    query: str,
+    page: int,
+    per_page: int,
+    after: str | None = None,
 ) -> search.Page:
-    """Datasets the identity may see whose words match ``query`` (or made on its date)."""
+    """Datasets the identity may see that match ``query`` (the language of ``store.query``)."""
     authorize(identity, "dataset.search")
     with unit_of_work(rt.engine, write=False) as work:
-        found = search.search_datasets(work.session, _owner(identity), query, page, per_page)
+        found = _searching("q", lambda: search.search_datasets(
+            work.session, _owner(identity), query, page, per_page, after
+        ))  # fmt: skip
         found.results = [describe(rt, work.session, dataset) for dataset in found.results]
         return found
 
@@ -279,15 +297,16 @@ def search_files(
     dataset_id: int | None,
     page: int,
     per_page: int,
+    after: str | None = None,
 ) -> search.Page:
     """Files whose name contains ``query`` (or made on its date), optionally in one dataset."""
     authorize(identity, "file.search")
     with unit_of_work(rt.engine, write=False) as work:
         if dataset_id is not None:
             visible_dataset(work.session, identity, dataset_id)
-        return search.search_files(
-            work.session, _owner(identity), query, dataset_id, page, per_page
-        )
+        return _searching("q", lambda: search.search_files(
+            work.session, _owner(identity), query, dataset_id, page, per_page, after
+        ))  # fmt: skip
 
 
 def _owner(identity: Identity) -> int | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, event
 from sqlmodel import Session, create_engine
 
-from dataflow_lite.store import models
+from dataflow_lite.store import models, sqlite_words
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def make_engine(path: Path, busy_timeout_ms: int, *, foreign_keys: bool = True) 
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
+        sqlite_words.register(dbapi_connection)  # search checks a row's words with it
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
