@@ -6,7 +6,7 @@ whenever the dataset changes (:func:`reindex`), and a new file's names are appen
 (:func:`add_names`). ``q`` is parsed by :mod:`dataflow_lite.store.query`; the SQL that answers
 it is SQLite's, in :mod:`dataflow_lite.store.sqlite_search`.
 
-A page answers ``total`` exactly up to :data:`WINDOW` results; past that ``total_exact`` is
+A page answers ``total`` exactly up to ``sqlite_search.WINDOW`` results; past it ``total_exact`` is
 False and ``total`` is a lower bound. Pages by number go as deep as the window; deeper, the
 ``next`` cursor of the page before (``after``) seeks from the last result shown.
 """
@@ -28,7 +28,6 @@ from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset, DatasetFile, Instrument, MetadataValue, User
 from dataflow_lite.store.query import Qualifier, QueryError, Text
 
-WINDOW = backend.WINDOW
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CURSOR = re.compile(r"(\d{1,16})\.(\d{1,19})")
 
@@ -107,10 +106,10 @@ def read_cursor(value: str) -> tuple[datetime, int]:
 
 def _offset(page: int, per_page: int) -> int:
     offset = (page - 1) * per_page
-    if offset + per_page > WINDOW and page > 1:
+    if offset + per_page > backend.WINDOW and page > 1:
         raise PageOutOfWindow(
-            f"page {page} of {per_page} lies past the first {WINDOW} results: continue from "
-            "the previous page's 'next' with ?after=..."
+            f"page {page} of {per_page} lies past the first {backend.WINDOW} results: continue "
+            "from the previous page's 'next' with ?after=..."
         )
     return offset
 
@@ -212,10 +211,10 @@ def search_datasets(
     results = [rows[ident] for ident in ids]
     has_more = len(found.ids) > per_page
     return Page(
-        total=min(found.count, WINDOW),
+        total=min(found.count, backend.WINDOW),
         has_more=has_more,
         results=results,
-        total_exact=found.count <= WINDOW,
+        total_exact=found.count <= backend.WINDOW,
         next=cursor(results[-1]) if has_more and results else None,
     )
 
@@ -248,9 +247,9 @@ def search_files(
     }
     has_more = len(found.ids) > per_page
     return Page(
-        total=min(found.count, WINDOW),
+        total=min(found.count, backend.WINDOW),
         has_more=has_more,
         results=[rows[ident] for ident in ids],
-        total_exact=found.count <= WINDOW,
+        total_exact=found.count <= backend.WINDOW,
         next=str(ids[-1]) if has_more and ids else None,
     )
