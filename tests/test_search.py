@@ -3,6 +3,7 @@ property-based comparison with a brute-force filter over the same small catalog.
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from datetime import date
 
@@ -27,7 +28,7 @@ def create(client, auth, name, values=(), instrument_id=0):
 
 def upload(client, auth, dataset_id, name, folder=""):
     sent = client.post("/api/v1/dataset-file-upload", headers=auth, data={
-        "dataset_id": str(dataset_id), "relative_path": folder, "file": (__import__("io").BytesIO(b"x"), name),
+        "dataset_id": str(dataset_id), "relative_path": folder, "file": (io.BytesIO(b"x"), name),
     })  # fmt: skip
     assert sent.status_code == 201, sent.json
 

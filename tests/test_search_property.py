@@ -215,8 +215,11 @@ def _load(engine, rows: list[dict]) -> None:
         session.commit()
 
 
-@settings(max_examples=400, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @example(  # an end equal to a value, which a strict comparison would miss
     rows=[{"owner": 1, "name": "run", "day": DAYS[0], "second": 0, "instrument": None,
            "values": {"Temp": 2, "Day": "2024-01-02T08:00:00Z"}, "files": []}],
@@ -233,9 +236,10 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
                                                per_page):  # fmt: skip
     _load(engine, rows)
     monkeypatch.setattr(sqlite_search, "WINDOW", window)
+    terms = re.findall(r'-?"[^"]*"|\S+', q)
     expected = [
         row for row in rows
-        if (owner is None or row["owner"] == owner) and all(_matches(row, t) for t in re.findall(r'-?"[^"]*"|\S+', q))
+        if (owner is None or row["owner"] == owner) and all(_matches(row, t) for t in terms)
     ]  # fmt: skip
     expected.sort(key=lambda row: (row["moment"], row["id"]), reverse=True)
     with Session(engine) as session:
