@@ -313,3 +313,76 @@ def test_typed_value_indexes_exist_and_answer_comparisons(client, auth, catalog,
             "AND json_type(value) = 'text' AND lower(json_extract(value, '$')) = 'x'"
         ).fetchall()
         assert "ix_metadatavalue_text" in str(plan)
+
+
+def test_facets_count_the_matching_datasets_and_narrow_the_search(client, auth, catalog):
+    response = client.get(
+        "/api/v1/datasets/facets?q=run&fields=Microscope-Vendor,instrument,created,Day,Temp,Tip",
+        headers=auth,
+    )
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert (body["total"], body["total_exact"]) == (2, True)
+    facets = body["facets"]
+    assert sorted((b["value"], b["count"]) for b in facets["Microscope-Vendor"]) == [
+        ("Asylum Research", 1), ("Bruker", 1)]  # fmt: skip
+    assert [(b["value"], b["count"], b["id"]) for b in facets["instrument"]] == [
+        ("Cypher", 2, catalog["cypher"])]  # fmt: skip
+    assert sum(b["count"] for b in facets["created"]) == 2
+    assert sorted(b["value"] for b in facets["Day"]) == ["2024-01", "2024-02"]  # by month
+    assert sorted(b["value"] for b in facets["Temp"]) == [77, 373]
+    assert [b["value"] for b in facets["Tip"]] == [True]
+    # Each bucket's q narrows the search to exactly its datasets.
+    for field, buckets in facets.items():
+        for bucket in buckets:
+            narrowed = found(client, auth, f"run {bucket['q']}")
+            assert narrowed["total"] == bucket["count"], (field, bucket)
+    everyone = client.get("/api/v1/datasets/facets?fields=Temp", headers=auth).json
+    # Never eve's 400: the user's own datasets only.
+    assert {(b["value"], b["count"]) for b in everyone["facets"]["Temp"]} == {
+        ("300", 1), (77, 1), (373, 1)}  # fmt: skip
+    bad = client.get("/api/v1/datasets/facets?q=Temp>x&fields=Temp", headers=auth)
+    assert bad.status_code == 400 and bad.json["errors"]["q"]
+    none = client.get("/api/v1/datasets/facets?fields=,", headers=auth)
+    assert none.status_code == 400 and none.json["errors"]["fields"]
+
+
+def test_metadata_keys_count_only_the_users_datasets(client, auth, catalog, cli):
+    response = client.get("/api/v1/metadata-keys", headers=auth)
+    assert response.status_code == 200, response.json
+    keys = {row["key"]: (row["datasets"], row["types"]) for row in response.json}
+    assert keys["Temp"] == (3, ["integer", "text"])
+    assert keys["Scans"] == (1, ["real"]) and keys["Tags"] == (1, ["array"])
+    assert keys["Tip"] == (1, ["true"]) and keys["Sample"] == (1, ["text"])
+    theirs = client.get("/api/v1/metadata-keys", headers=catalog["other"]).json
+    assert {row["key"]: row["datasets"] for row in theirs} == {"Temp": 1, "Sample": 1}
+    admin = {"Authorization": "Bearer " + cli.user_key("root", admin=True)}
+    everyone = {row["key"]: row["datasets"] for row in client.get(
+        "/api/v1/metadata-keys", headers=admin).json}  # fmt: skip
+    assert everyone["Temp"] == 4 and everyone["Sample"] == 2
+
+
+def test_key_counts_and_file_names_follow_plain_inserts_and_deletes(client, auth, catalog,
+                                                                     instance):  # fmt: skip
+    """What a bulk importer writes with plain INSERTs (and a removal) keeps both right."""
+    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute(
+            "INSERT INTO metadatavalue (dataset_id, field_name, value) VALUES (?, 'New', '1')",
+            (catalog["bare"],),
+        )
+        db.execute(
+            "INSERT INTO datasetfile (dataset_id, name, relative_path, is_directory, created_at) "
+            "VALUES (?, 'imported_scan.h5', '', 0, '2024-01-01 00:00:00.000000')",
+            (catalog["bare"],),
+        )
+        db.execute("DELETE FROM dataset_text WHERE rowid = ?", (catalog["cold"],))
+        db.execute("DELETE FROM datasetfile WHERE dataset_id = ?", (catalog["cold"],))
+        db.execute("DELETE FROM transfer WHERE dataset_id = ?", (catalog["cold"],))
+        db.execute("DELETE FROM dataset WHERE id = ?", (catalog["cold"],))
+    keys = {row["key"]: row["datasets"] for row in client.get(
+        "/api/v1/metadata-keys", headers=auth).json}  # fmt: skip
+    assert keys["New"] == 1 and keys["Temp"] == 2 and "Sample" not in keys
+    assert ids(client, auth, "file:scan.h") == [catalog["bare"]]
+    files = client.get("/api/v1/dataset-files/search?q=notes", headers=auth).json
+    assert files["total"] == 0

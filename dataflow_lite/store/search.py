@@ -23,6 +23,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from dataflow_lite.store import query as grammar
+from dataflow_lite.store import sqlite_facets
 from dataflow_lite.store import sqlite_search as backend
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset, DatasetFile, Instrument, MetadataValue, User
@@ -253,3 +254,89 @@ def search_files(
         total_exact=found.count <= backend.WINDOW,
         next=str(ids[-1]) if has_more and ids else None,
     )
+
+
+@dataclass
+class Facets:
+    """Counts of the top values of fields among the datasets matching a search.
+
+    Counted among at most WINDOW matching datasets: ``total_exact`` False says there were more
+    (and the counts are of WINDOW of them, not of all). Each bucket's ``q`` is the term that
+    narrows the search to it (None when the language cannot say it).
+    """
+
+    total: int
+    total_exact: bool
+    facets: dict[str, list[dict[str, Any]]]
+
+
+def _key_term(key: str) -> str | None:
+    if '"' in key:
+        return None
+    plain = re.fullmatch(r'[^\s"<>=:]+', key) and key not in grammar.BUILT_INS
+    return key if plain else f'"{key}"'
+
+
+def _month_range(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:7])
+    following = date(year + number // 12, number % 12 + 1, 1)
+    return f"{month}-01..{(following - timedelta(days=1)).isoformat()}"
+
+
+def narrowing_term(field: str, bucket: sqlite_facets.Bucket, month: bool) -> str | None:
+    """The search term that keeps the datasets of one facet bucket."""
+    value = bucket.value
+    if field == "created":
+        return f"created:{_month_range(value)}"
+    if field in ("instrument", "creator"):
+        return f"{field}:{bucket.id if field == 'instrument' else value}"
+    key = _key_term(field)
+    if key is None:
+        return None
+    if month:
+        return f"{key}:{_month_range(value)}"
+    if value is None:
+        return f"{key}:null"
+    if isinstance(value, bool):
+        return f"{key}:{'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        return f"{key}:{value!r}"
+    if isinstance(value, str) and '"' not in value and not value.startswith("["):
+        return f'{key}:"{value}"' if value else None
+    return None
+
+
+def facet_datasets(
+    session: Session, owner_id: int | None, query: str, fields: Sequence[str], top: int
+) -> Facets:
+    """The ``top`` values of each of ``fields`` among ``owner_id``'s datasets matching ``query``."""
+    terms = grammar.parse(query)
+    planned = plan(session, owner_id, terms)
+    if planned is None:
+        return Facets(0, True, {field: [] for field in fields})
+    ids = sqlite_facets.matching_ids(session, *planned)
+    exact = len(ids) <= backend.WINDOW
+    ids = ids[: backend.WINDOW]
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for field in fields:
+        buckets = sqlite_facets.field_buckets(session, ids, field, top)
+        builtin = field in ("created", "instrument", "creator")
+        shown[field] = [
+            {
+                "value": bucket.value,
+                "count": bucket.count,
+                **({"id": bucket.id} if bucket.id is not None else {}),
+                "q": narrowing_term(field, bucket, month=_is_month(bucket.value, builtin)),
+            }
+            for bucket in buckets
+        ]
+    return Facets(len(ids), exact, shown)
+
+
+def _is_month(value: Any, builtin: bool) -> bool:
+    return not builtin and isinstance(value, str) and bool(re.fullmatch(r"\d{4}-\d{2}", value))
+
+
+def metadata_keys(session: Session, owner_id: int | None) -> list[sqlite_facets.Key]:
+    """Every flattened key on ``owner_id``'s datasets (None: all), with counts and types."""
+    return sqlite_facets.keys(session, owner_id)

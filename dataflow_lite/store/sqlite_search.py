@@ -260,7 +260,7 @@ class Found:
     count: int
 
 
-def _size(session: Session, sql: Sql, cond: Cond) -> int:
+def list_size(session: Session, sql: Sql, cond: Cond) -> int:
     """How many datasets a condition lists, up to WINDOW + 1 (its lower bound first)."""
     if cond.lower_ids is not None:
         if (low := bounded_count(session, sql, cond.lower_ids)) > WINDOW:
@@ -285,7 +285,11 @@ def dataset_page(
 ) -> Found:
     """The ids of a page of datasets passing the route's checks and ``conds``, newest first."""
     sizes = sorted(
-        ((_size(session, sql, cond), index, cond) for index, cond in enumerate(conds) if cond.ids),
+        (
+            (list_size(session, sql, cond), index, cond)
+            for index, cond in enumerate(conds)
+            if cond.ids
+        ),
         key=lambda found: found[:2],
     )
     order = "ORDER BY d.created_at DESC, d.id DESC"
