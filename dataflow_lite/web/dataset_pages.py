@@ -16,9 +16,9 @@ from dataflow_lite.faces import runtime
 from dataflow_lite.services import datasets, downloads, instruments
 from dataflow_lite.services.errors import Invalid
 from dataflow_lite.store import metadata, search
-from dataflow_lite.store.query import SYNTAX
 from dataflow_lite.store.catalog import MAX_ID
 from dataflow_lite.store.models import Instrument, MetadataField
+from dataflow_lite.store.query import SYNTAX
 from dataflow_lite.web import wizard
 from dataflow_lite.web.pages import current_identity, field_errors, login_required
 
