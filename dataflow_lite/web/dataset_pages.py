@@ -70,6 +70,7 @@ def index() -> ResponseReturnValue:
     query = request.args.get("q", "").strip()
     page = _page_number(request.args.get("page"))
     per_page = runtime().settings["per_page"]
+    refused: Invalid | None = None
     try:
         found = datasets.search_datasets(runtime(), current_identity(), query, page, per_page)
         facets = datasets.facets(
@@ -77,8 +78,6 @@ def index() -> ResponseReturnValue:
         ) if found.results else None  # fmt: skip
     except Invalid as error:  # a malformed search, or a page past the window: said by the box
         found, facets, refused = search.Page(total=0, has_more=False, results=[]), None, error
-    else:
-        refused = None
     return render_template(
         "dataset_pages/index.html",
         found=found,
