@@ -94,7 +94,8 @@ def test_each_uploaded_file_and_its_folders_find_their_dataset(client, auth):
     assert [d["id"] for d in found] == [other["id"]]
 
 
-@pytest.mark.parametrize("query", ['"quoted', "run*", "a OR b", "NEAR(", "-", "x AND"])
+# An unclosed quote is a malformed search since the query language (a 400: test_search.py).
+@pytest.mark.parametrize("query", ["run*", "a OR b", "NEAR(", "-", "x AND", 'a"b', "col:*"])
 def test_search_words_are_never_fts_syntax(client, auth, query):
     create(client, auth, name="run a")
     response = client.get("/api/v1/datasets/search", query_string={"q": query}, headers=auth)

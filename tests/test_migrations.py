@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,13 @@ def model_differences(database: Path) -> list:
             context = MigrationContext.configure(
                 connection, opts={"include_name": schema.include_name, "compare_type": True}
             )
-            return compare_metadata(context, SQLModel.metadata)
+            # SQLAlchemy cannot reflect the typed value indexes (expressions); include_name
+            # leaves them out of the comparison, and test_typed_value_indexes_exist checks them.
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", "Skipped unsupported reflection of expression-based index"
+                )
+                return compare_metadata(context, SQLModel.metadata)
     finally:
         engine.dispose()
 
@@ -92,7 +99,8 @@ def rows(database: Path) -> dict[str, list[tuple]]:
             name
             for (name,) in connection.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
-                "'dataset_text_%' AND name NOT IN ('alembic_version', 'dataset_text')"
+                "'dataset_text_%' AND name NOT LIKE 'file_name_text%' "
+                "AND name NOT IN ('alembic_version', 'dataset_text')"
             )
         ]
         found = {
@@ -183,6 +191,16 @@ def test_an_instance_of_the_previous_release_upgrades_with_everything_in_it(
     after_rows["user"] = [row[:-1] for row in after_rows["user"]]
     # Resumable uploads have a table since 0005, empty.
     assert after_rows.pop("resumableupload") == []
+    # Key counts since 0006: each user's keys, counted from the values that were there.
+    with sqlite3.connect(instance / DATABASE) as connection:
+        expected = sorted(connection.execute(
+            "SELECT d.creator_id, m.field_name, json_type(m.value), count(*) FROM metadatavalue m "
+            "JOIN dataset d ON d.id = m.dataset_id GROUP BY 1, 2, 3"
+        ))  # fmt: skip
+        names = sorted(connection.execute("SELECT rowid, name FROM file_name_text"))
+    assert expected and after_rows.pop("metadatakey") == expected
+    # ... and the file names' trigram index, filled from the files.
+    assert names == sorted((row[0], row[2]) for row in after_rows["datasetfile"])
     assert after_rows == before_rows
     schema.upgrade(tmp_path / "new.sqlite3")
     assert clauses(instance / DATABASE) == clauses(tmp_path / "new.sqlite3")

@@ -825,3 +825,19 @@ def test_the_api_docs_page_is_served_from_this_server(client):
         with client.get(asset) as response:
             assert response.status_code == 200 and len(response.data) > 10_000
     assert "dataflow-lite 0.1.0" in text_of(page)
+
+
+def test_the_search_box_takes_the_language_and_facets_narrow_it(ada, cli, app):
+    cypher = cli.json("instrument", "add", "Cypher")["id"]
+    create_through_the_page(ada, 0, "PZT one")
+    page = ada.get("/datasets")
+    assert "key>N" in text_of(page)  # the one-line hint shows the syntax
+    refused = ada.get("/datasets?q=PZT Temp>hot")
+    assert refused.status_code == 400
+    assert "cannot read 'Temp>hot'" in text_of(refused)
+    found = ada.get("/datasets?q=PZT")
+    # The facet links narrow the search: the untitled instrument, this month.
+    assert re.search(r'href="/datasets\?q=PZT\+instrument:0">Untitled instrument</a>', found.text)
+    narrowed = text_of(ada.get("/datasets?q=PZT+instrument%3A0"))
+    assert "1 dataset matches" in narrowed
+    assert "0 datasets match" in text_of(ada.get(f"/datasets?q=PZT+instrument%3A{cypher}"))

@@ -126,4 +126,5 @@ class DatasetFileSearch(MethodView):
             args["dataset_id"],
             args["page"],
             page_size(args["per_page"]),
+            args["after"],
         )

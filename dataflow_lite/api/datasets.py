@@ -73,7 +73,69 @@ class DatasetSearch(MethodView):
     @blp.arguments(SearchArgs, location="query")
     @blp.response(200, search_page_schema(DatasetSchema))
     def get(self, args: dict[str, Any]) -> Any:
-        """Datasets whose name, metadata or file names match ``q``, or created on ``q``'s date."""
+        """Datasets matching ``q`` (words, phrases, typed metadata, dates; see ``q``), newest
+        first. ``total`` is exact up to 10,000 (then ``total_exact`` is false)."""
         return datasets.search_datasets(
-            runtime(), current_identity(), args["q"], args["page"], page_size(args["per_page"])
+            runtime(),
+            current_identity(),
+            args["q"],
+            args["page"],
+            page_size(args["per_page"]),
+            args["after"],
         )
+
+
+class FacetArgs(ma.Schema):
+    q = ma.fields.String(
+        load_default="", metadata={"description": "a search, as in /datasets/search"}
+    )
+    field_names = ma.fields.String(
+        data_key="fields",
+        required=True,
+        validate=ma.validate.Length(max=2000),
+        metadata={"description": "comma-separated: created (by month), instrument, creator, "
+                  "or flattened metadata keys (dates by month)"},
+    )  # fmt: skip
+    top = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=50))
+
+
+class BucketSchema(ma.Schema):
+    value = ma.fields.Raw(allow_none=True)
+    count = ma.fields.Integer()
+    id = ma.fields.Integer(metadata={"description": "the instrument's or the user's id"})
+    q = ma.fields.String(
+        allow_none=True, metadata={"description": "the term that narrows the search to it"}
+    )
+
+
+class FacetsSchema(ma.Schema):
+    total = ma.fields.Integer(metadata={"description": "datasets counted (at most 10,000)"})
+    total_exact = ma.fields.Boolean(metadata={"description": "false when more matched"})
+    facets = ma.fields.Dict(
+        keys=ma.fields.String(), values=ma.fields.List(ma.fields.Nested(BucketSchema))
+    )
+
+
+class KeySchema(ma.Schema):
+    key = ma.fields.String()
+    datasets = ma.fields.Integer()
+    types = ma.fields.List(ma.fields.String(), metadata={"description": "JSON types seen"})
+
+
+@blp.route("/datasets/facets")
+class DatasetFacets(MethodView):
+    @blp.arguments(FacetArgs, location="query")
+    @blp.response(200, FacetsSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """The commonest values of ``fields`` among the datasets matching ``q``, with counts."""
+        return datasets.facets(
+            runtime(), current_identity(), args["q"], args["field_names"].split(","), args["top"]
+        )
+
+
+@blp.route("/metadata-keys")
+class MetadataKeys(MethodView):
+    @blp.response(200, KeySchema(many=True))
+    def get(self) -> Any:
+        """Every flattened metadata key on the datasets you may see: how many, which types."""
+        return datasets.metadata_keys(runtime(), current_identity())

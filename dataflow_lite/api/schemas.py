@@ -6,6 +6,9 @@ import math
 
 import marshmallow as ma
 
+from dataflow_lite.store.query import SYNTAX
+from dataflow_lite.store.sqlite_search import WINDOW
+
 UTC_SECONDS = "%Y-%m-%d %H:%M:%S UTC"
 
 
@@ -99,13 +102,44 @@ def json_value(value: object) -> None:
 MAX_INT = 2**31 - 1
 
 
+Q_DESCRIPTION = f"""The search, in a small language (every term must match):
+
+* `word`: full text over the name, metadata names and values, and file names (a prefix);
+  `"a phrase"`: those words in a row; `-word`, `-"a phrase"`, `-key:value`: must not match;
+* `key:value` (equal: text without regard to case, numbers as numbers, a `YYYY-MM-DD` date as
+  that day), `key>N`, `key>=N`, `key<N`, `key<=N`, `key:N..M` (inclusive; `N..` and `..M` too),
+  `key:*` (has the key), on flattened metadata keys: `Microscope-Vendor:"Asylum Research"`,
+  `Stage-Temperature>300`; a quoted key (`"created":x`) is always a metadata key;
+* `created:YYYY-MM-DD`, `created:YYYY-MM-DD..YYYY-MM-DD` (either side open),
+  `instrument:NAME_OR_ID`, `creator:USERNAME` (an admin's search; a user's covers only their
+  own datasets), `file:TEXT` (a file name containing TEXT);
+* a bare `YYYY-MM-DD`: created that day (UTC).
+
+A malformed search answers 400 naming the term. Syntax: {SYNTAX}"""
+
+
 class SearchArgs(ma.Schema):
-    q = ma.fields.String(load_default="", metadata={"description": "words, or a YYYY-MM-DD date"})
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=MAX_INT))
+    q = ma.fields.String(load_default="", metadata={"description": Q_DESCRIPTION})
+    page = ma.fields.Integer(
+        load_default=1,
+        validate=ma.validate.Range(min=1, max=MAX_INT),
+        metadata={"description": f"page number, while the page lies in the first {WINDOW} "
+                  "results; deeper, continue with `after`"},
+    )  # fmt: skip
     per_page = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=1, max=MAX_INT))
+    after = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(max=64),
+        metadata={"description": "the `next` of the previous page: the page after it (any depth)"},
+    )
 
 
 class FileSearchArgs(SearchArgs):
+    q = ma.fields.String(
+        load_default="",
+        metadata={"description": "text a file or folder name contains (any case), or a "
+                  "YYYY-MM-DD date: files added that day"},
+    )  # fmt: skip
     dataset_id = ma.fields.Integer(load_default=None)
 
 
@@ -113,8 +147,17 @@ def search_page_schema(result_schema: type[ma.Schema]) -> type[ma.Schema]:
     """The search envelope ``{"total", "has_more", "results"}`` around ``result_schema``."""
     return ma.Schema.from_dict(
         {
-            "total": ma.fields.Integer(),
+            "total": ma.fields.Integer(
+                metadata={"description": f"exact up to {WINDOW}; past it a lower bound"}
+            ),
+            "total_exact": ma.fields.Boolean(
+                metadata={"description": f"false when more than {WINDOW} match"}
+            ),
             "has_more": ma.fields.Boolean(),
+            "next": ma.fields.String(
+                allow_none=True,
+                metadata={"description": "pass as `after` for the next page; null on the last"},
+            ),
             "results": ma.fields.List(ma.fields.Nested(result_schema)),
         },
         name=f"{result_schema.__name__.removesuffix('Schema')}SearchPage",

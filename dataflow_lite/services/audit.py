@@ -142,9 +142,7 @@ def record(
         # SQLite's AUTOINCREMENT rolls back with the transaction and never reuses an id. A
         # PostgreSQL sequence does neither: a rolled-back write would leave a gap that reads as
         # removed rows, so there the next id is the newest one's plus one.
-        id=None
-        if session.get_bind().dialect.name == "sqlite"
-        else (newest[0] if newest else 0) + 1,
+        id=None if session.get_bind().dialect.name == "sqlite" else _next_id(newest),
         at=datetime.now(UTC),
         user_id=identity.user_id,
         username=user.username if user is not None else None,
@@ -305,6 +303,11 @@ def _check(row: Mapping[Any, Any], previous_id: int, previous_sha: str) -> tuple
         where = f"row {previous_id}" if previous_id else "the genesis value"
         return MISSING_BEFORE, f"it does not chain from {where}: rows were removed or replaced"
     return None
+
+
+def _next_id(newest: Any) -> int:
+    """The id after the newest event's (``newest``: its (id, sha256) row, or None)."""
+    return (newest[0] or 0) + 1 if newest else 1
 
 
 def _last_issued_id(connection: Any) -> int:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
 
 from dataflow_lite.settings import ConfigError
-from dataflow_lite.store import models
+from dataflow_lite.store import models, sqlite_words
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def make_engine(
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
+        sqlite_words.register(dbapi_connection)  # search checks a row's words with it
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:

@@ -139,7 +139,12 @@ class UserSetting(SQLModel, table=True):
 class Dataset(SQLModel, table=True):
     """A measurement: a named folder of files at one endpoint, with its metadata."""
 
-    __table_args__ = (UniqueConstraint("endpoint_id", "folder"),)
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "folder"),
+        # A user's datasets, or an instrument's, walked newest first (revision 0006).
+        Index("ix_dataset_creator_created", "creator_id", "created_at"),
+        Index("ix_dataset_instrument_created", "instrument_id", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
@@ -151,7 +156,13 @@ class Dataset(SQLModel, table=True):
 
 
 class MetadataValue(SQLModel, table=True):
-    """One flattened metadata value of a dataset, stored with its JSON type."""
+    """One flattened metadata value of a dataset, stored with its JSON type.
+
+    Revision 0006 also indexes numbers by value and text by its lowercase (expression indexes
+    that no model describes: ``dataflow_lite.store.sqlite_search`` queries them).
+    """
+
+    __table_args__ = (Index("ix_metadatavalue_key", "field_name", "dataset_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     dataset_id: int = Field(foreign_key="dataset.id", index=True, ondelete="CASCADE")
@@ -173,7 +184,7 @@ class DatasetFile(SQLModel, table=True):
     file_length: int | None = None
     file_type: str | None = None
     sha256: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class EndpointCredential(SQLModel, table=True):
@@ -272,3 +283,16 @@ class ResumableUpload(SQLModel, table=True):
     file_id: int | None = Field(default=None, foreign_key="datasetfile.id", ondelete="CASCADE")
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime = Field(index=True)
+
+
+class MetadataKey(SQLModel, table=True):
+    """How many of a user's datasets have a flattened key with values of one JSON type.
+
+    Kept by triggers on ``metadatavalue`` (revision 0006), so any INSERT keeps it right.
+    """
+
+    creator_id: int = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    field_name: str = Field(primary_key=True)
+    #: ``json_type`` of the values: text, integer, real, true, false, null, array.
+    value_type: str = Field(primary_key=True)
+    datasets: int = 0

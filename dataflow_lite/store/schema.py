@@ -78,9 +78,19 @@ def target_metadata() -> MetaData:
     return SQLModel.metadata
 
 
+#: What no model describes: the full-text tables (and their shadow tables), and the expression
+#: indexes of typed metadata values (revision 0006).
+UNMODELLED_TABLES = (SEARCH_TABLE, "file_name_text")
+UNMODELLED_INDEXES = ("ix_metadatavalue_number", "ix_metadatavalue_text")
+
+
 def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
-    """Leave out the full-text table and its shadow tables, which no model describes."""
-    return not (type_ == "table" and name is not None and name.startswith(SEARCH_TABLE))
+    """Leave out the full-text tables and the expression indexes, which no model describes."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(UNMODELLED_TABLES)
+    return not (type_ == "index" and name in UNMODELLED_INDEXES)
 
 
 def head() -> str:

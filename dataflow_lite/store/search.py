@@ -1,8 +1,14 @@
-"""Finding datasets and files: words through SQLite's FTS5 index, dates by the day.
+"""Finding datasets and files: the query language of ``q`` over the catalog, newest first.
 
 Each dataset has one row in the ``dataset_text`` full-text table (its rowid is the dataset id)
-holding its name, metadata names and values, and file names; it is rebuilt whenever the dataset
-changes. A query of the form ``YYYY-MM-DD`` finds what was created that day (UTC).
+holding its name, metadata names and values, and file names, one per line; it is rebuilt
+whenever the dataset changes (:func:`reindex`), and a new file's names are appended to it
+(:func:`add_names`). ``q`` is parsed by :mod:`dataflow_lite.store.query`; the SQL that answers
+it is SQLite's, in :mod:`dataflow_lite.store.sqlite_search`.
+
+A page answers ``total`` exactly up to ``sqlite_search.WINDOW`` results; past it ``total_exact`` is
+False and ``total`` is a lower bound. Pages by number go as deep as the window; deeper, the
+``next`` cursor of the page before (``after``) seeks from the last result shown.
 """
 
 from __future__ import annotations
@@ -10,25 +16,39 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, func, text
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
+from dataflow_lite.store import query as grammar
+from dataflow_lite.store import sqlite_facets
+from dataflow_lite.store import sqlite_search as backend
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
-from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
+from dataflow_lite.store.models import Dataset, DatasetFile, Instrument, MetadataValue, User
+from dataflow_lite.store.query import Qualifier, QueryError, Text
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CURSOR = re.compile(r"(\d{1,16})\.(\d{1,19})")
+
+__all__ = ["Page", "PageOutOfWindow", "QueryError", "search_datasets", "search_files"]
+
+
+class PageOutOfWindow(ValueError):
+    """A page number whose results lie past the window (or a cursor that names no result)."""
 
 
 @dataclass
 class Page:
-    """One page of results, with the total count across pages."""
+    """One page of results, with the total count across pages (exact unless ``total_exact``
+    is False, when it is a lower bound) and the cursor that continues after this page."""
 
     total: int
     has_more: bool
     results: Sequence[Any]
+    total_exact: bool = True
+    next: str | None = None
 
 
 def reindex(session: Session, dataset_id: int) -> None:
@@ -60,58 +80,143 @@ def add_names(session: Session, dataset_id: int, names: Sequence[str]) -> None:
         reindex(session, dataset_id)
 
 
-def fts_query(query: str) -> str | None:
-    """An FTS5 query matching every whitespace-separated term as a prefix phrase, or None.
-
-    ``AFM_Topography.PNG`` becomes the phrase ``"AFM_Topography.PNG"*``, which the tokenizer
-    splits the same way it split the indexed file name. Terms with no letter or digit are dropped.
-    """
-    # Control characters (NUL) would end FTS5's quoted string early: they separate terms here.
-    query = "".join(char if char.isprintable() else " " for char in query)
-    terms = [term for term in query.split() if any(char.isalnum() for char in term)]
-    if not terms:
-        return None
-    return " ".join('"' + term.replace('"', '""') + '"*' for term in terms)
-
-
 def day_range(query: str) -> tuple[datetime, datetime] | None:
     """The UTC day a ``YYYY-MM-DD`` query names, or None for any other query."""
-    if not DATE.match(query.strip()):
+    when = grammar.day(query.strip())
+    if when is None:
         return None
-    try:
-        start = datetime.strptime(query.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        return None
+    start = datetime(when.year, when.month, when.day, tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 
-def _page(session: Session, statement: Any, order: Sequence[Any], page: int, per_page: int) -> Page:
-    total = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    rows = session.exec(
-        statement.order_by(*order).offset((page - 1) * per_page).limit(per_page)
-    ).all()
-    return Page(total=total, has_more=page * per_page < total, results=rows)
+def cursor(dataset: Dataset) -> str:
+    """The ``after`` value that continues a search after ``dataset``."""
+    moment = dataset.created_at.replace(tzinfo=UTC)
+    return f"{int(moment.timestamp() * 1_000_000)}.{dataset.id}"
+
+
+def read_cursor(value: str) -> tuple[datetime, int]:
+    """The position an ``after`` value names; PageOutOfWindow when it names none."""
+    found = _CURSOR.fullmatch(value.strip())
+    if found is None or int(found.group(2)) > 2**63 - 1:
+        raise PageOutOfWindow(f"after {value!r} is not a cursor from a page's 'next'")
+    micros = int(found.group(1))
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    return moment, int(found.group(2))
+
+
+def _offset(page: int, per_page: int) -> int:
+    offset = (page - 1) * per_page
+    if offset + per_page > backend.WINDOW and page > 1:
+        raise PageOutOfWindow(
+            f"page {page} of {per_page} lies past the first {backend.WINDOW} results: continue "
+            "from the previous page's 'next' with ?after=..."
+        )
+    return offset
+
+
+def _instrument(session: Session, value: str) -> int | None | bool:
+    """The instrument ``instrument:`` names (None: the untitled one; True: none such)."""
+    if value.isdigit():
+        ident = int(value)
+        if ident == 0:
+            return None
+        known = ident <= 2**63 - 1 and session.get(Instrument, ident) is not None
+        return ident if known else True
+    if value.lower() == "untitled instrument":
+        return None
+    found = session.exec(
+        select(Instrument.id).where(func.lower(Instrument.name) == value.lower())
+    ).first()
+    return True if found is None else found
+
+
+def _created(sql: backend.Sql, term: Qualifier) -> str:
+    low, high = term.low, term.high
+    checks = []
+    if isinstance(low, date):
+        checks.append(f"d.created_at >= {sql.bind(backend.day_start(low))}")
+    if isinstance(high, date):
+        checks.append(f"d.created_at < {sql.bind(backend.day_start(high + timedelta(days=1)))}")
+    both = " AND ".join(checks)
+    return f"NOT ({both})" if term.negated else both
+
+
+def plan(
+    session: Session, owner_id: int | None, terms: Sequence[grammar.Term]
+) -> tuple[backend.Sql, backend.Walk, list[backend.Cond]] | None:
+    """The SQL conditions of ``terms`` for ``owner_id`` (None: everyone's), or None when no
+    dataset can match (an unknown instrument, another user's name for a user)."""
+    sql = backend.Sql()
+    conds: list[backend.Cond] = []
+    instrument: int | None | bool = False
+    owner = owner_id
+    words = [term for term in terms if isinstance(term, Text)]
+    conds += backend.text_cond(
+        sql, [t for t in words if not t.negated], [t for t in words if t.negated]
+    )
+    for term in terms:
+        if not isinstance(term, Qualifier):
+            continue
+        if not term.builtin:
+            conds.append(backend.value_cond(sql, term))
+        elif term.key == "created":
+            conds.append(backend.Cond(_created(sql, term)))
+        elif term.key == "file":
+            conds.append(backend.file_cond(sql, str(term.value), term.negated))
+        elif term.key == "instrument":
+            named = _instrument(session, str(term.value))
+            if term.negated:
+                if named is not True:
+                    check = "d.instrument_id IS NOT NULL" if named is None else \
+                        f"d.instrument_id IS NOT {sql.bind(named)}"  # fmt: skip
+                    conds.append(backend.Cond(check))
+            elif named is True or (instrument is not False and instrument != named):
+                return None
+            else:
+                instrument = named
+        elif term.key == "creator":
+            user = session.exec(select(User.id).where(User.username == term.value)).first()
+            if term.negated:
+                if user is not None:
+                    conds.append(backend.Cond(f"d.creator_id != {sql.bind(user)}"))
+            elif user is None or (owner is not None and owner != user):
+                return None  # a user's search never reaches another user's datasets
+            else:
+                owner = user
+    return sql, backend.walk(sql, owner, instrument), conds
 
 
 def search_datasets(
-    session: Session, owner_id: int | None, query: str, page: int, per_page: int
+    session: Session,
+    owner_id: int | None,
+    query: str,
+    page: int,
+    per_page: int,
+    after: str | None = None,
 ) -> Page:
-    """Datasets of ``owner_id`` (None: everyone) matching ``query`` (all if empty), newest first."""
-    statement = select(Dataset)
-    if owner_id is not None:
-        statement = statement.where(Dataset.creator_id == owner_id)
-    if day := day_range(query):
-        statement = statement.where(Dataset.created_at >= day[0], Dataset.created_at < day[1])
-    elif query.strip():
-        match = fts_query(query)
-        if match is None:
-            return Page(total=0, has_more=False, results=[])
-        matching = text(f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match")
-        statement = statement.where(
-            col(Dataset.id).in_(matching.bindparams(match=match).columns(rowid=Integer()))
-        )
-    return _page(
-        session, statement, [col(Dataset.created_at).desc(), col(Dataset.id).desc()], page, per_page
+    """Datasets of ``owner_id`` (None: everyone) matching ``query`` (all if empty), newest first.
+
+    QueryError for a malformed query, PageOutOfWindow for a page past the window.
+    """
+    terms = grammar.parse(query)
+    position = read_cursor(after) if after else None
+    offset = 0 if position else _offset(page, per_page)
+    planned = plan(session, owner_id, terms)
+    if planned is None:
+        return Page(total=0, has_more=False, results=[])
+    sql, route, conds = planned
+    found = backend.dataset_page(session, sql, route, conds, position, offset, per_page + 1)
+    ids = found.ids[:per_page]
+    rows = {row.id: row for row in session.exec(select(Dataset).where(col(Dataset.id).in_(ids)))}
+    results = [rows[ident] for ident in ids]
+    has_more = len(found.ids) > per_page
+    return Page(
+        total=min(found.count, backend.WINDOW),
+        has_more=has_more,
+        results=results,
+        total_exact=found.count <= backend.WINDOW,
+        next=cursor(results[-1]) if has_more and results else None,
     )
 
 
@@ -122,19 +227,116 @@ def search_files(
     dataset_id: int | None,
     page: int,
     per_page: int,
+    after: str | None = None,
 ) -> Page:
     """Files and directories of ``owner_id``'s datasets whose name contains ``query`` (or
-    created on its day)."""
-    statement = select(DatasetFile).join(Dataset, col(Dataset.id) == DatasetFile.dataset_id)
-    if owner_id is not None:
-        statement = statement.where(Dataset.creator_id == owner_id)
-    if dataset_id is not None:
-        statement = statement.where(DatasetFile.dataset_id == dataset_id)
-    if day := day_range(query):
-        statement = statement.where(
-            DatasetFile.created_at >= day[0], DatasetFile.created_at < day[1]
-        )
-    elif query.strip():
-        escaped = query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        statement = statement.where(col(DatasetFile.name).ilike(f"%{escaped}%", escape="\\"))
-    return _page(session, statement, [col(DatasetFile.id)], page, per_page)
+    created on its day), in the order they were added; ``after`` is a file id."""
+    start = 0
+    if after:
+        if not after.strip().isdigit() or int(after) > 2**63 - 1:
+            raise PageOutOfWindow(f"after {after!r} is not a cursor from a page's 'next'")
+        start = int(after)
+    offset = 0 if after else _offset(page, per_page)
+    sql = backend.Sql()
+    found = backend.file_page(
+        session, sql, owner_id, query.strip(), day_range(query), dataset_id, start, offset,
+        per_page + 1,
+    )  # fmt: skip
+    ids = found.ids[:per_page]
+    rows = {
+        row.id: row for row in session.exec(select(DatasetFile).where(col(DatasetFile.id).in_(ids)))
+    }
+    has_more = len(found.ids) > per_page
+    return Page(
+        total=min(found.count, backend.WINDOW),
+        has_more=has_more,
+        results=[rows[ident] for ident in ids],
+        total_exact=found.count <= backend.WINDOW,
+        next=str(ids[-1]) if has_more and ids else None,
+    )
+
+
+@dataclass
+class Facets:
+    """Counts of the top values of fields among the datasets matching a search.
+
+    Counted among at most WINDOW matching datasets: ``total_exact`` False says there were more
+    (and the counts are of WINDOW of them, not of all). Each bucket's ``q`` is the term that
+    narrows the search to it (None when the language cannot say it).
+    """
+
+    total: int
+    total_exact: bool
+    facets: dict[str, list[dict[str, Any]]]
+
+
+def _key_term(key: str) -> str | None:
+    if '"' in key:
+        return None
+    plain = re.fullmatch(r'[^\s"<>=:]+', key) and key not in grammar.BUILT_INS
+    return key if plain else f'"{key}"'
+
+
+def _month_range(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:7])
+    following = date(year + number // 12, number % 12 + 1, 1)
+    return f"{month}-01..{(following - timedelta(days=1)).isoformat()}"
+
+
+def narrowing_term(field: str, bucket: sqlite_facets.Bucket, month: bool) -> str | None:
+    """The search term that keeps the datasets of one facet bucket."""
+    value = bucket.value
+    if field == "created":
+        return f"created:{_month_range(value)}"
+    if field in ("instrument", "creator"):
+        return f"{field}:{bucket.id if field == 'instrument' else value}"
+    key = _key_term(field)
+    if key is None:
+        return None
+    if month:
+        return f"{key}:{_month_range(value)}"
+    if value is None:
+        return f"{key}:null"
+    if isinstance(value, bool):
+        return f"{key}:{'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        return f"{key}:{value!r}"
+    if isinstance(value, str) and '"' not in value and not value.startswith("["):
+        return f'{key}:"{value}"' if value else None
+    return None
+
+
+def facet_datasets(
+    session: Session, owner_id: int | None, query: str, fields: Sequence[str], top: int
+) -> Facets:
+    """The ``top`` values of each of ``fields`` among ``owner_id``'s datasets matching ``query``."""
+    terms = grammar.parse(query)
+    planned = plan(session, owner_id, terms)
+    if planned is None:
+        return Facets(0, True, {field: [] for field in fields})
+    ids = sqlite_facets.matching_ids(session, *planned)
+    exact = len(ids) <= backend.WINDOW
+    ids = ids[: backend.WINDOW]
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for field in fields:
+        buckets = sqlite_facets.field_buckets(session, ids, field, top)
+        builtin = field in ("created", "instrument", "creator")
+        shown[field] = [
+            {
+                "value": bucket.value,
+                "count": bucket.count,
+                **({"id": bucket.id} if bucket.id is not None else {}),
+                "q": narrowing_term(field, bucket, month=_is_month(bucket.value, builtin)),
+            }
+            for bucket in buckets
+        ]
+    return Facets(len(ids), exact, shown)
+
+
+def _is_month(value: Any, builtin: bool) -> bool:
+    return not builtin and isinstance(value, str) and bool(re.fullmatch(r"\d{4}-\d{2}", value))
+
+
+def metadata_keys(session: Session, owner_id: int | None) -> list[sqlite_facets.Key]:
+    """Every flattened key on ``owner_id``'s datasets (None: all), with counts and types."""
+    return sqlite_facets.keys(session, owner_id)

@@ -17,9 +17,10 @@ from dataflow_lite.adapter import QUEUED, RUNNING, VERIFYING
 from dataflow_lite.faces import runtime
 from dataflow_lite.services import datasets, downloads, instruments
 from dataflow_lite.services.errors import Invalid
-from dataflow_lite.store import metadata
+from dataflow_lite.store import metadata, search
 from dataflow_lite.store.catalog import MAX_ID
 from dataflow_lite.store.models import Instrument, MetadataField
+from dataflow_lite.store.query import SYNTAX
 from dataflow_lite.web import wizard
 from dataflow_lite.web.pages import current_identity, field_errors, login_required
 
@@ -59,6 +60,11 @@ def _file_count(dataset: Mapping[str, Any]) -> int:
     return sum(1 for entry in dataset["dataset_files"] if not entry["is_directory"])
 
 
+#: The facets beside the results (counts that narrow the search when clicked), and how many each.
+FACET_FIELDS = ("instrument", "created")
+FACET_VALUES = 5
+
+
 @bp.get("/datasets")
 @login_required
 def index() -> ResponseReturnValue:
@@ -66,7 +72,14 @@ def index() -> ResponseReturnValue:
     query = request.args.get("q", "").strip()
     page = _page_number(request.args.get("page"))
     per_page = runtime().settings["per_page"]
-    found = datasets.search_datasets(runtime(), current_identity(), query, page, per_page)
+    refused: Invalid | None = None
+    try:
+        found = datasets.search_datasets(runtime(), current_identity(), query, page, per_page)
+        facets = datasets.facets(
+            runtime(), current_identity(), query, FACET_FIELDS, FACET_VALUES
+        ) if found.results else None  # fmt: skip
+    except Invalid as error:  # a malformed search, or a page past the window: said by the box
+        found, facets, refused = search.Page(total=0, has_more=False, results=[]), None, error
     return render_template(
         "dataset_pages/index.html",
         found=found,
@@ -74,7 +87,10 @@ def index() -> ResponseReturnValue:
         page=page,
         pages=max(1, -(-found.total // per_page)),
         counts={dataset["id"]: _file_count(dataset) for dataset in found.results},
-    )
+        refused=refused,
+        facets=facets,
+        syntax=SYNTAX,
+    ), (400 if refused else 200)
 
 
 @bp.route("/datasets/new", methods=["GET", "POST"])

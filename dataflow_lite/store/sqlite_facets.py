@@ -1,0 +1,113 @@
+"""Facets on SQLite: the top values of fields among the datasets a search matches, and keys.
+
+The matching datasets are listed once (at most :data:`sqlite_search.WINDOW` of them, along the
+shortest list the terms give, so no sort), passed back as one JSON array (``json_each``) and
+grouped per field. Dates (``created``, and metadata text that starts with ``YYYY-MM-DD``) are
+counted by month. Keys come from ``metadatakey``, which triggers keep (revision 0006).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from dataflow_lite.store import sqlite_search
+from dataflow_lite.store.sqlite_search import Cond, Sql, Walk
+
+_MONTH = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
+
+
+@dataclass
+class Bucket:
+    """One value of a field and how many of the matching datasets have it."""
+
+    value: Any
+    count: int
+    #: The instrument's or user's id, for those fields.
+    id: int | None = None
+
+
+def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) -> list[int]:
+    """Ids of the datasets matching, at most WINDOW + 1 of them, in no particular order."""
+    limit = sqlite_search.WINDOW + 1
+    listed = [cond for cond in conds if cond.ids is not None]
+    if listed:
+        sizes = sorted(
+            ((sqlite_search.list_size(session, sql, c), i) for i, c in enumerate(listed)),
+        )
+        driver = listed[sizes[0][1]]
+        others = [cond.check for cond in conds if cond is not driver]
+        where = " AND ".join(["1", *route.checks, *others])
+        source = f"({driver.ids}) AS s CROSS JOIN dataset AS d ON d.id = s.id"
+    else:
+        where = " AND ".join(["1", *route.checks, *(cond.check for cond in conds)])
+        source = f"dataset AS d INDEXED BY {route.index}"
+    rows = sql.all(session, f"SELECT d.id FROM {source} WHERE {where} LIMIT {limit}")
+    return [row[0] for row in rows]
+
+
+def _ids(sql: Sql, ids: Sequence[int]) -> str:
+    return f"(SELECT value AS id FROM json_each({sql.bind(json.dumps(list(ids)))})) AS ids"
+
+
+def field_buckets(session: Session, ids: Sequence[int], field: str, top: int) -> list[Bucket]:
+    """The ``top`` commonest values of ``field`` among ``ids`` (a built-in or a metadata key)."""
+    sql = Sql()
+    source = _ids(sql, ids)
+    joined = f"{source} CROSS JOIN dataset AS d ON d.id = ids.id"
+    tail = f"GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {int(top)}"
+    if field == "created":
+        rows = sql.all(session, f"SELECT substr(d.created_at, 1, 7), count(*) FROM {joined} {tail}")
+        return [Bucket(value, count) for value, count in rows]
+    if field == "instrument":
+        rows = sql.all(session, (
+            "SELECT d.instrument_id, count(*), min(i.name) FROM "
+            f"{joined} LEFT JOIN instrument AS i ON i.id = d.instrument_id {tail}"
+        ))  # fmt: skip
+        return [Bucket(name or "Untitled instrument", count, ident or 0)
+                for ident, count, name in rows]  # fmt: skip
+    if field == "creator":
+        rows = sql.all(session, (
+            f"SELECT d.creator_id, count(*), min(u.username) FROM {joined} "
+            f"JOIN user AS u ON u.id = d.creator_id {tail}"
+        ))  # fmt: skip
+        return [Bucket(name, count, ident) for ident, count, name in rows]
+    value = (
+        "CASE WHEN json_type(m.value) = 'text' AND json_extract(m.value, '$') GLOB "
+        f"{_MONTH} THEN substr(json_extract(m.value, '$'), 1, 7) "
+        "WHEN json_type(m.value) IN ('array', 'object') THEN json(m.value) "
+        "ELSE json_extract(m.value, '$') END"
+    )
+    rows = sql.all(session, (
+        f"SELECT {value}, count(*), json_type(m.value) FROM {source} CROSS JOIN metadatavalue AS m "
+        f"INDEXED BY ix_metadatavalue_dataset_id ON m.dataset_id = ids.id "
+        f"WHERE m.field_name = {sql.bind(field)} {tail}"
+    ))  # fmt: skip
+    return [
+        Bucket(bool(value) if kind in ("true", "false") else value, count)
+        for value, count, kind in rows
+    ]
+
+
+@dataclass
+class Key:
+    """A flattened metadata key in use: on how many datasets, with values of which types."""
+
+    key: str
+    datasets: int
+    types: list[str]
+
+
+def keys(session: Session, owner_id: int | None) -> list[Key]:
+    """Every key on ``owner_id``'s datasets (None: everyone's), commonest first."""
+    sql = Sql()
+    where = "" if owner_id is None else f"WHERE creator_id = {sql.bind(owner_id)}"
+    rows = sql.all(session, (
+        "SELECT field_name, sum(datasets), group_concat(DISTINCT value_type) FROM metadatakey "
+        f"{where} GROUP BY field_name HAVING sum(datasets) > 0 ORDER BY 2 DESC, 1"
+    ))  # fmt: skip
+    return [Key(name, count, sorted(kinds.split(","))) for name, count, kinds in rows]

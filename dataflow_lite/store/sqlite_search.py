@@ -1,0 +1,374 @@
+"""The SQL of search on SQLite: FTS5 for words, a trigram index for file names, typed values.
+
+Every SQLite-specific piece of search lives here (FTS5 ``MATCH``, ``json_type`` and
+``json_extract`` over the typed value indexes of revision 0006, ``INDEXED BY``), so a
+PostgreSQL backend (tsvector, pg_trgm, jsonb) replaces this module and nothing else.
+
+How a page is found without counting or sorting a million rows: each term that can list its
+datasets (words, a metadata key, a file name) first counts them, stopping at :data:`WINDOW` + 1.
+When the smallest such list holds at most :data:`WINDOW` datasets it drives the query (its
+datasets are looked up by id, checked against the other terms and sorted: at most WINDOW
+rows); otherwise the datasets are walked newest first along an index on ``created_at``
+(the user's own, or an instrument's) and each is checked against every term, so a page costs
+about ``page size / share of datasets that match`` index steps. Counting stops at WINDOW + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from dataflow_lite.store import sqlite_words
+from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
+from dataflow_lite.store.query import Qualifier, Text
+
+#: ``total`` is exact up to this many results; deeper pages need the ``after`` cursor.
+WINDOW = 10_000
+#: The trigram index of file names (revision 0006), kept by triggers on ``datasetfile``.
+FILE_TABLE = "file_name_text"
+#: File substrings shorter than this cannot use trigrams: they are matched by scanning.
+TRIGRAM = 3
+_NUMBER = "json_type({v}) IN ('integer', 'real')"
+_TEXT = "json_type({v}) = 'text'"
+_DATE_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
+_STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime into SQLite
+
+
+def stored_time(moment: datetime) -> str:
+    """A UTC time as SQLite holds ``created_at``, so that text comparison orders it."""
+    return moment.astimezone(UTC).replace(tzinfo=None).strftime(_STORED)
+
+
+def day_start(when: date) -> str:
+    """The first moment of a UTC day, as stored."""
+    return stored_time(datetime(when.year, when.month, when.day, tzinfo=UTC))
+
+
+def fts_words(term: Text, prefix: bool = True) -> str:
+    """An FTS5 phrase for a term: a bare word matches as a prefix, a phrase as it is.
+
+    The text is always one quoted FTS5 string (quotes doubled), so no FTS5 syntax (``OR``,
+    ``NEAR(``, ``*``, ``col:``) in a search reaches the index as syntax.
+    """
+    quoted = '"' + term.words.replace('"', '""') + '"'
+    return quoted if term.phrase or not prefix else quoted + "*"
+
+
+@dataclass
+class Cond:
+    """One condition on a dataset ``d``: a check of one row and, maybe, a list of ids."""
+
+    check: str
+    #: SQL listing the ids of the datasets that pass (column ``id``), when the term can.
+    ids: str | None = None
+    #: SQL listing some of them, cheaper to count (a lower bound), when there is one.
+    lower_ids: str | None = None
+
+
+@dataclass
+class Sql:
+    """Bound parameters, named as they are added: no value is ever spliced into SQL."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def bind(self, value: Any) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return ":" + name
+
+    def all(self, session: Session, sql: str) -> list[Any]:
+        return list(session.execute(text(sql), self.params).all())
+
+    def scalar(self, session: Session, sql: str) -> int:
+        return int(session.execute(text(sql), self.params).scalar_one())
+
+
+def text_cond(sql: Sql, positive: Sequence[Text], negative: Sequence[Text]) -> list[Cond]:
+    """Full-text conditions: the positive words as one FTS5 query (minus the negative ones).
+
+    A row is checked by :mod:`dataflow_lite.store.sqlite_words` (FTS5's rules in Python, on
+    the row's text); the list of ids is FTS5's, and its lower bound the same words as whole
+    tokens, which FTS5 counts without merging every token a prefix begins.
+    """
+    if not positive and not negative:
+        return []
+    words = sqlite_words.spec(
+        [(term.words, not term.phrase) for term in positive],
+        [(term.words, not term.phrase) for term in negative],
+    )
+    check = (
+        f"{sqlite_words.FUNCTION}((SELECT body FROM {SEARCH_TABLE} WHERE rowid = d.id), "
+        f"{sql.bind(words)})"
+    )
+    if not positive:
+        return [Cond(check)]
+
+    def listing(prefix: bool) -> str:
+        match = " AND ".join(fts_words(term, prefix) for term in positive)
+        match = "(" + match + ")" + "".join(" NOT " + fts_words(term) for term in negative)
+        return (
+            f"SELECT rowid AS id FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH {sql.bind(match)}"
+        )
+
+    whole = listing(prefix=False) if any(not term.phrase for term in positive) else None
+    return [Cond(check, listing(prefix=True), lower_ids=whole)]
+
+
+def _date_bounds(sql: Sql, value: str, low: date | None, high: date | None) -> str:
+    """Text values that are dates (or times) from day ``low`` to day ``high``, inclusive."""
+    parts = [_TEXT.format(v="m.value"), f"json_extract(m.value, '$') GLOB {_DATE_GLOB}"]
+    if low is not None:
+        parts.append(f"{value} >= {sql.bind(low.isoformat())}")
+    else:
+        parts.append(f"{value} >= '0'")
+    if high is not None:
+        parts.append(f"{value} < {sql.bind((high + timedelta(days=1)).isoformat())}")
+    else:
+        parts.append(f"{value} < ':'")  # after every text starting with a digit
+    return " AND ".join(parts)
+
+
+def _value_branches(sql: Sql, term: Qualifier) -> list[str]:
+    """What a metadata value ``m`` must be, as alternatives (any one of them matches)."""
+    number = "json_extract(m.value, '$')"
+    lowered = "lower(json_extract(m.value, '$'))"
+    is_number = _NUMBER.format(v="m.value")
+    ops = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    if term.op == "has":
+        return ["1"]
+    if term.op == "range":
+        low, high = term.low, term.high
+        if isinstance(low, date) or isinstance(high, date):
+            return [_date_bounds(sql, lowered, low, high)]  # type: ignore[arg-type]
+        parts = [is_number]
+        if low is not None:
+            parts.append(f"{number} >= {sql.bind(low)}")
+        if high is not None:
+            parts.append(f"{number} <= {sql.bind(high)}")
+        return [" AND ".join(parts)]
+    value = term.value
+    if term.op in ops:
+        if isinstance(value, date):
+            # After day D is from the next day on; up to day D includes all of it.
+            low = value + timedelta(days=1) if term.op == "gt" else value
+            if term.op in ("gt", "ge"):
+                return [_date_bounds(sql, lowered, low, None)]
+            return [_date_bounds(sql, lowered, None, value - timedelta(days=1)
+                                 if term.op == "lt" else value)]  # fmt: skip
+        return [f"{is_number} AND {number} {ops[term.op]} {sql.bind(value)}"]
+    # Equality: the text as typed, without regard to (ASCII) case, and its typed readings.
+    branches = [f"{_TEXT.format(v='m.value')} AND {lowered} = lower({sql.bind(term.raw)})"]
+    if isinstance(value, date):
+        branches.append(_date_bounds(sql, lowered, value, value))
+    elif isinstance(value, int | float):
+        branches.append(f"{is_number} AND {number} = {sql.bind(value)}")
+    elif term.raw.lower() in ("true", "false", "null"):
+        branches.append(f"json_type(m.value) = {sql.bind(term.raw.lower())}")
+    return branches
+
+
+def value_cond(sql: Sql, term: Qualifier) -> Cond:
+    """A metadata qualifier: the dataset has a value of ``term.key`` that matches."""
+    key = sql.bind(term.key)
+    branches = _value_branches(sql, term)
+    either = " OR ".join(f"({branch})" for branch in branches)
+    # The per-row check reads the dataset's few values by dataset id, never the key's index.
+    check = (
+        "EXISTS (SELECT 1 FROM metadatavalue AS m INDEXED BY ix_metadatavalue_dataset_id "
+        f"WHERE m.dataset_id = d.id AND m.field_name = {key} AND ({either}))"
+    )
+    # One SELECT per branch, so that each uses its own index (typed number, lower text, key).
+    ids = " UNION ".join(
+        f"SELECT m.dataset_id AS id FROM metadatavalue AS m WHERE m.field_name = {key} AND {branch}"
+        for branch in branches
+    )
+    return Cond("NOT " + check if term.negated else check, None if term.negated else ids)
+
+
+def like_pattern(substring: str) -> str:
+    """A LIKE pattern matching names that contain ``substring`` (``%``, ``_``, ``\\`` escaped)."""
+    escaped = substring.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def file_ids(sql: Sql, substring: str) -> str:
+    """SQL listing the ids (column ``id``) of files whose name contains ``substring``."""
+    if len(substring) >= TRIGRAM:
+        bound = sql.bind('"' + substring.replace('"', '""') + '"')
+        return f"SELECT rowid AS id FROM {FILE_TABLE} WHERE {FILE_TABLE} MATCH {bound}"
+    bound = sql.bind(like_pattern(substring))
+    return f"SELECT id FROM datasetfile WHERE name LIKE {bound} ESCAPE '\\'"
+
+
+def file_cond(sql: Sql, substring: str, negated: bool) -> Cond:
+    """``file:TEXT``: the dataset has a file whose name contains TEXT."""
+    bound = sql.bind(like_pattern(substring))
+    check = (
+        "EXISTS (SELECT 1 FROM datasetfile AS f INDEXED BY ix_datasetfile_dataset_id "
+        f"WHERE f.dataset_id = d.id AND f.name LIKE {bound} ESCAPE '\\')"
+    )
+    if negated:
+        return Cond("NOT " + check)
+    ids = f"SELECT DISTINCT f.dataset_id AS id FROM ({file_ids(sql, substring)}) AS found " \
+          "CROSS JOIN datasetfile AS f ON f.id = found.id"  # fmt: skip
+    return Cond(check, ids)
+
+
+@dataclass
+class Walk:
+    """How datasets are walked newest first when no term lists few enough of them."""
+
+    index: str
+    checks: list[str]
+
+
+def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
+    """The index to walk and the row checks it implies (``instrument`` False: any).
+
+    ``created_at`` alone orders the admin's walk; a user's datasets, or one instrument's, have
+    their own ``(…, created_at)`` index. SQLite adds the row id to each, which breaks ties.
+    """
+    checks = []
+    index = "ix_dataset_created_at"
+    if instrument is not False:
+        if instrument is None:
+            checks.append("d.instrument_id IS NULL")
+        else:
+            checks.append(f"d.instrument_id = {sql.bind(instrument)}")
+        index = "ix_dataset_instrument_created"
+    if owner_id is not None:
+        checks.append(f"d.creator_id = {sql.bind(owner_id)}")
+        index = "ix_dataset_creator_created"
+    return Walk(index, checks)
+
+
+def bounded_count(session: Session, sql: Sql, ids: str) -> int:
+    """How many rows ``ids`` lists, counting no further than WINDOW + 1."""
+    return sql.scalar(session, f"SELECT count(*) FROM ({ids} LIMIT {WINDOW + 1})")
+
+
+@dataclass
+class Found:
+    """Ids of one page, newest first, and how many match (at most WINDOW + 1)."""
+
+    ids: list[int]
+    count: int
+
+
+def list_size(session: Session, sql: Sql, cond: Cond) -> int:
+    """How many datasets a condition lists, up to WINDOW + 1 (its lower bound first)."""
+    if cond.lower_ids is not None:
+        if (low := bounded_count(session, sql, cond.lower_ids)) > WINDOW:
+            return low
+    assert cond.ids is not None
+    return bounded_count(session, sql, cond.ids)
+
+
+def _driven(ids: str) -> str:
+    # CROSS JOIN keeps the list outside: its rows are looked up by id, not scanned.
+    return f"({ids}) AS s CROSS JOIN dataset AS d ON d.id = s.id"
+
+
+def dataset_page(
+    session: Session,
+    sql: Sql,
+    route: Walk,
+    conds: Sequence[Cond],
+    after: tuple[datetime, int] | None,
+    offset: int,
+    limit: int,
+) -> Found:
+    """The ids of a page of datasets passing the route's checks and ``conds``, newest first."""
+    sizes = sorted(
+        (
+            (list_size(session, sql, cond), index, cond)
+            for index, cond in enumerate(conds)
+            if cond.ids
+        ),
+        key=lambda found: found[:2],
+    )
+    order = "ORDER BY d.created_at DESC, d.id DESC"
+    seek = []
+    if after is not None:
+        seek = [f"(d.created_at, d.id) < ({sql.bind(stored_time(after[0]))}, {sql.bind(after[1])})"]
+    page = f"LIMIT {int(limit)} OFFSET {int(offset)}"
+    if sizes:
+        driver = sizes[0][2]
+        others = " AND ".join(["1", *route.checks, *(c.check for c in conds if c is not driver)])
+        assert driver.ids is not None
+        source = _driven(driver.ids)
+        if sizes[0][0] <= WINDOW:  # few: sorted whole
+            count = sql.scalar(session, f"SELECT count(*) FROM {source} WHERE {others}")
+        else:
+            # Counted along the shortest list, unsorted: it is read, not every dataset walked.
+            count = 0
+            if driver.lower_ids is not None:
+                count = bounded_count(
+                    session, sql, f"SELECT 1 FROM {_driven(driver.lower_ids)} WHERE {others}"
+                )
+            if count <= WINDOW:
+                count = bounded_count(session, sql, f"SELECT 1 FROM {source} WHERE {others}")
+        if count <= WINDOW:
+            # Few pass every check (the list was read whole to count them): sort just those,
+            # rather than walk every dataset to find them.
+            rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
+                           f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
+            return Found([row[0] for row in rows], count)
+    where = " AND ".join(["1", *route.checks, *(cond.check for cond in conds)])
+    walked = f"dataset AS d INDEXED BY {route.index}"
+    if not sizes:
+        count = bounded_count(session, sql, f"SELECT 1 FROM {walked} WHERE {where}")
+    rows = sql.all(
+        session, f"SELECT d.id FROM {walked} WHERE {' AND '.join([where, *seek])} {order} {page}"
+    )
+    return Found([row[0] for row in rows], count)
+
+
+def file_page(
+    session: Session,
+    sql: Sql,
+    owner_id: int | None,
+    substring: str,
+    day: tuple[datetime, datetime] | None,
+    dataset_id: int | None,
+    after_id: int,
+    offset: int,
+    limit: int,
+) -> Found:
+    """Ids of a page of files (oldest first) whose name contains ``substring`` or made on
+    ``day``, in ``dataset_id`` if given, of ``owner_id``'s datasets (None: anyone's)."""
+    checks = ["1"]
+    source = "datasetfile AS f CROSS JOIN dataset AS d ON d.id = f.dataset_id"
+    order = "f.id"
+    if owner_id is not None:
+        checks.append(f"d.creator_id = {sql.bind(owner_id)}")
+    if dataset_id is not None:
+        checks.append(f"f.dataset_id = {sql.bind(dataset_id)}")
+    if day is not None:
+        start, end = (sql.bind(stored_time(moment)) for moment in day)
+        checks.append(f"f.created_at >= {start} AND f.created_at < {end}")
+        source = "datasetfile AS f INDEXED BY ix_datasetfile_created_at " \
+                 "CROSS JOIN dataset AS d ON d.id = f.dataset_id"  # fmt: skip
+    elif substring and (dataset_id is not None or len(substring) < TRIGRAM):
+        # One dataset's files are few; a name shorter than a trigram is matched by scanning.
+        checks.append(f"f.name LIKE {sql.bind(like_pattern(substring))} ESCAPE '\\'")
+    elif substring:
+        # The trigram index lists the files in id order: no sort, and a page stops early.
+        source = f"({file_ids(sql, substring)}) AS s CROSS JOIN datasetfile AS f " \
+                 "ON f.id = s.id CROSS JOIN dataset AS d ON d.id = f.dataset_id"  # fmt: skip
+        order = "s.id"
+    where = " AND ".join(checks)
+    count = bounded_count(session, sql, f"SELECT 1 FROM {source} WHERE {where}")
+    if after_id:
+        where += f" AND {order} > {sql.bind(after_id)}"
+    rows = sql.all(
+        session,
+        f"SELECT f.id FROM {source} WHERE {where} ORDER BY {order} "
+        f"LIMIT {int(limit)} OFFSET {int(offset)}",
+    )
+    return Found([row[0] for row in rows], count)
