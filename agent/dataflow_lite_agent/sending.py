@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
-from tusclient.exceptions import TusCommunicationError
 
+from .bundles import Body, Limits, bundles
 from .server import AgentError, Server, Taken, Unreachable, tus_error
 from .state import Receipt, State, now
 
@@ -108,6 +108,8 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
         return False
     if not unchanged(receipt):
         raise Changed(f"{receipt.source} changed after it was hashed: it is hashed again")
+    from tusclient.exceptions import TusCommunicationError
+
     uploader = server.uploader(
         receipt.source, receipt.dataset_id, receipt.target, receipt.upload_url
     )
@@ -132,6 +134,60 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
         raise tus_error(server.url, error) from error
     state.update(receipt.source, uploaded_at=now(), error=None)
     return True
+
+
+def send_bundle(
+    state: State, server: Server, receipts: list[Receipt], progress: Callable[[int], object]
+) -> tuple[list[Receipt], list[Receipt], dict[str, str]]:
+    """Send ``receipts`` (small files of one dataset) in one request: the files sent now, those
+    the server had already, and failures by source.
+
+    The server takes all or none. When it answers 409 (paths taken), the files it holds with
+    the same sha256 were sent by a run cut off before it noted so; the others that are free go
+    again, in one more request.
+    """
+    failed: dict[str, str] = {}
+    waiting = [r for r in receipts if r.uploaded_at is None]
+    already = [r for r in receipts if r.uploaded_at is not None]
+    progress(sum(r.size for r in already))
+    for receipt in list(waiting):
+        if not unchanged(receipt):
+            failed[receipt.source] = f"{receipt.source} changed after it was hashed"
+            waiting.remove(receipt)
+    sent: list[Receipt] = []
+    for _attempt in range(2):
+        if not waiting:
+            break
+        dataset_id = waiting[0].dataset_id
+        try:
+            status, answer = server.send_bundle(Body(dataset_id, waiting, progress))
+        except OSError as error:  # a file changed while it was read into the body
+            raise Changed(str(error)) from error
+        if status == 201:
+            sent = waiting
+            break
+        _, files = server.files(dataset_id)
+        free = []
+        for receipt in waiting:
+            there = files.get(receipt.target)
+            if there is None:
+                free.append(receipt)
+            elif there.sha256 == receipt.sha256:
+                already.append(receipt)
+            else:
+                failed[receipt.source] = (
+                    f"dataset {dataset_id} already has {receipt.target} with other content"
+                )
+        if len(free) == len(waiting):  # taken by something the listing does not show
+            message = str(answer.get("message") or answer)
+            failed.update({receipt.source: message for receipt in free})
+            free = []
+        waiting = free
+    else:
+        failed.update({r.source: "the server refused the bundle again" for r in waiting})
+    stamp = now()
+    state.update_many([r.source for r in [*sent, *already]], uploaded_at=stamp, error=None)
+    return sent, already, failed
 
 
 def _already_there(server: Server, receipt: Receipt) -> None:
@@ -161,9 +217,18 @@ class Outcome:
 
 
 def send_all(
-    state: State, server: Server, receipts: list[Receipt], jobs: int, quiet: bool = False
+    state: State,
+    server: Server,
+    receipts: list[Receipt],
+    jobs: int,
+    quiet: bool = False,
+    limits: Limits | None = None,
 ) -> Outcome:
-    """Send ``receipts`` ``jobs`` at a time with a progress bar; a failure stops only its file."""
+    """Send ``receipts`` ``jobs`` at a time with a progress bar; a failure stops only its file.
+
+    Files up to ``limits.file_bytes`` go several to a request (``send_bundle``), the others
+    one by one over tus.
+    """
     outcome = Outcome()
     counting = threading.Lock()
     total = sum(receipt.size for receipt in receipts)
@@ -187,7 +252,27 @@ def send_all(
                 else:
                     outcome.already += 1
 
-        list(pool.map(one, receipts))
+        def several(group: list[Receipt]) -> None:
+            try:
+                sent, already, failed = send_bundle(state, server, group, bar.update)
+            except AgentError as error:
+                state.update_many([receipt.source for receipt in group], error=str(error))
+                with counting:
+                    outcome.failed.update({receipt.source: str(error) for receipt in group})
+                    outcome.unreachable |= isinstance(error, Unreachable)
+                return
+            for source, message in failed.items():
+                state.update(source, error=message)
+            with counting:
+                outcome.sent += len(sent)
+                outcome.already += len(already)
+                outcome.failed.update(failed)
+
+        groups, alone = bundles(receipts, limits or Limits(file_bytes=-1))
+        work = [pool.submit(several, group) for group in groups]
+        work += [pool.submit(one, receipt) for receipt in alone]
+        for done in work:
+            done.result()
     return outcome
 
 
