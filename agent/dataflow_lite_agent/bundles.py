@@ -26,8 +26,8 @@ class Limits:
     """What goes into bundles (files up to ``file_bytes``) and how big one bundle gets."""
 
     file_bytes: int
-    files: int = 100
-    bytes: int = 16 << 20
+    files: int = 500
+    bytes: int = 64 << 20
 
 
 def bundles(receipts: list[Receipt], limits: Limits) -> tuple[list[list[Receipt]], list[Receipt]]:

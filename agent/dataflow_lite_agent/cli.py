@@ -20,6 +20,8 @@ from .server import AgentError, Server, read_metadata
 from .state import State, now
 from .watch import Watcher
 
+#: How often push asks whether its files are verified: one small GET, the last wait of a run.
+POLL_SECONDS = 0.2
 SERVER = click.option(
     "--server",
     required=True,
@@ -104,7 +106,7 @@ def wait_until_verified(state: State, server: Server, seconds: float, quiet: boo
     waiting = check_verified(state, server)
     with tqdm(total=len(waiting), desc="verified", unit="file", disable=quiet or None) as bar:
         while waiting and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(POLL_SECONDS)
             still = check_verified(state, server)
             bar.update(len(waiting) - len(still))
             waiting = still
@@ -165,12 +167,19 @@ def push(
         if dataset_id is None:
             dataset_id = remote.create_dataset(name, instrument_id, metadata)
             state.remember_dataset(place, remote.url, dataset_id)
+    import time as _t
+
+    _a = _t.perf_counter()  # PROFILE
     receipts, failed = hash_all(state, remote, dataset_id, planned, jobs, quiet)
+    _b = _t.perf_counter()  # PROFILE
     outcome = send_all(state, remote, receipts, jobs, quiet, small_files(bundle_max_kib))
+    _c = _t.perf_counter()
+    print(f"PROFILE hash {_b - _a:.2f} send {_c - _b:.2f}", file=sys.stderr)  # PROFILE
     failed.update(outcome.failed)
     waiting = 0
     if wait_seconds > 0 and outcome.sent + outcome.already:
         waiting = wait_until_verified(state, remote, wait_seconds, quiet)
+    print(f"PROFILE wait {_t.perf_counter() - _c:.2f}", file=sys.stderr)  # PROFILE
     verified = sum(1 for r in receipts if (state.receipt(r.source) or r).verified)
     click.echo(
         f"dataset {dataset_id}: {outcome.sent} file(s) sent, {outcome.already} already there, "

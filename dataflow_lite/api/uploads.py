@@ -250,13 +250,15 @@ class DirectWriter:
         if not self.buffer.closed:
             self.buffer.close()
 
-    def close(self) -> None:
-        """Write what is left, sync the file, and release the buffer (not the descriptor)."""
+    def close(self, sync: bool = True) -> None:
+        """Write what is left, sync the file (unless the caller syncs it with others), and
+        release the buffer (not the descriptor)."""
         if self.filled:
             set_direct(self.fd, False)  # the tail is not a whole block
             _write_all(self.fd, self.buffer, self.filled)
             self.filled = 0
-        os.fsync(self.fd)
+        if sync:
+            os.fsync(self.fd)
         self.buffer.close()
 
 
@@ -297,11 +299,11 @@ def _new_staged_file(staging_dir: Path) -> tuple[int, Path]:
 
 @contextmanager
 def staged_file(
-    staging_dir: Path, upload: StagedUpload, sync_directory: bool = True
+    staging_dir: Path, upload: StagedUpload, sync: bool = True
 ) -> Iterator[DirectWriter]:
-    """A new staged file for ``upload``, written through the yielded writer and synced when the
-    block ends (its folder too, unless the caller syncs it once for many files); on an error
-    it is removed."""
+    """A new staged file for ``upload``, written through the yielded writer and synced with its
+    folder when the block ends (unless ``sync`` is False: the caller syncs many files at once
+    with ``sync_together``); on an error it is removed."""
     fd, upload.path = _new_staged_file(staging_dir)
     upload.lock = fd
     writer = None
@@ -310,8 +312,8 @@ def staged_file(
         os.fchmod(fd, 0o644 & ~_umask())
         writer = DirectWriter(fd)
         yield writer
-        writer.close()
-        if sync_directory:
+        writer.close(sync)
+        if sync:
             fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
     except BaseException:
         if writer is not None:

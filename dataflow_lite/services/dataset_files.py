@@ -278,6 +278,51 @@ def checked_bundle(entries: list[BundleEntry]) -> list[tuple[PurePosixPath, str]
     return targets
 
 
+def check_all_free(
+    session: Session, dataset_id: int, targets: list[tuple[PurePosixPath, str]]
+) -> None:
+    """``check_free`` for many targets at once, in three reads whatever their number."""
+    for relative, name in targets:
+        if (relative.parts[:1] or (name,)) == (layout.METADATA_FILE,):
+            raise Conflict(f"{layout.METADATA_FILE} at the dataset root is kept by the server")
+    names = {name for _, name in targets} | {part for rel, _ in targets for part in rel.parts}
+    found = {
+        (parent, name): is_directory
+        for parent, name, is_directory in session.exec(
+            select(DatasetFile.relative_path, DatasetFile.name, DatasetFile.is_directory).where(
+                DatasetFile.dataset_id == dataset_id, col(DatasetFile.name).in_(names)
+            )
+        ).all()
+    }
+    pending = set(
+        session.exec(
+            select(ResumableUpload.relative_path, ResumableUpload.name).where(
+                ResumableUpload.dataset_id == dataset_id,
+                col(ResumableUpload.name).in_(names),
+                col(ResumableUpload.file_id).is_(None),
+                col(ResumableUpload.expires_at) > utcnow(),
+            )
+        ).all()
+    )
+    for relative, name in targets:
+        parent = str(relative) if relative.parts else ""
+        if (parent, name) in found:
+            raise Conflict(
+                f"dataset {dataset_id} already has {relative / name}: nothing was overwritten"
+            )
+        for depth, folder in enumerate(relative.parts):
+            if found.get(("/".join(relative.parts[:depth]), folder)) is False:
+                raise Conflict(
+                    f"{PurePosixPath(*relative.parts[: depth + 1])} is a file in dataset "
+                    f"{dataset_id}, not a directory"
+                )
+        if (parent, name) in pending:
+            raise Conflict(
+                f"dataset {dataset_id} already has an unfinished upload of {relative / name}: "
+                "resume it, or end it first"
+            )
+
+
 @use_case("file.add")
 def check_bundle(
     rt: Runtime, identity: Identity, dataset_id: int, entries: list[BundleEntry]
@@ -288,8 +333,7 @@ def check_bundle(
     with unit_of_work(rt.engine, write=False) as work:
         dataset = datasets.visible_dataset(work.session, identity, dataset_id)
         authorize(identity, "file.add", dataset)
-        for relative, name in targets:
-            check_free(work.session, dataset_id, relative, name)
+        check_all_free(work.session, dataset_id, targets)
     return targets
 
 
@@ -310,14 +354,30 @@ def add_files(
         authorize(identity, "file.add", dataset)
         endpoint = session.get(Endpoint, dataset.endpoint_id)
         assert endpoint is not None
-        for relative, name in targets:
-            check_free(session, dataset_id, relative, name)
+        check_all_free(session, dataset_id, targets)
+        rows = [
+            DatasetFile(
+                dataset_id=dataset_id,
+                name=name,
+                relative_path=str(relative) if relative.parts else "",
+                file_length=file.size,
+                file_type=file.content_type,
+                sha256=file.sha256,
+            )
+            for (relative, name), (_, file) in zip(targets, staged, strict=True)
+        ]
+        session.add_all(rows)
+        session.flush()  # one INSERT round for the bundle, not one per file
         folders: set[str] = set()
-        added, names = [], []
-        for (relative, name), (_, file) in zip(targets, staged, strict=True):
-            added.append(catalogue(rt, session, dataset, endpoint, relative, name, file, folders))
-            names += [*relative.parts, name]
-        search.add_names(session, dataset_id, names)
+        for relative, _ in targets:
+            _ensure_directories(session, dataset_id, relative, folders)
+        transfers = [
+            rt.queue.add(session, dataset, endpoint, row, file.path, flush=False)
+            for row, (_, file) in zip(rows, staged, strict=True)
+        ]
+        session.flush()
+        added = list(zip(rows, transfers, strict=True))
+        search.add_names(session, dataset_id, [p for r, n in targets for p in (*r.parts, n)])
         files = [added_summary(row, transfer) for row, transfer in added]
         summary = {"dataset_id": dataset_id, "count": len(files), "files": files}
         audit.record(work, identity, "file.add", "dataset", dataset_id, summary)
