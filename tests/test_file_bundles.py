@@ -17,6 +17,7 @@ pytestmark = pytest.mark.server
 
 
 EMPTY = hashlib.sha256(b"").hexdigest()
+ABC = hashlib.sha256(b"abc").hexdigest()
 
 
 def create_dataset(server: LiveServer, key: str, name: str) -> int:
@@ -37,7 +38,8 @@ def send(
     files: dict[str, bytes],
     manifest: list[dict] | None = None,
 ) -> requests.Response:
-    """POST a bundle encoded by requests' own multipart encoder (fields first, then files)."""
+    """POST a bundle encoded by requests' own multipart encoder (the fields first, then one
+    part of the files' bytes one after the other)."""
     if manifest is None:
         manifest = [
             {"path": path, "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
@@ -46,7 +48,7 @@ def send(
     return requests.post(
         server.api + "/dataset-file-bundle",
         data={"dataset_id": str(dataset_id), "manifest": json.dumps(manifest)},
-        files=[("file", (str(n), content)) for n, content in enumerate(files.values())],
+        files=[("files", ("bundle", b"".join(files.values())))],
         headers={"Authorization": f"Bearer {key}"},
         timeout=60,
     )
@@ -84,7 +86,9 @@ def test_a_bundle_lands_whole_transferred_and_verified_with_one_audit_event(
     transfers = wait_for_transfers(live_server.api, key, dataset_id)
     file_transfers = [t for t in transfers if t["kind"] == "file"]
     assert len(file_transfers) == len(files)
-    assert all(t["state"] == "done" for t in file_transfers), file_transfers
+    assert all(t["state"] == "done" for t in file_transfers), [
+        (t["state"], t["last_error"]) for t in file_transfers if t["state"] != "done"
+    ]
     on_server = listed(live_server, key, dataset_id)
     assert sorted(on_server) == sorted(files)
     for path, content in files.items():
@@ -128,10 +132,10 @@ def test_a_taken_path_refuses_the_whole_bundle_before_any_byte_is_staged(
 @pytest.mark.parametrize(
     ("files", "manifest", "words"),
     [
-        ({"x.raw": b"abc"}, [{"path": "x.raw", "size": 3, "sha256": "0" * 64}], "sha256 of file 0"),
-        ({"x.raw": b"abcd"}, [{"path": "x.raw", "size": 3, "sha256": "0" * 64}], "longer"),
+        ({"x.raw": b"abc"}, [{"path": "x.raw", "size": 3, "sha256": "0" * 64}], "sha256 of file 1"),
+        ({"x.raw": b"abcd"}, [{"path": "x.raw", "size": 3, "sha256": ABC}], "longer"),
         ({"x.raw": b"ab"}, [{"path": "x.raw", "size": 3, "sha256": "0" * 64}], "shorter"),
-        ({"x": b"", "y": b""}, [{"path": "x", "size": 0, "sha256": EMPTY}], "more files"),
+        ({"x": b"", "y": b"y"}, [{"path": "x", "size": 0, "sha256": EMPTY}], "longer"),
         ({"a": b"", "b": b""}, [{"path": "../a", "size": 0, "sha256": "0" * 64}] * 2, "refused"),
         ({"a": b"", "b": b""}, [{"path": "d/a", "size": 0, "sha256": "0" * 64}] * 2, "twice"),
         (
@@ -144,7 +148,7 @@ def test_a_taken_path_refuses_the_whole_bundle_before_any_byte_is_staged(
         ),  # fmt: skip
         ({"a": b""}, [{"path": "a", "size": -1, "sha256": "0" * 64}], "whole number"),
         ({"a": b""}, [{"path": "a", "size": 0, "sha256": "XYZ"}], "hex"),
-        ({"a": b""}, [], "non-empty"),
+        ({"a": b""}, [42], "a path inside the dataset is required"),
     ],
     ids=[
         "sha256",
@@ -196,6 +200,24 @@ def test_a_bundle_over_the_limits_is_a_413(cli, instance, tmp_path):
         assert sorted(listed(server, key, dataset_id)) == ["a.raw"]
     finally:
         stop_server(server)
+
+
+def test_an_empty_or_malformed_bundle_is_a_400(live_server, cli, instance):
+    key = cli.user_key("ada")
+    dataset_id = create_dataset(live_server, key, "empty")
+    empty = send(live_server, key, dataset_id, {}, [])
+    assert empty.status_code == 400 and "non-empty" in empty.json()["message"]
+    not_json = send(live_server, key, dataset_id, {"a": b"1"}, None)
+    assert not_json.status_code == 201  # the control: the same files with their manifest
+    no_manifest = requests.post(
+        live_server.api + "/dataset-file-bundle",
+        data={"dataset_id": str(dataset_id)},
+        files=[("files", ("bundle", b"123"))],
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+    assert no_manifest.status_code == 400 and "manifest" in no_manifest.json()["message"]
+    assert sorted(listed(live_server, key, dataset_id)) == ["a"]
 
 
 def test_someone_elses_dataset_is_refused(live_server, cli):

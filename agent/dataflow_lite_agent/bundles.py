@@ -1,11 +1,11 @@
 """Sending small files several to a request (the server's ``dataset-file-bundle``).
 
 One multipart body: ``dataset_id``, a JSON ``manifest`` (each file's path in the dataset, size and
-sha256, hashed here beforehand), then the files in the manifest's order, read from disk while
-the body is sent (memory holds one read at a time, whatever the bundle's size). The server adds
-all of them or none; a 409 names the paths it already has, so a run killed after the server
-took a bundle, and before noting so, finds those files there (same sha256: already sent) and
-sends the rest again.
+sha256, hashed here beforehand), then one part of the files' bytes in the manifest's order, read
+from disk while the body is sent (memory holds one read at a time, whatever the bundle's size).
+The server adds all of them or none; a 409 names a path it already has, so a run killed after
+the server took a bundle, and before noting so, finds those files there (same sha256: already
+sent) and sends the rest again.
 """
 
 from __future__ import annotations
@@ -62,15 +62,16 @@ class Body:
         self.receipts = receipts
         self.progress = progress
         manifest = [{"path": r.target, "size": r.size, "sha256": r.sha256} for r in receipts]
-        self.head = self._field("dataset_id", str(dataset_id)) + self._field(
-            "manifest", json.dumps(manifest)
+        self.head = (
+            self._field("dataset_id", str(dataset_id))
+            + self._field("manifest", json.dumps(manifest))
+            + (
+                f'--{self.boundary}\r\nContent-Disposition: form-data; name="files"; '
+                'filename="bundle"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
         )
-        self.tail = f"--{self.boundary}--\r\n".encode()
-        self.length = (
-            len(self.head)
-            + sum(len(self._file_head(n)) + r.size + 2 for n, r in enumerate(receipts))
-            + len(self.tail)
-        )
+        self.tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self.length = len(self.head) + sum(r.size for r in receipts) + len(self.tail)
 
     @property
     def content_type(self) -> str:
@@ -81,20 +82,13 @@ class Body:
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
         ).encode()
 
-    def _file_head(self, number: int) -> bytes:
-        # The name is the manifest's; the part's filename is only its number (nothing to quote).
-        return (
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="{number}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        ).encode()
-
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self) -> Iterator[bytes]:
+        # One part of the files' bytes one after the other: the manifest's sizes split them.
         yield self.head
-        for number, receipt in enumerate(self.receipts):
-            yield self._file_head(number)
+        for receipt in self.receipts:
             left = receipt.size
             with open(receipt.source, "rb") as source:
                 while left:
@@ -107,5 +101,4 @@ class Body:
                 if os.fstat(source.fileno()).st_size != receipt.size:
                     raise OSError(f"{receipt.source} changed while it was sent")
             self.progress(receipt.size)
-            yield b"\r\n"
         yield self.tail

@@ -167,19 +167,12 @@ def push(
         if dataset_id is None:
             dataset_id = remote.create_dataset(name, instrument_id, metadata)
             state.remember_dataset(place, remote.url, dataset_id)
-    import time as _t
-
-    _a = _t.perf_counter()  # PROFILE
     receipts, failed = hash_all(state, remote, dataset_id, planned, jobs, quiet)
-    _b = _t.perf_counter()  # PROFILE
     outcome = send_all(state, remote, receipts, jobs, quiet, small_files(bundle_max_kib))
-    _c = _t.perf_counter()
-    print(f"PROFILE hash {_b - _a:.2f} send {_c - _b:.2f}", file=sys.stderr)  # PROFILE
     failed.update(outcome.failed)
     waiting = 0
     if wait_seconds > 0 and outcome.sent + outcome.already:
         waiting = wait_until_verified(state, remote, wait_seconds, quiet)
-    print(f"PROFILE wait {_t.perf_counter() - _c:.2f}", file=sys.stderr)  # PROFILE
     verified = sum(1 for r in receipts if (state.receipt(r.source) or r).verified)
     click.echo(
         f"dataset {dataset_id}: {outcome.sent} file(s) sent, {outcome.already} already there, "

@@ -138,13 +138,13 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
 
 def send_bundle(
     state: State, server: Server, receipts: list[Receipt], progress: Callable[[int], object]
-) -> tuple[list[Receipt], list[Receipt], dict[str, str]]:
+) -> tuple[list[Receipt], list[Receipt], list[Receipt], dict[str, str]]:
     """Send ``receipts`` (small files of one dataset) in one request: the files sent now, those
-    the server had already, and failures by source.
+    the server had already, those to send one by one instead, and failures by source.
 
-    The server takes all or none. When it answers 409 (paths taken), the files it holds with
-    the same sha256 were sent by a run cut off before it noted so; the others that are free go
-    again, in one more request.
+    The server takes all or none. When it answers 409 (a path is taken), the files it lists
+    with the same sha256 were sent by a run cut off before it noted so; the others go one by
+    one over tus, which also resumes this user's own unfinished upload of a path.
     """
     failed: dict[str, str] = {}
     waiting = [r for r in receipts if r.uploaded_at is None]
@@ -154,40 +154,30 @@ def send_bundle(
         if not unchanged(receipt):
             failed[receipt.source] = f"{receipt.source} changed after it was hashed"
             waiting.remove(receipt)
-    sent: list[Receipt] = []
-    for _attempt in range(2):
-        if not waiting:
-            break
-        dataset_id = waiting[0].dataset_id
-        try:
-            status, answer = server.send_bundle(Body(dataset_id, waiting, progress))
-        except OSError as error:  # a file changed while it was read into the body
-            raise Changed(str(error)) from error
-        if status == 201:
-            sent = waiting
-            break
-        _, files = server.files(dataset_id)
-        free = []
-        for receipt in waiting:
-            there = files.get(receipt.target)
-            if there is None:
-                free.append(receipt)
-            elif there.sha256 == receipt.sha256:
-                already.append(receipt)
-            else:
-                failed[receipt.source] = (
-                    f"dataset {dataset_id} already has {receipt.target} with other content"
-                )
-        if len(free) == len(waiting):  # taken by something the listing does not show
-            message = str(answer.get("message") or answer)
-            failed.update({receipt.source: message for receipt in free})
-            free = []
-        waiting = free
-    else:
-        failed.update({r.source: "the server refused the bundle again" for r in waiting})
-    stamp = now()
-    state.update_many([r.source for r in [*sent, *already]], uploaded_at=stamp, error=None)
-    return sent, already, failed
+    if not waiting:
+        return [], already, [], failed
+    dataset_id = waiting[0].dataset_id
+    try:
+        status, _ = server.send_bundle(Body(dataset_id, waiting, progress))
+    except OSError as error:  # a file changed while it was read into the body
+        raise Changed(str(error)) from error
+    if status == 201:
+        state.update_many([r.source for r in waiting], uploaded_at=now(), error=None)
+        return waiting, already, [], failed
+    _, files = server.files(dataset_id)
+    alone, there = [], []
+    for receipt in waiting:
+        found = files.get(receipt.target)
+        if found is None:
+            alone.append(receipt)
+        elif found.sha256 == receipt.sha256:
+            there.append(receipt)
+        else:
+            failed[receipt.source] = (
+                f"dataset {dataset_id} already has {receipt.target} with other content"
+            )
+    state.update_many([r.source for r in there], uploaded_at=now(), error=None)
+    return [], already + there, alone, failed
 
 
 def _already_there(server: Server, receipt: Receipt) -> None:
@@ -254,7 +244,7 @@ def send_all(
 
         def several(group: list[Receipt]) -> None:
             try:
-                sent, already, failed = send_bundle(state, server, group, bar.update)
+                sent, already, alone, failed = send_bundle(state, server, group, bar.update)
             except AgentError as error:
                 state.update_many([receipt.source for receipt in group], error=str(error))
                 with counting:
@@ -267,6 +257,8 @@ def send_all(
                 outcome.sent += len(sent)
                 outcome.already += len(already)
                 outcome.failed.update(failed)
+            for receipt in alone:
+                one(receipt)
 
         groups, alone = bundles(receipts, limits or Limits(file_bytes=-1))
         work = [pool.submit(several, group) for group in groups]

@@ -183,7 +183,7 @@ class DirectWriter:
         self.filled = 0
         self.direct = set_direct(fd, True)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         """Append ``data`` to the file."""
         if not self.direct:
             _write_all(self.fd, data)
@@ -272,7 +272,9 @@ def set_direct(fd: int, on: bool) -> bool:
     return on
 
 
-def _write_all(fd: int, data: bytes | bytearray | mmap.mmap, length: int | None = None) -> None:
+def _write_all(
+    fd: int, data: bytes | bytearray | memoryview | mmap.mmap, length: int | None = None
+) -> None:
     """Write ``data`` (its first ``length`` bytes) to ``fd``.
 
     Every view of an mmap is released even when a write fails (ENOSPC), or the buffer could
@@ -301,9 +303,8 @@ def _new_staged_file(staging_dir: Path) -> tuple[int, Path]:
 def staged_file(
     staging_dir: Path, upload: StagedUpload, sync: bool = True
 ) -> Iterator[DirectWriter]:
-    """A new staged file for ``upload``, written through the yielded writer and synced with its
-    folder when the block ends (unless ``sync`` is False: the caller syncs many files at once
-    with ``sync_together``); on an error it is removed."""
+    """A new staged file for ``upload``, synced with its folder at the block's end unless ``sync``
+    is False (the caller syncs many files at once); removed on an error."""
     fd, upload.path = _new_staged_file(staging_dir)
     upload.lock = fd
     writer = None

@@ -29,6 +29,7 @@ from dataflow_lite.store.models import (
     row_id,
     utcnow,
 )
+from dataflow_lite.transfers import batches
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,8 @@ def add_files(
 
     Refused (nothing recorded) as ``add_file`` refuses one file. One full-text update, one
     audit event naming every file (the request is one change; the trail grows by one row per
-    bundle, not per file), and one wake: the worker takes the bundle's transfers as one batch.
+    bundle, not per file), and one wake per batch: a worker takes the bundle's transfers as
+    one batch where the endpoint's adapter batches (sftp, Globus).
     """
     targets = checked_bundle([entry for entry, _ in staged])
     with unit_of_work(rt.engine) as work:
@@ -381,8 +383,7 @@ def add_files(
         files = [added_summary(row, transfer) for row, transfer in added]
         summary = {"dataset_id": dataset_id, "count": len(files), "files": files}
         audit.record(work, identity, "file.add", "dataset", dataset_id, summary)
-        if added:
-            datasets.wake_after_commit(rt, work, added[0][1])
+        work.after_commit(lambda: batches.wake_together(rt.queue, transfers))
         shown_files = [shown(rt, dataset, endpoint, row, transfer) for row, transfer in added]
     with unit_of_work(rt.engine, write=False) as work:
         states = dict(

@@ -97,8 +97,7 @@ class TransferQueue:
         staged: Path | None = None,
         flush: bool = True,
     ) -> Transfer:
-        """Record a transfer of ``file`` (or of the dataset's metadata.json) in the session;
-        ``flush=False`` leaves its INSERT (and id) to the caller's next flush, for many files."""
+        """Record a transfer of ``file`` (or metadata.json) in the session; its id once flushed."""
         transfer = Transfer(
             kind="file" if file else "metadata",
             dataset_id=row_id(dataset),
