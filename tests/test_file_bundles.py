@@ -105,7 +105,7 @@ def test_a_bundle_lands_whole_transferred_and_verified_with_one_audit_event(
         timeout=30,
     )
     assert trail.status_code == 200, trail.text
-    added = [e for e in trail.json()["events"] if e["action"] == "file.add"]
+    added = [e for e in trail.json()["results"] if e["action"] == "file.add"]
     assert len(added) == 1 and added[0]["summary"]["count"] == len(files)
     assert [f["path"] for f in added[0]["summary"]["files"]] == list(files)
 
