@@ -81,6 +81,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest headers of one part of a multipart upload, in bytes; larger ones get 413.",
     ),
     Setting(
+        "bundle_max_files",
+        int,
+        1000,
+        "Most files one bundle (`dataset-file-bundle`: several small files in one request) "
+        "may carry; more get 413.",
+    ),
+    Setting(
+        "bundle_max_bytes",
+        int,
+        256 << 20,
+        "Most bytes the files of one bundle may add up to (256 MiB by default); more get 413.",
+    ),
+    Setting(
         "max_json_bytes",
         int,
         4 << 20,

@@ -414,3 +414,50 @@ def test_watch_waits_for_the_marker_and_for_a_server_that_was_down(instance, cli
         watcher.wait()
     log = (tmp_path / "watch.log").read_text()
     assert "did not answer" in log and "Traceback" not in log
+
+
+@pytest.mark.server
+def test_push_finds_the_bundle_a_killed_run_sent_but_never_noted(live_server, cli, tmp_path):
+    """The server took a bundle and the run was killed before it noted so: the rerun's bundle is
+    refused (409) early, and the agent finds those files there and sends only the others."""
+    key = cli.user_key("suhas")
+    files = {f"frames/{n:03}.raw": os.urandom(64 << 10) for n in range(200)}
+    run = make_run(tmp_path / "run", files)
+    auth = {"Authorization": f"Bearer {key}"}
+    dataset = requests.post(
+        f"{live_server.api}/datasets", json={"name": "run"}, headers=auth, timeout=30
+    ).json()
+    taken = dict(list(files.items())[:120])
+    manifest = [
+        {"path": path, "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        for path, content in taken.items()
+    ]
+    sent = requests.post(
+        f"{live_server.api}/dataset-file-bundle",
+        data={"dataset_id": str(dataset["id"]), "manifest": json.dumps(manifest)},
+        files=[("files", ("bundle", b"".join(taken.values())))],
+        headers=auth,
+        timeout=60,
+    )
+    assert sent.status_code == 201, sent.text
+    out = agent(tmp_path / "state", "push", str(run), "--dataset", str(dataset["id"]),
+                "--server", live_server.url, "--key", key, "--quiet").stdout  # fmt: skip
+    assert "80 file(s) sent, 120 already there, 200 of 200 verified" in out, out
+    on_server = dataset_files(live_server, key, dataset["id"])
+    assert sorted(on_server) == sorted(files)
+    for receipt in receipts(tmp_path / "state", run):
+        assert Path(receipt["destination"]).read_bytes() == files[receipt["path"]]
+
+
+@pytest.mark.server
+def test_push_sends_small_files_one_by_one_when_told(live_server, cli, tmp_path):
+    key = cli.user_key("suhas")
+    files = {f"{n}.raw": os.urandom(1000) for n in range(5)}
+    run = make_run(tmp_path / "run", files)
+    out = agent(tmp_path / "state", "push", str(run), "--server", live_server.url, "--key", key,
+                "--bundle-max-kib", "-1", "--quiet").stdout  # fmt: skip
+    assert "5 file(s) sent, 0 already there, 5 of 5 verified" in out, out
+    # Every file came over tus: each has its resumable upload on the server.
+    state = sqlite3.connect(tmp_path / "state" / "agent.sqlite3")
+    urls = [row[0] for row in state.execute("SELECT upload_url FROM receipts")]
+    assert len(urls) == 5 and all("/api/v1/uploads/" in url for url in urls)

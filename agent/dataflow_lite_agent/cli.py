@@ -14,11 +14,14 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from .bundles import Limits
 from .sending import Planned, check_verified, hash_all, send_all, sha256_of, unchanged
 from .server import AgentError, Server, read_metadata
 from .state import State, now
 from .watch import Watcher
 
+#: How often push asks whether its files are verified: one small GET, the last wait of a run.
+POLL_SECONDS = 0.2
 SERVER = click.option(
     "--server",
     required=True,
@@ -30,6 +33,11 @@ KEY = click.option(
 )
 JOBS = click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True,
                     help="files sent at once")  # fmt: skip
+BUNDLE = click.option(
+    "--bundle-max-kib", "bundle_max_kib", type=click.IntRange(min=-1), default=1024,
+    show_default=True,
+    help="files up to this size go up to 100 to a request (-1: every file alone, over tus)",
+)  # fmt: skip
 DRY_RUN = click.option("--dry-run", is_flag=True, help="say what would be done, do nothing")
 
 
@@ -87,13 +95,18 @@ def plan(paths: tuple[Path, ...], prefix: str) -> list[Planned]:
     return list(planned.values())
 
 
+def small_files(bundle_max_kib: int) -> Limits:
+    """What goes several to a request: files up to ``bundle_max_kib`` KiB (-1: none)."""
+    return Limits(file_bytes=bundle_max_kib * 1024 if bundle_max_kib >= 0 else -1)
+
+
 def wait_until_verified(state: State, server: Server, seconds: float, quiet: bool) -> int:
     """Ask the server until every sent file is verified or ``seconds`` pass; how many wait."""
     deadline = time.monotonic() + seconds
     waiting = check_verified(state, server)
     with tqdm(total=len(waiting), desc="verified", unit="file", disable=quiet or None) as bar:
         while waiting and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(POLL_SECONDS)
             still = check_verified(state, server)
             bar.update(len(waiting) - len(still))
             waiting = still
@@ -113,6 +126,7 @@ def wait_until_verified(state: State, server: Server, seconds: float, quiet: boo
 @click.option("--wait", "wait_seconds", type=float, default=3600, show_default=True,
               help="seconds to wait until every file is verified (0: no wait)")  # fmt: skip
 @JOBS
+@BUNDLE
 @DRY_RUN
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def push(
@@ -126,6 +140,7 @@ def push(
     relative_path: str,
     wait_seconds: float,
     jobs: int,
+    bundle_max_kib: int,
     dry_run: bool,
     quiet: bool,
 ) -> None:
@@ -153,7 +168,7 @@ def push(
             dataset_id = remote.create_dataset(name, instrument_id, metadata)
             state.remember_dataset(place, remote.url, dataset_id)
     receipts, failed = hash_all(state, remote, dataset_id, planned, jobs, quiet)
-    outcome = send_all(state, remote, receipts, jobs, quiet)
+    outcome = send_all(state, remote, receipts, jobs, quiet, small_files(bundle_max_kib))
     failed.update(outcome.failed)
     waiting = 0
     if wait_seconds > 0 and outcome.sent + outcome.already:
@@ -281,6 +296,7 @@ def clean(folder: Path, verified: bool, older_than: str, dry_run: bool) -> None:
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2, show_default=True,
               help="seconds between looks at FOLDER")  # fmt: skip
 @JOBS
+@BUNDLE
 @DRY_RUN
 def watch(
     folder: Path,
@@ -292,6 +308,7 @@ def watch(
     instrument_id: int | None,
     interval: float,
     jobs: int,
+    bundle_max_kib: int,
     dry_run: bool,
 ) -> None:
     """Send every run as it is completed: each folder in FOLDER is one dataset (named after it,
@@ -299,7 +316,7 @@ def watch(
     stopped; survives reboots and a server away for days (the queue is in the state folder)."""
     watcher = Watcher(
         open_state(), Server(server, key), folder.resolve(), quiet_seconds, marker, per_folder,
-        instrument_id, jobs,
+        instrument_id, jobs, small_files(bundle_max_kib),
     )  # fmt: skip
     if dry_run:
         watcher.dry_run()

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
-from tusclient.exceptions import TusCommunicationError
 
+from .bundles import Body, Limits, bundles
 from .server import AgentError, Server, Taken, Unreachable, tus_error
 from .state import Receipt, State, now
 
@@ -108,6 +108,8 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
         return False
     if not unchanged(receipt):
         raise Changed(f"{receipt.source} changed after it was hashed: it is hashed again")
+    from tusclient.exceptions import TusCommunicationError
+
     uploader = server.uploader(
         receipt.source, receipt.dataset_id, receipt.target, receipt.upload_url
     )
@@ -132,6 +134,50 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
         raise tus_error(server.url, error) from error
     state.update(receipt.source, uploaded_at=now(), error=None)
     return True
+
+
+def send_bundle(
+    state: State, server: Server, receipts: list[Receipt], progress: Callable[[int], object]
+) -> tuple[list[Receipt], list[Receipt], list[Receipt], dict[str, str]]:
+    """Send ``receipts`` (small files of one dataset) in one request: the files sent now, those
+    the server had already, those to send one by one instead, and failures by source.
+
+    The server takes all or none. When it answers 409 (a path is taken), the files it lists
+    with the same sha256 were sent by a run cut off before it noted so; the others go one by
+    one over tus, which also resumes this user's own unfinished upload of a path.
+    """
+    failed: dict[str, str] = {}
+    waiting = [r for r in receipts if r.uploaded_at is None]
+    already = [r for r in receipts if r.uploaded_at is not None]
+    progress(sum(r.size for r in already))
+    for receipt in list(waiting):
+        if not unchanged(receipt):
+            failed[receipt.source] = f"{receipt.source} changed after it was hashed"
+            waiting.remove(receipt)
+    if not waiting:
+        return [], already, [], failed
+    dataset_id = waiting[0].dataset_id
+    try:
+        status, _ = server.send_bundle(Body(dataset_id, waiting, progress))
+    except OSError as error:  # a file changed while it was read into the body
+        raise Changed(str(error)) from error
+    if status == 201:
+        state.update_many([r.source for r in waiting], uploaded_at=now(), error=None)
+        return waiting, already, [], failed
+    _, files = server.files(dataset_id)
+    alone, there = [], []
+    for receipt in waiting:
+        found = files.get(receipt.target)
+        if found is None:
+            alone.append(receipt)
+        elif found.sha256 == receipt.sha256:
+            there.append(receipt)
+        else:
+            failed[receipt.source] = (
+                f"dataset {dataset_id} already has {receipt.target} with other content"
+            )
+    state.update_many([r.source for r in there], uploaded_at=now(), error=None)
+    return [], already + there, alone, failed
 
 
 def _already_there(server: Server, receipt: Receipt) -> None:
@@ -161,9 +207,18 @@ class Outcome:
 
 
 def send_all(
-    state: State, server: Server, receipts: list[Receipt], jobs: int, quiet: bool = False
+    state: State,
+    server: Server,
+    receipts: list[Receipt],
+    jobs: int,
+    quiet: bool = False,
+    limits: Limits | None = None,
 ) -> Outcome:
-    """Send ``receipts`` ``jobs`` at a time with a progress bar; a failure stops only its file."""
+    """Send ``receipts`` ``jobs`` at a time with a progress bar; a failure stops only its file.
+
+    Files up to ``limits.file_bytes`` go several to a request (``send_bundle``), the others
+    one by one over tus.
+    """
     outcome = Outcome()
     counting = threading.Lock()
     total = sum(receipt.size for receipt in receipts)
@@ -187,7 +242,29 @@ def send_all(
                 else:
                     outcome.already += 1
 
-        list(pool.map(one, receipts))
+        def several(group: list[Receipt]) -> None:
+            try:
+                sent, already, alone, failed = send_bundle(state, server, group, bar.update)
+            except AgentError as error:
+                state.update_many([receipt.source for receipt in group], error=str(error))
+                with counting:
+                    outcome.failed.update({receipt.source: str(error) for receipt in group})
+                    outcome.unreachable |= isinstance(error, Unreachable)
+                return
+            for source, message in failed.items():
+                state.update(source, error=message)
+            with counting:
+                outcome.sent += len(sent)
+                outcome.already += len(already)
+                outcome.failed.update(failed)
+            for receipt in alone:
+                one(receipt)
+
+        groups, alone = bundles(receipts, limits or Limits(file_bytes=-1))
+        work = [pool.submit(several, group) for group in groups]
+        work += [pool.submit(one, receipt) for receipt in alone]
+        for done in work:
+            done.result()
     return outcome
 
 

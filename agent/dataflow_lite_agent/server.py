@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import requests
-from tusclient.client import TusClient
-from tusclient.exceptions import TusCommunicationError
-from tusclient.uploader import Uploader
+
+from .bundles import Body
+
+if TYPE_CHECKING:  # tuspy (and the aiohttp it imports) loads only once a large file needs it
+    from tusclient.exceptions import TusCommunicationError
+    from tusclient.uploader import Uploader
 
 #: Bytes per PATCH: what one upload holds in memory at a time.
 CHUNK = 8 << 20
@@ -91,6 +94,9 @@ class Server:
 
     def uploader(self, source: str, dataset_id: int, target: str, url: str | None) -> Uploader:
         """A tus upload of ``source`` as ``target``: resumed at ``url`` if given and alive."""
+        from tusclient.client import TusClient
+        from tusclient.exceptions import TusCommunicationError
+
         folder, _, name = target.rpartition("/")
         client = TusClient(self.api + "/uploads/", headers=dict(self._headers))
         metadata = {"dataset_id": str(dataset_id), "relative_path": folder, "filename": name}
@@ -101,6 +107,24 @@ class Server:
                 # Expired or ended on the server: its bytes are gone, start again.
                 return client.uploader(file_path=source, chunk_size=CHUNK, metadata=metadata)
             raise tus_error(self.url, error) from error
+
+    def send_bundle(self, body: Body) -> tuple[int, dict[str, Any]]:
+        """POST a bundle of small files; the status and the answer's JSON (a 409 names the
+        paths that are taken in ``errors``)."""
+        try:
+            response = self._session.post(
+                self.api + "/dataset-file-bundle",
+                data=body,
+                headers={"Content-Type": body.content_type},
+                timeout=TIMEOUT,
+            )
+        except requests.RequestException as error:
+            raise Unreachable(f"{self.url} did not answer: {error}") from error
+        if response.status_code >= 500:
+            raise Unreachable(f"{self.url} answered {_error(response)}")
+        if response.status_code not in (201, 409):
+            raise AgentError(f"POST /dataset-file-bundle: {_error(response)}")
+        return response.status_code, dict(response.json())
 
     def create_upload(self, uploader: Uploader) -> str:
         """A new upload's URL, or that of this user's unfinished upload of the same path and

@@ -113,6 +113,21 @@ class State:
         sets = ", ".join(f"{name} = ?" for name in values)
         self._run(f"UPDATE receipts SET {sets} WHERE source = ?", *values.values(), source)
 
+    def update_many(self, sources: list[str], **values: object) -> None:
+        """Set the same ``values`` on the receipts of ``sources``, in one transaction."""
+        sets = ", ".join(f"{name} = ?" for name in values)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    f"UPDATE receipts SET {sets} WHERE source = ?",
+                    [(*values.values(), source) for source in sources],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def receipts(self, under: Path | None = None) -> Iterator[Receipt]:
         """Every receipt, or those of files below ``under``, in path order."""
         for row in self._run("SELECT * FROM receipts ORDER BY source"):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from .bundles import Limits
 from .sending import Planned, check_verified, hash_all, send_all, unchanged
 from .server import AgentError, Server, Unreachable, read_metadata
 from .state import State, now
@@ -71,6 +72,7 @@ class Watcher:
         per_folder: bool,
         instrument_id: int | None,
         jobs: int,
+        limits: Limits | None = None,
     ) -> None:
         self.state = state
         self.server = server
@@ -80,6 +82,7 @@ class Watcher:
         self.per_folder = per_folder
         self.instrument_id = instrument_id
         self.jobs = jobs
+        self.limits = limits
         self._seen: dict[Path, Seen] = {}
         self._said: dict[str, str] = {}
 
@@ -185,7 +188,7 @@ class Watcher:
             receipts, failed = hash_all(
                 self.state, self.server, dataset_id, planned, self.jobs, True
             )
-            outcome = send_all(self.state, self.server, receipts, self.jobs, True)
+            outcome = send_all(self.state, self.server, receipts, self.jobs, True, self.limits)
             failed.update(outcome.failed)
             for source, error in failed.items():
                 self._seen.pop(Path(source), None)  # changed or failed: judged again from now

@@ -103,7 +103,7 @@ class StagedUpload:
         self.release()
 
 
-def _boundary(content_type: str | None) -> bytes:
+def boundary_of(content_type: str | None) -> bytes:
     mimetype, options = parse_options_header(content_type or "")
     if mimetype != "multipart/form-data":
         raise MalformedUpload("the upload must be multipart/form-data")
@@ -116,7 +116,7 @@ def _boundary(content_type: str | None) -> bytes:
         raise MalformedUpload("the multipart boundary is not ASCII") from None
 
 
-def _data(events: Iterator[object]) -> Iterator[bytes]:
+def part_data(events: Iterator[object]) -> Iterator[bytes]:
     """The chunks of the current part's data, up to the part's end."""
     for event in events:
         if not isinstance(event, Data):
@@ -126,7 +126,7 @@ def _data(events: Iterator[object]) -> Iterator[bytes]:
             return
 
 
-def _events(decoder: MultipartDecoder, stream: IO[bytes], limits: Limits) -> Iterator[object]:
+def body_events(decoder: MultipartDecoder, stream: IO[bytes], limits: Limits) -> Iterator[object]:
     """Every event the decoder finds in ``stream``, reading it in large chunks."""
     while True:
         chunk = stream.read(CHUNK)
@@ -183,7 +183,7 @@ class DirectWriter:
         self.filled = 0
         self.direct = set_direct(fd, True)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         """Append ``data`` to the file."""
         if not self.direct:
             _write_all(self.fd, data)
@@ -250,13 +250,15 @@ class DirectWriter:
         if not self.buffer.closed:
             self.buffer.close()
 
-    def close(self) -> None:
-        """Write what is left, sync the file, and release the buffer (not the descriptor)."""
+    def close(self, sync: bool = True) -> None:
+        """Write what is left, sync the file (unless the caller syncs it with others), and
+        release the buffer (not the descriptor)."""
         if self.filled:
             set_direct(self.fd, False)  # the tail is not a whole block
             _write_all(self.fd, self.buffer, self.filled)
             self.filled = 0
-        os.fsync(self.fd)
+        if sync:
+            os.fsync(self.fd)
         self.buffer.close()
 
 
@@ -270,7 +272,9 @@ def set_direct(fd: int, on: bool) -> bool:
     return on
 
 
-def _write_all(fd: int, data: bytes | bytearray | mmap.mmap, length: int | None = None) -> None:
+def _write_all(
+    fd: int, data: bytes | bytearray | memoryview | mmap.mmap, length: int | None = None
+) -> None:
     """Write ``data`` (its first ``length`` bytes) to ``fd``.
 
     Every view of an mmap is released even when a write fails (ENOSPC), or the buffer could
@@ -296,7 +300,11 @@ def _new_staged_file(staging_dir: Path) -> tuple[int, Path]:
 
 
 @contextmanager
-def _staged_file(staging_dir: Path, upload: StagedUpload) -> Iterator[DirectWriter]:
+def staged_file(
+    staging_dir: Path, upload: StagedUpload, sync: bool = True
+) -> Iterator[DirectWriter]:
+    """A new staged file for ``upload``, synced with its folder at the block's end unless ``sync``
+    is False (the caller syncs many files at once); removed on an error."""
     fd, upload.path = _new_staged_file(staging_dir)
     upload.lock = fd
     writer = None
@@ -305,8 +313,9 @@ def _staged_file(staging_dir: Path, upload: StagedUpload) -> Iterator[DirectWrit
         os.fchmod(fd, 0o644 & ~_umask())
         writer = DirectWriter(fd)
         yield writer
-        writer.close()
-        fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
+        writer.close(sync)
+        if sync:
+            fsync_directory(staging_dir)  # the staged name must survive a crash, as its bytes do
     except BaseException:
         if writer is not None:
             writer.release()
@@ -330,7 +339,7 @@ def stage_upload(
     UploadTooLarge for one over ``limits``, and StagingFull when the staging area is full.
     """
     decoder = MultipartDecoder(
-        _boundary(content_type), max_form_memory_size=CHUNK + limits.field_bytes
+        boundary_of(content_type), max_form_memory_size=CHUNK + limits.field_bytes
     )
     upload = StagedUpload()
     try:
@@ -359,7 +368,7 @@ def _read_parts(
     limits: Limits,
     upload: StagedUpload,
 ) -> None:
-    events = _events(decoder, stream, limits)
+    events = body_events(decoder, stream, limits)
     parts = 0
     for event in events:
         if isinstance(event, Field | File):
@@ -367,7 +376,7 @@ def _read_parts(
             _check_part(event, parts, limits)
         if isinstance(event, Field):
             value = bytearray()
-            for data in _data(events):
+            for data in part_data(events):
                 value += data
                 if len(value) > limits.field_bytes:
                     raise MalformedUpload(f"form field {event.name!r} is too long")
@@ -383,8 +392,8 @@ def _read_parts(
             upload.filename = event.filename
             upload.content_type = event.headers.get("content-type", "")
             digest = hashlib.sha256()
-            with _staged_file(staging_dir, upload) as out:
-                for data in _data(events):
+            with staged_file(staging_dir, upload) as out:
+                for data in part_data(events):
                     digest.update(data)
                     out.write(data)
                     upload.size += len(data)

@@ -138,9 +138,10 @@ def worker() -> None:
     woken = rt.queue.sweep()
     rt.queue.sweep_later(rt.settings["transfer_lease_seconds"] + 1)
     echo_done(f"transfer worker: {woken} transfer(s) due")
-    # An idle consumer polls less and less often, up to max_delay: keep a new upload's wait short.
+    # An idle consumer polls less and less often, up to max_delay: keep a new upload's wait
+    # short (a run of small files waits for it once per batch; one indexed read per poll).
     rt.queue.huey.create_consumer(
-        workers=rt.settings["transfer_workers"], worker_type="thread", periodic=True, max_delay=1.0
+        workers=rt.settings["transfer_workers"], worker_type="thread", periodic=True, max_delay=0.2
     ).run()
 
 

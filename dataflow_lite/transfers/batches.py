@@ -73,6 +73,15 @@ def companions(
     return chosen
 
 
+def wake_together(queue: TransferQueue, transfers: list[Transfer]) -> None:
+    """Wake file transfers of one dataset and endpoint queued together (call after
+    committing): the first of each batch where the adapter batches, else every one."""
+    batched = bool(transfers) and queue._batches(transfers[0])
+    step = max(queue.settings["transfer_batch_files"], 1) if batched else 1
+    for transfer in transfers[::step]:
+        queue.wake(row_id(transfer))
+
+
 @dataclass
 class _File:
     """One transfer of a running batch, with the job its adapter sees."""

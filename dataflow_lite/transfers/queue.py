@@ -95,8 +95,9 @@ class TransferQueue:
         endpoint: Endpoint,
         file: DatasetFile | None = None,
         staged: Path | None = None,
+        flush: bool = True,
     ) -> Transfer:
-        """Record a transfer of ``file`` (or of the dataset's metadata.json) in the session."""
+        """Record a transfer of ``file`` (or metadata.json) in the session; its id once flushed."""
         transfer = Transfer(
             kind="file" if file else "metadata",
             dataset_id=row_id(dataset),
@@ -107,7 +108,8 @@ class TransferQueue:
             staged_path=str(staged) if staged else None,
         )
         session.add(transfer)
-        session.flush()
+        if flush:
+            session.flush()
         return transfer
 
     def wake(self, transfer_id: int, delay: float = 0) -> None:
