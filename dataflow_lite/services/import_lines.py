@@ -74,7 +74,7 @@ class Checker:
                 col(Dataset.id), col(Dataset.name), col(Dataset.creator_id),
                 col(Dataset.instrument_id), col(Dataset.created_at),
             ).where(col(Dataset.endpoint_id) == endpoint_id)
-        ).tuples()  # fmt: skip
+        ).all()  # fmt: skip
         #: Where each dataset already is: "dataset 12" or "line 3".
         self.seen: dict[Identity, str] = {
             (name, creator, instrument, _utc(created)): f"dataset {ident}"
@@ -96,7 +96,7 @@ class Checker:
         try:
             datasets.check_name(name)
         except ServiceError as error:
-            raise BadLine(f"name {error.message}") from None
+            raise BadLine(f"name {error.errors['name'][0]}") from None
         username = _text(item, "creator")
         creator_id = self.users.get(username)
         if creator_id is None:
@@ -104,11 +104,11 @@ class Checker:
         instrument = self._instrument(item.get("instrument"))
         created_at = _created_at(item.get("created_at"))
         instrument_id = instrument.id if instrument else None
+        values = self._values(item.get("metadata", {}), instrument)
+        files, directories = _files(item.get("files", []))
         same = (name, creator_id, instrument_id, created_at)
         if same in self.seen:
             raise BadLine(f"the same dataset as {self.seen[same]} (name, creator, time)")
-        values = self._values(item.get("metadata", {}), instrument)
-        files, directories = _files(item.get("files", []))
         self.seen[same] = f"line {line_number}"
         folder = layout.dataset_folder(instrument.name if instrument else None, created_at, name)
         return Row(
