@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from dataflow_lite.cli.base import CLI, echo_done, main, runtime
 from dataflow_lite.services.imports import import_datasets
+from dataflow_lite.services.reindex import reindex_endpoint
 
 
 class Bar:
@@ -67,4 +68,24 @@ def import_command(file: Path, endpoint: str | None, skip_bad: bool) -> None:
     echo_done(
         f"imported {report.imported} of {report.lines} dataset(s) at endpoint "
         f"{report.endpoint}{ids}"
+    )
+
+
+@main.command("reindex")
+@click.argument("endpoint")
+@click.option("--dry-run", is_flag=True, help="Report what would be restored; change nothing.")
+def reindex_command(endpoint: str, dry_run: bool) -> None:
+    """Restore the datasets and files of local ENDPOINT's metadata.json files into the catalog.
+
+    Each file that is missing, or whose bytes no longer match, is reported by name (on stdout),
+    as are files that metadata.json does not list, links (never followed) and folders this
+    server did not make (never read).
+    """
+    report = reindex_endpoint(runtime(), CLI, endpoint, dry_run=dry_run)
+    for line in report.lines:
+        click.echo(line)
+    would = "would restore" if report.dry_run else "restored"
+    echo_done(
+        f"{report.folders} dataset folder(s) at endpoint {report.endpoint}: {would} "
+        f"{report.restored} dataset(s) and {report.files_restored} file(s)"
     )
