@@ -7,6 +7,7 @@ Both show a progress bar on a terminal and say what they did on stderr.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ def import_command(file: Path, endpoint: str | None, skip_bad: bool) -> None:
     """
     rt = runtime()
     bar = Bar()
+    began = time.perf_counter()
     try:
         with file.open("rb") as source:
             report = import_datasets(
@@ -64,10 +66,11 @@ def import_command(file: Path, endpoint: str | None, skip_bad: bool) -> None:
         bar.close()
     for number, message in report.bad:
         echo_done(f"skipped line {number}: {message}")
+    seconds = time.perf_counter() - began
     ids = f" (ids {report.first_id}-{report.last_id})" if report.imported else ""
     echo_done(
         f"imported {report.imported} of {report.lines} dataset(s) at endpoint "
-        f"{report.endpoint}{ids}"
+        f"{report.endpoint}{ids} in {seconds:.1f} s ({report.imported / seconds:,.0f} datasets/s)"
     )
 
 
