@@ -108,6 +108,19 @@ class TransferStatus:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class FoundFolder:
+    """A dataset folder found at the destination by :meth:`TransferAdapter.walk_datasets`."""
+
+    folder: PurePosixPath
+    #: The bytes of its ``metadata.json``, or None when it has none.
+    metadata: bytes | None
+    #: The size of each regular file below it, by path relative to the folder.
+    files: dict[str, int] = field(default_factory=dict)
+    #: What was not looked into, and why (a link, a folder another account made).
+    refused: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class AdapterContext:
     """What the server tells an adapter about itself."""
@@ -314,6 +327,18 @@ class TransferAdapter(abc.ABC):
         AdapterError (permanent) when the file is not there, or not a regular file.
         """
         raise AdapterError(f"{self.name} endpoints cannot read files back", permanent=True)
+
+    def walk_datasets(self) -> Iterator[FoundFolder]:
+        """Every dataset folder (``<instrument>/<date>/<folder>``) at the destination that this
+        server made, for ``dataflow-lite reindex``; what it would not enter is reported."""
+        raise AdapterError(
+            f"the {self.name} adapter cannot walk its destination: reindex reads local endpoints",
+            permanent=True,
+        )
+
+    def file_sha256(self, target: PurePosixPath) -> str:
+        """The sha256 of the landed file at ``target`` (for ``reindex``)."""
+        raise AdapterError(f"the {self.name} adapter cannot read files back", permanent=True)
 
     @abc.abstractmethod
     def locate(self, target: PurePosixPath) -> str:

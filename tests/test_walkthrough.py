@@ -189,7 +189,7 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     assert document["dataset"] == {
         "id": dataset["id"],
         "name": "My new dataset with nested metadata",
-        "creator": {"id": dataset["creator"]["id"], "name": "Suhas Somnath"},
+        "creator": {"id": dataset["creator"]["id"], "name": "Suhas Somnath", "username": "suhas"},
         "instrument": None,
         "created_at": result["created_at"],
         "metadata": METADATA,

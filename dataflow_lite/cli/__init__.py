@@ -4,7 +4,7 @@
 Command modules import ``base`` (and ``serve`` the schema upgrade of ``db``), never in a circle.
 """
 
-from dataflow_lite.cli import audit, db, endpoints, instruments, serve, users  # noqa: F401
+from dataflow_lite.cli import audit, catalog, db, endpoints, instruments, serve, users  # noqa: F401
 from dataflow_lite.cli.base import main
 
 __all__ = ["main"]

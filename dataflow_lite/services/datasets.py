@@ -42,7 +42,8 @@ def visible_dataset(session: Session, identity: Identity, dataset_id: int) -> Da
     return dataset
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """``name`` if it can name a dataset (not blank, not too long), else Invalid."""
     if not name.strip():
         raise invalid("name", "must not be blank", "the dataset name is blank")
     if len(name) > MAX_NAME:
@@ -50,7 +51,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _check_sizes(rt: Runtime, values: Sequence[tuple[str, Any]]) -> None:
+def check_sizes(rt: Runtime, values: Sequence[tuple[str, Any]]) -> None:
     """Refuse more metadata values, or a larger one, than the settings allow (TooLarge)."""
     most = rt.settings["max_metadata_values"]
     if len(values) > most:
@@ -59,10 +60,12 @@ def _check_sizes(rt: Runtime, values: Sequence[tuple[str, Any]]) -> None:
             {"metadata_field_values_attributes": [f"must hold at most {most} values"]},
         )
     largest = rt.settings["max_metadata_value_bytes"]
+    # A character is at most 6 bytes of JSON text (\\uXXXX): short text needs no encoding.
     too_large = {
         name: [f"is longer than {largest} bytes"]
         for name, value in values
-        if len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) > largest
+        if not (isinstance(value, str) and len(value) * 6 + 2 <= largest)
+        and len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) > largest
     }
     if too_large:
         raise TooLarge(
@@ -99,8 +102,8 @@ def create_dataset(
     """Create a dataset on the user's destination; its folder and metadata.json follow."""
     authorize(identity, "dataset.create")
     assert identity.user is not None
-    _check_name(name)
-    _check_sizes(rt, values)
+    check_name(name)
+    check_sizes(rt, values)
     with unit_of_work(rt.engine) as work:
         session = work.session
         instrument = None

@@ -98,7 +98,8 @@ def list_endpoints(rt: Runtime, identity: Identity) -> Sequence[Endpoint]:
         return work.session.exec(select(Endpoint).order_by(col(Endpoint.created_at))).all()
 
 
-def _named(session: Any, name: str) -> Endpoint:
+def named_endpoint(session: Any, name: str) -> Endpoint:
+    """The endpoint called ``name`` (or with that id), else NotFound."""
     endpoint = session.exec(select(Endpoint).where(Endpoint.name == name)).first()
     if endpoint is None:
         endpoint = session.get(Endpoint, name)
@@ -113,7 +114,7 @@ def remove_endpoint(rt: Runtime, identity: Identity, name: str) -> Endpoint:
     authorize(identity, "endpoint.remove")
     with unit_of_work(rt.engine) as work:
         session = work.session
-        endpoint = _named(session, name)
+        endpoint = named_endpoint(session, name)
         held = session.exec(
             select(func.count()).select_from(Dataset).where(Dataset.endpoint_id == endpoint.id)
         ).one()
@@ -139,7 +140,7 @@ def check_endpoint(
     """
     authorize(identity, "endpoint.check")
     with unit_of_work(rt.engine, write=False) as work:
-        endpoint = _named(work.session, name)
+        endpoint = named_endpoint(work.session, name)
         kept = None
         if as_username:
             user = work.session.exec(select(User).where(User.username == as_username)).first()

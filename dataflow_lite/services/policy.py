@@ -60,6 +60,8 @@ RULES: dict[str, Rule] = {
     "dataset.create": USER,
     "dataset.read": OWN_OR_ADMIN,
     "dataset.search": ANYONE,
+    "dataset.import": ADMIN,
+    "dataset.reindex": ADMIN,
     "file.add": OWN_OR_ADMIN,
     "file.read": OWN_OR_ADMIN,
     "file.search": ANYONE,

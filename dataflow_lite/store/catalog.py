@@ -81,6 +81,10 @@ def file_at(session: Session, dataset_id: int, parent: str, name: str) -> Datase
 def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
     """What ``metadata.json`` holds: the dataset, its nested metadata and units, and its files.
 
+    It holds what ``dataflow-lite reindex`` needs to restore the dataset into an empty catalog:
+    the creator's username, the instrument's name, the creation time, every value with its JSON
+    type, and each file's path, size, sha256 and time of upload.
+
     ``units`` is nested like ``metadata`` and holds the unit of each value whose form field has
     one (``{"Stage": {"Temperature": "K"}}``); the API's wire does not change.
     """
@@ -98,7 +102,15 @@ def metadata_document(session: Session, dataset: Dataset) -> dict[str, Any]:
         "dataset": {
             "id": dataset.id,
             "name": dataset.name,
-            "creator": {"id": creator.id, "name": creator.display_name} if creator else None,
+            # The username lets ``reindex`` give the dataset back to its owner after a lost
+            # catalog (ids are the lost database's; ``name`` is what DataFlow shows).
+            "creator": {
+                "id": creator.id,
+                "name": creator.display_name,
+                "username": creator.username,
+            }
+            if creator
+            else None,
             "instrument": {"id": instrument.id, "name": instrument.name} if instrument else None,
             "created_at": dataset.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "metadata": metadata.nest((value.field_name, value.value) for value in values),

@@ -10,7 +10,7 @@ null as null), and ``metadata.json`` shows them nested again with their types.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from dataflow_lite.store.models import MetadataField
@@ -154,6 +154,30 @@ def nest(values: Iterable[tuple[str, Any]]) -> dict[str, Any]:
             else:
                 node[leaf] = value
     return {**nested, **flat} if not set(nested) & set(flat) else dict(values)
+
+
+def flatten(nested: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Flatten nested metadata as ordflow does: ``{"Microscope": {"Vendor": v}}`` ->
+    ``[("Microscope-Vendor", v)]``.
+
+    Keys are joined with ``-``; lists and scalars are values as they are (a list is not
+    descended into); an empty object yields no value. The inverse of :func:`nest` for what
+    ``nest`` builds, so ``metadata.json`` read back gives the catalog's names again.
+    """
+    flat: list[tuple[str, Any]] = []
+    # An explicit stack, not recursion: a hostile file could nest deeper than Python's limit.
+    stack: list[tuple[str, Iterator[tuple[str, Any]]]] = [("", iter(nested.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        for key, value in items:
+            name = f"{prefix}{SEPARATOR}{key}" if prefix else str(key)
+            if isinstance(value, Mapping):
+                stack.append((name, iter(value.items())))
+                break
+            flat.append((name, value))
+        else:
+            stack.pop()
+    return flat
 
 
 class _NoUnit:

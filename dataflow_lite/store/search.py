@@ -14,7 +14,7 @@ False and ``total`` is a lower bound. Pages by number go as deep as the window; 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -55,15 +55,30 @@ def reindex(session: Session, dataset_id: int) -> None:
     """Rebuild the full-text row of one dataset from the catalog."""
     dataset = session.get(Dataset, dataset_id)
     assert dataset is not None
-    words = [dataset.name]
-    for value in session.exec(select(MetadataValue).where(MetadataValue.dataset_id == dataset_id)):
-        words += [value.field_name, str(value.value)]
-    words += session.exec(select(DatasetFile.name).where(DatasetFile.dataset_id == dataset_id))
+    values = session.exec(select(MetadataValue).where(MetadataValue.dataset_id == dataset_id))
+    body = text_body(
+        dataset.name,
+        ((value.field_name, value.value) for value in values),
+        session.exec(select(DatasetFile.name).where(DatasetFile.dataset_id == dataset_id)),
+    )
     session.execute(text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid = :id"), {"id": dataset_id})
     session.execute(
         text(f"INSERT INTO {SEARCH_TABLE} (rowid, body) VALUES (:id, :body)"),
-        {"id": dataset_id, "body": "\n".join(words)},
+        {"id": dataset_id, "body": body},
     )
+
+
+def text_body(name: str, values: Iterable[tuple[str, Any]], file_names: Iterable[str]) -> str:
+    """A dataset's full-text row: its name, each metadata name and value, each file name.
+
+    The one place that lays the row out: ``reindex`` and the bulk import both write it. A value
+    is indexed as ``str(value)`` (``373``, ``True``, a list as Python shows it).
+    """
+    words = [name]
+    for field_name, value in values:
+        words += (field_name, str(value))
+    words += file_names
+    return "\n".join(words)
 
 
 def add_names(session: Session, dataset_id: int, names: Sequence[str]) -> None:

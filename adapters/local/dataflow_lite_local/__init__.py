@@ -41,6 +41,7 @@ from dataflow_lite.adapter import (
     Check,
     Credentials,
     DestinationExists,
+    FoundFolder,
     Option,
     TransferAdapter,
     TransferJob,
@@ -51,6 +52,7 @@ from dataflow_lite.adapter import (
 from dataflow_lite.store.instance_keys import load_or_create
 
 from .safe_paths import CREATE, LinkRefused, Tree, adapter_error
+from .walk import walk
 
 CHUNK = 1 << 20
 # The hidden temporaries beside a target: ".<name>.<8 random hex digits>.part".
@@ -283,6 +285,17 @@ class LocalAdapter(TransferAdapter):
 
     def locate(self, target: PurePosixPath) -> str:
         return str(self._path(target))
+
+    def walk_datasets(self) -> Iterator[FoundFolder]:
+        return walk(self.tree, TEMPORARY_NAME)
+
+    def file_sha256(self, target: PurePosixPath) -> str:
+        with self.tree.folder(target.parent, create=False) as folder:
+            fd = self.tree.open_file(folder, target)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise AdapterError(f"{self._path(target)} is not a regular file", permanent=True)
+        return _sha256_of_fd(fd)
 
     def remove_debris(self, folders: dict[PurePosixPath, set[str]]) -> list[str]:
         removed = []

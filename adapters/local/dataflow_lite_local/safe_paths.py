@@ -129,6 +129,24 @@ class Tree:
             and metadata.st_mtime < self.marking_since
         )
 
+    def is_ours(self, folder_fd: int, relative: PurePosixPath) -> bool:
+        """Whether the dataset folder ``relative`` (open as ``folder_fd``) is this server's: its
+        marker holds this path's HMAC, or an earlier release made it. Never waits, marks or
+        raises: a walk reports the folders it will not trust."""
+        try:
+            fd = os.open(FOLDER_MARKER, READ, dir_fd=folder_fd)
+        except OSError:
+            return self._made_before_marking(folder_fd)
+        try:
+            found = os.read(fd, 200).strip()
+        finally:
+            os.close(fd)
+        return hmac.compare_digest(found, self.token(relative))
+
+    def open_folder(self, dir_fd: int, relative: PurePosixPath) -> int:
+        """A descriptor of the folder ``relative`` in folder ``dir_fd``; never through a link."""
+        return self._open_folder(dir_fd, relative)
+
     def _leave_marker(self, parent_fd: int | None, folder_fd: int, relative: PurePosixPath) -> None:
         try:
             fd = os.open(FOLDER_MARKER, CREATE, 0o644, dir_fd=folder_fd)

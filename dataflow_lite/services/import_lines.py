@@ -1,0 +1,217 @@
+"""Checking the lines of a bulk import: one JSON dataset per line, turned into rows to insert.
+
+A line is ``{"name", "creator", "instrument", "created_at", "metadata", "files"}`` (see the
+README's "Bulk import"). It is checked the way the service checks a new dataset (its name, its
+metadata flattened by :mod:`dataflow_lite.store.metadata` against the instrument's form and the
+size limits, each file's path by :mod:`dataflow_lite.store.layout`), and against what is
+already known: the users and instruments of the catalog, and the datasets already there or on
+an earlier line (a dataset is the same one when its name, creator, instrument and creation time
+are). Nothing here writes; ``imports`` loads what passed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import datasets
+from dataflow_lite.services.errors import ServiceError
+from dataflow_lite.store import catalog, layout, metadata
+from dataflow_lite.store.models import Dataset, Instrument, MetadataField, User, row_id
+
+KEYS = frozenset({"name", "creator", "instrument", "created_at", "metadata", "files"})
+FILE_KEYS = frozenset({"relative_path", "name", "size", "sha256"})
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+#: What makes two datasets the same one: name, creator id, instrument id, creation time.
+Identity = tuple[str, int, int | None, datetime]
+
+
+class BadLine(ValueError):
+    """A line that cannot be imported; the message says why."""
+
+
+@dataclass
+class Row:
+    """One dataset that passed its checks, ready to be inserted."""
+
+    line: int
+    name: str
+    creator_id: int
+    instrument_id: int | None
+    folder: str
+    created_at: datetime
+    #: Flattened values: (field name, value, id of the form field or None).
+    values: list[tuple[str, Any, int | None]]
+    #: (relative_path, name, size, sha256) for each file.
+    files: list[tuple[str, str, int, str]]
+    #: (relative_path, name) of each folder the files are in, parents first.
+    directories: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Checker:
+    """Checks lines against one catalog: its users, instruments, forms and datasets."""
+
+    def __init__(self, rt: Runtime, session: Session, endpoint_id: str) -> None:
+        self.rt = rt
+        self.users = {row.username: row.id for row in session.exec(select(User))}
+        self.instruments = {row_id(row): row for row in session.exec(select(Instrument))}
+        self.instrument_names = {row.name: row for row in self.instruments.values()}
+        self.forms: dict[int, list[MetadataField]] = {
+            ident: list(catalog.instrument_fields(session, ident)) for ident in self.instruments
+        }
+        # SQLAlchemy's select: sqlmodel's takes at most four columns.
+        existing = session.execute(
+            sa.select(
+                col(Dataset.id), col(Dataset.name), col(Dataset.creator_id),
+                col(Dataset.instrument_id), col(Dataset.created_at),
+            ).where(col(Dataset.endpoint_id) == endpoint_id)
+        ).all()  # fmt: skip
+        #: Where each dataset already is: "dataset 12" or "line 3".
+        self.seen: dict[Identity, str] = {
+            (name, creator, instrument, _utc(created)): f"dataset {ident}"
+            for ident, name, creator, instrument, created in existing
+        }
+
+    def check(self, line_number: int, text: bytes) -> Row:
+        """The row a line describes, or BadLine saying what is wrong with it."""
+        try:
+            item = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BadLine(f"not JSON: {error}") from None
+        if not isinstance(item, dict):
+            raise BadLine("must be a JSON object, one dataset per line")
+        unknown = sorted(set(item) - KEYS)
+        if unknown:
+            raise BadLine(f"unknown key {unknown[0]!r} (keys: {', '.join(sorted(KEYS))})")
+        name = _text(item, "name")
+        try:
+            datasets.check_name(name)
+        except ServiceError as error:
+            raise BadLine(f"name {error.errors['name'][0]}") from None
+        username = _text(item, "creator")
+        creator_id = self.users.get(username)
+        if creator_id is None:
+            raise BadLine(f"no user {username!r} (add the user first)")
+        instrument = self._instrument(item.get("instrument"))
+        created_at = _created_at(item.get("created_at"))
+        instrument_id = instrument.id if instrument else None
+        values = self._values(item.get("metadata", {}), instrument)
+        files, directories = _files(item.get("files", []))
+        same = (name, creator_id, instrument_id, created_at)
+        if same in self.seen:
+            raise BadLine(f"the same dataset as {self.seen[same]} (name, creator, time)")
+        self.seen[same] = f"line {line_number}"
+        folder = layout.dataset_folder(instrument.name if instrument else None, created_at, name)
+        return Row(
+            line_number, name, creator_id, instrument_id, str(folder), created_at, values, files,
+            directories,
+        )  # fmt: skip
+
+    def _instrument(self, given: Any) -> Instrument | None:
+        if given is None or given == 0 or given == "":
+            return None
+        found: Instrument | None = None
+        if isinstance(given, str):
+            found = self.instrument_names.get(given)
+            if found is None and given.isascii() and given.isdigit():
+                found = self.instruments.get(int(given))
+        elif isinstance(given, int) and not isinstance(given, bool):
+            found = self.instruments.get(given)
+        else:
+            raise BadLine("instrument must be a name or an id")
+        if found is None:
+            raise BadLine(f"no instrument {given!r} (add the instrument first)")
+        return found
+
+    def _values(
+        self, given: Any, instrument: Instrument | None
+    ) -> list[tuple[str, Any, int | None]]:
+        if not isinstance(given, Mapping):
+            raise BadLine("metadata must be a JSON object (nested as ordflow's callers write it)")
+        values = metadata.flatten(given)
+        try:
+            datasets.check_sizes(self.rt, values)
+        except ServiceError as error:
+            raise BadLine(error.message) from None
+        form = self.forms.get(instrument.id, []) if instrument and instrument.id else []
+        try:
+            fields = metadata.validate(values, form)
+        except metadata.InvalidMetadata as error:
+            raise BadLine(f"metadata: {error}") from None
+        return [
+            (name, value, form_field.id if (form_field := fields.get(name)) else None)
+            for name, value in values
+        ]
+
+
+def _text(item: dict[str, Any], key: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        raise BadLine(f"{key} must be text")
+    return value
+
+
+def _utc(moment: datetime) -> datetime:
+    """A catalog time (naive, UTC) as an aware one."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _created_at(given: Any) -> datetime:
+    """An ISO 8601 time in UTC, to the second (the catalog keeps whole seconds)."""
+    if not isinstance(given, str):
+        raise BadLine("created_at must be an ISO 8601 time, such as 2024-05-01T12:30:00Z")
+    try:
+        moment = datetime.fromisoformat(given)
+    except ValueError:
+        raise BadLine(f"created_at {given!r} is not an ISO 8601 time") from None
+    # A time without an offset is taken as UTC, as the catalog keeps every time.
+    return _utc(moment).replace(microsecond=0)
+
+
+def _files(given: Any) -> tuple[list[tuple[str, str, int, str]], list[tuple[str, str]]]:
+    """The files of a line, checked as uploads are, and the folders they are in."""
+    if not isinstance(given, list):
+        raise BadLine("files must be a list")
+    files: list[tuple[str, str, int, str]] = []
+    paths: set[tuple[str, ...]] = set()
+    directories: dict[tuple[str, ...], tuple[str, str]] = {}
+    for number, entry in enumerate(given, start=1):
+        if not isinstance(entry, dict):
+            raise BadLine(f"file {number} must be a JSON object")
+        if not FILE_KEYS.issuperset(entry):
+            raise BadLine(f"file {number}: unknown key {sorted(set(entry) - FILE_KEYS)[0]!r}")
+        relative_path = entry.get("relative_path", "")
+        name, size, sha256 = entry.get("name"), entry.get("size"), entry.get("sha256")
+        if not isinstance(relative_path, str) or not isinstance(name, str):
+            raise BadLine(f"file {number}: relative_path and name must be text")
+        try:
+            parts = layout.check_relative_path(relative_path).parts
+            layout.check_file_name(name)
+        except layout.UnsafePath as error:
+            raise BadLine(f"file {number}: {error}") from None
+        if (parts[:1] or (name,)) == (layout.METADATA_FILE,):
+            raise BadLine(f"file {number}: {layout.METADATA_FILE} at the root is the server's")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadLine(f"file {number}: size must be a whole number of bytes")
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256 := sha256.lower()):
+            raise BadLine(f"file {number}: sha256 must be 64 hexadecimal digits")
+        path = (*parts, name)
+        if path in paths or path in directories:
+            raise BadLine(f"file {number}: {'/'.join(path)} is given twice, or is also a folder")
+        paths.add(path)
+        for depth in range(1, len(parts) + 1):
+            folder = parts[:depth]
+            if folder in paths:
+                raise BadLine(f"file {number}: {'/'.join(folder)} is a file, not a folder")
+            directories.setdefault(folder, ("/".join(parts[: depth - 1]), parts[depth - 1]))
+        files.append(("/".join(parts), name, size, sha256))
+    return files, list(directories.values())

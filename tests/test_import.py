@@ -1,0 +1,220 @@
+"""``dataflow-lite import``: a JSONL catalog export recorded through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+from click.testing import CliRunner
+from slugify import slugify
+from sqlmodel import Session, select
+
+from dataflow_lite import bootstrap
+from dataflow_lite.cli import main
+from dataflow_lite.store import layout, metadata
+from dataflow_lite.store.models import AuditEvent, Dataset, DatasetFile, MetadataValue
+
+SHA = hashlib.sha256(b"x").hexdigest()
+
+
+def line(name: str = "AFM scan", **changes) -> dict:
+    item = {
+        "name": name,
+        "creator": "ada",
+        "created_at": "2021-03-04T05:06:07Z",
+        "metadata": {"Sample": {"Id": "S-1", "Temperature": 300.5}, "Count": 3, "Tags": ["a"]},
+        "files": [
+            {"relative_path": "", "name": "scan.ibw", "size": 10, "sha256": SHA},
+            {"relative_path": "raw/day1", "name": "a.txt", "size": 0, "sha256": SHA.upper()},
+        ],
+    }
+    item.update(changes)
+    return item
+
+
+def write(path: Path, *items: dict | str) -> Path:
+    path.write_text(
+        "".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in items)
+    )
+    return path
+
+
+def catalog(instance: Path) -> Session:
+    return Session(bootstrap.build(instance).engine)
+
+
+def test_a_file_is_recorded_with_metadata_files_folders_and_search(
+    cli, instance, tmp_path, auth, client
+):
+    cli.user_key("ada")
+    source = write(tmp_path / "in.jsonl", line(), line("Second scan", instrument=None))
+    cli("import", str(source))
+    with catalog(instance) as session:
+        rows = session.exec(select(Dataset).order_by(Dataset.id)).all()
+        assert [row.name for row in rows] == ["AFM scan", "Second scan"]
+        first = rows[0]
+        assert first.created_at.strftime("%Y-%m-%dT%H:%M:%S") == "2021-03-04T05:06:07"
+        assert first.folder == "untitled_instrument/2021-03-04/050607_afm_scan"
+        values = session.exec(
+            select(MetadataValue).where(MetadataValue.dataset_id == first.id)
+        ).all()
+        assert [(v.field_name, v.value) for v in values] == [
+            ("Sample-Id", "S-1"), ("Sample-Temperature", 300.5), ("Count", 3), ("Tags", ["a"])
+        ]  # fmt: skip
+        files = session.exec(
+            select(DatasetFile).where(DatasetFile.dataset_id == first.id).order_by(DatasetFile.id)
+        ).all()
+        assert [(f.relative_path, f.name, f.is_directory, f.sha256) for f in files] == [
+            ("", "scan.ibw", False, SHA),
+            ("raw/day1", "a.txt", False, SHA),  # hex digits kept in lower case
+            ("", "raw", True, None),
+            ("raw", "day1", True, None),
+        ]
+        events = session.exec(select(AuditEvent).where(AuditEvent.action == "dataset.import"))
+        (event,) = events.all()
+        assert event.summary["datasets"] == 2 and event.summary["source"] == "in.jsonl"
+    # An administrator's search finds them by metadata value and by file name, as it would an
+    # uploaded dataset's.
+    admin = {"Authorization": f"Bearer {cli.user_key('root', admin=True)}"}
+    for word, expected in (("S-1", 2), ("scan.ibw", 2), ("Second", 1)):
+        found = client.get(f"/api/v1/datasets/search?q={word}", headers=admin).get_json()
+        assert found["total"] == expected, word
+    shown = client.get(f"/api/v1/datasets/{first.id}", headers=admin).get_json()
+    assert shown["creator"]["name"] == "Ada"
+
+
+def test_bad_lines_are_named_and_nothing_is_written(cli, instance, tmp_path):
+    cli.user_key("ada")
+    cli("instrument", "add", "Cypher")
+    source = write(
+        tmp_path / "in.jsonl",
+        line(),
+        "{not json",
+        line(creator="nobody"),
+        line(instrument="Nonexistent"),
+        line(created_at="yesterday"),
+        line(files=[{"relative_path": "../up", "name": "x", "size": 1, "sha256": SHA}]),
+        line(files=[{"name": "metadata.json", "size": 1, "sha256": SHA}]),
+        line(files=[{"name": "x", "size": -1, "sha256": SHA}]),
+        line(files=[{"name": "x", "size": 1, "sha256": "abc"}]),
+        line(metadata={"A": [{"deep": 1}]}),
+        line(name=" "),
+        line(colour="red"),
+        "[1, 2]",
+    )
+    said = cli.fails("import", str(source))
+    assert "12 bad line(s), nothing was imported" in said
+    for number, words in (
+        (2, "not JSON"),
+        (3, "no user 'nobody'"),
+        (4, "no instrument 'Nonexistent'"),
+        (5, "not an ISO 8601 time"),
+        (6, ".."),
+        (7, "metadata.json"),
+        (8, "size must be"),
+        (9, "sha256 must be"),
+        (10, "metadata"),
+        (11, "name must not be blank"),
+        (12, "unknown key 'colour'"),
+        (13, "must be a JSON object"),
+    ):
+        assert f"line {number}: " in said and words in said, (number, said)
+    assert "Traceback" not in said and len(said.strip().splitlines()) == 1
+    with catalog(instance) as session:
+        assert session.exec(select(Dataset)).all() == []
+        assert (
+            session.exec(select(AuditEvent).where(AuditEvent.action == "dataset.import")).all()
+            == []
+        )
+
+
+def test_skip_bad_imports_the_rest_and_names_what_it_left_out(cli, instance, tmp_path):
+    cli.user_key("ada")
+    source = write(tmp_path / "in.jsonl", line("one"), line(creator="nobody"), "", line("three"))
+    run = CliRunner().invoke(
+        main, ["--instance", str(instance), "import", str(source), "--skip-bad"]
+    )
+    assert run.exit_code == 0, run.output
+    assert "skipped line 2: no user 'nobody'" in run.stderr
+    assert "imported 2 of 3 dataset(s)" in run.stderr
+    with catalog(instance) as session:
+        assert [row.name for row in session.exec(select(Dataset))] == ["one", "three"]
+
+
+def test_duplicates_in_the_file_and_in_the_catalog_are_bad_lines(cli, instance, tmp_path):
+    cli.user_key("ada")
+    cli("import", str(write(tmp_path / "a.jsonl", line())))
+    again = write(tmp_path / "b.jsonl", line("new"), line(), line("new"))
+    said = cli.fails("import", str(again))
+    assert "line 2: the same dataset as dataset 1" in said
+    assert "line 3: the same dataset as line 1" in said
+    # The same name at another time is another dataset: its folder gets a suffix, never the same.
+    cli(
+        "import",
+        str(
+            write(
+                tmp_path / "c.jsonl",
+                line(
+                    metadata={"Other": 1},
+                    created_at="2021-03-04T05:06:07.5+00:00",
+                    name="AFM scan!",
+                ),
+            )
+        ),
+    )
+    with catalog(instance) as session:
+        folders = [row.folder for row in session.exec(select(Dataset).order_by(Dataset.id))]
+    assert folders == [
+        "untitled_instrument/2021-03-04/050607_afm_scan",
+        "untitled_instrument/2021-03-04/050607_afm_scan-2",
+    ]
+
+
+def test_instruments_by_name_or_id_are_checked_against_their_form(cli, instance, tmp_path):
+    cli.user_key("ada")
+    instrument = cli.json("instrument", "add", "Cypher")
+    cli("instrument", "field", "Cypher", "Stage-Temperature", "--type", "number", "--required")
+    good = line(instrument="Cypher", metadata={"Stage": {"Temperature": 300}})
+    by_id = line("by id", instrument=instrument["id"], metadata={"Stage": {"Temperature": 1.5}})
+    wrong = line("wrong", instrument="Cypher", metadata={"Stage": {"Temperature": "hot"}})
+    missing = line("missing", instrument=str(instrument["id"]), metadata={})
+    said = cli.fails("import", str(write(tmp_path / "in.jsonl", good, by_id, wrong, missing)))
+    assert "line 3: metadata: Stage-Temperature: must be a number" in said
+    assert "line 4: metadata: Stage-Temperature: is required" in said
+    cli("import", str(write(tmp_path / "ok.jsonl", good, by_id)))
+    with catalog(instance) as session:
+        rows = session.exec(select(Dataset).order_by(Dataset.id)).all()
+        assert {row.instrument_id for row in rows} == {instrument["id"]}
+        assert rows[0].folder.startswith("cypher/2021-03-04/")
+        value = session.exec(
+            select(MetadataValue).where(MetadataValue.dataset_id == rows[0].id)
+        ).one()
+        assert value.metadata_field_id is not None
+
+
+def test_an_unknown_endpoint_and_a_large_value_are_refused_in_one_line(cli, tmp_path):
+    cli.user_key("ada")
+    source = write(tmp_path / "in.jsonl", line())
+    assert "no endpoint named 'elsewhere'" in cli.fails(
+        "import", str(source), "--endpoint", "elsewhere"
+    )
+    huge = write(tmp_path / "huge.jsonl", line(metadata={"Notes": "x" * 70_000}))
+    assert "larger than this server's limit" in cli.fails("import", str(huge))
+
+
+def test_nested_metadata_flattens_as_ordflow_does_and_nests_back():
+    nested = {"Microscope": {"Vendor": "Asylum", "Stage": {"T": 3}}, "Tags": [1, 2], "Empty": {}}
+    flat = metadata.flatten(nested)
+    assert flat == [("Microscope-Vendor", "Asylum"), ("Microscope-Stage-T", 3), ("Tags", [1, 2])]
+    assert metadata.flatten(metadata.nest(flat)) == flat
+
+
+def test_the_quick_slug_is_python_slugify():
+    chooser = random.Random(10)
+    alphabet = "aZ09 -_.!?&',;:/\\\t\n()äé\u00a0ßx"
+    for _ in range(20_000):
+        text = "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 100)))
+        expected = slugify(text, separator="_", max_length=layout.MAX_SLUG_LENGTH) or "untitled"
+        assert layout.slug(text) == expected, text
