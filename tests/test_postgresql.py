@@ -124,6 +124,12 @@ def test_an_instance_on_postgresql_serves_the_api_and_keeps_its_audit_chain(
     assert values == {"Sample": "PZT", "T": "2.0"}  # a float is still a float
     assert shown["created_at"] == made.json["created_at"]
 
+    # Search has no PostgreSQL backend yet: a clear refusal, never a 500.
+    for path in ("datasets/search?q=PZT", "dataset-files/search?q=x", "metadata-keys"):
+        refused = client.get(f"/api/v1/{path}", headers=auth)
+        assert refused.status_code == 409, (path, refused.json)
+        assert "search is not available yet" in refused.json["message"]
+
     # Writers from many threads at once take turns: every row lands, and the audit trail's hash
     # chain (each row covers the one before) stays whole.
     errors: list[BaseException] = []
