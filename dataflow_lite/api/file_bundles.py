@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-import gevent  # type: ignore[import-untyped]
+import gevent
 import marshmallow as ma
 from flask import request
 from flask.views import MethodView

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit, endpoints, user_settings
@@ -32,15 +32,15 @@ from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import search
 from dataflow_lite.store.db import unit_of_work
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
-from dataflow_lite.store.models import Dataset, Endpoint, MetadataValue
+from dataflow_lite.store.models import Dataset, Endpoint
 
 #: Datasets per transaction: about a second of the write lock here (see the module docstring).
 CHUNK = 10_000
 #: How many bad lines a refusal names; the count says how many more there were.
 NAMED_BAD_LINES = 20
 
-DATASETS = Dataset.__table__  # type: ignore[attr-defined]
-VALUES = MetadataValue.__table__  # type: ignore[attr-defined]
+DATASETS = SQLModel.metadata.tables["dataset"]
+VALUES = SQLModel.metadata.tables["metadatavalue"]
 TEXT_SQL = f"INSERT INTO {SEARCH_TABLE} (rowid, body) VALUES (?, ?)"
 DATASET_SQL = (
     "INSERT INTO dataset (id, name, creator_id, instrument_id, endpoint_id, folder, created_at) "

@@ -40,7 +40,7 @@ Op = Literal["eq", "gt", "ge", "lt", "le", "range", "has"]
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _KEY = re.compile(r'([^\s"<>=:]+)(>=|<=|:|>|<)')
-_OPS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
+_OPS: dict[str, Op] = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 
 
 class QueryError(ValueError):
@@ -121,9 +121,16 @@ def _range(term: str, key: str, text: str, dates_only: bool) -> Qualifier:
     if dates_only and not all(isinstance(end, date) for end in present):
         raise QueryError(term, "created: takes YYYY-MM-DD dates")
     low, high = ends
-    if low is not None and high is not None and low > high:  # type: ignore[operator]
+    if low is not None and high is not None and _above(low, high):
         raise QueryError(term, "the range's first end is above its second")
     return Qualifier(key, "range", low=low, high=high, builtin=dates_only, raw=text)
+
+
+def _above(low: int | float | date, high: int | float | date) -> bool:
+    """Whether ``low`` is above ``high`` (two dates, or two numbers: _range checks which)."""
+    if isinstance(low, date) or isinstance(high, date):
+        return isinstance(low, date) and isinstance(high, date) and low > high
+    return low > high
 
 
 def _qualifier(term: str, key: str, op: str, text: str, quoted_key: bool) -> Qualifier:
@@ -133,7 +140,7 @@ def _qualifier(term: str, key: str, op: str, text: str, quoted_key: bool) -> Qua
     if op != ":":
         if builtin:
             raise QueryError(term, f"{key}: takes ':' (created:D..D for a range), not {op!r}")
-        return Qualifier(key, _OPS[op], value=_ordered(term, text), raw=text)  # type: ignore[arg-type]
+        return Qualifier(key, _OPS[op], value=_ordered(term, text), raw=text)
     if builtin and key == "created":
         if ".." in text:
             return _range(term, key, text, dates_only=True)

@@ -143,8 +143,9 @@ def _value_branches(sql: Sql, term: Qualifier) -> list[str]:
         return ["1"]
     if term.op == "range":
         low, high = term.low, term.high
-        if isinstance(low, date) or isinstance(high, date):
-            return [_date_bounds(sql, lowered, low, high)]  # type: ignore[arg-type]
+        if isinstance(low, date) or isinstance(high, date):  # then both ends are (query.py)
+            days = [end if isinstance(end, date) else None for end in (low, high)]
+            return [_date_bounds(sql, lowered, *days)]
         parts = [is_number]
         if low is not None:
             parts.append(f"{number} >= {sql.bind(low)}")

@@ -9,6 +9,7 @@ reported and its ``metadata.json`` never read, so nobody can plant datasets in t
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -33,7 +34,7 @@ def _entries(fd: int) -> list[tuple[str, os.stat_result]]:
     return found
 
 
-def walk(tree: Tree, temporary: object) -> Iterator[FoundFolder]:
+def walk(tree: Tree, temporary: re.Pattern[str]) -> Iterator[FoundFolder]:
     """Each dataset folder below ``tree``'s root; ``temporary`` matches the adapter's
     temporaries (``re.Pattern``), which are not files of a dataset."""
     refused: list[str] = []
@@ -44,7 +45,7 @@ def walk(tree: Tree, temporary: object) -> Iterator[FoundFolder]:
 
 
 def _below(
-    tree: Tree, fd: int, relative: PurePosixPath, refused: list[str], temporary: object
+    tree: Tree, fd: int, relative: PurePosixPath, refused: list[str], temporary: re.Pattern[str]
 ) -> Iterator[FoundFolder]:
     for name, found in _entries(fd):
         child = relative / name
@@ -72,7 +73,7 @@ def _below(
             os.close(child_fd)
 
 
-def _dataset(tree: Tree, fd: int, folder: PurePosixPath, temporary: object) -> FoundFolder:
+def _dataset(tree: Tree, fd: int, folder: PurePosixPath, temporary: re.Pattern[str]) -> FoundFolder:
     result = FoundFolder(folder, _metadata(tree, fd, folder))
     _files(tree, fd, folder, PurePosixPath(), result, temporary)
     return result
@@ -96,14 +97,14 @@ def _files(
     folder: PurePosixPath,
     inside: PurePosixPath,
     result: FoundFolder,
-    temporary: object,
+    temporary: re.Pattern[str],
 ) -> None:
     for name, found in _entries(fd):
         path = inside / name
         at_root = not inside.parts
         if (at_root and name in (METADATA_FILE, FOLDER_MARKER)) or name == RESERVED_NAME:
             continue
-        if temporary.fullmatch(name):  # type: ignore[attr-defined]
+        if temporary.fullmatch(name):
             continue  # a copy that never landed
         if stat.S_ISLNK(found.st_mode):
             result.refused.append(f"{tree.where(folder / path)} is a symbolic link: not followed")
