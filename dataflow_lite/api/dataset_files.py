@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import request
@@ -18,7 +19,7 @@ from dataflow_lite.api.schemas import (
     UploadedFileSchema,
     search_page_schema,
 )
-from dataflow_lite.api.uploads import Limits, StagedUpload, UploadRefused, stage_upload
+from dataflow_lite.api.uploads import Limits, UploadRefused, stage_upload
 from dataflow_lite.faces import runtime
 from dataflow_lite.services import dataset_files, datasets
 
@@ -48,8 +49,9 @@ UPLOAD_FORM = {
 }
 
 
-def _dataset_id(upload: StagedUpload) -> int:
-    value = upload.fields.get("dataset_id", "").strip()
+def dataset_id_field(fields: Mapping[str, str]) -> int:
+    """The form field ``dataset_id`` as an integer, or a 400 naming what is wrong with it."""
+    value = fields.get("dataset_id", "").strip()
     if not value:
         raise DataflowError(
             400, "dataset_id is required", {"dataset_id": ["Missing data for required field."]}
@@ -101,7 +103,7 @@ class DatasetFileUpload(MethodView):
             return dataset_files.add_file(
                 rt,
                 current_identity(),
-                _dataset_id(upload),
+                dataset_id_field(upload.fields),
                 upload.fields.get("relative_path", ""),
                 staged,
             )

@@ -35,6 +35,7 @@ from werkzeug.sansio.multipart import Field, File, MultipartDecoder
 from dataflow_lite.adapter import fsync_directory
 from dataflow_lite.api import Blueprint
 from dataflow_lite.api.auth import current_identity
+from dataflow_lite.api.dataset_files import dataset_id_field
 from dataflow_lite.api.errors import DataflowError
 from dataflow_lite.api.schemas import UploadedFileSchema
 from dataflow_lite.api.uploads import (
@@ -146,16 +147,6 @@ def _entries(text: str, most_files: int, most_bytes: int) -> list[BundleEntry]:
     return entries
 
 
-def _dataset_id(fields: dict[str, str]) -> int:
-    value = fields.get("dataset_id", "").strip()
-    try:
-        return int(value)
-    except ValueError:
-        raise DataflowError(
-            400, f"dataset_id {value!r} is not an integer", {"dataset_id": ["Not a valid integer."]}
-        ) from None
-
-
 def _field(events: Iterator[object], name: str, most: int) -> str:
     value = bytearray()
     for data in part_data(events):
@@ -235,7 +226,7 @@ def _stage_bundle(
                     f"a bundle has the fields dataset_id and manifest, then one part "
                     f"{FILES_PART!r} of its files"
                 )
-            dataset_id = _dataset_id(fields)
+            dataset_id = dataset_id_field(fields)
             entries = _entries(
                 fields["manifest"], settings["bundle_max_files"], settings["bundle_max_bytes"]
             )
