@@ -150,6 +150,20 @@ def record_file(
     return shown(rt, dataset, endpoint, row, transfer)
 
 
+def _file_row(
+    dataset_id: int, relative: PurePosixPath, name: str, staged: StagedFile
+) -> DatasetFile:
+    """The catalogue row of a staged file at ``relative/name`` in the dataset."""
+    return DatasetFile(
+        dataset_id=dataset_id,
+        name=name,
+        relative_path=str(relative) if relative.parts else "",
+        file_length=staged.size,
+        file_type=staged.content_type,
+        sha256=staged.sha256,
+    )
+
+
 def catalogue(
     rt: Runtime,
     session: Session,
@@ -165,14 +179,7 @@ def catalogue(
     ``folders``: the folders already known to exist, kept across the files of one request.
     """
     dataset_id = row_id(dataset)
-    row = DatasetFile(
-        dataset_id=dataset_id,
-        name=name,
-        relative_path=str(relative) if relative.parts else "",
-        file_length=staged.size,
-        file_type=staged.content_type,
-        sha256=staged.sha256,
-    )
+    row = _file_row(dataset_id, relative, name, staged)
     session.add(row)
     session.flush()
     # After the file, as DataFlow lists them: the file first, then its new directories.
@@ -358,14 +365,7 @@ def add_files(
         assert endpoint is not None
         check_all_free(session, dataset_id, targets)
         rows = [
-            DatasetFile(
-                dataset_id=dataset_id,
-                name=name,
-                relative_path=str(relative) if relative.parts else "",
-                file_length=file.size,
-                file_type=file.content_type,
-                sha256=file.sha256,
-            )
+            _file_row(dataset_id, relative, name, file)
             for (relative, name), (_, file) in zip(targets, staged, strict=True)
         ]
         session.add_all(rows)
