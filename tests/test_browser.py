@@ -627,7 +627,9 @@ def test_the_dataset_page_follows_its_transfers_without_a_reload(
             [sys.executable, "-m", "dataflow_lite", "--instance", str(instance), "worker"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-        expect(row.locator(".badge")).to_have_text("done", timeout=60_000)
+        ended = re.compile(r"^\s*(done|failed|cancelled)\s*$")
+        expect(row.locator(".badge")).to_have_text(ended, timeout=60_000)
+        assert row.locator(".transfer-cell").inner_text().strip() == "done"  # else: its error
         expect(row.get_by_role("link", name="frame.tif")).to_be_visible()  # now downloadable
         assert page.evaluate("window.notReloaded") is True  # redrawn in place
         expect(page.locator("section#files")).not_to_have_attribute("data-moving", "")
