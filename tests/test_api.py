@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
-import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import select
 
 from dataflow_lite.adapter import discover_adapters
+from dataflow_lite.store.models import ApiKey, MetadataValue
+
+from .conftest import catalog
 
 
 def create(client, auth, name="scan", **extra):
@@ -22,8 +27,8 @@ def test_an_expired_key_is_refused_with_its_date(cli, client, instance: Path):
     key = cli("key", "create", "ada", "--expires-days", "1").strip()
     headers = {"Authorization": f"Bearer {key}"}
     assert client.get("/api/v1/instruments", headers=headers).status_code == 200
-    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
-        db.execute("UPDATE apikey SET expires_at = '2020-01-02 03:04:05.000000'")
+    with catalog(instance) as db:
+        db.execute(update(ApiKey).values(expires_at=datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)))
     response = client.get("/api/v1/instruments", headers=headers)
     assert response.status_code == 401
     assert response.json["message"] == "the API key expired on 2020-01-02 03:04 UTC"
@@ -51,14 +56,11 @@ def test_metadata_is_checked_against_the_instrument_form_and_keeps_its_types(
     assert shown["Temperature"]["metadata_field"]["unit"] == "K"
     assert shown["Mode"]["metadata_field"]["choices"] == ["AC", "contact"]
     assert shown["Sample-Name"]["metadata_field"] is None
-    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
-        kinds = dict(db.execute("SELECT field_name, json_type(value) FROM metadatavalue"))
-        hot = db.execute(
-            "SELECT count(*) FROM metadatavalue WHERE field_name = 'Temperature' "
-            "AND json_extract(value, '$') > 300"
-        ).fetchone()[0]
-    assert kinds == {"Temperature": "integer", "Mode": "text", "Sample-Name": "text"}
-    assert hot == 1  # numbers stay numbers: range queries work
+    with catalog(instance) as db:
+        stored = dict(db.exec(select(MetadataValue.field_name, MetadataValue.value)).all())
+    assert stored == {"Temperature": 373, "Mode": "AC", "Sample-Name": "PZT"}  # typed, as sent
+    hot = client.get("/api/v1/datasets/search?q=Temperature>300", headers=auth).json
+    assert [found["id"] for found in hot["results"]] == [dataset["id"]]  # range queries work
 
     detail = client.get(f"/api/v1/instruments/{ident}", headers=auth).json
     assert [f["name"] for f in detail["metadata_fields"]] == ["Temperature", "Mode"]

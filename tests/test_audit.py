@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,8 +11,8 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlmodel import SQLModel, select
+from sqlalchemy import Engine, text, update
+from sqlmodel import SQLModel, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit
@@ -21,6 +20,8 @@ from dataflow_lite.services.errors import Forbidden, Invalid
 from dataflow_lite.services.identity import Identity, system
 from dataflow_lite.store.db import UnauditedChange, make_engine, unit_of_work
 from dataflow_lite.store.models import AuditEvent, User
+
+from .conftest import catalog
 
 
 @pytest.fixture
@@ -389,8 +390,9 @@ def test_audit_verify_names_the_first_altered_row(cli, instance: Path):
     events = json.loads(f"[{listed}]")
     assert [event["action"] for event in events] == ["user.add", "user.add", "endpoint.register"]
     assert {event["via"] for event in events} == {"cli"}
-    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
-        db.execute("""UPDATE auditevent SET summary = '{"username": "eve"}' WHERE id = 2""")
+    with catalog(instance) as db:
+        altered = {"username": "eve"}
+        db.execute(update(AuditEvent).where(col(AuditEvent.id) == 2).values(summary=altered))
     said = cli.fails("audit", "verify")
     assert "audit trail broken at row 2: altered" in said
     assert "Traceback" not in said

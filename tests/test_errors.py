@@ -8,10 +8,10 @@ was wrong, and that the destination folder, the staging area and the catalog are
 from __future__ import annotations
 
 import io
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,15 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 from itsdangerous import URLSafeSerializer
+from sqlalchemy import inspect, text, update
+from sqlmodel import col
 from werkzeug.http import HTTP_STATUS_CODES
 
 from dataflow_lite import create_app
 from dataflow_lite.store.api_keys import SALT
+from dataflow_lite.store.models import ApiKey
+
+from .conftest import catalog
 
 API = "/api/v1"
 UPLOAD = f"{API}/dataset-file-upload"
@@ -52,12 +57,10 @@ def snapshot(instance: Path) -> Snapshot:
     root = instance / "dataflow"
     destination = {str(path.relative_to(root)): fingerprint(path) for path in root.rglob("*")}
     staged = tuple(sorted(path.name for path in (instance / "staging").iterdir()))
-    with closing(sqlite3.connect(instance / "dataflow.sqlite3")) as db:
-        tables = db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        ).fetchall()
+    with catalog(instance) as db:
         rows = {
-            name: db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for (name,) in tables
+            name: db.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+            for name in inspect(db.connection()).get_table_names()
         }
     return Snapshot(destination, staged, rows)
 
@@ -310,9 +313,11 @@ def test_a_revoked_key_is_401(cli, client, instance, key, auth):
 
 def test_an_expired_key_is_401(cli, client, instance, key):
     expiring = cli("key", "create", "suhas", "--expires-days", "1").strip()
-    with closing(sqlite3.connect(instance / "dataflow.sqlite3")) as db, db:
+    with catalog(instance) as db:
         db.execute(
-            "UPDATE apikey SET expires_at = '2000-01-01 00:00:00' WHERE expires_at IS NOT NULL"
+            update(ApiKey)
+            .where(col(ApiKey.expires_at).is_not(None))
+            .values(expires_at=datetime(2000, 1, 1, tzinfo=UTC))
         )
     with nothing_changes(instance):
         response = client.get(f"{API}/user-settings", headers=bearer(expiring))

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from slugify import slugify
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from dataflow_lite import bootstrap
 from dataflow_lite.cli import main
 from dataflow_lite.store import layout, metadata
 from dataflow_lite.store.models import AuditEvent, Dataset, DatasetFile, MetadataValue
+
+from .conftest import catalog
 
 SHA = hashlib.sha256(b"x").hexdigest()
 
@@ -39,10 +40,6 @@ def write(path: Path, *items: dict | str) -> Path:
         "".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in items)
     )
     return path
-
-
-def catalog(instance: Path) -> Session:
-    return Session(bootstrap.build(instance).engine)
 
 
 def test_a_file_is_recorded_with_metadata_files_folders_and_search(
@@ -83,6 +80,9 @@ def test_a_file_is_recorded_with_metadata_files_folders_and_search(
         assert found["total"] == expected, word
     shown = client.get(f"/api/v1/datasets/{first.id}", headers=admin).get_json()
     assert shown["creator"]["name"] == "Ada"
+    # Datasets made afterwards number on from the imported ones.
+    after = client.post("/api/v1/datasets", json={"name": "after"}, headers=admin)
+    assert (after.status_code, after.get_json()["id"]) == (201, rows[-1].id + 1)
 
 
 def test_bad_lines_are_named_and_nothing_is_written(cli, instance, tmp_path):

@@ -354,6 +354,7 @@ def test_duplicates_another_unique_forbids_stop_the_upgrade_unchanged(tmp_path: 
     assert schema.status(database) == (None, True)
 
 
+@pytest.mark.sqlite
 def test_db_backup_copies_the_catalog_while_it_is_in_use(cli, instance: Path, tmp_path: Path):
     cli("user", "add", "ada")
     target = tmp_path / "catalog-copy.sqlite3"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from dataflow_lite.cli import main
+
+from .conftest import catalog
 
 API = "/api/v1"
 METADATA = {"Sample": {"Id": "PZT-7", "Temperature": 300.5}, "Runs": 3, "Tags": ["a", "b"]}
@@ -53,10 +55,9 @@ def make_datasets(client, auth) -> list[dict]:
 
 def lose_the_catalog(instance: Path) -> None:
     """What a lost database leaves: users, instruments and endpoints (added again), no datasets."""
-    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("DELETE FROM dataset")
-        db.execute("DELETE FROM dataset_text")
+    with catalog(instance) as db:  # foreign keys on: a dataset's rows go with it
+        db.execute(text("DELETE FROM dataset"))
+        db.execute(text("DELETE FROM dataset_text"))
 
 
 def shown(client, auth, dataset_id: int) -> dict:

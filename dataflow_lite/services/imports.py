@@ -30,7 +30,7 @@ from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.import_lines import BadLine, Checker, Row
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import search
-from dataflow_lite.store.db import unit_of_work
+from dataflow_lite.store.db import follow_explicit_ids, unit_of_work
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset, Endpoint
 
@@ -275,5 +275,8 @@ class _Loader:
             (TEXT_SQL, text_rows),
         ):
             if table_rows:
+                if dialect.paramstyle != "qmark":  # psycopg's is "%s"
+                    sql = sql.replace("?", "%s")
                 connection.exec_driver_sql(sql, table_rows)
+        follow_explicit_ids(connection, "dataset")
         return first, next_id - 1

@@ -32,7 +32,7 @@ from dataflow_lite.services.errors import Conflict
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import catalog, metadata, search
-from dataflow_lite.store.db import unit_of_work
+from dataflow_lite.store.db import follow_explicit_ids, unit_of_work
 from dataflow_lite.store.models import (
     Dataset,
     DatasetFile,
@@ -166,6 +166,7 @@ def _restore(
                 return
             session.add(dataset)
             session.flush()
+            follow_explicit_ids(session.connection(), "dataset")
             _values(session, dataset, values)
         known = {
             PurePosixPath(row.relative_path, row.name)

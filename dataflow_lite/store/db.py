@@ -145,6 +145,17 @@ def _postgresql_engine(url: URL, busy_timeout_ms: int) -> Engine:
     return engine
 
 
+def follow_explicit_ids(connection: Connection, table: str) -> None:
+    """After rows were inserted with ids of their own, make new rows of ``table`` number on
+    from the highest id. SQLite does so by itself; a PostgreSQL sequence knows only the ids it
+    gave out."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f'GREATEST((SELECT max(id) FROM "{table}"), 1))'
+        )
+
+
 def reading(engine: Engine) -> Engine:
     """``engine`` for transactions that only read: they never wait for, or block, a writer."""
     return engine.execution_options(**{WRITES: False})
