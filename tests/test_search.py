@@ -279,10 +279,10 @@ def test_file_search_by_substring(client, auth, catalog):
 
 
 def test_pages_continue_with_after_and_stop_at_the_window(client, auth, monkeypatch):
-    from dataflow_lite.store import sqlite_search
+    from dataflow_lite.store import search_sql
 
     made = [create(client, auth, f"run {i}") for i in range(7)]
-    monkeypatch.setattr(sqlite_search, "WINDOW", 5)
+    monkeypatch.setattr(search_sql, "WINDOW", 5)
     first = found(client, auth, "run", per_page=3)
     assert (first["total"], first["total_exact"], first["has_more"]) == (5, False, True)
     assert [d["id"] for d in first["results"]] == made[::-1][:3]
@@ -295,7 +295,7 @@ def test_pages_continue_with_after_and_stop_at_the_window(client, auth, monkeypa
     assert deep.status_code == 400 and "after" in deep.json["message"]
     bad = client.get("/api/v1/datasets/search?q=run&after=nonsense", headers=auth)
     assert bad.status_code == 400 and bad.json["errors"]["page"]
-    monkeypatch.setattr(sqlite_search, "WINDOW", 10_000)
+    monkeypatch.setattr(search_sql, "WINDOW", 10_000)
     exact = found(client, auth, "run", per_page=3, page=2)
     assert (exact["total"], exact["total_exact"]) == (7, True)
     assert [d["id"] for d in exact["results"]] == made[::-1][3:6]
