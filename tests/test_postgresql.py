@@ -124,11 +124,16 @@ def test_an_instance_on_postgresql_serves_the_api_and_keeps_its_audit_chain(
     assert values == {"Sample": "PZT", "T": "2.0"}  # a float is still a float
     assert shown["created_at"] == made.json["created_at"]
 
-    # Search has no PostgreSQL backend yet: a clear refusal, never a 500.
-    for path in ("datasets/search?q=PZT", "dataset-files/search?q=x", "metadata-keys"):
-        refused = client.get(f"/api/v1/{path}", headers=auth)
-        assert refused.status_code == 409, (path, refused.json)
-        assert "search is not available yet" in refused.json["message"]
+    # Search answers on PostgreSQL as on SQLite: the words, the typed value, the key counts.
+    ident = made.json["id"]
+    for q in ("PZT", "pz", "Sample:pzt", "T>1.5", "T:2"):
+        answer = client.get("/api/v1/datasets/search", query_string={"q": q}, headers=auth)
+        assert answer.status_code == 200, (q, answer.json)
+        assert [d["id"] for d in answer.json["results"]] == [ident], q
+    assert client.get("/api/v1/datasets/search?q=T>2", headers=auth).json["total"] == 0
+    keys = {row["key"]: row["types"] for row in client.get("/api/v1/metadata-keys",
+                                                            headers=auth).json}  # fmt: skip
+    assert keys == {"Sample": ["text"], "T": ["real"]}
 
     # Writers from many threads at once take turns: every row lands, and the audit trail's hash
     # chain (each row covers the one before) stays whole.

@@ -4,13 +4,39 @@ property-based comparison with a brute-force filter over the same small catalog.
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from dataflow_lite.store import query
 from dataflow_lite.store.query import Qualifier, QueryError, Text
+
+from .conftest import TEST_DATABASE, Cli
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def instance(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """Every test here on both catalogs: an SQLite file, and a database on the test PostgreSQL."""
+    path = tmp_path / "instance"
+    if request.param == "postgresql" or TEST_DATABASE == "postgresql":
+        if "sqlite_file" in request.fixturenames:
+            pytest.skip("reads the SQLite catalog file directly")
+        url = request.getfixturevalue("postgresql_database")
+        path.mkdir()
+        (path / "config.toml").write_text(f"database = {json.dumps(url)}\n")
+    Cli(path)("init")
+    return path
+
+
+@pytest.fixture
+def sqlite_file() -> None:
+    """Named by the tests that read or write the SQLite catalog file directly."""
+
+
+sqlite_only = pytest.mark.usefixtures("sqlite_file")
 
 
 def create(client, auth, name, values=(), instrument_id=0):
@@ -194,6 +220,7 @@ def test_each_form_finds_its_datasets(client, auth, catalog):
         assert ids(client, auth, q) == sorted(expected), q
 
 
+@sqlite_only
 def test_created_finds_by_day(client, auth, catalog, instance):
     with sqlite3.connect(instance / "dataflow.sqlite3") as db:
         db.execute("UPDATE dataset SET created_at = '2023-03-04 23:59:59.000000' WHERE id = ?",
@@ -208,6 +235,7 @@ def test_created_finds_by_day(client, auth, catalog, instance):
     assert ids(client, auth, '"2023-03-04"') == []  # quoted: words, not a date
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "q",
     [
@@ -279,10 +307,10 @@ def test_file_search_by_substring(client, auth, catalog):
 
 
 def test_pages_continue_with_after_and_stop_at_the_window(client, auth, monkeypatch):
-    from dataflow_lite.store import sqlite_search
+    from dataflow_lite.store import search_sql
 
     made = [create(client, auth, f"run {i}") for i in range(7)]
-    monkeypatch.setattr(sqlite_search, "WINDOW", 5)
+    monkeypatch.setattr(search_sql, "WINDOW", 5)
     first = found(client, auth, "run", per_page=3)
     assert (first["total"], first["total_exact"], first["has_more"]) == (5, False, True)
     assert [d["id"] for d in first["results"]] == made[::-1][:3]
@@ -295,12 +323,13 @@ def test_pages_continue_with_after_and_stop_at_the_window(client, auth, monkeypa
     assert deep.status_code == 400 and "after" in deep.json["message"]
     bad = client.get("/api/v1/datasets/search?q=run&after=nonsense", headers=auth)
     assert bad.status_code == 400 and bad.json["errors"]["page"]
-    monkeypatch.setattr(sqlite_search, "WINDOW", 10_000)
+    monkeypatch.setattr(search_sql, "WINDOW", 10_000)
     exact = found(client, auth, "run", per_page=3, page=2)
     assert (exact["total"], exact["total_exact"]) == (7, True)
     assert [d["id"] for d in exact["results"]] == made[::-1][3:6]
 
 
+@sqlite_only
 def test_typed_value_indexes_exist_and_answer_comparisons(client, auth, catalog, instance):
     with sqlite3.connect(instance / "dataflow.sqlite3") as db:
         plan = db.execute(
@@ -362,6 +391,7 @@ def test_metadata_keys_count_only_the_users_datasets(client, auth, catalog, cli)
     assert everyone["Temp"] == 4 and everyone["Sample"] == 2
 
 
+@sqlite_only
 def test_key_counts_and_file_names_follow_plain_inserts_and_deletes(client, auth, catalog,
                                                                      instance):  # fmt: skip
     """What a bulk importer writes with plain INSERTs (and a removal) keeps both right."""

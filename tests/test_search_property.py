@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from dataflow_lite.store import db, schema, search, sqlite_search
+from dataflow_lite.store import db, schema, search, search_sql
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
 WORDS = ["alpha", "alps", "beta", "gamma", "run"]
@@ -29,17 +29,23 @@ TEXTS = ["hot", "Cold", "5", "2024-01-02T08:00:00Z", "2024-02-10", "soon"]
 KEYS = ["Temp", "Day", "Tip"]
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):
-    path = Path(tmp_path_factory.mktemp("search-property")) / "catalog.sqlite3"
-    schema.upgrade(path)
-    engine = db.make_engine(path, 5000)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def engine(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """A catalog on each backend: the same pages must come from SQLite and from PostgreSQL."""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgresql_server")
+        database: db.Database | Path = db.Database.from_setting(Path("."), server.create_database())
+    else:
+        database = Path(tmp_path_factory.mktemp("search-property")) / "catalog.sqlite3"
+    assert not isinstance(database, str)
+    schema.upgrade(database)
+    engine = db.make_engine(database, 5000)
     with engine.begin() as connection:
         for user in (1, 2):
             connection.execute(text(
-                "INSERT INTO user (id, username, name, is_admin, is_active, created_at, "
-                "session_generation) VALUES (:id, :name, '', 0, 1, '2020-01-01 00:00:00', 0)"
-            ), {"id": user, "name": f"user{user}"})  # fmt: skip
+                'INSERT INTO "user" (id, username, name, is_admin, is_active, created_at, '
+                "session_generation) VALUES (:id, :name, '', :no, :yes, '2020-01-01 00:00:00', 0)"
+            ), {"id": user, "name": f"user{user}", "no": False, "yes": True})  # fmt: skip
         for ident, name in INSTRUMENTS.items():
             connection.execute(
                 text("INSERT INTO instrument (id, name, description) VALUES (:id, :name, '')"),
@@ -47,8 +53,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory):
             )
         connection.execute(text(
             "INSERT INTO endpoint (id, name, adapter, options, is_default, created_at) "
-            "VALUES ('e', 'local', 'local', '{}', 1, '2020-01-01 00:00:00')"
-        ))  # fmt: skip
+            "VALUES ('e', 'local', 'local', '{}', :yes, '2020-01-01 00:00:00')"
+        ), {"yes": True})  # fmt: skip
     yield engine
     engine.dispose()
 
@@ -235,7 +241,7 @@ def _load(engine, rows: list[dict]) -> None:
 def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owner, window,
                                                per_page):  # fmt: skip
     _load(engine, rows)
-    monkeypatch.setattr(sqlite_search, "WINDOW", window)
+    monkeypatch.setattr(search_sql, "WINDOW", window)
     terms = re.findall(r'-?"[^"]*"|\S+', q)
     expected = [
         row for row in rows

@@ -7,7 +7,7 @@ import math
 import marshmallow as ma
 
 from dataflow_lite.store.query import SYNTAX
-from dataflow_lite.store.sqlite_search import WINDOW
+from dataflow_lite.store.search_sql import WINDOW
 
 UTC_SECONDS = "%Y-%m-%d %H:%M:%S UTC"
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit, downloads, user_settings
-from dataflow_lite.services.errors import Conflict, Invalid, NotFound, TooLarge, invalid
+from dataflow_lite.services.errors import Invalid, NotFound, TooLarge, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import catalog, layout, metadata, search
@@ -263,15 +263,6 @@ def file_transfers(session: Session, dataset_id: int) -> dict[int, Transfer]:
     return {row.file_id: row for row in rows if row.file_id is not None}
 
 
-def _require_search(rt: Runtime) -> None:
-    """Refuse a search (Conflict) on a catalog whose database has no search backend yet."""
-    if rt.engine.dialect.name != "sqlite":
-        raise Conflict(
-            f"search is not available yet with the catalog on {rt.engine.dialect.name}: "
-            "it answers on SQLite only"
-        )
-
-
 def _searching(field: str, call: Callable[[], T]) -> T:
     """Run a search, a malformed query or a page past the window as Invalid on its field."""
     try:
@@ -294,7 +285,6 @@ def search_datasets(
 ) -> search.Page:
     """Datasets the identity may see that match ``query`` (the language of ``store.query``)."""
     authorize(identity, "dataset.search")
-    _require_search(rt)
     with unit_of_work(rt.engine, write=False) as work:
         found = _searching("q", lambda: search.search_datasets(
             work.session, _owner(identity), query, page, per_page, after
@@ -315,7 +305,6 @@ def search_files(
 ) -> search.Page:
     """Files whose name contains ``query`` (or made on its date), optionally in one dataset."""
     authorize(identity, "file.search")
-    _require_search(rt)
     with unit_of_work(rt.engine, write=False) as work:
         if dataset_id is not None:
             visible_dataset(work.session, identity, dataset_id)
@@ -336,7 +325,6 @@ def facets(
     """Counts of the top values of ``fields`` among the datasets the identity may see that
     match ``query`` (built-ins ``created``, by month, ``instrument``, ``creator``; or keys)."""
     authorize(identity, "dataset.search")
-    _require_search(rt)
     fields = list(dict.fromkeys(name.strip() for name in fields if name.strip()))
     if not fields:
         raise invalid("fields", "name at least one field: created, instrument, or a key")
@@ -352,7 +340,6 @@ def facets(
 def metadata_keys(rt: Runtime, identity: Identity) -> list[Any]:
     """Every flattened metadata key on the datasets the identity may see, with its count."""
     authorize(identity, "dataset.search")
-    _require_search(rt)
     with unit_of_work(rt.engine, write=False) as work:
         return search.metadata_keys(work.session, _owner(identity))
 

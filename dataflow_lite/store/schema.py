@@ -79,9 +79,14 @@ def target_metadata() -> MetaData:
 
 
 #: What no model describes: the full-text tables (and their shadow tables), and the expression
-#: indexes of typed metadata values (revision 0006).
+#: indexes of typed metadata values (revision 0006), and PostgreSQL's trigram indexes (0007).
 UNMODELLED_TABLES = (SEARCH_TABLE, "file_name_text")
-UNMODELLED_INDEXES = ("ix_metadatavalue_number", "ix_metadatavalue_text")
+UNMODELLED_INDEXES = (
+    "ix_metadatavalue_number",
+    "ix_metadatavalue_text",
+    "ix_datasetfile_name_trgm",
+    "ix_dataset_text_body_trgm",
+)
 
 
 def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:

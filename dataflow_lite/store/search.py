@@ -4,9 +4,10 @@ Each dataset has one row in the ``dataset_text`` full-text table (its rowid is t
 holding its name, metadata names and values, and file names, one per line; it is rebuilt
 whenever the dataset changes (:func:`reindex`), and a new file's names are appended to it
 (:func:`add_names`). ``q`` is parsed by :mod:`dataflow_lite.store.query`; the SQL that answers
-it is SQLite's, in :mod:`dataflow_lite.store.sqlite_search`.
+it is the database's: :mod:`sqlite_search` and :mod:`sqlite_facets` on SQLite, :mod:`pg_search`
+and :mod:`pg_facets` on PostgreSQL (:data:`BACKENDS`, the one place that picks between them).
 
-A page answers ``total`` exactly up to ``sqlite_search.WINDOW`` results; past it ``total_exact`` is
+A page answers ``total`` exactly up to ``search_sql.WINDOW`` results; past it ``total_exact`` is
 False and ``total`` is a lower bound. Pages by number go as deep as the window; deeper, the
 ``next`` cursor of the page before (``after``) seeks from the last result shown.
 """
@@ -17,14 +18,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
+from dataflow_lite.store import pg_facets, pg_search, search_sql, sqlite_facets, sqlite_search
 from dataflow_lite.store import query as grammar
-from dataflow_lite.store import sqlite_facets
-from dataflow_lite.store import sqlite_search as backend
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset, DatasetFile, Instrument, MetadataValue, User
 from dataflow_lite.store.query import Qualifier, QueryError, Text
@@ -49,6 +50,24 @@ class Page:
     results: Sequence[Any]
     total_exact: bool = True
     next: str | None = None
+
+
+#: The search backend of each database kind: (its search module, its facets module). The one
+#: place that tells them apart; every function below asks :func:`_backend` for the session's.
+BACKENDS: dict[str, tuple[ModuleType, ModuleType]] = {
+    "sqlite": (sqlite_search, sqlite_facets),
+    "postgresql": (pg_search, pg_facets),
+}
+
+
+def _backend(session: Session) -> ModuleType:
+    """The search module (``sqlite_search`` or ``pg_search``) of the session's database."""
+    return BACKENDS[session.get_bind().dialect.name][0]
+
+
+def _facets_backend(session: Session) -> ModuleType:
+    """The facets module (``sqlite_facets`` or ``pg_facets``) of the session's database."""
+    return BACKENDS[session.get_bind().dialect.name][1]
 
 
 def reindex(session: Session, dataset_id: int) -> None:
@@ -122,9 +141,9 @@ def read_cursor(value: str) -> tuple[datetime, int]:
 
 def _offset(page: int, per_page: int) -> int:
     offset = (page - 1) * per_page
-    if offset + per_page > backend.WINDOW and page > 1:
+    if offset + per_page > search_sql.WINDOW and page > 1:
         raise PageOutOfWindow(
-            f"page {page} of {per_page} lies past the first {backend.WINDOW} results: continue "
+            f"page {page} of {per_page} lies past the first {search_sql.WINDOW} results: continue "
             "from the previous page's 'next' with ?after=..."
         )
     return offset
@@ -146,7 +165,7 @@ def _instrument(session: Session, value: str) -> int | None | bool:
     return True if found is None else found
 
 
-def _created(sql: backend.Sql, term: Qualifier) -> str:
+def _created(sql: search_sql.Sql, term: Qualifier, backend: ModuleType) -> str:
     low, high = term.low, term.high
     checks = []
     if isinstance(low, date):
@@ -159,11 +178,12 @@ def _created(sql: backend.Sql, term: Qualifier) -> str:
 
 def plan(
     session: Session, owner_id: int | None, terms: Sequence[grammar.Term]
-) -> tuple[backend.Sql, backend.Walk, list[backend.Cond]] | None:
+) -> tuple[search_sql.Sql, search_sql.Walk, list[search_sql.Cond]] | None:
     """The SQL conditions of ``terms`` for ``owner_id`` (None: everyone's), or None when no
     dataset can match (an unknown instrument, another user's name for a user)."""
-    sql = backend.Sql()
-    conds: list[backend.Cond] = []
+    backend = _backend(session)
+    sql = search_sql.Sql()
+    conds: list[search_sql.Cond] = []
     instrument: int | None | bool = False
     owner = owner_id
     words = [term for term in terms if isinstance(term, Text)]
@@ -176,16 +196,16 @@ def plan(
         if not term.builtin:
             conds.append(backend.value_cond(sql, term))
         elif term.key == "created":
-            conds.append(backend.Cond(_created(sql, term)))
+            conds.append(search_sql.Cond(_created(sql, term, backend)))
         elif term.key == "file":
             conds.append(backend.file_cond(sql, str(term.value), term.negated))
         elif term.key == "instrument":
             named = _instrument(session, str(term.value))
             if term.negated:
                 if named is not True:
-                    check = "d.instrument_id IS NOT NULL" if named is None else \
-                        f"d.instrument_id IS NOT {sql.bind(named)}"  # fmt: skip
-                    conds.append(backend.Cond(check))
+                    other = f"(d.instrument_id IS NULL OR d.instrument_id != {sql.bind(named)})"
+                    check = "d.instrument_id IS NOT NULL" if named is None else other
+                    conds.append(search_sql.Cond(check))
             elif named is True or (instrument is not False and instrument != named):
                 return None
             else:
@@ -194,7 +214,7 @@ def plan(
             user = session.exec(select(User.id).where(User.username == term.value)).first()
             if term.negated:
                 if user is not None:
-                    conds.append(backend.Cond(f"d.creator_id != {sql.bind(user)}"))
+                    conds.append(search_sql.Cond(f"d.creator_id != {sql.bind(user)}"))
             elif user is None or (owner is not None and owner != user):
                 return None  # a user's search never reaches another user's datasets
             else:
@@ -221,16 +241,18 @@ def search_datasets(
     if planned is None:
         return Page(total=0, has_more=False, results=[])
     sql, route, conds = planned
-    found = backend.dataset_page(session, sql, route, conds, position, offset, per_page + 1)
+    found = _backend(session).dataset_page(
+        session, sql, route, conds, position, offset, per_page + 1
+    )
     ids = found.ids[:per_page]
     rows = {row.id: row for row in session.exec(select(Dataset).where(col(Dataset.id).in_(ids)))}
     results = [rows[ident] for ident in ids]
     has_more = len(found.ids) > per_page
     return Page(
-        total=min(found.count, backend.WINDOW),
+        total=min(found.count, search_sql.WINDOW),
         has_more=has_more,
         results=results,
-        total_exact=found.count <= backend.WINDOW,
+        total_exact=found.count <= search_sql.WINDOW,
         next=cursor(results[-1]) if has_more and results else None,
     )
 
@@ -252,8 +274,8 @@ def search_files(
             raise PageOutOfWindow(f"after {after!r} is not a cursor from a page's 'next'")
         start = int(after)
     offset = 0 if after else _offset(page, per_page)
-    sql = backend.Sql()
-    found = backend.file_page(
+    sql = search_sql.Sql()
+    found = _backend(session).file_page(
         session, sql, owner_id, query.strip(), day_range(query), dataset_id, start, offset,
         per_page + 1,
     )  # fmt: skip
@@ -263,10 +285,10 @@ def search_files(
     }
     has_more = len(found.ids) > per_page
     return Page(
-        total=min(found.count, backend.WINDOW),
+        total=min(found.count, search_sql.WINDOW),
         has_more=has_more,
         results=[rows[ident] for ident in ids],
-        total_exact=found.count <= backend.WINDOW,
+        total_exact=found.count <= search_sql.WINDOW,
         next=str(ids[-1]) if has_more and ids else None,
     )
 
@@ -329,12 +351,12 @@ def facet_datasets(
     planned = plan(session, owner_id, terms)
     if planned is None:
         return Facets(0, True, {field: [] for field in fields})
-    ids = sqlite_facets.matching_ids(session, *planned)
-    exact = len(ids) <= backend.WINDOW
-    ids = ids[: backend.WINDOW]
+    ids = _facets_backend(session).matching_ids(session, *planned)
+    exact = len(ids) <= search_sql.WINDOW
+    ids = ids[: search_sql.WINDOW]
     shown: dict[str, list[dict[str, Any]]] = {}
     for field in fields:
-        buckets = sqlite_facets.field_buckets(session, ids, field, top)
+        buckets = _facets_backend(session).field_buckets(session, ids, field, top)
         builtin = field in ("created", "instrument", "creator")
         shown[field] = [
             {
@@ -354,4 +376,4 @@ def _is_month(value: Any, builtin: bool) -> bool:
 
 def metadata_keys(session: Session, owner_id: int | None) -> list[sqlite_facets.Key]:
     """Every flattened key on ``owner_id``'s datasets (None: all), with counts and types."""
-    return sqlite_facets.keys(session, owner_id)
+    return _facets_backend(session).keys(session, owner_id)

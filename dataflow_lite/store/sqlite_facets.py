@@ -1,6 +1,6 @@
 """Facets on SQLite: the top values of fields among the datasets a search matches, and keys.
 
-The matching datasets are listed once (at most :data:`sqlite_search.WINDOW` of them, along the
+The matching datasets are listed once (at most :data:`search_sql.WINDOW` of them, along the
 shortest list the terms give, so no sort), passed back as one JSON array (``json_each``) and
 grouped per field. Dates (``created``, and metadata text that starts with ``YYYY-MM-DD``) are
 counted by month. Keys come from ``metadatakey``, which triggers keep (revision 0006).
@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from dataflow_lite.store import sqlite_search
-from dataflow_lite.store.sqlite_search import Cond, Sql, Walk
+from dataflow_lite.store import search_sql
+from dataflow_lite.store.search_sql import Cond, Sql, Walk
 
 _MONTH = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 
@@ -33,11 +33,11 @@ class Bucket:
 
 def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) -> list[int]:
     """Ids of the datasets matching, at most WINDOW + 1 of them, in no particular order."""
-    limit = sqlite_search.WINDOW + 1
+    limit = search_sql.WINDOW + 1
     listed = [cond for cond in conds if cond.ids is not None]
     if listed:
         sizes = sorted(
-            ((sqlite_search.list_size(session, sql, c), i) for i, c in enumerate(listed)),
+            ((search_sql.list_size(session, sql, c), i) for i, c in enumerate(listed)),
         )
         driver = listed[sizes[0][1]]
         others = [cond.check for cond in conds if cond is not driver]

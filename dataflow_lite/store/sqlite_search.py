@@ -16,23 +16,28 @@ about ``page size / share of datasets that match`` index steps. Counting stops a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import text
 from sqlmodel import Session
 
-from dataflow_lite.store import sqlite_words
+from dataflow_lite.store import search_sql, sqlite_words
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.query import Qualifier, Text
+from dataflow_lite.store.search_sql import (
+    TRIGRAM,
+    Cond,
+    Found,
+    Sql,
+    Walk,
+    bounded_count,
+    like_pattern,
+    list_size,
+)
 
-#: ``total`` is exact up to this many results; deeper pages need the ``after`` cursor.
-WINDOW = 10_000
+__all__ = ["TRIGRAM", "Cond", "Found", "Sql", "Walk", "bounded_count", "like_pattern", "list_size"]
+
 #: The trigram index of file names (revision 0006), kept by triggers on ``datasetfile``.
 FILE_TABLE = "file_name_text"
-#: File substrings shorter than this cannot use trigrams: they are matched by scanning.
-TRIGRAM = 3
 _NUMBER = "json_type({v}) IN ('integer', 'real')"
 _TEXT = "json_type({v}) = 'text'"
 _DATE_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
@@ -57,35 +62,6 @@ def fts_words(term: Text, prefix: bool = True) -> str:
     """
     quoted = '"' + term.words.replace('"', '""') + '"'
     return quoted if term.phrase or not prefix else quoted + "*"
-
-
-@dataclass
-class Cond:
-    """One condition on a dataset ``d``: a check of one row and, maybe, a list of ids."""
-
-    check: str
-    #: SQL listing the ids of the datasets that pass (column ``id``), when the term can.
-    ids: str | None = None
-    #: SQL listing some of them, cheaper to count (a lower bound), when there is one.
-    lower_ids: str | None = None
-
-
-@dataclass
-class Sql:
-    """Bound parameters, named as they are added: no value is ever spliced into SQL."""
-
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def bind(self, value: Any) -> str:
-        name = f"p{len(self.params)}"
-        self.params[name] = value
-        return ":" + name
-
-    def all(self, session: Session, sql: str) -> list[Any]:
-        return list(session.execute(text(sql), self.params).all())
-
-    def scalar(self, session: Session, sql: str) -> int:
-        return int(session.execute(text(sql), self.params).scalar_one())
 
 
 def text_cond(sql: Sql, positive: Sequence[Text], negative: Sequence[Text]) -> list[Cond]:
@@ -191,12 +167,6 @@ def value_cond(sql: Sql, term: Qualifier) -> Cond:
     return Cond("NOT " + check if term.negated else check, None if term.negated else ids)
 
 
-def like_pattern(substring: str) -> str:
-    """A LIKE pattern matching names that contain ``substring`` (``%``, ``_``, ``\\`` escaped)."""
-    escaped = substring.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def file_ids(sql: Sql, substring: str) -> str:
     """SQL listing the ids (column ``id``) of files whose name contains ``substring``."""
     if len(substring) >= TRIGRAM:
@@ -220,14 +190,6 @@ def file_cond(sql: Sql, substring: str, negated: bool) -> Cond:
     return Cond(check, ids)
 
 
-@dataclass
-class Walk:
-    """How datasets are walked newest first when no term lists few enough of them."""
-
-    index: str
-    checks: list[str]
-
-
 def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
     """The index to walk and the row checks it implies (``instrument`` False: any).
 
@@ -246,28 +208,6 @@ def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
         checks.append(f"d.creator_id = {sql.bind(owner_id)}")
         index = "ix_dataset_creator_created"
     return Walk(index, checks)
-
-
-def bounded_count(session: Session, sql: Sql, ids: str) -> int:
-    """How many rows ``ids`` lists, counting no further than WINDOW + 1."""
-    return sql.scalar(session, f"SELECT count(*) FROM ({ids} LIMIT {WINDOW + 1})")
-
-
-@dataclass
-class Found:
-    """Ids of one page, newest first, and how many match (at most WINDOW + 1)."""
-
-    ids: list[int]
-    count: int
-
-
-def list_size(session: Session, sql: Sql, cond: Cond) -> int:
-    """How many datasets a condition lists, up to WINDOW + 1 (its lower bound first)."""
-    if cond.lower_ids is not None:
-        if (low := bounded_count(session, sql, cond.lower_ids)) > WINDOW:
-            return low
-    assert cond.ids is not None
-    return bounded_count(session, sql, cond.ids)
 
 
 def _driven(ids: str) -> str:
@@ -303,7 +243,7 @@ def dataset_page(
         others = " AND ".join(["1", *route.checks, *(c.check for c in conds if c is not driver)])
         assert driver.ids is not None
         source = _driven(driver.ids)
-        if sizes[0][0] <= WINDOW:  # few: sorted whole
+        if sizes[0][0] <= search_sql.WINDOW:  # few: sorted whole
             count = sql.scalar(session, f"SELECT count(*) FROM {source} WHERE {others}")
         else:
             # Counted along the shortest list, unsorted: it is read, not every dataset walked.
@@ -312,9 +252,9 @@ def dataset_page(
                 count = bounded_count(
                     session, sql, f"SELECT 1 FROM {_driven(driver.lower_ids)} WHERE {others}"
                 )
-            if count <= WINDOW:
+            if count <= search_sql.WINDOW:
                 count = bounded_count(session, sql, f"SELECT 1 FROM {source} WHERE {others}")
-        if count <= WINDOW:
+        if count <= search_sql.WINDOW:
             # Few pass every check (the list was read whole to count them): sort just those,
             # rather than walk every dataset to find them.
             rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "

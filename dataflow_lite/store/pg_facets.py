@@ -1,0 +1,124 @@
+"""Facets on PostgreSQL: the top values of fields among the datasets a search matches, and keys.
+
+The same answers as :mod:`sqlite_facets`, whose rules this follows where SQLite's types show:
+a metadata number and a boolean (1 or 0 to SQLite) group by numeric value, text by its bytes,
+dates (``created``, and text that starts with ``YYYY-MM-DD``) by month, arrays and objects by
+their compact JSON. Ties are broken by value in SQLite's order (null, numbers, text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import Session
+
+from dataflow_lite.store import search_sql
+from dataflow_lite.store.search_sql import Cond, Sql, Walk
+from dataflow_lite.store.sqlite_facets import Bucket, Key
+
+__all__ = ["Bucket", "Key", "field_buckets", "keys", "matching_ids"]
+
+_VALUE = "(m.value::jsonb)"
+_SCALAR = f"({_VALUE} #>> '{{}}')"
+#: The type SQLite's ``json_type`` names for a value (``m.value``, JSON text).
+KIND = (
+    "CASE coalesce(jsonb_typeof({v}::jsonb), 'null') WHEN 'number' THEN "
+    "CASE WHEN {v} ~ '^\\s*-?[0-9]+\\s*$' THEN 'integer' ELSE 'real' END "
+    "WHEN 'string' THEN 'text' WHEN 'boolean' THEN {v}::jsonb #>> '{{}}' "
+    "ELSE coalesce(jsonb_typeof({v}::jsonb), 'null') END"
+)
+_RANK = (
+    f"CASE coalesce(jsonb_typeof({_VALUE}), 'null') WHEN 'null' THEN 0 "
+    "WHEN 'number' THEN 1 WHEN 'boolean' THEN 1 ELSE 2 END"
+)
+_NUMERIC = (
+    f"CASE jsonb_typeof({_VALUE}) WHEN 'number' THEN {_SCALAR}::numeric "
+    f"WHEN 'boolean' THEN CASE WHEN {_SCALAR} = 'true' THEN 1 ELSE 0 END END"
+)
+_WORDS = (
+    f"CASE jsonb_typeof({_VALUE}) WHEN 'string' THEN CASE WHEN {_SCALAR} ~ "
+    f"'^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}' THEN substr({_SCALAR}, 1, 7) ELSE {_SCALAR} END "
+    "WHEN 'array' THEN m.value WHEN 'object' THEN m.value END COLLATE \"C\""
+)
+
+
+def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) -> list[int]:
+    """Ids of the datasets matching, at most WINDOW + 1 of them, in no particular order."""
+    where = " AND ".join(["TRUE", *route.checks, *(cond.check for cond in conds)])
+    rows = sql.all(
+        session, f"SELECT d.id FROM dataset AS d WHERE {where} LIMIT {search_sql.WINDOW + 1}"
+    )
+    return [row[0] for row in rows]
+
+
+def _ids(sql: Sql, ids: Sequence[int]) -> str:
+    return f"unnest(CAST({sql.bind(list(ids))} AS bigint[])) AS ids(id)"
+
+
+def _number(value: Decimal, kind: str) -> Any:
+    if kind in ("true", "false"):
+        return bool(value)
+    return int(value) if kind == "integer" else float(value)
+
+
+def _shown(rank: int, number: Decimal | None, words: str | None, kind: str) -> Any:
+    if rank == 0:
+        return None
+    if number is not None:
+        return _number(number, kind)
+    if kind in ("array", "object") and words is not None:
+        return json.dumps(json.loads(words), separators=(",", ":"), ensure_ascii=False)
+    return words
+
+
+def field_buckets(session: Session, ids: Sequence[int], field: str, top: int) -> list[Bucket]:
+    """The ``top`` commonest values of ``field`` among ``ids`` (a built-in or a metadata key)."""
+    sql = Sql()
+    source = _ids(sql, ids)
+    joined = f"{source} JOIN dataset AS d ON d.id = ids.id"
+    limit = f"LIMIT {int(top)}"
+    if field == "created":
+        rows = sql.all(session, (
+            "SELECT to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM') COLLATE \"C\", count(*) "
+            f"FROM {joined} GROUP BY 1 ORDER BY count(*) DESC, 1 {limit}"
+        ))  # fmt: skip
+        return [Bucket(value, count) for value, count in rows]
+    if field == "instrument":
+        rows = sql.all(session, (
+            "SELECT d.instrument_id, count(*), min(i.name) FROM "
+            f"{joined} LEFT JOIN instrument AS i ON i.id = d.instrument_id "
+            f"GROUP BY 1 ORDER BY count(*) DESC, 1 NULLS FIRST {limit}"
+        ))  # fmt: skip
+        return [Bucket(name or "Untitled instrument", count, ident or 0)
+                for ident, count, name in rows]  # fmt: skip
+    if field == "creator":
+        rows = sql.all(session, (
+            f"SELECT d.creator_id, count(*), min(u.username) FROM {joined} "
+            f'JOIN "user" AS u ON u.id = d.creator_id GROUP BY 1 ORDER BY count(*) DESC, 1 {limit}'
+        ))  # fmt: skip
+        return [Bucket(name, count, ident) for ident, count, name in rows]
+    rows = sql.all(session, (
+        f"SELECT {_RANK}, {_NUMERIC}, {_WORDS}, count(*), min({KIND.format(v='m.value')}) "
+        f"FROM {source} JOIN metadatavalue AS m ON m.dataset_id = ids.id "
+        f"WHERE m.field_name = {sql.bind(field)} GROUP BY 1, 2, 3 "
+        f"ORDER BY 4 DESC, 1, 2, 3 {limit}"
+    ))  # fmt: skip
+    return [
+        Bucket(_shown(rank, number, words, kind), count)
+        for rank, number, words, count, kind in rows
+    ]
+
+
+def keys(session: Session, owner_id: int | None) -> list[Key]:
+    """Every key on ``owner_id``'s datasets (None: everyone's), commonest first."""
+    sql = Sql()
+    where = "" if owner_id is None else f"WHERE creator_id = {sql.bind(owner_id)}"
+    rows = sql.all(session, (
+        "SELECT field_name, sum(datasets), string_agg(DISTINCT value_type, ',') FROM metadatakey "
+        f"{where} GROUP BY field_name HAVING sum(datasets) > 0 "
+        'ORDER BY 2 DESC, field_name COLLATE "C"'
+    ))  # fmt: skip
+    return [Key(name, int(count), sorted(kinds.split(","))) for name, count, kinds in rows]

@@ -1,0 +1,88 @@
+"""What both search backends (:mod:`sqlite_search`, :mod:`pg_search`) build SQL with.
+
+Bound parameters (:class:`Sql`), a term's condition on a dataset (:class:`Cond`), the route of a
+walk (:class:`Walk`), a found page (:class:`Found`), the window within which counts are exact,
+and the counting and ``LIKE`` helpers: plain SQL that means the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+#: ``total`` is exact up to this many results; deeper pages need the ``after`` cursor.
+WINDOW = 10_000
+#: File substrings shorter than this cannot use trigrams: they are matched by scanning.
+TRIGRAM = 3
+
+
+@dataclass
+class Cond:
+    """One condition on a dataset ``d``: a check of one row and, maybe, a list of ids."""
+
+    check: str
+    #: SQL listing the ids of the datasets that pass (column ``id``), when the term can.
+    ids: str | None = None
+    #: SQL listing some of them, cheaper to count (a lower bound), when there is one.
+    lower_ids: str | None = None
+
+
+@dataclass
+class Sql:
+    """Bound parameters, named as they are added: no value is ever spliced into SQL."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def bind(self, value: Any) -> str:
+        """A placeholder for ``value``."""
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return ":" + name
+
+    def all(self, session: Session, sql: str) -> list[Any]:
+        """Every row of ``sql`` with the parameters bound."""
+        return list(session.execute(text(sql), self.params).all())
+
+    def scalar(self, session: Session, sql: str) -> int:
+        """The one integer ``sql`` answers."""
+        return int(session.execute(text(sql), self.params).scalar_one())
+
+
+@dataclass
+class Walk:
+    """How datasets are walked newest first when no term lists few enough of them."""
+
+    #: The index to walk (SQLite's ``INDEXED BY``; PostgreSQL's planner picks its own).
+    index: str
+    checks: list[str]
+
+
+@dataclass
+class Found:
+    """Ids of one page, newest first, and how many match (at most WINDOW + 1)."""
+
+    ids: list[int]
+    count: int
+
+
+def like_pattern(substring: str) -> str:
+    """A LIKE pattern matching names that contain ``substring`` (``%``, ``_``, ``\\`` escaped)."""
+    escaped = substring.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def bounded_count(session: Session, sql: Sql, ids: str) -> int:
+    """How many rows ``ids`` lists, counting no further than WINDOW + 1."""
+    return sql.scalar(session, f"SELECT count(*) FROM ({ids} LIMIT {WINDOW + 1}) AS listed")
+
+
+def list_size(session: Session, sql: Sql, cond: Cond) -> int:
+    """How many datasets a condition lists, up to WINDOW + 1 (its lower bound first)."""
+    if cond.lower_ids is not None:
+        if (low := bounded_count(session, sql, cond.lower_ids)) > WINDOW:
+            return low
+    assert cond.ids is not None
+    return bounded_count(session, sql, cond.ids)
