@@ -52,6 +52,13 @@ SETTINGS: tuple[Setting, ...] = (
         "refused at start.",
     ),
     Setting(
+        "host_name",
+        str,
+        "",
+        "This server's name among hosts sharing one database (empty: the machine's name); "
+        "a file's transfer runs on the host that staged it.",
+    ),
+    Setting(
         "destination_dir",
         str,
         "dataflow",

@@ -25,7 +25,7 @@ PASSWORD = "a long enough password"
 def host(folder: Path, database: str, keys: Path | None = None) -> Cli:
     """An instance folder on the shared ``database``, with its keys in ``keys`` if given."""
     folder.mkdir()
-    config = f"database = {json.dumps(database)}\n"
+    config = f"database = {json.dumps(database)}\nhost_name = {json.dumps(folder.name)}\n"
     if keys is not None:
         config += f"keys_dir = {json.dumps(str(keys))}\n"
     (folder / "config.toml").write_text(config)

@@ -213,6 +213,8 @@ class Transfer(SQLModel, table=True):
     permanent: bool = False
     bytes_moved: int = 0
     staged_path: str | None = None
+    #: The host whose staging folder holds the file (its workers alone run the transfer).
+    staged_on: str | None = None
     handle: str | None = None
     memo: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     next_attempt_at: datetime = Field(default_factory=utcnow)

@@ -1,4 +1,5 @@
-"""The instance keys' fingerprint, so that a host started with other keys is refused.
+"""Several hosts: the keys' fingerprint (a host with other keys is refused), and which host
+staged each transfer's file (only that host's workers run it).
 
 Revision ID: 0008_instance_keys
 Revises: 0006_search_indexes
@@ -25,7 +26,10 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.add_column("transfer", sa.Column("staged_on", sa.String(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("transfer") as batch:
+        batch.drop_column("staged_on")
     op.drop_table("instancekeys")
