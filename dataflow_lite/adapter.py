@@ -129,6 +129,13 @@ class AdapterContext:
     staging_dir: Path
     #: The server's settings; an adapter instance sees only its own, by short name.
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The folder of the instance keys (the ``keys_dir`` setting), None: the instance folder.
+    keys_dir: Path | None = None
+
+    @property
+    def keys_path(self) -> Path:
+        """Where the adapter keeps its ``key_files``: shared by every host of one catalog."""
+        return self.keys_dir or self.instance_path
 
 
 @dataclass
@@ -205,6 +212,9 @@ class TransferAdapter(abc.ABC):
     #: Whether ``submit_batch`` moves many files better than one by one (one rsync, one Globus
     #: task): the queue then hands the adapter the waiting files of a dataset together.
     batches: ClassVar[bool] = False
+    #: Secrets the adapter keeps in the keys folder (random, made at start if missing): hosts
+    #: sharing a catalog must share them, so they are part of the keys' fingerprint.
+    key_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, endpoint_options: dict[str, Any], context: AdapterContext) -> None:
         self.endpoint_options = endpoint_options

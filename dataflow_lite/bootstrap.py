@@ -17,7 +17,12 @@ from dataflow_lite.adapter import AdapterContext, Adapters, adapter_settings, di
 from dataflow_lite.live_checks import LiveChecks
 from dataflow_lite.settings import ENV_PREFIX, load_settings
 from dataflow_lite.store import db, schema
-from dataflow_lite.store.instance_keys import PasswordCipher, instance_secret_key
+from dataflow_lite.store.instance_keys import (
+    PasswordCipher,
+    check_fingerprint,
+    instance_secret_key,
+    keys_folder,
+)
 from dataflow_lite.transfers.queue import TransferQueue
 
 
@@ -53,12 +58,15 @@ def build(instance: Path | None = None, overrides: dict[str, Any] | None = None)
     settings = load_settings(instance, overrides=overrides, extra=adapter_settings(adapter_classes))
     staging = instance / settings["staging_dir"]
     staging.mkdir(parents=True, exist_ok=True)
-    cipher = PasswordCipher(instance)
-    adapters = Adapters(adapter_classes, AdapterContext(instance, staging, settings))
+    keys = keys_folder(instance, settings["keys_dir"])
+    cipher = PasswordCipher(keys)
+    adapters = Adapters(adapter_classes, AdapterContext(instance, staging, settings, keys))
     database = db.Database.from_setting(instance, settings["database"])
     engine = db.make_engine(database, settings["busy_timeout_ms"])
     # A new database gets its tables; an older one stops start-up naming 'db upgrade'.
     schema.prepare(engine, database)
+    # Hosts sharing a catalog must share its keys: a host with others stops here, naming why.
+    check_fingerprint(engine, keys, (n for c in adapter_classes.values() for n in c.key_files))
     queue = TransferQueue(engine, adapters, cipher, instance / "queue.sqlite3", settings)
     return Runtime(
         instance=instance,
@@ -67,7 +75,7 @@ def build(instance: Path | None = None, overrides: dict[str, Any] | None = None)
         adapters=adapters,
         queue=queue,
         cipher=cipher,
-        secret_key=instance_secret_key(instance),
+        secret_key=instance_secret_key(keys),
         live=LiveChecks(
             settings["live_check_max_age_seconds"], settings["live_check_timeout_seconds"]
         ),

@@ -43,6 +43,22 @@ SETTINGS: tuple[Setting, ...] = (
         "on the same filesystem as local destinations so that files are moved, not copied.",
     ),
     Setting(
+        "keys_dir",
+        str,
+        "",
+        "Folder of the instance keys (secret_key, password.key), relative to the instance "
+        "folder; empty: the instance folder. Hosts sharing one database need the same two "
+        "files: copy them, or point this at one shared folder; a host with other keys is "
+        "refused at start.",
+    ),
+    Setting(
+        "host_name",
+        str,
+        "",
+        "This server's name among hosts sharing one database (empty: the machine's name); "
+        "a file's transfer runs on the host that staged it.",
+    ),
+    Setting(
         "destination_dir",
         str,
         "dataflow",

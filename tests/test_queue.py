@@ -124,9 +124,9 @@ def controls() -> Iterator[Controls]:
     QueueTestAdapter.controls.release.set()  # whatever still waits ends
 
 
-def worker(instance: Path) -> Runtime:
+def worker(instance: Path, host: str = "") -> Runtime:
     """One worker (or web process) on the instance, with the stand-in adapter installed."""
-    rt = bootstrap.build(instance, overrides=SETTINGS)
+    rt = bootstrap.build(instance, overrides={**SETTINGS, "host_name": host})
     rt.adapters.classes[QueueTestAdapter.name] = QueueTestAdapter
     return rt
 
@@ -231,6 +231,21 @@ def test_a_transfer_whose_worker_died_is_taken_over_when_its_lease_runs_out(
     assert transfer(b, transfer_id).state == DONE
     assert not a.queue._save(dead, state=FAILED), "the dead run's claim is void"
     assert transfer(b, transfer_id).state == DONE
+
+
+def test_a_file_transfer_runs_only_on_the_host_that_staged_it(instance, dataset, controls):
+    # Two hosts on one catalog (here one instance folder, so one staging folder: what differs is
+    # their name); each host's staging folder is its own, so only the staging host may run it.
+    here, there = worker(instance, "host-a"), worker(instance, "host-b")
+    transfer_id = add_file_transfer(here, dataset, "scan.dat")
+    assert transfer(here, transfer_id).staged_on == "host-a"
+    controls.release.set()
+    assert there.queue.sweep() == 0 and there.queue._claim(transfer_id) == []
+    there.queue.run(transfer_id)
+    assert controls.submits == [] and transfer(there, transfer_id).state == QUEUED
+    assert here.queue.sweep() == 1
+    here.queue.run(transfer_id)
+    assert len(controls.submits) == 1 and transfer(here, transfer_id).state == DONE
 
 
 def test_a_run_that_stalled_past_its_lease_stops_when_another_worker_takes_over(

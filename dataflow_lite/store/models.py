@@ -213,6 +213,8 @@ class Transfer(SQLModel, table=True):
     permanent: bool = False
     bytes_moved: int = 0
     staged_path: str | None = None
+    #: The host whose staging folder holds the file (its workers alone run the transfer).
+    staged_on: str | None = None
     handle: str | None = None
     memo: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     next_attempt_at: datetime = Field(default_factory=utcnow)
@@ -296,3 +298,16 @@ class MetadataKey(SQLModel, table=True):
     #: ``json_type`` of the values: text, integer, real, true, false, null, array.
     value_type: str = Field(primary_key=True)
     datasets: int = 0
+
+
+class InstanceKeys(SQLModel, table=True):
+    """The fingerprint of the keys the catalog was first opened with: every host must match it.
+
+    Hosts sharing one database must share ``secret_key`` and ``password.key``; a host with other
+    keys would sign API keys the others reject and fail to decrypt stored passwords.
+    """
+
+    id: int = Field(default=1, primary_key=True)  # one row
+    fingerprint: str
+    host: str  # the host that recorded it, named in the error a mismatching host gets
+    recorded_at: datetime = Field(default_factory=utcnow)

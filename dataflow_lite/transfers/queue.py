@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from huey import SqliteHuey, crontab
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from dataflow_lite.adapter import (
@@ -36,7 +36,6 @@ from dataflow_lite.adapter import (
     PERMANENT_ERRNOS,
     QUEUED,
     RUNNING,
-    VERIFYING,
     AdapterError,
     Adapters,
 )
@@ -47,12 +46,12 @@ from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
 from dataflow_lite.transfers import actions, batches
 from dataflow_lite.transfers.actions import rows_changed
+from dataflow_lite.transfers.claims import ACTIVE, claimable, host_name
 from dataflow_lite.transfers.debris import remove_expired_uploads
 from dataflow_lite.transfers.watch import watched
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (RUNNING, VERIFYING)
 MAX_BACKOFF = timedelta(hours=1)
 
 
@@ -71,6 +70,8 @@ class TransferQueue:
         self.adapters = adapters
         self.cipher = cipher
         self.settings = settings
+        #: Transfers of files staged here carry this name; only this host's workers run them.
+        self.host = host_name(settings)
         self.huey = SqliteHuey(
             "dataflow-lite",
             filename=str(queue_file),
@@ -106,6 +107,7 @@ class TransferQueue:
             user_id=dataset.creator_id,
             adapter=endpoint.adapter,
             staged_path=str(staged) if staged else None,
+            staged_on=self.host if staged else None,
         )
         session.add(transfer)
         if flush:
@@ -146,19 +148,8 @@ class TransferQueue:
         """Sweep once more after ``delay`` seconds."""
         self._sweep_task.schedule(delay=delay)
 
-    @staticmethod
-    def _claimable(now: Any) -> Any:
-        # A queued transfer may still be leased: retried after a cancel whose run is stopping.
-        return and_(
-            col(Transfer.next_attempt_at) <= now,
-            or_(
-                and_(
-                    col(Transfer.state) == QUEUED,
-                    or_(col(Transfer.lease_until).is_(None), col(Transfer.lease_until) <= now),
-                ),
-                and_(col(Transfer.state).in_(ACTIVE), col(Transfer.lease_until) <= now),
-            ),
-        )
+    def _claimable(self, now: Any) -> Any:
+        return claimable(now, self.host)
 
     # Running a transfer, or a batch of them ----------------------------------------------------
 
@@ -190,7 +181,8 @@ class TransferQueue:
                 batch += session.exec(
                     select(Transfer).where(col(Transfer.id).in_(others)).order_by(col(Transfer.id))
                 ).all()
-        if not claimed and transfer is not None and transfer.state == QUEUED:
+        mine = transfer is not None and transfer.staged_on in (None, self.host)
+        if not claimed and mine and transfer is not None and transfer.state == QUEUED:
             self._wake_when_due(transfer.id, transfer.next_attempt_at)
         return batch
 

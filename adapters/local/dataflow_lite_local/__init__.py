@@ -124,6 +124,7 @@ class LocalAdapter(TransferAdapter):
 
     name = "local"
     can_read_back = True
+    key_files = (KEY_FILE,)
     options = (Option("path", "the directory that receives the datasets"),)
 
     @classmethod
@@ -157,7 +158,7 @@ class LocalAdapter(TransferAdapter):
     @cached_property
     def tree(self) -> Tree:
         """The tree below the root, walked without following links."""
-        key_file = self.context.instance_path / KEY_FILE
+        key_file = self.context.keys_path / KEY_FILE
         key = load_or_create(key_file, lambda: secrets.token_hex(32).encode())
         return Tree(self.root, key, marking_since=key_file.stat().st_mtime)
 
