@@ -4,39 +4,13 @@ property-based comparison with a brute-force filter over the same small catalog.
 from __future__ import annotations
 
 import io
-import json
 import sqlite3
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from dataflow_lite.store import query
 from dataflow_lite.store.query import Qualifier, QueryError, Text
-
-from .conftest import TEST_DATABASE, Cli
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def instance(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
-    """Every test here on both catalogs: an SQLite file, and a database on the test PostgreSQL."""
-    path = tmp_path / "instance"
-    if request.param == "postgresql" or TEST_DATABASE == "postgresql":
-        if "sqlite_file" in request.fixturenames:
-            pytest.skip("reads the SQLite catalog file directly")
-        url = request.getfixturevalue("postgresql_database")
-        path.mkdir()
-        (path / "config.toml").write_text(f"database = {json.dumps(url)}\n")
-    Cli(path)("init")
-    return path
-
-
-@pytest.fixture
-def sqlite_file() -> None:
-    """Named by the tests that read or write the SQLite catalog file directly."""
-
-
-sqlite_only = pytest.mark.usefixtures("sqlite_file")
 
 
 def create(client, auth, name, values=(), instrument_id=0):
@@ -220,7 +194,7 @@ def test_each_form_finds_its_datasets(client, auth, catalog):
         assert ids(client, auth, q) == sorted(expected), q
 
 
-@sqlite_only
+@pytest.mark.sqlite
 def test_created_finds_by_day(client, auth, catalog, instance):
     with sqlite3.connect(instance / "dataflow.sqlite3") as db:
         db.execute("UPDATE dataset SET created_at = '2023-03-04 23:59:59.000000' WHERE id = ?",
@@ -235,7 +209,7 @@ def test_created_finds_by_day(client, auth, catalog, instance):
     assert ids(client, auth, '"2023-03-04"') == []  # quoted: words, not a date
 
 
-@sqlite_only
+@pytest.mark.sqlite
 @pytest.mark.parametrize(
     "q",
     [
@@ -329,7 +303,7 @@ def test_pages_continue_with_after_and_stop_at_the_window(client, auth, monkeypa
     assert [d["id"] for d in exact["results"]] == made[::-1][3:6]
 
 
-@sqlite_only
+@pytest.mark.sqlite
 def test_typed_value_indexes_exist_and_answer_comparisons(client, auth, catalog, instance):
     with sqlite3.connect(instance / "dataflow.sqlite3") as db:
         plan = db.execute(
@@ -391,7 +365,7 @@ def test_metadata_keys_count_only_the_users_datasets(client, auth, catalog, cli)
     assert everyone["Temp"] == 4 and everyone["Sample"] == 2
 
 
-@sqlite_only
+@pytest.mark.sqlite
 def test_key_counts_and_file_names_follow_plain_inserts_and_deletes(client, auth, catalog,
                                                                      instance):  # fmt: skip
     """What a bulk importer writes with plain INSERTs (and a removal) keeps both right."""
