@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,18 +60,22 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgresql_server() -> Iterator[PostgreSQL]:
-    """A PostgreSQL cluster for the session (skips, naming the package, when none is installed)."""
+class Missing(Exception):
+    """No PostgreSQL to run: what to install."""
+
+
+@contextmanager
+def cluster() -> Iterator[PostgreSQL]:
+    """A throwaway cluster on a free port until the block ends; Missing if none can run."""
     binaries = _binaries()
     if binaries is None:
-        pytest.skip(f"PostgreSQL is not installed: {INSTALL}")
+        raise Missing(f"PostgreSQL is not installed: {INSTALL}")
     owner = None
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip(f"no 'postgres' account to run PostgreSQL as: {INSTALL}")
+            raise Missing(f"no 'postgres' account to run PostgreSQL as: {INSTALL}") from None
     # Not under pytest's basetemp: its folders are private to root, and the cluster's owner
     # must reach its own.
     folder = Path(tempfile.mkdtemp(prefix="dataflow-lite-postgresql-"))
@@ -93,6 +98,16 @@ def postgresql_server() -> Iterator[PostgreSQL]:
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgreSQL]:
+    """A PostgreSQL cluster for the session (skips, naming the package, when none is installed)."""
+    try:
+        with cluster() as server:
+            yield server
+    except Missing as missing:
+        pytest.skip(str(missing))
 
 
 @pytest.fixture
