@@ -40,7 +40,8 @@ from dataflow_lite.adapter import (
 )
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.cli.base import CLI
-from dataflow_lite.services.transfers import retry_transfer
+from dataflow_lite.services.errors import Invalid
+from dataflow_lite.services.transfers import adopt_transfers, retry_transfer
 from dataflow_lite.store.db import session_scope
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, User
 from dataflow_lite.transfers import watch
@@ -246,6 +247,25 @@ def test_a_file_transfer_runs_only_on_the_host_that_staged_it(instance, dataset,
     assert here.queue.sweep() == 1
     here.queue.run(transfer_id)
     assert len(controls.submits) == 1 and transfer(here, transfer_id).state == DONE
+
+
+def test_an_admin_moves_a_lost_hosts_transfers_to_a_host_that_holds_their_files(
+    instance, dataset, controls
+):
+    lost, here = worker(instance, "host-a"), worker(instance, "host-b")
+    copied = add_file_transfer(lost, dataset, "scan.dat")
+    not_copied = add_file_transfer(lost, dataset, "other.dat")
+    (here.adapters.context.staging_dir / "upload-other.dat").unlink()
+    with pytest.raises(Invalid, match="host-b is this host"):
+        adopt_transfers(here, CLI, "host-b")
+
+    adopted = adopt_transfers(here, CLI, "host-a")
+    assert (adopted.taken, adopted.missing, adopted.running) == ([copied], [not_copied], [])
+    assert transfer(here, not_copied).staged_on == "host-a"  # left for its host
+    controls.release.set()
+    assert here.queue.sweep() == 0, "the adopted transfer's message is already waiting"
+    here.queue.run(copied)
+    assert len(controls.submits) == 1 and transfer(here, copied).state == DONE
 
 
 def test_a_run_that_stalled_past_its_lease_stops_when_another_worker_takes_over(

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from dataflow_lite import bootstrap
-from dataflow_lite.adapter import Option
+from dataflow_lite.adapter import DONE, Option
 from dataflow_lite.cli.base import CLI, echo_done, echo_json, main, runtime
 from dataflow_lite.services.endpoints import (
     check_endpoint,
@@ -21,8 +21,14 @@ from dataflow_lite.services.endpoints import (
     register_endpoint,
     remove_endpoint,
 )
-from dataflow_lite.services.transfers import cancel_transfer, list_transfers, retry_transfer
+from dataflow_lite.services.transfers import (
+    adopt_transfers,
+    cancel_transfer,
+    list_transfers,
+    retry_transfer,
+)
 from dataflow_lite.store.models import Endpoint
+from dataflow_lite.transfers.claims import host_name
 
 # Adapter options reach the callback under this prefix, so that no option name can clash with
 # the command's own parameters (an adapter may well declare a "name").
@@ -185,16 +191,38 @@ def transfers() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 def transfers_list(state: str | None, dataset_id: int | None, limit: int) -> None:
     """List transfers, failed ones first, then newest first."""
+    rt = runtime()
     rows = list_transfers(
-        runtime(), CLI, dataset_id=dataset_id, state=state, failed_first=True, limit=limit
+        rt, CLI, dataset_id=dataset_id, state=state, failed_first=True, limit=limit
     )
+    here = host_name(rt.settings)
     for row in rows:
         transfer = row.transfer
         error = f"  {transfer.last_error}" if transfer.last_error else ""
+        elsewhere = transfer.staged_on not in (None, here) and transfer.state != DONE
+        host = f" staged on {transfer.staged_on}" if elsewhere else ""
         click.echo(
             f"{transfer.id:>6} {transfer.state:<9} {transfer.kind:<8} dataset "
-            f"{transfer.dataset_id} {transfer.adapter} attempts {transfer.attempts}{error}"
+            f"{transfer.dataset_id} {transfer.adapter} attempts {transfer.attempts}{host}{error}"
         )
+
+
+@transfers.command("adopt")
+@click.argument("lost_host")
+def transfers_adopt(lost_host: str) -> None:
+    """Run here the transfers of LOST_HOST, a host that will not come back.
+
+    First copy its staging folder's files into this host's; transfers whose staged file is not
+    here are named and left to it.
+    """
+    adopted = adopt_transfers(runtime(), CLI, lost_host)
+    for label, ids in (
+        ("still running on it", adopted.running),
+        ("staged file not here", adopted.missing),
+    ):
+        for transfer_id in ids:
+            click.echo(f"transfer {transfer_id}: {label}: left on {lost_host}")
+    echo_done(f"{len(adopted.taken)} transfer(s) of {lost_host} adopted by this host")
 
 
 @transfers.command("retry")

@@ -92,6 +92,7 @@ RULES: dict[str, Rule] = {
     "transfer.list": ANYONE,
     "transfer.retry": OWN_OR_ADMIN,
     "transfer.cancel": OWN_OR_ADMIN,
+    "transfer.adopt": ADMIN,
     "audit.read": ADMIN,
 }
 

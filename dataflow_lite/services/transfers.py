@@ -1,21 +1,24 @@
-"""The transfer queue as users and administrators see it: list, look at, retry and cancel."""
+"""The transfer queue as users and administrators see it: list, look at, retry and cancel; and
+an administrator's move of a lost host's transfers to this one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlmodel import col, select
 
-from dataflow_lite.adapter import FAILED
+from dataflow_lite.adapter import DONE, FAILED
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit
-from dataflow_lite.services.errors import Conflict, NotFound
+from dataflow_lite.services.errors import Conflict, Invalid, NotFound
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import catalog
 from dataflow_lite.store.db import unit_of_work
-from dataflow_lite.store.models import Dataset, DatasetFile, Transfer, User
+from dataflow_lite.store.models import Dataset, DatasetFile, Transfer, User, row_id, utcnow
+from dataflow_lite.transfers.claims import ACTIVE, host_name
 
 MAX_LISTED = 1000
 
@@ -103,6 +106,49 @@ def cancel_transfer(rt: Runtime, identity: Identity, transfer_id: int) -> Transf
         raise Conflict(f"transfer {transfer_id} is {transfer.state}: it has ended")
     _record(rt, identity, "transfer.cancel", transfer)
     return _visible(rt, identity, transfer_id, "transfer.read")
+
+
+@dataclass
+class Adopted:
+    """What :func:`adopt_transfers` did: the transfers it took, and those it could not."""
+
+    taken: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)  # their staged file is not here
+    running: list[int] = field(default_factory=list)  # a live worker still holds them
+
+
+@use_case("transfer.adopt")
+def adopt_transfers(rt: Runtime, identity: Identity, lost_host: str) -> Adopted:
+    """Move to this host the transfers staged on ``lost_host``, a host that will not come back,
+    that have not succeeded and whose staged file is in this host's staging folder (copied
+    there from the lost host's by the admin). Queued and running ones start here at once; failed
+    ones wait for a retry here."""
+    authorize(identity, "transfer.adopt")
+    here = host_name(rt.settings)
+    if lost_host == here:
+        raise Invalid(f"{lost_host} is this host", {"host": ["name another host"]})
+    staging, now, adopted, starting = rt.adapters.context.staging_dir, utcnow(), Adopted(), []
+    with unit_of_work(rt.engine) as work:
+        waiting = work.session.exec(
+            select(Transfer).where(Transfer.staged_on == lost_host, Transfer.state != DONE)
+        ).all()
+        for transfer in waiting:
+            staged = staging / Path(transfer.staged_path or "").name
+            if transfer.state in ACTIVE and (transfer.lease_until or now) > now:
+                adopted.running.append(row_id(transfer))
+            elif transfer.staged_path and staged.is_file():
+                transfer.staged_on, transfer.staged_path = here, str(staged)
+                transfer.next_attempt_at = now  # no backoff: an admin asked
+                adopted.taken.append(row_id(transfer))
+                if transfer.state != FAILED:
+                    starting.append(row_id(transfer))
+            else:
+                adopted.missing.append(row_id(transfer))
+        summary = {"from": lost_host, "to": here, "transfers": adopted.taken}
+        audit.record(work, identity, "transfer.adopt", "host", lost_host, summary)
+    for transfer_id in starting:
+        rt.queue.wake(transfer_id)
+    return adopted
 
 
 def _record(rt: Runtime, identity: Identity, action: str, transfer: Transfer) -> None:
