@@ -29,7 +29,11 @@ from dataflow_lite.services import logins
 from dataflow_lite.settings import load_settings
 from dataflow_lite.store.db import Database, make_engine
 
-from .postgres import postgresql_database, postgresql_server  # noqa: F401  (fixtures)
+from .postgres import (  # noqa: F401  (fixtures)
+    postgresql_at_head,
+    postgresql_database,
+    postgresql_server,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -138,7 +142,8 @@ def instance(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     (tests/postgres.py), as the test's parameter says."""
     path = tmp_path / "instance"
     if request.param == "postgresql":
-        url = request.getfixturevalue("postgresql_database")
+        server = request.getfixturevalue("postgresql_server")
+        url = server.create_database(template=request.getfixturevalue("postgresql_at_head"))
         path.mkdir()
         (path / "config.toml").write_text(f"database = {json.dumps(url)}\n")
     Cli(path)("init")

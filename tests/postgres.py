@@ -42,15 +42,16 @@ class PostgreSQL:
         """The URL of database ``name`` for the test role."""
         return f"postgresql+psycopg://{ROLE}@127.0.0.1:{self.port}/{name}"
 
-    def create_database(self) -> str:
-        """A new, empty database; its URL."""
+    def create_database(self, template: str | None = None) -> str:
+        """A new database, empty or a copy of database ``template``; its URL."""
         import psycopg
 
         name = f"test_{secrets.token_hex(4)}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(
             f"host=127.0.0.1 port={self.port} user={ROLE} dbname=postgres", autocommit=True
         ) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
 
@@ -114,3 +115,15 @@ def postgresql_server() -> Iterator[PostgreSQL]:
 def postgresql_database(postgresql_server: PostgreSQL) -> str:
     """The URL of a new, empty database on the session's PostgreSQL."""
     return postgresql_server.create_database()
+
+
+@pytest.fixture(scope="session")
+def postgresql_at_head(postgresql_server: PostgreSQL) -> str:
+    """The name of a database migrated to the head revision, to copy: an instance's catalog
+    starts from a copy in a tenth of a second rather than running every migration."""
+    from dataflow_lite.store import schema
+    from dataflow_lite.store.db import Database
+
+    url = postgresql_server.create_database()
+    schema.upgrade(Database.from_setting(Path("."), url))  # its engine is disposed: no user left
+    return url.rsplit("/", 1)[1]
