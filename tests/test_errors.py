@@ -185,7 +185,8 @@ def small_client(instance: Path):
 @pytest.fixture
 def limited_server(instance: Path, request: pytest.FixtureRequest):
     """The live server, started on this instance with ``max_upload_bytes = 1000`` in config.toml."""
-    (instance / "config.toml").write_text("max_upload_bytes = 1000\n")
+    with (instance / "config.toml").open("a") as config:  # after the catalog's, if any
+        config.write("max_upload_bytes = 1000\n")
     return request.getfixturevalue("live_server")
 
 
