@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from dataflow_lite.store import search_sql
 from dataflow_lite.store.search_sql import Cond, Sql, Walk
-from dataflow_lite.store.sqlite_facets import Bucket, Key
+from dataflow_lite.store.sqlite_facets import Bucket, Key, named_buckets
 
 __all__ = ["Bucket", "Key", "field_buckets", "keys", "matching_ids"]
 
@@ -86,20 +86,8 @@ def field_buckets(session: Session, ids: Sequence[int], field: str, top: int) ->
             f"FROM {joined} GROUP BY 1 ORDER BY count(*) DESC, 1 {limit}"
         ))  # fmt: skip
         return [Bucket(value, count) for value, count in rows]
-    if field == "instrument":
-        rows = sql.all(session, (
-            "SELECT d.instrument_id, count(*), min(i.name) FROM "
-            f"{joined} LEFT JOIN instrument AS i ON i.id = d.instrument_id "
-            f"GROUP BY 1 ORDER BY count(*) DESC, 1 NULLS FIRST {limit}"
-        ))  # fmt: skip
-        return [Bucket(name or "Untitled instrument", count, ident or 0)
-                for ident, count, name in rows]  # fmt: skip
-    if field == "creator":
-        rows = sql.all(session, (
-            f"SELECT d.creator_id, count(*), min(u.username) FROM {joined} "
-            f'JOIN "user" AS u ON u.id = d.creator_id GROUP BY 1 ORDER BY count(*) DESC, 1 {limit}'
-        ))  # fmt: skip
-        return [Bucket(name, count, ident) for ident, count, name in rows]
+    if field in ("instrument", "creator"):
+        return named_buckets(session, sql, field, joined, top)
     rows = sql.all(session, (
         f"SELECT {_RANK}, {_NUMERIC}, {_WORDS}, count(*), min({KIND.format(v='m.value')}) "
         f"FROM {source} JOIN metadatavalue AS m ON m.dataset_id = ids.id "

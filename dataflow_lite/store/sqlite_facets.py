@@ -54,6 +54,24 @@ def _ids(sql: Sql, ids: Sequence[int]) -> str:
     return f"(SELECT value AS id FROM json_each({sql.bind(json.dumps(list(ids)))})) AS ids"
 
 
+def named_buckets(session: Session, sql: Sql, field: str, joined: str, top: int) -> list[Bucket]:
+    """The instrument or creator facet of the datasets ``joined`` (as ``d``), on either backend
+    (datasets without an instrument sort first, as SQLite sorts NULL)."""
+    tail = f"GROUP BY 1 ORDER BY count(*) DESC, 1 NULLS FIRST LIMIT {int(top)}"
+    if field == "instrument":
+        rows = sql.all(session, (
+            "SELECT d.instrument_id, count(*), min(i.name) FROM "
+            f"{joined} LEFT JOIN instrument AS i ON i.id = d.instrument_id {tail}"
+        ))  # fmt: skip
+        return [Bucket(name or "Untitled instrument", count, ident or 0)
+                for ident, count, name in rows]  # fmt: skip
+    rows = sql.all(session, (
+        f"SELECT d.creator_id, count(*), min(u.username) FROM {joined} "
+        f'JOIN "user" AS u ON u.id = d.creator_id {tail}'
+    ))  # fmt: skip
+    return [Bucket(name, count, ident) for ident, count, name in rows]
+
+
 def field_buckets(session: Session, ids: Sequence[int], field: str, top: int) -> list[Bucket]:
     """The ``top`` commonest values of ``field`` among ``ids`` (a built-in or a metadata key)."""
     sql = Sql()
@@ -63,19 +81,8 @@ def field_buckets(session: Session, ids: Sequence[int], field: str, top: int) ->
     if field == "created":
         rows = sql.all(session, f"SELECT substr(d.created_at, 1, 7), count(*) FROM {joined} {tail}")
         return [Bucket(value, count) for value, count in rows]
-    if field == "instrument":
-        rows = sql.all(session, (
-            "SELECT d.instrument_id, count(*), min(i.name) FROM "
-            f"{joined} LEFT JOIN instrument AS i ON i.id = d.instrument_id {tail}"
-        ))  # fmt: skip
-        return [Bucket(name or "Untitled instrument", count, ident or 0)
-                for ident, count, name in rows]  # fmt: skip
-    if field == "creator":
-        rows = sql.all(session, (
-            f"SELECT d.creator_id, count(*), min(u.username) FROM {joined} "
-            f"JOIN user AS u ON u.id = d.creator_id {tail}"
-        ))  # fmt: skip
-        return [Bucket(name, count, ident) for ident, count, name in rows]
+    if field in ("instrument", "creator"):
+        return named_buckets(session, sql, field, joined, top)
     value = (
         "CASE WHEN json_type(m.value) = 'text' AND json_extract(m.value, '$') GLOB "
         f"{_MONTH} THEN substr(json_extract(m.value, '$'), 1, 7) "
