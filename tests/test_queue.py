@@ -42,7 +42,7 @@ from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.cli.base import CLI
 from dataflow_lite.services.errors import Invalid
 from dataflow_lite.services.transfers import adopt_transfers, retry_transfer
-from dataflow_lite.store.db import session_scope
+from dataflow_lite.store.db import ROWS, session_scope
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, User
 from dataflow_lite.transfers import watch
 
@@ -234,6 +234,24 @@ def test_a_transfer_whose_worker_died_is_taken_over_when_its_lease_runs_out(
     assert transfer(b, transfer_id).state == DONE
 
 
+@pytest.mark.parametrize("instance", ["postgresql"], indirect=True)
+def test_on_postgresql_a_claim_locks_only_its_rows_and_skips_those_being_claimed(
+    workers, dataset, controls
+):
+    a, b = workers
+    first = add_file_transfer(a, dataset, "one.dat")
+    second = add_file_transfer(a, dataset, "two.dat")
+    # The API is writing the catalog (holding its write lock) while another worker is claiming
+    # the first transfer (holding that row); a claim waiting for either would time out and raise.
+    with session_scope(b.engine) as writing, session_scope(b.engine, write=ROWS) as claiming:
+        writing.add(User(username="meanwhile", name="Meanwhile"))
+        writing.flush()
+        claiming.exec(select(Transfer).where(Transfer.id == first).with_for_update()).one()
+        assert a.queue._claim(first) == []
+        assert [t.id for t in a.queue._claim(second)] == [second]
+    assert (transfer(a, first).state, transfer(a, second).state) == (QUEUED, "running")
+
+
 def test_a_file_transfer_runs_only_on_the_host_that_staged_it(instance, dataset, controls):
     # Two hosts on one catalog (here one instance folder, so one staging folder: what differs is
     # their name); each host's staging folder is its own, so only the staging host may run it.
@@ -247,6 +265,26 @@ def test_a_file_transfer_runs_only_on_the_host_that_staged_it(instance, dataset,
     assert here.queue.sweep() == 1
     here.queue.run(transfer_id)
     assert len(controls.submits) == 1 and transfer(here, transfer_id).state == DONE
+
+
+@pytest.mark.parametrize("instance", ["postgresql"], indirect=True)
+def test_on_postgresql_a_message_that_reached_the_wrong_host_is_passed_on_to_the_right_one(
+    instance, dataset, controls, monkeypatch, request
+):
+    here, there = worker(instance, "host-a"), worker(instance, "host-b")
+    listening, sweep = threading.Event(), there.queue.sweep
+    monkeypatch.setattr(there.queue, "sweep", lambda: (sweep(), listening.set()))
+    request.addfinalizer(there.queue.listen().set)  # as host-b's worker process does
+    wait_until(listening.is_set, "host-b to listen (it sweeps once it does)")
+    transfer_id = add_file_transfer(there, dataset, "scan.dat")  # staged on host-b
+    assert messages(there) == []
+    here.queue.run(transfer_id)  # a retry asked of host-a, say: host-a may not run it
+    assert controls.submits == []
+    # The two hosts share one huey file here: the message there is host-b's listener's.
+    assert wait_until(lambda: messages(there), "host-b's message") == [transfer_id]
+    controls.release.set()
+    there.queue.run(transfer_id)
+    assert len(controls.submits) == 1 and transfer(there, transfer_id).state == DONE
 
 
 def test_an_admin_moves_a_lost_hosts_transfers_to_a_host_that_holds_their_files(

@@ -138,6 +138,7 @@ def worker() -> None:
     woken = rt.queue.sweep()
     rt.queue.sweep_later(rt.settings["transfer_lease_seconds"] + 1)
     echo_done(f"transfer worker: {woken} transfer(s) due")
+    rt.queue.listen()
     # An idle consumer polls less and less often, up to max_delay: keep a new upload's wait
     # short (a run of small files waits for it once per batch; one indexed read per poll).
     rt.queue.huey.create_consumer(

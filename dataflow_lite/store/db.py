@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy import URL, Connection, Engine, event, make_url
 from sqlalchemy.exc import ArgumentError
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 #: The execution option that marks a read-only transaction (it never waits for writers).
 WRITES = "dataflow_writes"
+#: ``write=ROWS``: the queue's own bookkeeping, which locks on PostgreSQL only the transfer
+#: rows it reads ``FOR UPDATE`` rather than the whole catalog, so claims and progress on several
+#: hosts go on beside the API's writes. On SQLite it takes the one write lock like any write.
+ROWS: Literal["rows"] = "rows"
 #: PostgreSQL advisory lock keys: one for writing the catalog, one for changing its schema.
 WRITE_LOCK, SCHEMA_LOCK = 0x64666C01, 0x64666C02
 BACKENDS = ("sqlite", "postgresql")
@@ -139,7 +144,7 @@ def _postgresql_engine(url: URL, busy_timeout_ms: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        if connection.get_execution_options().get(WRITES, True):
+        if connection.get_execution_options().get(WRITES, True) is True:
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
     return engine
@@ -192,7 +197,7 @@ class UnitOfWork:
 
 @contextmanager
 def unit_of_work(
-    engine: Engine, *, write: bool = True, audited: bool = True
+    engine: Engine, *, write: bool | Literal["rows"] = True, audited: bool = True
 ) -> Iterator[UnitOfWork]:
     """A transaction that commits when the block ends and rolls back on error.
 
@@ -200,12 +205,12 @@ def unit_of_work(
     instead of failing; reads (``write=False``) begin deferred and never take it. A write that
     changes rows must record an audit event, or it raises UnauditedChange and rolls back;
     ``audited=False`` is for the server's own bookkeeping (the queue's progress, a key's
-    last use, failed-login counts).
+    last use, failed-login counts); ``write=ROWS`` is for the queue's claims and progress.
     """
-    if not write:
-        engine = reading(engine)
+    if write is not True:
+        engine = engine.execution_options(**{WRITES: write})
     with Session(engine, expire_on_commit=False) as session:
-        work = UnitOfWork(session, write=write)
+        work = UnitOfWork(session, write=write is True)
         if write and audited:
             event.listen(session, "before_flush", work._note_changes)
         with session.begin():
@@ -221,7 +226,7 @@ def unit_of_work(
 
 
 @contextmanager
-def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
+def session_scope(engine: Engine, *, write: bool | Literal["rows"] = True) -> Iterator[Session]:
     """A session for the server's own bookkeeping (the queue): not audited."""
     with unit_of_work(engine, write=write, audited=False) as work:
         yield work.session

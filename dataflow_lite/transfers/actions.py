@@ -33,7 +33,10 @@ def retry(queue: TransferQueue, transfer_id: int) -> bool:
     """
     now = utcnow()
     with session_scope(queue.engine) as session:
-        lease = session.exec(select(Transfer.lease_until).where(Transfer.id == transfer_id))
+        # Locked, so a run releasing its lease this instant either sees the retry or is seen.
+        lease = session.exec(
+            select(Transfer.lease_until).where(Transfer.id == transfer_id).with_for_update()
+        )
         leased = (lease.first() or now) > now
         retried = rows_changed(
             session,
@@ -63,7 +66,7 @@ def cancel(queue: TransferQueue, transfer_id: int) -> bool:
     starts afresh."""
     now = utcnow()
     with session_scope(queue.engine) as session:
-        transfer = session.get(Transfer, transfer_id)
+        transfer = session.get(Transfer, transfer_id, with_for_update=True)
         endpoint = session.get(Endpoint, transfer.endpoint_id) if transfer else None
         # Read before the UPDATE, which clears them (in the session's copy too).
         handle, stub = (transfer.handle, _job_stub(transfer)) if transfer else (None, None)

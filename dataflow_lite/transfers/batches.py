@@ -64,6 +64,7 @@ def companions(
         )
         .order_by(col(Transfer.id))
         .limit(max(settings["transfer_batch_files"] - 1, 0))
+        .with_for_update(skip_locked=True, of=Transfer)  # those another worker claims: not ours
     ).all()
     chosen = []
     for transfer_id, size in rows:

@@ -2,9 +2,11 @@
 
 The catalog's ``transfer`` table is the truth: state (``queued -> running -> verifying -> done |
 failed``), attempts, the last error in plain words, bytes moved, the adapter's handle and memo.
-huey (SQLite storage in the instance folder; its SQL storage over PostgreSQL later) wakes the
-workers and schedules retries; a worker claims a record with one conditional UPDATE, so no two
-workers run the same transfer, and holds a lease that it renews while it works (:mod:`.watch`,
+huey (SQLite storage in each host's instance folder) wakes the workers and schedules retries;
+a message for a transfer staged on another host is passed on to it (:mod:`.wakeups`). A worker
+claims a record it has locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, where the queue's own
+writes lock only their rows; SQLite's one write lock elsewhere), so no two workers run the same
+transfer, and holds a lease that it renews while it works (:mod:`.watch`,
 which also stores the bytes moved and stops the adapter when the transfer is cancelled). A
 transfer whose worker died (a crash, ``kill -9``) is found by the sweep when its lease runs out and
 resumes: adapters make a repeated submit safe. The staged copy is deleted only after the
@@ -21,6 +23,7 @@ queued and not yet running absorbs later requests and is pushed back by them.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,10 +44,10 @@ from dataflow_lite.adapter import (
 )
 from dataflow_lite.store import credentials, layout
 from dataflow_lite.store.catalog import metadata_json
-from dataflow_lite.store.db import session_scope
+from dataflow_lite.store.db import ROWS, session_scope
 from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
-from dataflow_lite.transfers import actions, batches
+from dataflow_lite.transfers import actions, batches, wakeups
 from dataflow_lite.transfers.actions import rows_changed
 from dataflow_lite.transfers.claims import ACTIVE, claimable, host_name
 from dataflow_lite.transfers.debris import remove_expired_uploads
@@ -164,15 +167,21 @@ class TransferQueue:
             "claim": uuid.uuid4().hex,
             "updated_at": now,
         }
-        with session_scope(self.engine) as session:
-            claimed = rows_changed(
-                session,
-                update(Transfer)
+        with session_scope(self.engine, write=ROWS) as session:
+            # A transfer another worker is claiming this instant is skipped, not waited for.
+            claimed = session.exec(
+                select(Transfer.id)
                 .where(col(Transfer.id) == transfer_id, self._claimable(now))
-                .values(**claim),
-            )
+                .with_for_update(skip_locked=True)
+            ).first()
+            if claimed is not None:
+                session.execute(
+                    update(Transfer).where(col(Transfer.id) == transfer_id).values(**claim)
+                )
             transfer = session.get(Transfer, transfer_id)
-            batch = [transfer] if claimed and transfer is not None else []
+            if claimed is None and transfer is not None and self._elsewhere(transfer, now):
+                wakeups.forward(session, transfer.staged_on or "", transfer_id)
+            batch = [transfer] if claimed is not None and transfer is not None else []
             if batch and transfer is not None and self._batches(transfer):
                 others = batches.companions(session, transfer, self._claimable(now), self.settings)
                 session.execute(
@@ -182,9 +191,27 @@ class TransferQueue:
                     select(Transfer).where(col(Transfer.id).in_(others)).order_by(col(Transfer.id))
                 ).all()
         mine = transfer is not None and transfer.staged_on in (None, self.host)
-        if not claimed and mine and transfer is not None and transfer.state == QUEUED:
+        if claimed is None and mine and transfer is not None and transfer.state == QUEUED:
             self._wake_when_due(transfer.id, transfer.next_attempt_at)
         return batch
+
+    def _elsewhere(self, transfer: Transfer, now: datetime) -> bool:
+        """Whether the transfer is due and waits for the host that staged it, not this one."""
+        return (
+            transfer.staged_on not in (None, self.host)
+            and transfer.state == QUEUED
+            and transfer.next_attempt_at <= now
+        )
+
+    def listen(self) -> threading.Event:
+        """Take the wake-ups other hosts pass on to this one (:mod:`.wakeups`; a worker
+        process calls it once), until the event returned is set; each (re)connection sweeps
+        for what was sent meanwhile."""
+        return wakeups.listen(self.engine, self.host, self._wake_unless_waiting, self.sweep)
+
+    def _wake_unless_waiting(self, transfer_id: int) -> None:
+        if transfer_id not in self._waiting():
+            self.wake(transfer_id)
 
     def _batches(self, transfer: Transfer) -> bool:
         """Whether the transfer is a file whose adapter moves files in batches."""
@@ -208,11 +235,12 @@ class TransferQueue:
         claim still holds; which ones those are."""
         claims = {row_id(transfer): transfer.claim for transfer in batch}
         now = utcnow()
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, write=ROWS) as session:
             rows = session.exec(
-                select(Transfer.id, Transfer.claim).where(
-                    col(Transfer.id).in_(list(claims)), col(Transfer.state).in_(ACTIVE)
-                )
+                select(Transfer.id, Transfer.claim)
+                .where(col(Transfer.id).in_(list(claims)), col(Transfer.state).in_(ACTIVE))
+                .order_by(col(Transfer.id))  # rows locked in one order: no deadlock
+                .with_for_update()
             ).all()
             held = {found for found, claim in rows if found is not None and claim == claims[found]}
             # One UPDATE for each set of values (a batch's files mostly share theirs).
@@ -232,13 +260,16 @@ class TransferQueue:
         """Give up the leases of a run's transfers that were cancelled (or cancelled and already
         retried) once it has stopped; wake those a retry is waiting for."""
         claims = {row_id(transfer): transfer.claim for transfer in batch}
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, write=ROWS) as session:
             rows = session.exec(
-                select(Transfer.id, Transfer.claim, Transfer.state).where(
+                select(Transfer.id, Transfer.claim, Transfer.state)
+                .where(
                     col(Transfer.id).in_(list(claims)),
                     col(Transfer.state).in_((QUEUED, FAILED)),
                     col(Transfer.lease_until).is_not(None),
                 )
+                .order_by(col(Transfer.id))
+                .with_for_update()
             ).all()
             released = [
                 (found, state) for found, claim, state in rows if claims.get(found or 0) == claim
