@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from ordflow import API
 
-from .conftest import wait_for_transfers
+from .conftest import Cli, wait_for_transfers
 
 pytestmark = pytest.mark.server
 
@@ -37,7 +39,28 @@ FILE_KEYS = {
 DATASET_KEYS = {"id", "name", "creator", "dataset_files", "instrument", "metadata_field_values"}
 
 
+class Alternating:
+    """ordflow's API on several hosts of one catalog, each call made to the next host in turn."""
+
+    def __init__(self, key: str, urls: list[str]) -> None:
+        self._clients = itertools.cycle([API(key, server_url=url) for url in urls])
+        self._urls = itertools.cycle(urls)
+
+    def next_url(self) -> str:
+        """The API's URL on the next host, for a request ordflow does not make."""
+        return next(self._urls)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(next(self._clients), name)
+
+
 def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Path):
+    walkthrough([live_server.api], cli, instance, tmp_path)
+
+
+def walkthrough(urls: list[str], cli: Cli, instance: Path, tmp_path: Path) -> None:
+    """The walkthrough, with each request made to the next of the hosts at ``urls`` (one or
+    several on one catalog); ``cli`` and ``instance`` are the first host's."""
     key = cli.user_key("suhas", name="Suhas Somnath")
     instrument = cli.json(
         "instrument", "add", "Asylum Research Cypher West", "--description", "AR Cypher in JG 55"
@@ -45,7 +68,7 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     other = cli.json(
         "endpoint", "add", "archive", "--type", "local", "--path", str(tmp_path / "archive")
     )
-    api = API("Bearer " + key, server_url=live_server.api)
+    api = Alternating("Bearer " + key, urls)
 
     # 2-3. Settings: read, switch the destination, switch back.
     settings = api.settings_get()
@@ -79,7 +102,7 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     assert status["source_activation"]["code"] == "AlreadyActivated"
     assert status["destination_activation"]["code"] == "AlreadyActivated"
     encrypted = requests.post(
-        live_server.api + "/password-encryption",
+        api.next_url() + "/password-encryption",
         json={"password": "s3cret+/="},
         headers={"Authorization": "Bearer " + key},
     ).json()["encrypted_password"]
@@ -129,7 +152,7 @@ def test_walkthrough_with_ordflow(live_server, cli, instance: Path, tmp_path: Pa
     assert second["transfer_state"] in ("queued", "running", "verifying", "done")
 
     # The transfer queue moves the files; each transfer ends done.
-    transfers = wait_for_transfers(live_server.api, key, dataset["id"])
+    transfers = wait_for_transfers(api.next_url(), key, dataset["id"])
     moved = {t["file_id"]: t for t in transfers if t["kind"] == "file"}
     assert {moved[f["id"]]["state"] for f in (first, second)} == {"done"}
     assert moved[second["id"]]["id"] == second["transfer_id"]
