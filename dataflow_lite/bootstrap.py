@@ -23,6 +23,7 @@ from dataflow_lite.store.instance_keys import (
     instance_secret_key,
     keys_folder,
 )
+from dataflow_lite.transfers.claims import host_name
 from dataflow_lite.transfers.queue import TransferQueue
 
 
@@ -66,7 +67,8 @@ def build(instance: Path | None = None, overrides: dict[str, Any] | None = None)
     # A new database gets its tables; an older one stops start-up naming 'db upgrade'.
     schema.prepare(engine, database)
     # Hosts sharing a catalog must share its keys: a host with others stops here, naming why.
-    check_fingerprint(engine, keys, (n for c in adapter_classes.values() for n in c.key_files))
+    adapter_keys = (n for c in adapter_classes.values() for n in c.key_files)
+    check_fingerprint(engine, keys, host_name(settings), adapter_keys)
     queue = TransferQueue(engine, adapters, cipher, instance / "queue.sqlite3", settings)
     return Runtime(
         instance=instance,

@@ -59,6 +59,14 @@ SETTINGS: tuple[Setting, ...] = (
         "a file's transfer runs on the host that staged it.",
     ),
     Setting(
+        "host_lost_seconds",
+        int,
+        300,
+        "A host whose transfer worker has not checked in (it does every minute) for this long "
+        "is lost: the transfers waiting for it say so, and its name may be taken by another "
+        "instance folder.",
+    ),
+    Setting(
         "destination_dir",
         str,
         "dataflow",

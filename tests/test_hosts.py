@@ -22,6 +22,8 @@ import pytest
 import requests
 from ordflow import API
 
+from dataflow_lite import bootstrap
+
 from .conftest import Cli, LiveServer, start_server, stop_server, wait_for_transfers
 from .postgres import postgresql_database, postgresql_server  # noqa: F401  (fixtures)
 from .test_walkthrough import walkthrough
@@ -29,10 +31,12 @@ from .test_walkthrough import walkthrough
 PASSWORD = "a long enough password"
 
 
-def host(folder: Path, database: str, keys: Path | None = None) -> Cli:
-    """An instance folder on the shared ``database``, with its keys in ``keys`` if given."""
+def host(folder: Path, database: str, keys: Path | None = None, name: str = "") -> Cli:
+    """An instance folder on the shared ``database``, with its keys in ``keys`` if given, named
+    ``name`` (by default the folder's name)."""
     folder.mkdir()
-    config = f"database = {json.dumps(database)}\nhost_name = {json.dumps(folder.name)}\n"
+    name = name or folder.name
+    config = f"database = {json.dumps(database)}\nhost_name = {json.dumps(name)}\n"
     if keys is not None:
         config += f"keys_dir = {json.dumps(str(keys))}\n"
     (folder / "config.toml").write_text(config)
@@ -46,15 +50,27 @@ def test_a_host_with_other_keys_is_refused_naming_the_host_to_copy_them_from(tmp
     second = host(tmp_path / "b", shared)
     refused = second.fails("user", "list")
     assert "are not the ones this catalog was first opened with" in refused
-    assert (
-        f"host {socket.gethostname()}" in refused
-        and "copy local-folders.key, password.key, secret_key" in refused
-    )
+    assert "host a," in refused and "copy local-folders.key, password.key, secret_key" in refused
 
     # Copying the two files is all it takes.
     for name in ("secret_key", "password.key", "local-folders.key"):
         shutil.copy(first.instance / name, second.instance / name)
     second("user", "list")
+
+
+def test_a_worker_under_the_name_of_a_live_host_stops_in_one_line(tmp_path: Path):
+    shared = str(tmp_path / "catalog.sqlite3")
+    first = host(tmp_path / "a", shared)
+    first("init")
+    bootstrap.build(first.instance).queue.sweep()  # host a's worker checks in
+    twin = host(tmp_path / "twin", shared, keys=first.instance, name="a")
+    [refused] = twin.fails("worker").strip().splitlines()
+    place = re.escape(f"{socket.gethostname()}:{first.instance.resolve()}")
+    assert re.fullmatch(
+        f"Error: configuration error: host_name 'a' is taken: {place} checked in under it at "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; give each host its own host_name in its config.toml",
+        refused,
+    ), refused
 
 
 @pytest.mark.server

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -43,8 +44,11 @@ from dataflow_lite.cli.base import CLI
 from dataflow_lite.services.errors import Invalid
 from dataflow_lite.services.transfers import adopt_transfers, retry_transfer
 from dataflow_lite.store.db import ROWS, session_scope
-from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, User
+from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Host, Transfer, User, utcnow
 from dataflow_lite.transfers import watch
+from dataflow_lite.transfers.hosts import HostNameTaken
+
+from .conftest import catalog
 
 SETTLE_SECONDS = 1
 LEASE_SECONDS = 3
@@ -285,6 +289,51 @@ def test_on_postgresql_a_message_that_reached_the_wrong_host_is_passed_on_to_the
     controls.release.set()
     there.queue.run(transfer_id)
     assert len(controls.submits) == 1 and transfer(there, transfer_id).state == DONE
+
+
+def test_a_second_instance_folder_may_not_take_the_name_of_a_live_host(instance, dataset):
+    first, twin = worker(instance, "host-a"), worker(instance, "host-a")
+    twin.queue.place = "elsewhere:/srv/another-instance"
+    first.queue.sweep()  # host-a checks in
+    with pytest.raises(HostNameTaken, match=r"host_name 'host-a' is taken: .*:.* checked in under"):
+        twin.queue.sweep()
+    first.queue.sweep()  # the live host goes on
+    lose(first, "host-a")
+    twin.queue.sweep()  # a lost host's name may be taken
+    with pytest.raises(HostNameTaken, match="elsewhere:/srv/another-instance checked in"):
+        first.queue.sweep()
+
+
+def test_the_transfers_waiting_for_a_lost_host_say_so_until_it_checks_in_again(
+    instance, dataset, controls
+):
+    lost, here = worker(instance, "host-a"), worker(instance, "host-b")
+    lost.queue.sweep()
+    transfer_id = add_file_transfer(lost, dataset, "scan.dat")
+    here.queue.sweep()
+    assert transfer(here, transfer_id).last_error is None, "host-a was seen a moment ago"
+    seen = lose(here, "host-a")
+    here.queue.sweep()
+    assert transfer(here, transfer_id).last_error == (
+        f"waiting for host host-a, not seen since {seen:%Y-%m-%d %H:%M} UTC: if it will not come "
+        "back, copy its staging folder's files to another host and run "
+        "'dataflow-lite transfers adopt host-a' there"
+    )
+    assert transfer(here, transfer_id).state == QUEUED
+    lost.queue.sweep()  # it is back
+    assert transfer(here, transfer_id).last_error is None
+    controls.release.set()
+    lost.queue.run(transfer_id)
+    assert transfer(here, transfer_id).state == DONE
+
+
+def lose(rt: Runtime, name: str) -> datetime:
+    """Make host ``name`` last seen just over ``host_lost_seconds`` ago; when that was."""
+    with catalog(rt.instance) as session:
+        host = session.get(Host, name)
+        assert host is not None
+        host.seen_at = utcnow() - timedelta(seconds=rt.settings["host_lost_seconds"] + 1)
+        return host.seen_at
 
 
 def test_an_admin_moves_a_lost_hosts_transfers_to_a_host_that_holds_their_files(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -79,15 +78,18 @@ def fingerprint(folder: Path, adapter_key_files: Iterable[str] = ()) -> str:
     return digest.hexdigest()[:32]
 
 
-def check_fingerprint(engine: Engine, folder: Path, adapter_key_files: Iterable[str] = ()) -> None:
-    """Record the keys' fingerprint in a catalog that has none; raise KeysMismatch for others."""
+def check_fingerprint(
+    engine: Engine, folder: Path, host: str, adapter_key_files: Iterable[str] = ()
+) -> None:
+    """Record the keys' fingerprint (and ``host``, whose keys they are) in a catalog that has
+    none; raise KeysMismatch for others."""
     adapter_key_files = tuple(adapter_key_files)
     names = sorted({SECRET_KEY_FILE, PASSWORD_KEY_FILE, *adapter_key_files})
     mine = fingerprint(folder, adapter_key_files)
     with db.session_scope(engine) as session:
         recorded = session.get(InstanceKeys, 1)
         if recorded is None:
-            session.add(InstanceKeys(fingerprint=mine, host=socket.gethostname()))
+            session.add(InstanceKeys(fingerprint=mine, host=host))
             return
     if recorded.fingerprint != mine:
         raise KeysMismatch(

@@ -311,3 +311,12 @@ class InstanceKeys(SQLModel, table=True):
     fingerprint: str
     host: str  # the host that recorded it, named in the error a mismatching host gets
     recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class Host(SQLModel, table=True):
+    """A host serving the catalog, as its transfer worker last checked in (every sweep)."""
+
+    name: str = Field(primary_key=True)  # its host_name
+    #: The machine and instance folder that checked in under the name: one each.
+    place: str
+    seen_at: datetime = Field(default_factory=utcnow)

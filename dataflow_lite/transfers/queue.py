@@ -47,7 +47,7 @@ from dataflow_lite.store.catalog import metadata_json
 from dataflow_lite.store.db import ROWS, session_scope
 from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
-from dataflow_lite.transfers import actions, batches, wakeups
+from dataflow_lite.transfers import actions, batches, hosts, wakeups
 from dataflow_lite.transfers.actions import rows_changed
 from dataflow_lite.transfers.claims import ACTIVE, claimable, host_name
 from dataflow_lite.transfers.debris import remove_expired_uploads
@@ -75,6 +75,7 @@ class TransferQueue:
         self.settings = settings
         #: Transfers of files staged here carry this name; only this host's workers run them.
         self.host = host_name(settings)
+        self.place = hosts.place(queue_file.parent)  # the queue's file is in the instance folder
         self.huey = SqliteHuey(
             "dataflow-lite",
             filename=str(queue_file),
@@ -126,7 +127,10 @@ class TransferQueue:
 
     def sweep(self) -> int:
         """Wake every transfer that is due and has no message waiting in huey: queued ones, and
-        running ones whose worker is gone. How many it woke."""
+        running ones whose worker is gone, after checking this host in (:mod:`.hosts`). How
+        many it woke."""
+        lost_after = timedelta(seconds=self.settings["host_lost_seconds"])
+        hosts.check_in(self.engine, self.host, self.place, lost_after)
         now = utcnow()
         with session_scope(self.engine, write=False) as session:
             due = session.exec(select(Transfer.id).where(self._claimable(now))).all()
