@@ -6,7 +6,8 @@ timeout, and units of work that may write open their transaction with ``BEGIN IM
 concurrent gunicorn workers queue for the write lock instead of failing with "database is
 locked" when a read transaction tries to upgrade; on PostgreSQL such a transaction first takes
 one transaction-scoped advisory lock, so the code above (the audit trail's hash chain, a
-dataset's folder, the queue's claims) sees the same one-writer-at-a-time catalog on both.
+dataset's folder) sees the same one-writer-at-a-time catalog on both. The transfer queue's own
+bookkeeping (``write=ROWS``) skips that lock on PostgreSQL and locks the rows it changes.
 """
 
 from __future__ import annotations
