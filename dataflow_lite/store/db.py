@@ -38,6 +38,8 @@ ROWS: Literal["rows"] = "rows"
 #: PostgreSQL advisory lock keys: one for writing the catalog, one for changing its schema.
 WRITE_LOCK, SCHEMA_LOCK = 0x64666C01, 0x64666C02
 BACKENDS = ("sqlite", "postgresql")
+#: How much of an SQLite catalog each connection maps into memory (address space, not RAM).
+MMAP_BYTES = 1 << 34
 
 
 class DatabaseUrlError(ConfigError):
@@ -124,6 +126,9 @@ def make_engine(
         # Set outside any transaction: SQLite ignores it inside one.
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        # Search reads index and table pages all over a large catalog: mapped, a page the OS
+        # already caches costs a memory read rather than a read() call into a 2 MB page cache.
+        cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.close()
         sqlite_words.register(dbapi_connection)  # search checks a row's words with it
 

@@ -7,6 +7,7 @@ and the counting and ``LIKE`` helpers: plain SQL that means the same on SQLite a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,9 @@ class Cond:
     ids: str | None = None
     #: SQL listing some of them, cheaper to count (a lower bound), when there is one.
     lower_ids: str | None = None
+    #: How dear ``check`` is on one row (0: a column; more: subqueries, a function call), so
+    #: that a row failing a cheap check is never given the dear ones (:func:`by_cost`).
+    cost: int = 0
 
 
 @dataclass
@@ -68,15 +72,21 @@ class Found:
     count: int
 
 
+def by_cost(conds: Iterable[Cond]) -> list[str]:
+    """The checks of ``conds``, cheapest first (SQL evaluates ``AND`` from the left)."""
+    return [cond.check for cond in sorted(conds, key=lambda cond: cond.cost)]
+
+
 def like_pattern(substring: str) -> str:
     """A LIKE pattern matching names that contain ``substring`` (``%``, ``_``, ``\\`` escaped)."""
     escaped = substring.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
-def bounded_count(session: Session, sql: Sql, ids: str) -> int:
-    """How many rows ``ids`` lists, counting no further than WINDOW + 1."""
-    return sql.scalar(session, f"SELECT count(*) FROM ({ids} LIMIT {WINDOW + 1}) AS listed")
+def bounded_count(session: Session, sql: Sql, ids: str, bound: int | None = None) -> int:
+    """How many rows ``ids`` lists, counting no further than ``bound`` + 1 (WINDOW + 1)."""
+    limit = WINDOW if bound is None else bound
+    return sql.scalar(session, f"SELECT count(*) FROM ({ids} LIMIT {limit + 1}) AS listed")
 
 
 def list_size(session: Session, sql: Sql, cond: Cond) -> int:

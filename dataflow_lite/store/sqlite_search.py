@@ -42,6 +42,9 @@ _NUMBER = "json_type({v}) IN ('integer', 'real')"
 _TEXT = "json_type({v}) = 'text'"
 _DATE_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 _STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime into SQLite
+# What a row's check costs, relatively (measured at a million datasets): a seek of one value,
+# a call into Python with the row's text, a LIKE over every file name of the dataset.
+_VALUE_COST, _WORDS_COST, _FILE_COST = 1, 2, 3
 
 
 def stored_time(moment: datetime) -> str:
@@ -82,7 +85,7 @@ def text_cond(sql: Sql, positive: Sequence[Text], negative: Sequence[Text]) -> l
         f"{sql.bind(words)})"
     )
     if not positive:
-        return [Cond(check)]
+        return [Cond(check, cost=_WORDS_COST)]
 
     def listing(prefix: bool) -> str:
         match = " AND ".join(fts_words(term, prefix) for term in positive)
@@ -92,7 +95,7 @@ def text_cond(sql: Sql, positive: Sequence[Text], negative: Sequence[Text]) -> l
         )
 
     whole = listing(prefix=False) if any(not term.phrase for term in positive) else None
-    return [Cond(check, listing(prefix=True), lower_ids=whole)]
+    return [Cond(check, listing(prefix=True), lower_ids=whole, cost=_WORDS_COST)]
 
 
 def _date_bounds(sql: Sql, value: str, low: date | None, high: date | None) -> str:
@@ -154,17 +157,18 @@ def value_cond(sql: Sql, term: Qualifier) -> Cond:
     key = sql.bind(term.key)
     branches = _value_branches(sql, term)
     either = " OR ".join(f"({branch})" for branch in branches)
-    # The per-row check reads the dataset's few values by dataset id, never the key's index.
+    # The per-row check seeks the dataset's values of the key, never a scan of the key's values.
     check = (
-        "EXISTS (SELECT 1 FROM metadatavalue AS m INDEXED BY ix_metadatavalue_dataset_id "
-        f"WHERE m.dataset_id = d.id AND m.field_name = {key} AND ({either}))"
+        "EXISTS (SELECT 1 FROM metadatavalue AS m INDEXED BY ix_metadatavalue_key "
+        f"WHERE m.field_name = {key} AND m.dataset_id = d.id AND ({either}))"
     )
     # One SELECT per branch, so that each uses its own index (typed number, lower text, key).
     ids = " UNION ".join(
         f"SELECT m.dataset_id AS id FROM metadatavalue AS m WHERE m.field_name = {key} AND {branch}"
         for branch in branches
     )
-    return Cond("NOT " + check if term.negated else check, None if term.negated else ids)
+    negated = "NOT " + check if term.negated else check
+    return Cond(negated, None if term.negated else ids, cost=_VALUE_COST)
 
 
 def file_ids(sql: Sql, substring: str) -> str:
@@ -184,10 +188,10 @@ def file_cond(sql: Sql, substring: str, negated: bool) -> Cond:
         f"WHERE f.dataset_id = d.id AND f.name LIKE {bound} ESCAPE '\\')"
     )
     if negated:
-        return Cond("NOT " + check)
+        return Cond("NOT " + check, cost=_FILE_COST)
     ids = f"SELECT DISTINCT f.dataset_id AS id FROM ({file_ids(sql, substring)}) AS found " \
           "CROSS JOIN datasetfile AS f ON f.id = found.id"  # fmt: skip
-    return Cond(check, ids)
+    return Cond(check, ids, cost=_FILE_COST)
 
 
 def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
@@ -215,6 +219,44 @@ def _driven(ids: str) -> str:
     return f"({ids}) AS s CROSS JOIN dataset AS d ON d.id = s.id"
 
 
+def _exact_sizes(
+    session: Session, sql: Sql, sizes: list[tuple[int, int, Cond]]
+) -> list[tuple[int, int, Cond]]:
+    """Every list of ``sizes`` (all longer than the window) counted to its end, or to the
+    shortest length counted before it: the shortest is then the one to read whole.
+
+    Terms that each match many datasets may match few together, and then one list is read to
+    its end; counting a list (an index or FTS5 alone, no dataset row) costs a small part of
+    checking its datasets, so the shortest is worth finding first.
+    """
+    counted: list[tuple[int, int, Cond]] = []
+    shortest: int | None = None
+    for _, index, cond in sizes:
+        assert cond.ids is not None
+        size = (
+            bounded_count(session, sql, cond.ids, shortest)
+            if shortest
+            else sql.scalar(session, f"SELECT count(*) FROM ({cond.ids}) AS listed")
+        )
+        counted.append((size, index, cond))
+        shortest = size if shortest is None else min(shortest, size)
+    return sorted(counted, key=lambda found: found[:2])
+
+
+def _paged(
+    passing: list[tuple[str, int]], after: tuple[datetime, int] | None, offset: int, limit: int
+) -> Found:
+    """A page of ``passing`` (``created_at`` as stored, id), newest first, from ``after``.
+
+    The stored times are text of one width, so Python orders them as SQLite does.
+    """
+    ordered = sorted(passing, reverse=True)
+    if after is not None:
+        position = (stored_time(after[0]), after[1])
+        ordered = [row for row in ordered if row < position]
+    return Found([ident for _, ident in ordered[offset : offset + limit]], len(passing))
+
+
 def dataset_page(
     session: Session,
     sql: Sql,
@@ -233,6 +275,8 @@ def dataset_page(
         ),
         key=lambda found: found[:2],
     )
+    if len(sizes) > 1 and sizes[0][0] > search_sql.WINDOW:
+        sizes = _exact_sizes(session, sql, sizes)
     order = "ORDER BY d.created_at DESC, d.id DESC"
     seek = []
     if after is not None:
@@ -240,27 +284,24 @@ def dataset_page(
     page = f"LIMIT {int(limit)} OFFSET {int(offset)}"
     if sizes:
         driver = sizes[0][2]
-        others = " AND ".join(["1", *route.checks, *(c.check for c in conds if c is not driver)])
+        rest = search_sql.by_cost(c for c in conds if c is not driver)
+        others = " AND ".join(["1", *route.checks, *rest])
         assert driver.ids is not None
         source = _driven(driver.ids)
-        if sizes[0][0] <= search_sql.WINDOW:  # few: sorted whole
-            count = sql.scalar(session, f"SELECT count(*) FROM {source} WHERE {others}")
-        else:
+        count = 0
+        if sizes[0][0] > search_sql.WINDOW and driver.lower_ids is not None:
             # Counted along the shortest list, unsorted: it is read, not every dataset walked.
-            count = 0
-            if driver.lower_ids is not None:
-                count = bounded_count(
-                    session, sql, f"SELECT 1 FROM {_driven(driver.lower_ids)} WHERE {others}"
-                )
-            if count <= search_sql.WINDOW:
-                count = bounded_count(session, sql, f"SELECT 1 FROM {source} WHERE {others}")
+            lower = f"SELECT 1 FROM {_driven(driver.lower_ids)} WHERE {others}"
+            count = bounded_count(session, sql, lower)
         if count <= search_sql.WINDOW:
-            # Few pass every check (the list was read whole to count them): sort just those,
-            # rather than walk every dataset to find them.
-            rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
-                           f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
-            return Found([row[0] for row in rows], count)
-    where = " AND ".join(["1", *route.checks, *(cond.check for cond in conds)])
+            passing = sql.all(session, f"SELECT d.created_at, d.id FROM {source} WHERE {others} "
+                              f"LIMIT {search_sql.WINDOW + 1}")  # fmt: skip
+            if len(passing) <= search_sql.WINDOW:
+                # Few pass every check (the list was read whole to find them): sort just those,
+                # here, rather than read the list again or walk every dataset to find them.
+                return _paged([(row[0], row[1]) for row in passing], after, offset, limit)
+            count = len(passing)
+    where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
     walked = f"dataset AS d INDEXED BY {route.index}"
     if not sizes:
         count = bounded_count(session, sql, f"SELECT 1 FROM {walked} WHERE {where}")
