@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -263,3 +264,55 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
             assert [d.id for d in after.results] == [
                 row["id"] for row in expected[per_page : 2 * per_page]
             ]
+
+
+def _bucket_key(value: object) -> object:
+    """A facet value as both backends group it: booleans and numbers by number, dates by month."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and re.match(r"\d{4}-\d{2}-\d{2}", value):
+        return value[:7]
+    return value
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=datasets,
+    q=queries,
+    owner=st.sampled_from([1, None]),
+    window=st.sampled_from([2, 10_000]),
+)
+def test_facets_count_what_brute_force_counts(engine, monkeypatch, rows, q, owner, window):
+    _load(engine, rows)
+    monkeypatch.setattr(search_sql, "WINDOW", window)
+    terms = re.findall(r'-?"[^"]*"|\S+', q)
+    matching = [
+        row for row in rows
+        if (owner is None or row["owner"] == owner) and all(_matches(row, t) for t in terms)
+    ]  # fmt: skip
+    expected: dict[str, Counter[object]] = {"instrument": Counter(), "created": Counter()}
+    for row in matching:
+        expected["instrument"][row["instrument"] or 0] += 1
+        expected["created"][row["moment"].strftime("%Y-%m")] += 1
+        for key in KEYS:
+            if key in row["values"]:
+                expected.setdefault(key, Counter())[_bucket_key(row["values"][key])] += 1
+    with Session(engine) as session:
+        found = search.facet_datasets(session, owner, q, ["instrument", "created", *KEYS], 50)
+    assert (found.total, found.total_exact) == (min(len(matching), window), len(matching) <= window)
+    for field, buckets in found.facets.items():
+        counted = Counter(
+            {(b["id"] if field == "instrument" else _bucket_key(b["value"])): b["count"]
+             for b in buckets}
+        )  # fmt: skip
+        if found.total_exact:
+            assert counted == expected.get(field, Counter()), (field, q, rows)
+        else:  # counted among `window` of the matches: never more than there are
+            assert all(counted[key] <= expected[field][key] for key in counted), (field, q)
+            assert sum(counted.values()) <= found.total
