@@ -40,14 +40,15 @@ def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond])
 def _matching(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) -> list[int]:
     limit = search_sql.WINDOW + 1
     listed = [cond for cond in conds if cond.ids is not None]
-    if not listed:
-        where = " AND ".join(["1", *route.checks, *(cond.check for cond in conds)])
-        source = f"dataset AS d INDEXED BY {route.index}"
-        return [
-            row[0]
-            for row in sql.all(session, f"SELECT d.id FROM {source} WHERE {where} LIMIT {limit}")
-        ]
     sizes = sorted(((search_sql.list_size(session, sql, c), i) for i, c in enumerate(listed)))
+    walk = f"dataset AS d INDEXED BY {route.index}"
+    if not listed or (sizes[0][0] > search_sql.WINDOW and all(c.cost <= 1 for c in conds)):
+        # Nothing lists the matches, or every list is long and each row's checks are seeks:
+        # the newest datasets are walked, so the fields' values are found side by side rather
+        # than one page of the catalog each.
+        where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
+        return [row[0] for row in sql.all(session, f"SELECT d.id FROM {walk} WHERE {where} "
+                                                   f"LIMIT {limit}")]  # fmt: skip
     driver = listed[sizes[0][1]]
     where = " AND ".join(
         ["1", *route.checks, *search_sql.by_cost(c for c in conds if c is not driver)]

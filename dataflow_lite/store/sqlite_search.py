@@ -45,6 +45,9 @@ _STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime into SQLite
 # What a row's check costs, relatively (measured at a million datasets): a seek of one value,
 # a call into Python with the row's text, a LIKE over every file name of the dataset.
 _VALUE_COST, _WORDS_COST, _FILE_COST = 1, 2, 3
+#: From this offset a page by number looks its words up in their list (:func:`_as_list`).
+DEEP_OFFSET = 1000
+_LIST_PER_ROW = 40
 
 
 def stored_time(moment: datetime) -> str:
@@ -243,6 +246,20 @@ def _exact_sizes(
     return sorted(counted, key=lambda found: found[:2])
 
 
+def _as_list(session: Session, sql: Sql, cond: Cond, depth: int) -> Cond:
+    """``cond`` for a walk ``depth`` datasets deep: the words' list looked up (SQLite builds it
+    once as an index) instead of each row's text read and matched, when that costs less.
+
+    A row's words cost about 40 times one entry of the list, and at least ``depth`` rows are
+    walked: a list of at most 40 x ``depth`` entries is then never dearer.
+    """
+    if cond.cost != _WORDS_COST or cond.ids is None:
+        return cond
+    if bounded_count(session, sql, cond.ids, _LIST_PER_ROW * depth) > _LIST_PER_ROW * depth:
+        return cond
+    return Cond(f"d.id IN ({cond.ids})", cond.ids, cond.lower_ids, cost=_VALUE_COST)
+
+
 def _paged(
     passing: list[tuple[str, int]], after: tuple[datetime, int] | None, offset: int, limit: int
 ) -> Found:
@@ -293,14 +310,24 @@ def dataset_page(
             # Counted along the shortest list, unsorted: it is read, not every dataset walked.
             lower = f"SELECT 1 FROM {_driven(driver.lower_ids)} WHERE {others}"
             count = bounded_count(session, sql, lower)
-        if count <= search_sql.WINDOW:
+        if count <= search_sql.WINDOW and (sizes[0][0] <= search_sql.WINDOW or len(sizes) > 1):
+            # Few in the list, or terms that may match few together: the passing datasets are
+            # read once and paged here, rather than the list read again to sort them.
             passing = sql.all(session, f"SELECT d.created_at, d.id FROM {source} WHERE {others} "
                               f"LIMIT {search_sql.WINDOW + 1}")  # fmt: skip
             if len(passing) <= search_sql.WINDOW:
-                # Few pass every check (the list was read whole to find them): sort just those,
-                # here, rather than read the list again or walk every dataset to find them.
                 return _paged([(row[0], row[1]) for row in passing], after, offset, limit)
             count = len(passing)
+        elif count <= search_sql.WINDOW:
+            # One long list: most likely more than the window pass, so they are counted in SQL
+            # (no row reaches Python) and sorted only when they turn out to be few.
+            count = bounded_count(session, sql, f"SELECT 1 FROM {source} WHERE {others}")
+            if count <= search_sql.WINDOW:
+                rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
+                               f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
+                return Found([row[0] for row in rows], count)
+    if offset >= DEEP_OFFSET:
+        conds = [_as_list(session, sql, cond, offset + limit) for cond in conds]
     where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
     walked = f"dataset AS d INDEXED BY {route.index}"
     if not sizes:
