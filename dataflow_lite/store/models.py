@@ -159,7 +159,8 @@ class MetadataValue(SQLModel, table=True):
     """One flattened metadata value of a dataset, stored with its JSON type.
 
     Revision 0006 also indexes numbers by value and text by its lowercase (expression indexes
-    that no model describes: ``dataflow_lite.store.sqlite_search`` queries them).
+    that no model describes: ``dataflow_lite.store.sqlite_search`` queries them); on SQLite they
+    end with the dataset id since 0010.
     """
 
     __table_args__ = (Index("ix_metadatavalue_key", "field_name", "dataset_id"),)

@@ -1,9 +1,10 @@
 """Facets on SQLite: the top values of fields among the datasets a search matches, and keys.
 
 The matching datasets are listed once (at most :data:`search_sql.WINDOW` of them, along the
-shortest list the terms give, so no sort), passed back as one JSON array (``json_each``) and
-grouped per field. Dates (``created``, and metadata text that starts with ``YYYY-MM-DD``) are
-counted by month. Keys come from ``metadatakey``, which triggers keep (revision 0006).
+shortest list the terms give or, when every list is long, the newest walked; no sort), passed
+back in ascending order as one JSON array (``json_each``) and grouped per field. Dates
+(``created``, and metadata text that starts with ``YYYY-MM-DD``) are counted by month. Keys
+come from ``metadatakey``, which triggers keep (revision 0006).
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ How a page is found without counting or sorting a million rows: each term that c
 datasets (words, a metadata key, a file name) first counts them, stopping at :data:`WINDOW` + 1.
 When the smallest such list holds at most :data:`WINDOW` datasets it drives the query (its
 datasets are looked up by id, checked against the other terms and sorted: at most WINDOW
-rows); otherwise the datasets are walked newest first along an index on ``created_at``
-(the user's own, or an instrument's) and each is checked against every term, so a page costs
+rows). When every list is longer, each is counted on (to the shortest so far) and the
+shortest drives, read once; if more than WINDOW pass, or one long list is all there is, the
+datasets are walked newest first along an index on ``created_at`` (the user's own, or an
+instrument's) and each is checked against every term, cheapest check first, so a page costs
 about ``page size / share of datasets that match`` index steps. Counting stops at WINDOW + 1.
 """
 
