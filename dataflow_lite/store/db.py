@@ -38,7 +38,8 @@ ROWS: Literal["rows"] = "rows"
 #: PostgreSQL advisory lock keys: one for writing the catalog, one for changing its schema.
 WRITE_LOCK, SCHEMA_LOCK = 0x64666C01, 0x64666C02
 BACKENDS = ("sqlite", "postgresql")
-#: How much of an SQLite catalog each connection maps into memory (address space, not RAM).
+#: How much of an SQLite catalog each connection maps into memory (address space, not RAM);
+#: SQLite lowers it to its build's limit (often 2 GiB).
 MMAP_BYTES = 1 << 34
 
 
