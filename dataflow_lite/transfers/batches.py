@@ -117,9 +117,13 @@ def wake_together(queue: TransferQueue, adapter: str, transfer_ids: list[int]) -
         queue.wake(transfer_id)
 
 
-@dataclass
+@dataclass(eq=False)
 class _File:
-    """One transfer of a running batch, with the job its adapter sees."""
+    """One transfer of a running batch, with the job its adapter sees.
+
+    Compared by identity: a batch asks whether a file is still in its list, and comparing by
+    value compared whole model objects, field by field (0.1-0.3 s for 300 files, quadratic).
+    """
 
     transfer: Transfer
     job: TransferJob
