@@ -1,9 +1,10 @@
 """Several small files in one request (``dataset-file-bundle``): checked before their bytes
 arrive, then catalogued together in one transaction, all or none.
 
-The files and their transfers are inserted with one statement each (SQLAlchemy Core
-``executemany`` with ``RETURNING``), not as model objects: building, validating and flushing
-600 objects for 300 files (a file and a transfer each) was most of a bundle's cataloguing.
+The files and their transfers are inserted with one statement each (SQLAlchemy's bulk
+``INSERT ... RETURNING`` from plain values), not as model objects: building, validating and
+flushing 600 objects for 300 files (a file and a transfer each) was most of a bundle's
+cataloguing.
 """
 
 from __future__ import annotations
