@@ -5,7 +5,7 @@ port of 127.0.0.1, as the tests do, and a throw-away dataflow-lite instance with
 as its sftp endpoint)::
 
     .venv/bin/python bench/run_to_storage.py [--small 300] [--small-kib 64] \\
-        [--large 2] [--large-mib 256]
+        [--large 2] [--large-mib 256]     # --large 0: the small files alone
 
 For the small files (300 x 64 KiB) and then the large ones (2 x 256 MiB) it times, in the same
 command, ``dataflow-agent push`` through the running server until the server has verified every
@@ -85,6 +85,8 @@ def main() -> None:
                 figures = {}
                 for name, size, count in (("small", small, args.small),
                                           ("large", large, args.large)):  # fmt: skip
+                    if not count:
+                        continue  # --small 0 or --large 0: that half is not run
                     by_hand = rsync_by_hand(sshd, work / name, f"by-hand-{name}")
                     agent, rss, summary = push(url, key, work / name, work / f"state-{name}")
                     assert f"{count} of {count} verified" in summary, summary

@@ -218,6 +218,32 @@ def test_two_workers_never_run_one_transfer_at_once(workers, dataset, controls):
     assert len(controls.submits) == 1
 
 
+def test_a_message_for_a_transfer_held_or_ended_ends_with_a_read_and_no_claim(
+    workers, dataset, controls, monkeypatch
+):
+    # The other messages of a batch's files find them held: they must not each take the write
+    # lock to learn it. A claim is tried only for what may be claimable.
+    a, b = workers
+    held, waiting = add_file_transfer(a, dataset, "held.dat"), add_file_transfer(a, dataset, "q")
+    claims: list[int] = []
+    claim = b.queue._claim
+    monkeypatch.setattr(b.queue, "_claim", lambda found: claims.append(found) or claim(found))
+
+    running = in_thread(lambda: a.queue.run(held))
+    wait_until(controls.started.is_set, "worker a's submit")
+    b.queue.run(held)
+    assert claims == [], "a live lease is seen with a read"
+    controls.release.set()
+    running.join(WAIT_SECONDS)
+    b.queue.run(held)
+    assert claims == [], "an ended transfer is seen with a read"
+    assert transfer(b, held).state == DONE
+
+    b.queue.run(waiting)
+    assert claims == [waiting]
+    assert transfer(b, waiting).state == DONE
+
+
 def test_a_transfer_whose_worker_died_is_taken_over_when_its_lease_runs_out(
     workers, dataset, controls
 ):

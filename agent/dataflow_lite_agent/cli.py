@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from tqdm import tqdm
 
 from .bundles import Limits
-from .sending import Planned, check_verified, hash_all, send_all, sha256_of, unchanged
+from .sending import (
+    Planned,
+    check_verified,
+    hash_all,
+    progress_bar,
+    send_all,
+    sha256_of,
+    unchanged,
+)
 from .server import AgentError, Server, read_metadata
 from .state import State, now
 from .watch import Watcher
@@ -104,7 +111,7 @@ def wait_until_verified(state: State, server: Server, seconds: float, quiet: boo
     """Ask the server until every sent file is verified or ``seconds`` pass; how many wait."""
     deadline = time.monotonic() + seconds
     waiting = check_verified(state, server)
-    with tqdm(total=len(waiting), desc="verified", unit="file", disable=quiet or None) as bar:
+    with progress_bar(quiet, total=len(waiting), desc="verified", unit="file") as bar:
         while waiting and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
             still = check_verified(state, server)

@@ -51,8 +51,9 @@ from dataflow_lite.api.uploads import (
 )
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.faces import runtime
-from dataflow_lite.services import dataset_files
-from dataflow_lite.services.dataset_files import BundleEntry, StagedFile
+from dataflow_lite.services import file_bundles
+from dataflow_lite.services.dataset_files import StagedFile
+from dataflow_lite.services.file_bundles import BundleEntry
 
 blp = Blueprint("file_bundles", __name__, description="Upload many small files in one request.")
 
@@ -231,7 +232,7 @@ def _stage_bundle(
                 fields["manifest"], settings["bundle_max_files"], settings["bundle_max_bytes"]
             )
             # Every check before the first byte is staged: nothing is written for a refusal.
-            dataset_files.check_bundle(rt, current_identity(), dataset_id, entries)
+            file_bundles.check_bundle(rt, current_identity(), dataset_id, entries)
             _stage_files(rt, events, entries, staged)
     if entries is None:
         raise MalformedUpload(f"the bundle has no {FILES_PART!r} part")
@@ -279,7 +280,7 @@ class DatasetFileBundle(MethodView):
                 for entry, upload in zip(entries, staged, strict=True)
                 if upload.path is not None
             ]
-            return {"files": dataset_files.add_files(rt, current_identity(), dataset_id, files)}
+            return {"files": file_bundles.add_files(rt, current_identity(), dataset_id, files)}
         except BaseException:
             # Anything refused leaves nothing behind; once added, the queue owns the files.
             for upload in staged:

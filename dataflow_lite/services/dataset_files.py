@@ -2,7 +2,9 @@
 
 ``add_file`` is ``dataset-file-upload``'s use case; resumable uploads check their target with
 ``check_free`` when they start and catalogue the finished file with ``record_file``, so both
-routes refuse and record files the same way.
+routes refuse and record files the same way. Bundles (many files in one request) are
+``services/file_bundles.py``, which builds its rows from the same ``file_row`` and shows them as
+``shown_values`` does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit, datasets
-from dataflow_lite.services.errors import Conflict, Invalid, invalid
+from dataflow_lite.services.errors import Conflict, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import catalog, layout, search
@@ -29,7 +31,6 @@ from dataflow_lite.store.models import (
     row_id,
     utcnow,
 )
-from dataflow_lite.transfers import batches
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def record_file(
     return shown(rt, dataset, endpoint, row, transfer)
 
 
-def _file_row(
+def file_row(
     dataset_id: int, relative: PurePosixPath, name: str, staged: StagedFile
 ) -> DatasetFile:
     """The catalogue row of a staged file at ``relative/name`` in the dataset."""
@@ -179,11 +180,11 @@ def catalogue(
     ``folders``: the folders already known to exist, kept across the files of one request.
     """
     dataset_id = row_id(dataset)
-    row = _file_row(dataset_id, relative, name, staged)
+    row = file_row(dataset_id, relative, name, staged)
     session.add(row)
     session.flush()
     # After the file, as DataFlow lists them: the file first, then its new directories.
-    _ensure_directories(session, dataset_id, relative, folders)
+    ensure_directories(session, dataset_id, relative, folders)
     return row, rt.queue.add(session, dataset, endpoint, row, staged.path)
 
 
@@ -202,12 +203,19 @@ def shown(
     rt: Runtime, dataset: Dataset, endpoint: Endpoint, row: DatasetFile, transfer: Transfer
 ) -> dict[str, Any]:
     """An added file as the upload routes show it."""
-    target = layout.file_target(dataset.folder, PurePosixPath(row.relative_path), row.name)
+    return shown_values(rt, dataset, endpoint, row.model_dump(), row_id(transfer))
+
+
+def shown_values(
+    rt: Runtime, dataset: Dataset, endpoint: Endpoint, row: dict[str, Any], transfer_id: int
+) -> dict[str, Any]:
+    """An added file (its row's values) as the upload routes show it."""
+    target = layout.file_target(dataset.folder, PurePosixPath(row["relative_path"]), row["name"])
     return {
-        **row.model_dump(),
+        **row,
         "transport": endpoint.adapter,
         "destination": rt.adapters.locate(endpoint, target),
-        "transfer_id": transfer.id,
+        "transfer_id": transfer_id,
     }
 
 
@@ -219,7 +227,7 @@ def with_transfer_state(rt: Runtime, added: dict[str, Any]) -> dict[str, Any]:
         return {**added, "transfer_state": moved.state if moved else None}
 
 
-def _ensure_directories(
+def ensure_directories(
     session: Session, dataset_id: int, relative: PurePosixPath, known: set[str] | None = None
 ) -> None:
     """One directory entry per component of ``relative``, each once per dataset."""
@@ -242,155 +250,3 @@ def _ensure_directories(
             )
         if known is not None:
             known.add(folder)
-
-
-# Several small files in one request -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BundleEntry:
-    """One file a bundle announces before its bytes: its path in the dataset, size, sha256."""
-
-    path: str
-    size: int
-    sha256: str
-
-
-def checked_bundle(entries: list[BundleEntry]) -> list[tuple[PurePosixPath, str]]:
-    """Each entry's folder and name (Invalid, by entry, if unsafe or clashing inside the bundle).
-
-    A bundle may not name a path twice, nor use one of its files as another's folder.
-    """
-    targets, errors, seen = [], {}, set()
-    for number, entry in enumerate(entries):
-        folder, _, name = entry.path.rpartition("/")
-        try:
-            relative, name = checked_target(folder, name)
-        except Invalid as error:
-            errors[f"files.{number}.path"] = [error.message]
-            continue
-        target = str(relative / name)
-        if target in seen:
-            errors[f"files.{number}.path"] = [f"{target} is named twice in the bundle"]
-        seen.add(target)
-        targets.append((relative, name))
-    folders = {
-        str(PurePosixPath(*rel.parts[: d + 1])) for rel, _ in targets for d in range(len(rel.parts))
-    }
-    for number, (relative, name) in enumerate(targets):
-        if str(relative / name) in folders:
-            errors[f"files.{number}.path"] = [f"{relative / name} is a file and a folder"]
-    if errors:
-        first = next(iter(errors.values()))[0]
-        raise Invalid(f"the bundle is refused: {first}", errors)
-    return targets
-
-
-def check_all_free(
-    session: Session, dataset_id: int, targets: list[tuple[PurePosixPath, str]]
-) -> None:
-    """``check_free`` for many targets at once, in three reads whatever their number."""
-    for relative, name in targets:
-        if (relative.parts[:1] or (name,)) == (layout.METADATA_FILE,):
-            raise Conflict(f"{layout.METADATA_FILE} at the dataset root is kept by the server")
-    names = {name for _, name in targets} | {part for rel, _ in targets for part in rel.parts}
-    found = {
-        (parent, name): is_directory
-        for parent, name, is_directory in session.exec(
-            select(DatasetFile.relative_path, DatasetFile.name, DatasetFile.is_directory).where(
-                DatasetFile.dataset_id == dataset_id, col(DatasetFile.name).in_(names)
-            )
-        ).all()
-    }
-    pending = set(
-        session.exec(
-            select(ResumableUpload.relative_path, ResumableUpload.name).where(
-                ResumableUpload.dataset_id == dataset_id,
-                col(ResumableUpload.name).in_(names),
-                col(ResumableUpload.file_id).is_(None),
-                col(ResumableUpload.expires_at) > utcnow(),
-            )
-        ).all()
-    )
-    for relative, name in targets:
-        parent = str(relative) if relative.parts else ""
-        if (parent, name) in found:
-            raise Conflict(
-                f"dataset {dataset_id} already has {relative / name}: nothing was overwritten"
-            )
-        for depth, folder in enumerate(relative.parts):
-            if found.get(("/".join(relative.parts[:depth]), folder)) is False:
-                raise Conflict(
-                    f"{PurePosixPath(*relative.parts[: depth + 1])} is a file in dataset "
-                    f"{dataset_id}, not a directory"
-                )
-        if (parent, name) in pending:
-            raise Conflict(
-                f"dataset {dataset_id} already has an unfinished upload of {relative / name}: "
-                "resume it, or end it first"
-            )
-
-
-@use_case("file.add")
-def check_bundle(
-    rt: Runtime, identity: Identity, dataset_id: int, entries: list[BundleEntry]
-) -> list[tuple[PurePosixPath, str]]:
-    """Refuse a bundle before its bytes arrive as ``add_files`` would refuse it once they have
-    (NotFound, Forbidden, Invalid, Conflict); its targets if it may come."""
-    targets = checked_bundle(entries)
-    with unit_of_work(rt.engine, write=False) as work:
-        dataset = datasets.visible_dataset(work.session, identity, dataset_id)
-        authorize(identity, "file.add", dataset)
-        check_all_free(work.session, dataset_id, targets)
-    return targets
-
-
-@use_case("file.add")
-def add_files(
-    rt: Runtime, identity: Identity, dataset_id: int, staged: list[tuple[BundleEntry, StagedFile]]
-) -> list[dict[str, Any]]:
-    """Record a bundle's staged files in the dataset in one transaction, all or none.
-
-    Refused (nothing recorded) as ``add_file`` refuses one file. One full-text update, one
-    audit event naming every file (the request is one change; the trail grows by one row per
-    bundle, not per file), and one wake per batch: a worker takes the bundle's transfers as
-    one batch where the endpoint's adapter batches (sftp, Globus).
-    """
-    targets = checked_bundle([entry for entry, _ in staged])
-    with unit_of_work(rt.engine) as work:
-        session = work.session
-        dataset = datasets.visible_dataset(session, identity, dataset_id)
-        authorize(identity, "file.add", dataset)
-        endpoint = session.get(Endpoint, dataset.endpoint_id)
-        assert endpoint is not None
-        check_all_free(session, dataset_id, targets)
-        rows = [
-            _file_row(dataset_id, relative, name, file)
-            for (relative, name), (_, file) in zip(targets, staged, strict=True)
-        ]
-        session.add_all(rows)
-        session.flush()  # one INSERT round for the bundle, not one per file
-        folders: set[str] = set()
-        for relative, _ in targets:
-            _ensure_directories(session, dataset_id, relative, folders)
-        transfers = [
-            rt.queue.add(session, dataset, endpoint, row, file.path, flush=False)
-            for row, (_, file) in zip(rows, staged, strict=True)
-        ]
-        session.flush()
-        added = list(zip(rows, transfers, strict=True))
-        search.add_names(session, dataset_id, [p for r, n in targets for p in (*r.parts, n)])
-        files = [added_summary(row, transfer) for row, transfer in added]
-        summary = {"dataset_id": dataset_id, "count": len(files), "files": files}
-        audit.record(work, identity, "file.add", "dataset", dataset_id, summary)
-        work.after_commit(lambda: batches.wake_together(rt.queue, transfers))
-        shown_files = [shown(rt, dataset, endpoint, row, transfer) for row, transfer in added]
-    with unit_of_work(rt.engine, write=False) as work:
-        states = dict(
-            work.session.exec(
-                select(Transfer.id, Transfer.state).where(
-                    col(Transfer.id).in_([file["transfer_id"] for file in shown_files])
-                )
-            ).all()
-        )
-    return [{**file, "transfer_state": states.get(file["transfer_id"])} for file in shown_files]

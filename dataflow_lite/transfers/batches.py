@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, insert
 from sqlmodel import Session, col, select
 
 from dataflow_lite.adapter import (
@@ -74,18 +74,56 @@ def companions(
     return chosen
 
 
-def wake_together(queue: TransferQueue, transfers: list[Transfer]) -> None:
+def new_transfer(
+    host: str, dataset: Dataset, endpoint: Endpoint, file_id: int | None, staged: Path | None
+) -> Transfer:
+    """A queued transfer of a file (or, without ``file_id``, of metadata.json), not yet added."""
+    return Transfer(
+        kind="file" if file_id is not None else "metadata",
+        dataset_id=row_id(dataset),
+        file_id=file_id,
+        endpoint_id=endpoint.id,
+        user_id=dataset.creator_id,
+        adapter=endpoint.adapter,
+        staged_path=str(staged) if staged else None,
+        staged_on=host if staged else None,
+    )
+
+
+def add_files(
+    session: Session,
+    host: str,
+    dataset: Dataset,
+    endpoint: Endpoint,
+    files: list[tuple[int, Path]],
+) -> list[int]:
+    """Record a queued transfer of each ``(file id, staged path)`` in one INSERT; their ids, in
+    order. One model object is built (its defaults) rather than one per file: validating and
+    flushing 300 of them cost most of a bundle's cataloguing."""
+    values = new_transfer(host, dataset, endpoint, 0, Path("staged")).model_dump(exclude={"id"})
+    rows = [{**values, "file_id": file_id, "staged_path": str(staged)} for file_id, staged in files]
+    if not rows:
+        return []
+    statement = insert(Transfer).returning(col(Transfer.id), sort_by_parameter_order=True)
+    return [int(found) for found in session.execute(statement, rows).scalars()]
+
+
+def wake_together(queue: TransferQueue, adapter: str, transfer_ids: list[int]) -> None:
     """Wake file transfers of one dataset and endpoint queued together (call after
     committing): the first of each batch where the adapter batches, else every one."""
-    batched = bool(transfers) and queue._batches(transfers[0])
+    batched = bool(transfer_ids) and queue.adapter_batches(adapter)
     step = max(queue.settings["transfer_batch_files"], 1) if batched else 1
-    for transfer in transfers[::step]:
-        queue.wake(row_id(transfer))
+    for transfer_id in transfer_ids[::step]:
+        queue.wake(transfer_id)
 
 
-@dataclass
+@dataclass(eq=False)
 class _File:
-    """One transfer of a running batch, with the job its adapter sees."""
+    """One transfer of a running batch, with the job its adapter sees.
+
+    Compared by identity: a batch asks whether a file is still in its list, and comparing by
+    value compared whole model objects, field by field (0.1-0.3 s for 300 files, quadratic).
+    """
 
     transfer: Transfer
     job: TransferJob

@@ -12,11 +12,12 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from sqlalchemy import and_, or_
-from sqlmodel import col
+from sqlalchemy import Engine, and_, or_
+from sqlmodel import col, select
 
-from dataflow_lite.adapter import QUEUED, RUNNING, VERIFYING
-from dataflow_lite.store.models import Transfer
+from dataflow_lite.adapter import DONE, FAILED, QUEUED, RUNNING, VERIFYING
+from dataflow_lite.store.db import session_scope
+from dataflow_lite.store.models import Transfer, utcnow
 
 ACTIVE = (RUNNING, VERIFYING)
 
@@ -40,3 +41,21 @@ def claimable(now: Any, host: str) -> Any:
             and_(col(Transfer.state).in_(ACTIVE), col(Transfer.lease_until) <= now),
         ),
     )
+
+
+def taken(engine: Engine, transfer_id: int) -> bool:
+    """Whether the transfer has ended or a live run holds it, read without the write lock.
+
+    A batch's files each have their message; once the batch is claimed, the others' messages
+    end here, with one read each, rather than each taking the write lock (SQLite's, or the
+    rows' on PostgreSQL) to find the same. What this lets through, ``claimable`` decides.
+    """
+    live = col(Transfer.lease_until) > utcnow()  # compared as claimable compares it
+    with session_scope(engine, write=False) as session:
+        found = session.exec(
+            select(Transfer.state, live).where(col(Transfer.id) == transfer_id)
+        ).first()
+    if found is None:
+        return True
+    state, leased = found
+    return state in (DONE, FAILED) or (state in ACTIVE and bool(leased))

@@ -49,7 +49,7 @@ from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
 from dataflow_lite.transfers import actions, batches, hosts, wakeups
 from dataflow_lite.transfers.actions import rows_changed
-from dataflow_lite.transfers.claims import ACTIVE, claimable, host_name
+from dataflow_lite.transfers.claims import ACTIVE, claimable, host_name, taken
 from dataflow_lite.transfers.debris import remove_expired_uploads
 from dataflow_lite.transfers.watch import watched
 
@@ -103,15 +103,8 @@ class TransferQueue:
         flush: bool = True,
     ) -> Transfer:
         """Record a transfer of ``file`` (or metadata.json) in the session; its id once flushed."""
-        transfer = Transfer(
-            kind="file" if file else "metadata",
-            dataset_id=row_id(dataset),
-            file_id=row_id(file) if file else None,
-            endpoint_id=endpoint.id,
-            user_id=dataset.creator_id,
-            adapter=endpoint.adapter,
-            staged_path=str(staged) if staged else None,
-            staged_on=self.host if staged else None,
+        transfer = batches.new_transfer(
+            self.host, dataset, endpoint, row_id(file) if file else None, staged
         )
         session.add(transfer)
         if flush:
@@ -219,8 +212,12 @@ class TransferQueue:
 
     def _batches(self, transfer: Transfer) -> bool:
         """Whether the transfer is a file whose adapter moves files in batches."""
+        return transfer.kind == "file" and self.adapter_batches(transfer.adapter)
+
+    def adapter_batches(self, adapter: str) -> bool:
+        """Whether the adapter of that name moves files in batches."""
         try:
-            return transfer.kind == "file" and self.adapters.get_class(transfer.adapter).batches
+            return self.adapters.get_class(adapter).batches
         except LookupError:
             return False
 
@@ -290,6 +287,8 @@ class TransferQueue:
     def run(self, transfer_id: int) -> None:
         """Carry the transfer (with its batch) one step further (a huey task): submit, follow,
         verify."""
+        if taken(self.engine, transfer_id):
+            return
         batch = self._claim(transfer_id)
         if not batch:
             return

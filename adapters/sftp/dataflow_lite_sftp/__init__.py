@@ -42,6 +42,7 @@ from dataflow_lite.adapter import (
     outcome_of,
 )
 
+from .ahead import Ahead
 from .errors import Where, rsync_error, sftp_error
 from .host import TIMEOUT, Capabilities, HostSession, Login, open_session, preflight
 from .rsync import (
@@ -133,6 +134,8 @@ class SftpAdapter(TransferAdapter):
     name = "sftp"
     takes_credentials = True
     batches = True
+    #: The login that the batch's verification will use, being made while its rsync runs.
+    _ahead: Ahead | None = None
     options = (
         Option("host", "the SSH host that receives the datasets"),
         Option("port", "its SSH port (22 on most hosts)", type=int),
@@ -326,6 +329,10 @@ class SftpAdapter(TransferAdapter):
         login = self._login(jobs[0].credentials)
         ready = [number for number in range(len(jobs)) if number not in outcomes]
         if ready and rsync_available():
+            # verify_batch's login and probe, made while rsync runs (ahead.py).
+            if self._ahead is not None:
+                self._ahead.release()
+            self._ahead = Ahead(login, lambda: self._session(login))
             try:
                 paths = [self._remote(job.target) for job in jobs]
                 for group in _groups(ready, paths):
@@ -346,6 +353,9 @@ class SftpAdapter(TransferAdapter):
             outcomes[number] = outcome_of(
                 self._submit_by_sftp, job, login, self._remote(job.target)
             )
+        if self._ahead is not None and all(isinstance(o, AdapterError) for o in outcomes.values()):
+            self._ahead.release()  # nothing landed: no verification follows
+            self._ahead = None
         return [outcomes[number] for number in range(len(jobs))]
 
     def _submit_by_rsync(
@@ -520,9 +530,21 @@ class SftpAdapter(TransferAdapter):
     def verify_batch(
         self, jobs: list[TransferJob], handles: list[str]
     ) -> list[bool | AdapterError]:
-        """One login and one sha256 pass on the host for the whole batch."""
-        with self._session(self._login(jobs[0].credentials)) as session:
-            hashes = self._hashes(session, session.capabilities(), jobs)
+        """One login (made ahead while the batch's rsync ran) and one sha256 pass on the host
+        for the whole batch."""
+        login = self._login(jobs[0].credentials)
+        ahead, self._ahead = self._ahead, None
+        taken = ahead.take() if ahead is not None and ahead.login == login else None
+        try:
+            hashes = self._hashes(*taken, jobs) if taken else None
+        except AdapterError:
+            hashes = None  # the session made ahead was lost meanwhile: log in afresh
+        finally:
+            if ahead is not None:
+                ahead.release()
+        if hashes is None:
+            with self._session(login) as session:
+                hashes = self._hashes(session, session.capabilities(), jobs)
         return [
             found if isinstance(found, AdapterError) else found == job.sha256
             for job, found in zip(jobs, hashes, strict=True)
