@@ -20,6 +20,7 @@ from dataflow_lite.store.db import UnitOfWork, unit_of_work
 from dataflow_lite.store.metadata import wire_value
 from dataflow_lite.store.models import (
     Dataset,
+    DatasetFile,
     Endpoint,
     Instrument,
     MetadataField,
@@ -212,15 +213,64 @@ def get_dataset(rt: Runtime, identity: Identity, dataset_id: int) -> dict[str, A
 
 def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
     """A dataset as DataFlow shows it, plus ``created_at`` and where its folder is."""
-    dataset_id = row_id(dataset)
-    creator = session.get(User, dataset.creator_id)
-    instrument = session.get(Instrument, dataset.instrument_id) if dataset.instrument_id else None
-    endpoint = session.get(Endpoint, dataset.endpoint_id)
+    return describe_all(rt, session, [dataset])[0]
+
+
+def describe_all(
+    rt: Runtime, session: Session, datasets: Sequence[Dataset]
+) -> list[dict[str, Any]]:
+    """Datasets as :func:`describe` shows each, with one query for all their files (values...)."""
+    ids = [row_id(dataset) for dataset in datasets]
+    files: dict[int, list[DatasetFile]] = {ident: [] for ident in ids}
+    for entry in session.exec(
+        select(DatasetFile)
+        .where(col(DatasetFile.dataset_id).in_(ids))
+        .order_by(col(DatasetFile.id))
+    ):
+        files[entry.dataset_id].append(entry)
+    values: dict[int, list[MetadataValue]] = {ident: [] for ident in ids}
+    for value in session.exec(
+        select(MetadataValue)
+        .where(col(MetadataValue.dataset_id).in_(ids))
+        .order_by(col(MetadataValue.id))
+    ):
+        values[value.dataset_id].append(value)
+    states: dict[int, dict[int, Transfer]] = {ident: {} for ident in ids}
+    for row in session.exec(
+        select(Transfer)
+        .where(col(Transfer.dataset_id).in_(ids), Transfer.kind == "file")
+        .order_by(col(Transfer.id))
+    ):
+        if row.file_id is not None and row.dataset_id is not None:
+            states[row.dataset_id][row.file_id] = row
+    forms: dict[int | None, dict[Any, MetadataField]] = {}
+    held: dict[tuple[type, Any], Any] = {}
+    shown = []
+    for dataset, dataset_id in zip(datasets, ids, strict=True):
+        if dataset.instrument_id not in forms:
+            forms[dataset.instrument_id] = {
+                field.id: field
+                for field in catalog.instrument_fields(session, dataset.instrument_id)
+            }
+        parts = (files[dataset_id], values[dataset_id], states[dataset_id])
+        shown.append(_described(rt, session, dataset, *parts, forms[dataset.instrument_id], held))
+    return shown
+
+
+def _described(
+    rt: Runtime,
+    session: Session,
+    dataset: Dataset,
+    files: Sequence[DatasetFile],
+    values: Sequence[MetadataValue],
+    states: dict[int, Transfer],
+    fields: dict[Any, MetadataField],
+    held: dict[tuple[type, Any], Any],
+) -> dict[str, Any]:
+    creator = _held(session, User, dataset.creator_id, held)
+    instrument = _held(session, Instrument, dataset.instrument_id, held)
+    endpoint = _held(session, Endpoint, dataset.endpoint_id, held)
     assert endpoint is not None  # datasets reference endpoints by foreign key
-    states = file_transfers(session, dataset_id)
-    fields = {
-        field.id: field for field in catalog.instrument_fields(session, dataset.instrument_id)
-    }
     return {
         "id": dataset.id,
         "created_at": dataset.created_at,
@@ -233,7 +283,7 @@ def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
                 "transfer_error": states[entry.id].last_error if entry.id in states else None,
                 "transfer_bytes": states[entry.id].bytes_moved if entry.id in states else 0,
             }
-            for entry in catalog.dataset_files(session, dataset_id)
+            for entry in files
         ],
         "instrument": instrument,
         "metadata_field_values": [
@@ -244,7 +294,7 @@ def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
                 "metadata_field": fields.get(value.metadata_field_id),
                 "value": value.value,
             }
-            for value in catalog.dataset_values(session, dataset_id)
+            for value in values
         ],
         "destination": rt.adapters.locate(endpoint, PurePosixPath(dataset.folder)),
         "folder": dataset.folder,
@@ -253,14 +303,13 @@ def describe(rt: Runtime, session: Session, dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def file_transfers(session: Session, dataset_id: int) -> dict[int, Transfer]:
-    """The latest transfer of each of the dataset's files, by file id."""
-    rows = session.exec(
-        select(Transfer)
-        .where(Transfer.dataset_id == dataset_id, Transfer.kind == "file")
-        .order_by(col(Transfer.id))
-    )
-    return {row.file_id: row for row in rows if row.file_id is not None}
+def _held(
+    session: Session, model: type[T], ident: Any, held: dict[tuple[type, Any], Any]
+) -> T | None:
+    """``session.get`` kept for one call: the session holds loaded rows only while we do."""
+    if ident is not None and (model, ident) not in held:
+        held[model, ident] = session.get(model, ident)
+    return held.get((model, ident))
 
 
 def _searching(field: str, call: Callable[[], T]) -> T:
@@ -289,7 +338,7 @@ def search_datasets(
         found = _searching("q", lambda: search.search_datasets(
             work.session, _owner(identity), query, page, per_page, after
         ))  # fmt: skip
-        found.results = [describe(rt, work.session, dataset) for dataset in found.results]
+        found.results = describe_all(rt, work.session, found.results)
         return found
 
 
