@@ -230,21 +230,30 @@ def dataset_page(
     if after is not None:
         seek = [f"(d.created_at, d.id) < ({sql.bind(stored_time(after[0]))}, {sql.bind(after[1])})"]
     page = f"LIMIT {int(limit)} OFFSET {int(offset)}"
-    if sizes and sizes[0][0] <= WINDOW:
+    if sizes:
         driver = sizes[0][2]
         others = " AND ".join(["TRUE", *route.checks, *(c.check for c in conds if c is not driver)])
         found = (
             f"SELECT d.id, d.created_at FROM ({driver.ids}) AS s JOIN dataset AS d ON d.id = s.id "
             f"WHERE {others}"
         )
-        count = sql.scalar(session, f"SELECT count(*) FROM ({found}) AS found")
-        # MATERIALIZED: the few are found whole and then sorted. Left to itself, with ORDER BY
-        # and LIMIT, the planner may walk every dataset newest first hoping to meet them soon.
-        rows = sql.all(session, f"WITH found AS MATERIALIZED ({found}) SELECT d.id FROM found "
-                       f"AS d WHERE {' AND '.join(['TRUE', *seek])} {order} {page}")  # fmt: skip
-        return Found([row[0] for row in rows], count)
+        # Counted along the shortest list (unsorted, stopping past WINDOW): when the list is
+        # long, it is read only until WINDOW + 1 pass, rather than every dataset walked.
+        count = bounded_count(session, sql, found)
+        if count <= WINDOW:
+            # MATERIALIZED: the few are found whole and then sorted. Left to itself, with ORDER
+            # BY and LIMIT, the planner may walk every dataset newest first to meet them.
+            sorted_page = (
+                f"WITH found AS MATERIALIZED ({found}) SELECT d.id FROM found AS d "
+                f"WHERE {' AND '.join(['TRUE', *seek])} {order} {page}"
+            )
+            rows = sql.all(session, sorted_page)
+            return Found([row[0] for row in rows], count)
     where = " AND ".join(["TRUE", *route.checks, *(cond.check for cond in conds)])
-    count = bounded_count(session, sql, f"SELECT 1 FROM dataset AS d WHERE {where}")
+    if not sizes:
+        count = bounded_count(session, sql, f"SELECT 1 FROM dataset AS d WHERE {where}")
+    # Many pass: walked newest first (the creator's or an instrument's index, then by time),
+    # each dataset checked against every term until the page is full.
     rows = sql.all(
         session,
         f"SELECT d.id FROM dataset AS d WHERE {' AND '.join([where, *seek])} {order} {page}",
