@@ -55,8 +55,10 @@ def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond])
     source = "dataset AS d"
     checks = list(conds)
     if listed:
-        sizes = sorted((search_sql.list_size(session, sql, c), i) for i, c in enumerate(listed))
-        driver = listed[sizes[0][1]]
+        driver = listed[0]
+        if len(listed) > 1:  # one list needs no measuring: it drives
+            sizes = sorted((search_sql.list_size(session, sql, c), i) for i, c in enumerate(listed))
+            driver = listed[sizes[0][1]]
         checks.remove(driver)
         source = f"({driver.ids}) AS s JOIN dataset AS d ON d.id = s.id"
     where = " AND ".join(["TRUE", *route.checks, *(cond.check for cond in checks)])

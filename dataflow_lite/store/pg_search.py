@@ -221,22 +221,24 @@ def dataset_page(
 ) -> Found:
     """The ids of a page of datasets passing the route's checks and ``conds``, newest first.
 
-    As on SQLite: each term that lists its datasets counts them up to WINDOW + 1; when the
-    shortest list holds at most WINDOW, it drives (read whole, checked, sorted); otherwise the
-    datasets are walked newest first, each checked against every term, and counted the same way.
+    As on SQLite: the shortest list of the terms that list their datasets (each counted up to
+    WINDOW + 1) drives: its datasets that pass every other check are counted, up to WINDOW + 1;
+    when they are at most WINDOW they are sorted, otherwise the page is found by walking the
+    datasets newest first, each checked against every term. With no list, the walk counts too.
     """
-    sizes = sorted(
-        ((list_size(session, sql, cond), index, cond) for index, cond in enumerate(conds)
-         if cond.ids),
-        key=lambda found: found[:2],
-    )  # fmt: skip
+    listed = [cond for cond in conds if cond.ids]
+    if len(listed) > 1:
+        sizes = sorted((list_size(session, sql, cond), index) for index, cond in enumerate(listed))
+        listed = [listed[index] for _, index in sizes]
+    # One list needs no measuring: counting along it with the other checks (below) tells
+    # whether it drives, and its length alone would be one more pass over the same rows.
     order = "ORDER BY d.created_at DESC, d.id DESC"
     seek = []
     if after is not None:
         seek = [f"(d.created_at, d.id) < ({sql.bind(stored_time(after[0]))}, {sql.bind(after[1])})"]
     page = f"LIMIT {int(limit)} OFFSET {int(offset)}"
-    if sizes:
-        driver = sizes[0][2]
+    if listed:
+        driver = listed[0]
         others = " AND ".join(["TRUE", *route.checks, *(c.check for c in conds if c is not driver)])
         found = (
             f"SELECT d.id, d.created_at FROM ({driver.ids}) AS s JOIN dataset AS d ON d.id = s.id "
@@ -255,7 +257,7 @@ def dataset_page(
             rows = sql.all(session, sorted_page)
             return Found([row[0] for row in rows], count)
     where = " AND ".join(["TRUE", *route.checks, *(cond.check for cond in conds)])
-    if not sizes:
+    if not listed:
         count = bounded_count(session, sql, f"SELECT 1 FROM dataset AS d WHERE {where}")
     # Many pass: walked newest first (the creator's or an instrument's index, then by time),
     # each dataset checked against every term until the page is full.
