@@ -141,11 +141,8 @@ def main() -> int:
             if args.reuse:
                 expected = json.loads((work / "expected.json").read_text())
                 instance = work / "instance"
-                if postgresql:  # the kept cluster listens on a new port
-                    config = instance / "config.toml"
-                    url = tomllib.loads(config.read_text())["database"]
-                    moved = re.sub(r"@127\.0\.0\.1:\d+/", f"@127.0.0.1:{postgresql.port}/", url)
-                    config.write_text(f"database = {json.dumps(moved)}\n")
+                if postgresql:
+                    point_at(instance, postgresql)
             else:
                 expected = load(work, args.datasets, postgresql)
                 if expected is None:
@@ -158,6 +155,14 @@ def main() -> int:
     finally:
         if not (args.keep or args.reuse):
             shutil.rmtree(work, ignore_errors=True)
+
+
+def point_at(instance: Path, postgresql: PostgreSQL) -> None:
+    """Point a kept instance at its cluster, started again on a new port."""
+    config = instance / "config.toml"
+    url = tomllib.loads(config.read_text())["database"]
+    moved = re.sub(r"@127\.0\.0\.1:\d+/", f"@127.0.0.1:{postgresql.port}/", url)
+    config.write_text(f"database = {json.dumps(moved)}\n")
 
 
 def load(work: Path, count: int, postgresql: PostgreSQL | None) -> dict | None:
