@@ -66,8 +66,12 @@ class Missing(Exception):
 
 
 @contextmanager
-def cluster() -> Iterator[PostgreSQL]:
-    """A throwaway cluster on a free port until the block ends; Missing if none can run."""
+def cluster(keep: Path | None = None) -> Iterator[PostgreSQL]:
+    """A throwaway cluster on a free port until the block ends; Missing if none can run.
+
+    With ``keep``, the cluster lives in that folder and is only stopped at the end: a later
+    block with the same folder starts it again (a bench's catalog, loaded once, asked twice).
+    """
     binaries = _binaries()
     if binaries is None:
         raise Missing(f"PostgreSQL is not installed: {INSTALL}")
@@ -79,17 +83,19 @@ def cluster() -> Iterator[PostgreSQL]:
             raise Missing(f"no 'postgres' account to run PostgreSQL as: {INSTALL}") from None
     # Not under pytest's basetemp: its folders are private to root, and the cluster's owner
     # must reach its own.
-    folder = Path(tempfile.mkdtemp(prefix="dataflow-lite-postgresql-"))
+    folder = keep or Path(tempfile.mkdtemp(prefix="dataflow-lite-postgresql-"))
+    folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)
     if owner is not None:
         os.chown(folder, owner.pw_uid, owner.pw_gid)
     as_owner = ["runuser", "-u", owner.pw_name, "--"] if owner is not None else []
     data, port = folder / "data", _free_port()
     run = dict(check=True, capture_output=True, text=True)
-    subprocess.run(
-        [*as_owner, str(binaries / "initdb"), "-D", str(data), "-U", ROLE, "-A", "trust",
-         "-E", "UTF8", "--no-sync"], **run,
-    )  # fmt: skip
+    if not (data / "PG_VERSION").exists():
+        subprocess.run(
+            [*as_owner, str(binaries / "initdb"), "-D", str(data), "-U", ROLE, "-A", "trust",
+             "-E", "UTF8", "--no-sync"], **run,
+        )  # fmt: skip
     # fsync off: the cluster is thrown away; the tests check behaviour, not durability.
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
     pg_ctl = [*as_owner, str(binaries / "pg_ctl"), "-D", str(data)]
@@ -97,8 +103,11 @@ def cluster() -> Iterator[PostgreSQL]:
     try:
         yield PostgreSQL(port)
     finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        # A kept cluster stops cleanly, so that it starts again without recovery.
+        mode = "fast" if keep else "immediate"
+        subprocess.run([*pg_ctl, "-m", mode, "-w", "stop"], capture_output=True)
+        if keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.import_lines import BadLine, Checker, Row
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import search
-from dataflow_lite.store.db import follow_explicit_ids, unit_of_work
+from dataflow_lite.store.db import follow_explicit_ids, refresh_statistics, unit_of_work
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset, Endpoint
 
@@ -192,6 +192,8 @@ def _import(
         report.last_id = last
         report.imported += len(chunk)
         progress.advance(len(chunk))
+    if report.imported:
+        refresh_statistics(rt.engine, ["dataset", "metadatavalue", "datasetfile", SEARCH_TABLE])
     return report
 
 
