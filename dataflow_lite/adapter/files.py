@@ -1,0 +1,69 @@
+"""File-system helpers adapters share: a writer's lock, a sweeper's test for abandoned
+temporaries, and syncing a directory's names."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def lock_for_writing(fd: int, path: Path | str, dir_fd: int | None = None) -> bool:
+    """Mark the new file ``path`` (open as ``fd``; relative to ``dir_fd`` if given) as being
+    written, until ``fd`` is closed.
+
+    The lock is how a sweeper tells a file still being written from one whose writer died (the
+    kernel drops it with the process). False if a sweeper removed the name before the lock was
+    taken: the caller makes another file.
+    """
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, dir_fd=dir_fd, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
+
+
+@contextmanager
+def abandoned(path: Path | str, dir_fd: int | None = None) -> Iterator[bool]:
+    """Whether ``path`` (relative to ``dir_fd`` if given) is a regular file that no live writer
+    holds; held so while the block runs.
+
+    While the block runs no writer can take the file up again, so it may be removed there.
+    """
+    try:
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
+    except OSError:  # gone already, or a symlink (ELOOP): not ours to judge
+        yield False
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False  # its writer is alive
+            return
+        try:
+            same = os.path.samestat(
+                os.fstat(fd), os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+            )
+        except FileNotFoundError:
+            same = False
+        yield same
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the names in directory ``path`` durable (after creating or renaming a file there)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
