@@ -1,14 +1,20 @@
 """Bulk import: a JSONL file of datasets (one per line) recorded in the catalog, no byte moved.
 
 For facilities moving an existing catalog (DataFlow, SciCat exports) into dataflow-lite: the
-files are already at the destination, and the import records them there. Every line is checked
-first (:mod:`.import_lines`); when any is bad nothing is written and the refusal names the line
-numbers, unless ``skip_bad`` leaves those lines out. The rest is then inserted with bulk core
-``INSERT``s (datasets, metadata values, files and folders, one full-text row each) in
-transactions of ``CHUNK`` datasets: each holds SQLite's write lock for about a second, so the
-server's own writes wait for one chunk, never for the whole file. Each transaction records one
-audit event naming its datasets' ids (one per dataset would cost more than the import itself,
-see the README).
+files are already at the destination, and the import records them there. The file is read
+twice. The first pass checks every line (:mod:`.import_lines`) and keeps only what the checks
+across lines need (a digest per dataset, to find duplicates) and the bad lines; when any is bad
+nothing is written and the refusal names the line numbers, unless ``skip_bad`` leaves those
+lines out. The second pass reads the lines again, turns them into rows the same way, and
+inserts them with bulk ``INSERT``s (datasets, metadata values, files and folders, one full-text
+row each) in transactions of ``CHUNK`` datasets: each holds SQLite's write lock for about a
+second, so the server's own writes wait for one chunk, never for the whole file, and at most
+one chunk's rows are in memory. Each transaction records one audit event naming its datasets'
+ids (one per dataset would cost more than the import itself, see the README).
+
+Reading twice rather than keeping the checked rows: at a million datasets the rows took 2.8 GB
+and their upkeep more time than checking them again (see the README's bench). A file that
+changes between the passes stops the import with a conflict naming what was imported.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import func
@@ -25,7 +32,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit, endpoints, user_settings
-from dataflow_lite.services.errors import Invalid
+from dataflow_lite.services.errors import Conflict, Invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.import_lines import BadLine, Checker, Row
 from dataflow_lite.services.policy import authorize, use_case
@@ -38,6 +45,9 @@ from dataflow_lite.store.models import Dataset, Endpoint
 CHUNK = 10_000
 #: How many bad lines a refusal names; the count says how many more there were.
 NAMED_BAD_LINES = 20
+#: Folders looked up per query when a chunk checks which of its folders are taken (SQLite
+#: builds older than 3.32 take at most 999 parameters).
+FOLDERS_PER_QUERY = 900
 
 DATASETS = SQLModel.metadata.tables["dataset"]
 VALUES = SQLModel.metadata.tables["metadatavalue"]
@@ -113,17 +123,18 @@ def _refusal(bad: list[tuple[int, str]], source: str) -> Invalid:
 def import_datasets(
     rt: Runtime,
     identity: Identity,
-    source: Iterable[bytes],
+    source: Path,
     source_name: str,
     endpoint_name: str | None = None,
     *,
     skip_bad: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Check every line of ``source`` (JSONL), then record its datasets at the endpoint.
+    """Check every line of the file ``source`` (JSONL), then record its datasets at the endpoint.
 
     Invalid, naming the bad lines, when any is bad and ``skip_bad`` is not set: then nothing
     is written. ``endpoint_name`` is the endpoint's name or id (the default endpoint if None).
+    Conflict if the file changes while it is imported.
     """
     authorize(identity, "dataset.import")
     with _no_collection():
@@ -132,8 +143,9 @@ def import_datasets(
 
 @contextmanager
 def _no_collection() -> Iterator[None]:
-    """Python's cycle collector off while the rows pile up: with millions of live objects and
-    none of them garbage, its passes took more time than checking the lines."""
+    """Python's cycle collector off during the import: each line makes dozens of containers
+    that reference counting frees, and the collector's passes over them (and over a chunk's
+    rows) found nothing to collect."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -146,42 +158,60 @@ def _no_collection() -> Iterator[None]:
 def _import(
     rt: Runtime,
     identity: Identity,
-    source: Iterable[bytes],
+    source: Path,
     source_name: str,
     endpoint_name: str | None,
     skip_bad: bool,
     progress: Progress | None,
 ) -> ImportReport:
     progress = progress or NoProgress()
-    digest = hashlib.sha256()
     with unit_of_work(rt.engine, write=False) as work:
         endpoint = _endpoint(work.session, endpoint_name)
         checker = Checker(rt, work.session, endpoint.id)
     report = ImportReport(endpoint=endpoint.name)
-    rows: list[Row] = []
     progress.phase("checking", None)
-    for number, line in _lines(source, digest):
-        report.lines += 1
-        try:
-            rows.append(checker.check(number, line))
-        except BadLine as error:
-            report.bad.append((number, str(error)))
-        if report.lines % 1000 == 0:
-            progress.advance(1000)
+    digest = hashlib.sha256()
+    with source.open("rb") as lines:
+        for number, line in _lines(lines, digest):
+            report.lines += 1
+            try:
+                checker.check(number, line)
+            except BadLine as error:
+                report.bad.append((number, str(error)))
+            if report.lines % 1000 == 0:
+                progress.advance(1000)
     progress.advance(report.lines % 1000)
     report.sha256 = digest.hexdigest()
     if report.bad and not skip_bad:
         raise _refusal(report.bad, source_name)
-    progress.phase("loading", len(rows))
-    loader = _Loader(endpoint.id)
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
+    progress.phase("loading", report.lines - len(report.bad))
+    _load(rt, identity, source, source_name, endpoint.id, checker, report, progress)
+    return report
+
+
+def _load(
+    rt: Runtime,
+    identity: Identity,
+    source: Path,
+    source_name: str,
+    endpoint_id: str,
+    checker: Checker,
+    report: ImportReport,
+    progress: Progress,
+) -> None:
+    """The second pass: the good lines' rows, inserted ``CHUNK`` datasets per transaction."""
+    loader = _Loader(endpoint_id)
+    left_out = {number for number, _ in report.bad}
+    digest = hashlib.sha256()
+    chunk: list[Row] = []
+
+    def commit() -> None:
         with unit_of_work(rt.engine) as work:
             first, last = loader.load(work.session, chunk)
             summary = {
                 "source": source_name,
                 "sha256": report.sha256,
-                "endpoint_id": endpoint.id,
+                "endpoint_id": endpoint_id,
                 "datasets": len(chunk),
                 "first_id": first,
                 "last_id": last,
@@ -192,7 +222,31 @@ def _import(
         report.last_id = last
         report.imported += len(chunk)
         progress.advance(len(chunk))
-    return report
+        chunk.clear()
+
+    with source.open("rb") as lines:
+        for number, line in _lines(lines, digest):
+            if number in left_out:
+                continue
+            try:
+                chunk.append(checker.row(number, line))
+            except BadLine:
+                raise _changed(source_name, report) from None
+            if len(chunk) == CHUNK:
+                commit()
+    if chunk:
+        commit()
+    if digest.hexdigest() != report.sha256:
+        raise _changed(source_name, report)
+
+
+def _changed(source: str, report: ImportReport) -> Conflict:
+    done = (
+        f"datasets {report.first_id}-{report.last_id} were imported"
+        if report.imported
+        else "nothing was imported"
+    )
+    return Conflict(f"{source} changed while it was imported: {done}")
 
 
 def _endpoint(session: Session, name: str | None) -> Endpoint:
@@ -216,20 +270,22 @@ class _Loader:
 
     def __init__(self, endpoint_id: str) -> None:
         self.endpoint_id = endpoint_id
-        self.taken: set[str] = set()
-        self.known_up_to = 0  # folders of datasets up to this id are in ``taken``
 
-    def _catch_up(self, session: Session) -> int:
-        """Take in the folders of datasets made since the last chunk; the next free id."""
-        newer = session.exec(
-            select(Dataset.id, Dataset.folder).where(
-                Dataset.endpoint_id == self.endpoint_id, col(Dataset.id) > self.known_up_to
+    def _taken(self, session: Session, folders: set[str]) -> set[str]:
+        """Which of ``folders`` datasets at the endpoint already have (asked of the catalog,
+        by its unique index, rather than remembering every folder imported so far)."""
+        wanted = list(folders)
+        taken: set[str] = set()
+        for start in range(0, len(wanted), FOLDERS_PER_QUERY):
+            taken.update(
+                session.exec(
+                    select(Dataset.folder).where(
+                        Dataset.endpoint_id == self.endpoint_id,
+                        col(Dataset.folder).in_(wanted[start : start + FOLDERS_PER_QUERY]),
+                    )
+                )
             )
-        ).all()
-        self.taken.update(folder for _, folder in newer)
-        top = session.exec(select(func.max(Dataset.id))).one() or 0
-        self.known_up_to = top
-        return top + 1
+        return taken
 
     def load(self, session: Session, rows: list[Row]) -> tuple[int, int]:
         """Insert ``rows`` in ``session``'s transaction; the first and last dataset ids."""
@@ -238,8 +294,9 @@ class _Loader:
         # The columns' own conversions, as SQLAlchemy would apply them row by row.
         when = _converter(DATASETS.c.created_at, dialect)
         value_text = _converter(VALUES.c.value, dialect)
-        next_id = self._catch_up(session)
+        next_id = (session.exec(select(func.max(Dataset.id))).one() or 0) + 1
         first = next_id
+        taken = self._taken(session, {row.folder for row in rows})
         dataset_rows: list[tuple[Any, ...]] = []
         value_rows: list[tuple[Any, ...]] = []
         file_rows: list[tuple[Any, ...]] = []
@@ -248,8 +305,8 @@ class _Loader:
             ident, next_id = next_id, next_id + 1
             # Slugs never hold "-": a suffix with one cannot collide with another's folder,
             # as a dataset created through the API is suffixed.
-            folder = row.folder if row.folder not in self.taken else f"{row.folder}-{ident}"
-            self.taken.add(folder)
+            folder = row.folder if row.folder not in taken else f"{row.folder}-{ident}"
+            taken.add(folder)
             created = when(row.created_at)
             dataset_rows.append(
                 (ident, row.name, row.creator_id, row.instrument_id, self.endpoint_id, folder,
@@ -267,7 +324,6 @@ class _Loader:
             names = [name for _, name, _, _ in row.files] + [name for _, name in row.directories]
             body = search.text_body(row.name, ((n, v) for n, v, _ in row.values), names)
             text_rows.append((ident, body))
-        self.known_up_to = next_id - 1
         for sql, table_rows in (
             (DATASET_SQL, dataset_rows),
             (VALUE_SQL, value_rows),
