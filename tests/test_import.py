@@ -108,9 +108,13 @@ def test_bad_lines_are_named_and_nothing_is_written(cli, instance, tmp_path):
         line(name=" "),
         line(colour="red"),
         "[1, 2]",
+        line(metadata={"x": float("nan")}),
+        json.dumps(line()).replace("300.5", "1e999"),
+        '{"name": "x", "metadata": {"Count": ' + "1" * 5000 + "}}",
+        "[" * 100_000,
     )
     said = cli.fails("import", str(source))
-    assert "12 bad line(s), nothing was imported" in said
+    assert "16 bad line(s), nothing was imported" in said
     for number, words in (
         (2, "not JSON"),
         (3, "no user 'nobody'"),
@@ -124,6 +128,10 @@ def test_bad_lines_are_named_and_nothing_is_written(cli, instance, tmp_path):
         (11, "name must not be blank"),
         (12, "unknown key 'colour'"),
         (13, "must be a JSON object"),
+        (14, "NaN is not a JSON value"),
+        (15, "the number 1e999 is too large"),
+        (16, "not JSON: Exceeds the limit"),
+        (17, "not JSON: maximum recursion depth"),
     ):
         assert f"line {number}: " in said and words in said, (number, said)
     assert "Traceback" not in said and len(said.strip().splitlines()) == 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,8 +99,12 @@ class Checker:
     def row(self, line_number: int, text: bytes) -> Row:
         """The row a line describes, or BadLine: every check but the one for duplicates."""
         try:
-            item = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            item = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+        except BadLine:
+            raise
+        # ValueError: also an integer of more than Python's 4,300 digits; RecursionError:
+        # arrays nested deeper than Python's stack.
+        except (ValueError, RecursionError) as error:
             raise BadLine(f"not JSON: {error}") from None
         if not isinstance(item, dict):
             raise BadLine("must be a JSON object, one dataset per line")
@@ -163,6 +168,20 @@ class Checker:
             (name, value, form_field.id if (form_field := fields.get(name)) else None)
             for name, value in values
         ]
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float, refused if it is too large for one: the catalog keeps values
+    as JSON, which has no infinity."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise BadLine(f"the number {text} is too large")
+    return number
+
+
+def _no_constant(text: str) -> float:
+    """``NaN`` and ``Infinity``, which Python's json reads but JSON does not have: refused."""
+    raise BadLine(f"{text} is not a JSON value")
 
 
 def _text(item: dict[str, Any], key: str) -> str:
