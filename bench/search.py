@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -173,6 +174,8 @@ def main() -> int:
         imported = time.perf_counter() - began
         # The command's own figure leaves out Python's start (imports, no cached bytecode).
         own = float(re.search(r" in ([\d.]+) s \(", done.stderr).group(1))  # type: ignore[union-attr]
+        # The largest child so far is the import (the other children are short CLI commands).
+        import_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         raw = raw_load(peer / "dataflow.sqlite3", source)
         rate, raw_rate = args.datasets / own, args.datasets / raw
         verdict = "PASS" if rate >= 10_000 and rate >= raw_rate / 2 else "FAIL"
@@ -184,6 +187,8 @@ def main() -> int:
             f"{args.datasets / imported:,.0f} | {args.datasets / imported / raw_rate:.2f} |"
         )
         print(f"| raw sqlite3, same rows | {raw:.1f} | {raw_rate:,.0f} | 1 |")
+        print(f"peak RSS: the import {import_rss:,.0f} MB, the bench with the raw load "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")  # fmt: skip
         if args.load_only:
             return 0 if verdict == "PASS" else 1
         return queries(instance, expected, args.runs)
