@@ -99,7 +99,7 @@ class Checker:
     def row(self, line_number: int, text: bytes) -> Row:
         """The row a line describes, or BadLine: every check but the one for duplicates."""
         try:
-            item = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+            item = _DECODER.decode(text.decode(json.detect_encoding(text), "surrogatepass"))
         except BadLine:
             raise
         # ValueError: also an integer of more than Python's 4,300 digits; RecursionError:
@@ -182,6 +182,10 @@ def _finite(text: str) -> float:
 def _no_constant(text: str) -> float:
     """``NaN`` and ``Infinity``, which Python's json reads but JSON does not have: refused."""
     raise BadLine(f"{text} is not a JSON value")
+
+
+#: ``json.loads`` with these hooks, made once: ``loads`` builds a decoder per call when given any.
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
 
 
 def _text(item: dict[str, Any], key: str) -> str:
