@@ -7,16 +7,12 @@ import json
 import random
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from slugify import slugify
 from sqlmodel import select
 
-from dataflow_lite import bootstrap
 from dataflow_lite.cli import main
-from dataflow_lite.cli.base import CLI
 from dataflow_lite.services import imports
-from dataflow_lite.services.errors import Conflict
 from dataflow_lite.store import layout, metadata
 from dataflow_lite.store.models import AuditEvent, Dataset, DatasetFile, MetadataValue
 
@@ -203,35 +199,6 @@ def test_folders_stay_unique_across_transactions(cli, instance, tmp_path, monkey
     ]
     assert [event.summary["lines"] for event in events] == ["1-2", "3-4", "5-5"]
     assert [event.object_id for event in events] == ["1-2", "3-4", "5-5"]
-
-
-# A transaction of ten holds both lines: the changed line stops it before it commits. One line
-# to a transaction: the first is in the catalog when the second is found changed.
-@pytest.mark.parametrize(
-    ("chunk", "done", "kept"), [(10, "nothing was", []), (1, "datasets 1-1 were", ["one"])]
-)
-def test_a_file_changed_between_the_passes_is_a_conflict(
-    instance, cli, tmp_path, monkeypatch, chunk, done, kept
-):
-    monkeypatch.setattr(imports, "CHUNK", chunk)
-    cli.user_key("ada")
-    source = write(tmp_path / "in.jsonl", line("one"), line("two"))
-
-    class ChangesTheFile:
-        """Progress that rewrites the second line once every line has been checked."""
-
-        def phase(self, name: str, total: int | None) -> None:
-            if name == "loading":
-                write(source, line("one"), line("two", creator="nobody"))
-
-        def advance(self, steps: int) -> None:
-            pass
-
-    rt = bootstrap.build(instance)
-    with pytest.raises(Conflict, match=f"in.jsonl changed while it was imported: {done}"):
-        imports.import_datasets(rt, CLI, source, "in.jsonl", progress=ChangesTheFile())
-    with catalog(instance) as session:
-        assert [row.name for row in session.exec(select(Dataset))] == kept
 
 
 def test_instruments_by_name_or_id_are_checked_against_their_form(cli, instance, tmp_path):

@@ -1,26 +1,27 @@
 """Bulk import: a JSONL file of datasets (one per line) recorded in the catalog, no byte moved.
 
 For facilities moving an existing catalog (DataFlow, SciCat exports) into dataflow-lite: the
-files are already at the destination, and the import records them there. The file is read
-twice. The first pass checks every line (:mod:`.import_lines`) and keeps only what the checks
-across lines need (a digest per dataset, to find duplicates) and the bad lines; when any is bad
-nothing is written and the refusal names the line numbers, unless ``skip_bad`` leaves those
-lines out. The second pass reads the lines again, turns them into rows the same way, and
-inserts them with bulk ``INSERT``s (datasets, metadata values, files and folders, one full-text
-row each) in transactions of ``CHUNK`` datasets: each holds SQLite's write lock for about a
-second, so the server's own writes wait for one chunk, never for the whole file, and at most
-one chunk's rows are in memory. Each transaction records one audit event naming its datasets'
-ids (one per dataset would cost more than the import itself, see the README).
+files are already at the destination, and the import records them there. The first pass checks
+every line (:mod:`.import_lines`), keeping in memory only what the checks across lines need (a
+digest per dataset, to find duplicates) and the bad lines, and writes each checked row to a
+private temporary file. When any line is bad nothing is written to the catalog and the refusal
+names the line numbers, unless ``skip_bad`` leaves those lines out. The second pass reads the
+rows back and inserts them with bulk ``INSERT``s (datasets, metadata values, files and folders,
+one full-text row each) in transactions of ``CHUNK`` datasets: each holds SQLite's write lock
+for about a second, so the server's own writes wait for one chunk, never for the whole file,
+and at most one chunk's rows are in memory. Each transaction records one audit event naming its
+datasets' ids (one per dataset would cost more than the import itself, see the README).
 
-Reading twice rather than keeping the checked rows: at a million datasets the rows took 2.8 GB
-and their upkeep more time than checking them again (see the README's bench). A file that
-changes between the passes stops the import with a conflict naming what was imported.
+Rows on disk rather than in memory: at a million datasets the rows took 2.8 GB, and checking
+slowed as they piled up (see the README's bench).
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import pickle
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit, endpoints, user_settings
-from dataflow_lite.services.errors import Conflict, Invalid
+from dataflow_lite.services.errors import Invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.import_lines import BadLine, Checker, Row
 from dataflow_lite.services.policy import authorize, use_case
@@ -171,38 +172,48 @@ def _import(
     report = ImportReport(endpoint=endpoint.name)
     progress.phase("checking", None)
     digest = hashlib.sha256()
-    with source.open("rb") as lines:
+    # The checked rows wait on disk, not in memory: the spool is this process's own (made
+    # private and already unlinked), so it cannot change between the passes as the file could.
+    with source.open("rb") as lines, tempfile.TemporaryFile() as spool:
+        spooled = pickle.Pickler(spool, protocol=pickle.HIGHEST_PROTOCOL)
         for number, line in _lines(lines, digest):
             report.lines += 1
             try:
-                checker.check(number, line)
+                row = checker.check(number, line)
             except BadLine as error:
                 report.bad.append((number, str(error)))
+            else:
+                spooled.dump(_fields(row))
+                # The pickler's memo would otherwise keep every row it wrote alive.
+                spooled.clear_memo()
             if report.lines % 1000 == 0:
                 progress.advance(1000)
-    progress.advance(report.lines % 1000)
-    report.sha256 = digest.hexdigest()
-    if report.bad and not skip_bad:
-        raise _refusal(report.bad, source_name)
-    progress.phase("loading", report.lines - len(report.bad))
-    _load(rt, identity, source, source_name, endpoint.id, checker, report, progress)
+        progress.advance(report.lines % 1000)
+        report.sha256 = digest.hexdigest()
+        if report.bad and not skip_bad:
+            raise _refusal(report.bad, source_name)
+        good = report.lines - len(report.bad)
+        progress.phase("loading", good)
+        spool.seek(0)
+        rows = pickle.Unpickler(spool)
+        _load(
+            rt, identity, (Row(*rows.load()) for _ in range(good)), source_name, endpoint.id,
+            report, progress,
+        )  # fmt: skip
     return report
 
 
 def _load(
     rt: Runtime,
     identity: Identity,
-    source: Path,
+    rows: Iterable[Row],
     source_name: str,
     endpoint_id: str,
-    checker: Checker,
     report: ImportReport,
     progress: Progress,
 ) -> None:
-    """The second pass: the good lines' rows, inserted ``CHUNK`` datasets per transaction."""
+    """The second pass: the checked rows, inserted ``CHUNK`` datasets per transaction."""
     loader = _Loader(endpoint_id)
-    left_out = {number for number, _ in report.bad}
-    digest = hashlib.sha256()
     chunk: list[Row] = []
 
     def commit() -> None:
@@ -224,29 +235,20 @@ def _load(
         progress.advance(len(chunk))
         chunk.clear()
 
-    with source.open("rb") as lines:
-        for number, line in _lines(lines, digest):
-            if number in left_out:
-                continue
-            try:
-                chunk.append(checker.row(number, line))
-            except BadLine:
-                raise _changed(source_name, report) from None
-            if len(chunk) == CHUNK:
-                commit()
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == CHUNK:
+            commit()
     if chunk:
         commit()
-    if digest.hexdigest() != report.sha256:
-        raise _changed(source_name, report)
 
 
-def _changed(source: str, report: ImportReport) -> Conflict:
-    done = (
-        f"datasets {report.first_id}-{report.last_id} were imported"
-        if report.imported
-        else "nothing was imported"
-    )
-    return Conflict(f"{source} changed while it was imported: {done}")
+def _fields(row: Row) -> tuple[Any, ...]:
+    """``row``'s fields in order, for ``Row(*fields)`` (``dataclasses.astuple`` deep-copies)."""
+    return (
+        row.line, row.name, row.creator_id, row.instrument_id, row.folder, row.created_at,
+        row.values, row.files, row.directories,
+    )  # fmt: skip
 
 
 def _endpoint(session: Session, name: str | None) -> Endpoint:
