@@ -61,15 +61,20 @@ def test_a_file_is_recorded_with_metadata_files_folders_and_search(
         assert [(v.field_name, v.value) for v in values] == [
             ("Sample-Id", "S-1"), ("Sample-Temperature", 300.5), ("Count", 3), ("Tags", ["a"])
         ]  # fmt: skip
-        files = session.exec(
-            select(DatasetFile).where(DatasetFile.dataset_id == first.id).order_by(DatasetFile.id)
-        ).all()
-        assert [(f.relative_path, f.name, f.is_directory, f.sha256) for f in files] == [
-            ("", "scan.ibw", False, SHA),
-            ("raw/day1", "a.txt", False, SHA),  # hex digits kept in lower case
-            ("", "raw", True, None),
-            ("raw", "day1", True, None),
-        ]
+        # The second dataset's rows too: rows wait in a temporary file between the passes, and
+        # each must come back as it was written, whatever came before it.
+        for dataset in rows:
+            files = session.exec(
+                select(DatasetFile)
+                .where(DatasetFile.dataset_id == dataset.id)
+                .order_by(DatasetFile.id)
+            ).all()
+            assert [(f.relative_path, f.name, f.is_directory, f.sha256) for f in files] == [
+                ("", "scan.ibw", False, SHA),
+                ("raw/day1", "a.txt", False, SHA),  # hex digits kept in lower case
+                ("", "raw", True, None),
+                ("raw", "day1", True, None),
+            ]
         events = session.exec(select(AuditEvent).where(AuditEvent.action == "dataset.import"))
         (event,) = events.all()
         assert event.summary["datasets"] == 2 and event.summary["source"] == "in.jsonl"
