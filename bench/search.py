@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -186,6 +187,8 @@ def load(work: Path, count: int, postgresql: PostgreSQL | None) -> dict | None:
     imported = time.perf_counter() - began
     # The command's own figure leaves out Python's start (imports, no cached bytecode).
     own = float(re.search(r" in ([\d.]+) s \(", done.stderr).group(1))  # type: ignore[union-attr]
+    # The largest child so far is the import (the other children are short CLI commands).
+    import_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     if databases[1]:
         raw, peer_name = raw_catalog.postgresql_load(databases[1], source), "raw psycopg COPY"
     else:
@@ -201,6 +204,8 @@ def load(work: Path, count: int, postgresql: PostgreSQL | None) -> dict | None:
         f"{count / imported:,.0f} | {count / imported / raw_rate:.2f} |"
     )
     print(f"| {peer_name}, same rows | {raw:.1f} | {raw_rate:,.0f} | 1 |")
+    print(f"peak RSS: the import {import_rss:,.0f} MB, the bench with the raw load "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")  # fmt: skip
     return expected
 
 

@@ -12,6 +12,7 @@ from slugify import slugify
 from sqlmodel import select
 
 from dataflow_lite.cli import main
+from dataflow_lite.services import imports
 from dataflow_lite.store import layout, metadata
 from dataflow_lite.store.models import AuditEvent, Dataset, DatasetFile, MetadataValue
 
@@ -60,15 +61,20 @@ def test_a_file_is_recorded_with_metadata_files_folders_and_search(
         assert [(v.field_name, v.value) for v in values] == [
             ("Sample-Id", "S-1"), ("Sample-Temperature", 300.5), ("Count", 3), ("Tags", ["a"])
         ]  # fmt: skip
-        files = session.exec(
-            select(DatasetFile).where(DatasetFile.dataset_id == first.id).order_by(DatasetFile.id)
-        ).all()
-        assert [(f.relative_path, f.name, f.is_directory, f.sha256) for f in files] == [
-            ("", "scan.ibw", False, SHA),
-            ("raw/day1", "a.txt", False, SHA),  # hex digits kept in lower case
-            ("", "raw", True, None),
-            ("raw", "day1", True, None),
-        ]
+        # The second dataset's rows too: rows wait in a temporary file between the passes, and
+        # each must come back as it was written, whatever came before it.
+        for dataset in rows:
+            files = session.exec(
+                select(DatasetFile)
+                .where(DatasetFile.dataset_id == dataset.id)
+                .order_by(DatasetFile.id)
+            ).all()
+            assert [(f.relative_path, f.name, f.is_directory, f.sha256) for f in files] == [
+                ("", "scan.ibw", False, SHA),
+                ("raw/day1", "a.txt", False, SHA),  # hex digits kept in lower case
+                ("", "raw", True, None),
+                ("raw", "day1", True, None),
+            ]
         events = session.exec(select(AuditEvent).where(AuditEvent.action == "dataset.import"))
         (event,) = events.all()
         assert event.summary["datasets"] == 2 and event.summary["source"] == "in.jsonl"
@@ -103,9 +109,13 @@ def test_bad_lines_are_named_and_nothing_is_written(cli, instance, tmp_path):
         line(name=" "),
         line(colour="red"),
         "[1, 2]",
+        line(metadata={"x": float("nan")}),
+        json.dumps(line()).replace("300.5", "1e999"),
+        '{"name": "x", "metadata": {"Count": ' + "1" * 5000 + "}}",
+        "[" * 100_000,
     )
     said = cli.fails("import", str(source))
-    assert "12 bad line(s), nothing was imported" in said
+    assert "16 bad line(s), nothing was imported" in said
     for number, words in (
         (2, "not JSON"),
         (3, "no user 'nobody'"),
@@ -119,6 +129,10 @@ def test_bad_lines_are_named_and_nothing_is_written(cli, instance, tmp_path):
         (11, "name must not be blank"),
         (12, "unknown key 'colour'"),
         (13, "must be a JSON object"),
+        (14, "NaN is not a JSON value"),
+        (15, "the number 1e999 is too large"),
+        (16, "not JSON: Exceeds the limit"),
+        (17, "not JSON: maximum recursion depth"),
     ):
         assert f"line {number}: " in said and words in said, (number, said)
     assert "Traceback" not in said and len(said.strip().splitlines()) == 1
@@ -170,6 +184,26 @@ def test_duplicates_in_the_file_and_in_the_catalog_are_bad_lines(cli, instance, 
         "untitled_instrument/2021-03-04/050607_afm_scan",
         "untitled_instrument/2021-03-04/050607_afm_scan-2",
     ]
+
+
+def test_folders_stay_unique_across_transactions(cli, instance, tmp_path, monkeypatch):
+    # Two datasets to a transaction: the later ones must see the folders the earlier ones took.
+    monkeypatch.setattr(imports, "CHUNK", 2)
+    cli.user_key("ada")
+    names = ["AFM scan", "AFM  scan", "AFM scan!", "afm scan", "AFM_scan"]  # one slug
+    cli("import", str(write(tmp_path / "in.jsonl", *(line(name) for name in names))))
+    with catalog(instance) as session:
+        rows = session.exec(select(Dataset).order_by(Dataset.id)).all()
+        events = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "dataset.import").order_by(AuditEvent.id)
+        ).all()
+    folder = "untitled_instrument/2021-03-04/050607_afm_scan"
+    assert [(row.id, row.folder) for row in rows] == [
+        (1, folder),
+        *((n, f"{folder}-{n}") for n in range(2, 6)),
+    ]
+    assert [event.summary["lines"] for event in events] == ["1-2", "3-4", "5-5"]
+    assert [event.object_id for event in events] == ["1-2", "3-4", "5-5"]
 
 
 def test_instruments_by_name_or_id_are_checked_against_their_form(cli, instance, tmp_path):

@@ -58,10 +58,9 @@ def import_command(file: Path, endpoint: str | None, skip_bad: bool) -> None:
     bar = Bar()
     began = time.perf_counter()
     try:
-        with file.open("rb") as source:
-            report = import_datasets(
-                rt, CLI, source, file.name, endpoint, skip_bad=skip_bad, progress=bar
-            )
+        report = import_datasets(
+            rt, CLI, file, file.name, endpoint, skip_bad=skip_bad, progress=bar
+        )
     finally:
         bar.close()
     for number, message in report.bad:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
@@ -52,6 +53,22 @@ def check_name(name: str) -> str:
     return name
 
 
+#: The most bytes of JSON that a finite float (``-1.7976931348623157e+308``), an integer below
+#: 10**15, a boolean or null takes.
+_SHORT_BYTES = 24
+
+
+def _short(value: Any) -> bool:
+    """Whether ``value``'s JSON text is at most ``_SHORT_BYTES`` long, without writing it."""
+    kind = type(value)
+    return (
+        value is None
+        or kind is bool
+        or (kind is float and math.isfinite(value))
+        or (kind is int and -(10**15) < value < 10**15)
+    )
+
+
 def check_sizes(rt: Runtime, values: Sequence[tuple[str, Any]]) -> None:
     """Refuse more metadata values, or a larger one, than the settings allow (TooLarge)."""
     most = rt.settings["max_metadata_values"]
@@ -61,11 +78,13 @@ def check_sizes(rt: Runtime, values: Sequence[tuple[str, Any]]) -> None:
             {"metadata_field_values_attributes": [f"must hold at most {most} values"]},
         )
     largest = rt.settings["max_metadata_value_bytes"]
-    # A character is at most 6 bytes of JSON text (\\uXXXX): short text needs no encoding.
+    # A character is at most 6 bytes of JSON text (\\uXXXX): short text needs no encoding, nor
+    # does a number, a boolean or null when the limit exceeds their longest JSON (24 bytes).
     too_large = {
         name: [f"is longer than {largest} bytes"]
         for name, value in values
         if not (isinstance(value, str) and len(value) * 6 + 2 <= largest)
+        and not (largest >= _SHORT_BYTES and _short(value))
         and len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) > largest
     }
     if too_large:

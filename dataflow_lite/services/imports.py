@@ -1,23 +1,31 @@
 """Bulk import: a JSONL file of datasets (one per line) recorded in the catalog, no byte moved.
 
 For facilities moving an existing catalog (DataFlow, SciCat exports) into dataflow-lite: the
-files are already at the destination, and the import records them there. Every line is checked
-first (:mod:`.import_lines`); when any is bad nothing is written and the refusal names the line
-numbers, unless ``skip_bad`` leaves those lines out. The rest is then inserted with bulk core
-``INSERT``s (datasets, metadata values, files and folders, one full-text row each) in
-transactions of ``CHUNK`` datasets: each holds SQLite's write lock for about a second, so the
-server's own writes wait for one chunk, never for the whole file. Each transaction records one
-audit event naming its datasets' ids (one per dataset would cost more than the import itself,
-see the README).
+files are already at the destination, and the import records them there. The first pass checks
+every line (:mod:`.import_lines`), keeping in memory only what the checks across lines need (a
+digest per dataset, to find duplicates) and the bad lines, and writes each checked row to a
+private temporary file. When any line is bad nothing is written to the catalog and the refusal
+names the line numbers, unless ``skip_bad`` leaves those lines out. The second pass reads the
+rows back and inserts them with bulk ``INSERT``s (datasets, metadata values, files and folders,
+one full-text row each) in transactions of ``CHUNK`` datasets: each holds SQLite's write lock
+for about a second, so the server's own writes wait for one chunk, never for the whole file,
+and at most one chunk's rows are in memory. Each transaction records one audit event naming its
+datasets' ids (one per dataset would cost more than the import itself, see the README).
+
+Rows on disk rather than in memory: at a million datasets the rows took 2.8 GB, and checking
+slowed as they piled up (see the README's bench).
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import pickle
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import func
@@ -38,6 +46,9 @@ from dataflow_lite.store.models import Dataset, Endpoint
 CHUNK = 10_000
 #: How many bad lines a refusal names; the count says how many more there were.
 NAMED_BAD_LINES = 20
+#: Folders looked up per query when a chunk checks which of its folders are taken (SQLite
+#: builds older than 3.32 take at most 999 parameters).
+FOLDERS_PER_QUERY = 900
 
 DATASETS = SQLModel.metadata.tables["dataset"]
 VALUES = SQLModel.metadata.tables["metadatavalue"]
@@ -113,17 +124,18 @@ def _refusal(bad: list[tuple[int, str]], source: str) -> Invalid:
 def import_datasets(
     rt: Runtime,
     identity: Identity,
-    source: Iterable[bytes],
+    source: Path,
     source_name: str,
     endpoint_name: str | None = None,
     *,
     skip_bad: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Check every line of ``source`` (JSONL), then record its datasets at the endpoint.
+    """Check every line of the file ``source`` (JSONL), then record its datasets at the endpoint.
 
     Invalid, naming the bad lines, when any is bad and ``skip_bad`` is not set: then nothing
     is written. ``endpoint_name`` is the endpoint's name or id (the default endpoint if None).
+    Conflict if the file changes while it is imported.
     """
     authorize(identity, "dataset.import")
     with _no_collection():
@@ -132,8 +144,9 @@ def import_datasets(
 
 @contextmanager
 def _no_collection() -> Iterator[None]:
-    """Python's cycle collector off while the rows pile up: with millions of live objects and
-    none of them garbage, its passes took more time than checking the lines."""
+    """Python's cycle collector off during the import: each line makes dozens of containers
+    that reference counting frees, and the collector's passes over them (and over a chunk's
+    rows) found nothing to collect."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -146,42 +159,68 @@ def _no_collection() -> Iterator[None]:
 def _import(
     rt: Runtime,
     identity: Identity,
-    source: Iterable[bytes],
+    source: Path,
     source_name: str,
     endpoint_name: str | None,
     skip_bad: bool,
     progress: Progress | None,
 ) -> ImportReport:
     progress = progress or NoProgress()
-    digest = hashlib.sha256()
     with unit_of_work(rt.engine, write=False) as work:
         endpoint = _endpoint(work.session, endpoint_name)
         checker = Checker(rt, work.session, endpoint.id)
     report = ImportReport(endpoint=endpoint.name)
-    rows: list[Row] = []
     progress.phase("checking", None)
-    for number, line in _lines(source, digest):
-        report.lines += 1
-        try:
-            rows.append(checker.check(number, line))
-        except BadLine as error:
-            report.bad.append((number, str(error)))
-        if report.lines % 1000 == 0:
-            progress.advance(1000)
-    progress.advance(report.lines % 1000)
-    report.sha256 = digest.hexdigest()
-    if report.bad and not skip_bad:
-        raise _refusal(report.bad, source_name)
-    progress.phase("loading", len(rows))
-    loader = _Loader(endpoint.id)
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
+    digest = hashlib.sha256()
+    # The checked rows wait on disk, not in memory: the spool is this process's own (made
+    # private and already unlinked), so it cannot change between the passes as the file could.
+    with source.open("rb") as lines, tempfile.TemporaryFile() as spool:
+        for number, line in _lines(lines, digest):
+            report.lines += 1
+            try:
+                row = checker.check(number, line)
+            except BadLine as error:
+                report.bad.append((number, str(error)))
+            else:
+                # One pickle per row: a pickler and unpickler kept across rows would each keep
+                # every row they saw in their memo (3.7 GB at a million).
+                pickle.dump(_fields(row), spool, protocol=pickle.HIGHEST_PROTOCOL)
+            if report.lines % 1000 == 0:
+                progress.advance(1000)
+        progress.advance(report.lines % 1000)
+        report.sha256 = digest.hexdigest()
+        if report.bad and not skip_bad:
+            raise _refusal(report.bad, source_name)
+        good = report.lines - len(report.bad)
+        progress.phase("loading", good)
+        spool.seek(0)
+        _load(
+            rt, identity, (Row(*pickle.load(spool)) for _ in range(good)), source_name,
+            endpoint.id, report, progress,
+        )  # fmt: skip
+    return report
+
+
+def _load(
+    rt: Runtime,
+    identity: Identity,
+    rows: Iterable[Row],
+    source_name: str,
+    endpoint_id: str,
+    report: ImportReport,
+    progress: Progress,
+) -> None:
+    """The second pass: the checked rows, inserted ``CHUNK`` datasets per transaction."""
+    loader = _Loader(endpoint_id)
+    chunk: list[Row] = []
+
+    def commit() -> None:
         with unit_of_work(rt.engine) as work:
             first, last = loader.load(work.session, chunk)
             summary = {
                 "source": source_name,
                 "sha256": report.sha256,
-                "endpoint_id": endpoint.id,
+                "endpoint_id": endpoint_id,
                 "datasets": len(chunk),
                 "first_id": first,
                 "last_id": last,
@@ -192,9 +231,26 @@ def _import(
         report.last_id = last
         report.imported += len(chunk)
         progress.advance(len(chunk))
+        chunk.clear()
+        # With the collector off, a transaction's reference cycles (its session's) would stay.
+        gc.collect()
+
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == CHUNK:
+            commit()
+    if chunk:
+        commit()
     if report.imported:
         refresh_statistics(rt.engine, ["dataset", "metadatavalue", "datasetfile", SEARCH_TABLE])
-    return report
+
+
+def _fields(row: Row) -> tuple[Any, ...]:
+    """``row``'s fields in order, for ``Row(*fields)`` (``dataclasses.astuple`` deep-copies)."""
+    return (
+        row.line, row.name, row.creator_id, row.instrument_id, row.folder, row.created_at,
+        row.values, row.files, row.directories,
+    )  # fmt: skip
 
 
 def _endpoint(session: Session, name: str | None) -> Endpoint:
@@ -218,20 +274,22 @@ class _Loader:
 
     def __init__(self, endpoint_id: str) -> None:
         self.endpoint_id = endpoint_id
-        self.taken: set[str] = set()
-        self.known_up_to = 0  # folders of datasets up to this id are in ``taken``
 
-    def _catch_up(self, session: Session) -> int:
-        """Take in the folders of datasets made since the last chunk; the next free id."""
-        newer = session.exec(
-            select(Dataset.id, Dataset.folder).where(
-                Dataset.endpoint_id == self.endpoint_id, col(Dataset.id) > self.known_up_to
+    def _taken(self, session: Session, folders: set[str]) -> set[str]:
+        """Which of ``folders`` datasets at the endpoint already have (asked of the catalog,
+        by its unique index, rather than remembering every folder imported so far)."""
+        wanted = list(folders)
+        taken: set[str] = set()
+        for start in range(0, len(wanted), FOLDERS_PER_QUERY):
+            taken.update(
+                session.exec(
+                    select(Dataset.folder).where(
+                        Dataset.endpoint_id == self.endpoint_id,
+                        col(Dataset.folder).in_(wanted[start : start + FOLDERS_PER_QUERY]),
+                    )
+                )
             )
-        ).all()
-        self.taken.update(folder for _, folder in newer)
-        top = session.exec(select(func.max(Dataset.id))).one() or 0
-        self.known_up_to = top
-        return top + 1
+        return taken
 
     def load(self, session: Session, rows: list[Row]) -> tuple[int, int]:
         """Insert ``rows`` in ``session``'s transaction; the first and last dataset ids."""
@@ -240,8 +298,9 @@ class _Loader:
         # The columns' own conversions, as SQLAlchemy would apply them row by row.
         when = _converter(DATASETS.c.created_at, dialect)
         value_text = _converter(VALUES.c.value, dialect)
-        next_id = self._catch_up(session)
+        next_id = (session.exec(select(func.max(Dataset.id))).one() or 0) + 1
         first = next_id
+        taken = self._taken(session, {row.folder for row in rows})
         dataset_rows: list[tuple[Any, ...]] = []
         value_rows: list[tuple[Any, ...]] = []
         file_rows: list[tuple[Any, ...]] = []
@@ -250,8 +309,8 @@ class _Loader:
             ident, next_id = next_id, next_id + 1
             # Slugs never hold "-": a suffix with one cannot collide with another's folder,
             # as a dataset created through the API is suffixed.
-            folder = row.folder if row.folder not in self.taken else f"{row.folder}-{ident}"
-            self.taken.add(folder)
+            folder = row.folder if row.folder not in taken else f"{row.folder}-{ident}"
+            taken.add(folder)
             created = when(row.created_at)
             dataset_rows.append(
                 (ident, row.name, row.creator_id, row.instrument_id, self.endpoint_id, folder,
@@ -269,7 +328,6 @@ class _Loader:
             names = [name for _, name, _, _ in row.files] + [name for _, name in row.directories]
             body = search.text_body(row.name, ((n, v) for n, v, _ in row.values), names)
             text_rows.append((ident, body))
-        self.known_up_to = next_id - 1
         for sql, table_rows in (
             (DATASET_SQL, dataset_rows),
             (VALUE_SQL, value_rows),

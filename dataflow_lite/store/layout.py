@@ -57,10 +57,14 @@ def slug(text: str) -> str:
 
 def dataset_folder(instrument_name: str | None, created_at: datetime, name: str) -> PurePosixPath:
     """The folder of a dataset, relative to its endpoint's root."""
+    return PurePosixPath(dataset_folder_text(instrument_name, created_at, name))
+
+
+def dataset_folder_text(instrument_name: str | None, created_at: datetime, name: str) -> str:
+    """:func:`dataset_folder` as text, without a path object (a bulk import makes millions)."""
     instrument = slug(instrument_name) if instrument_name else UNTITLED_INSTRUMENT
-    return PurePosixPath(
-        instrument, created_at.strftime("%Y-%m-%d"), f"{created_at:%H%M%S}_{slug(name)}"
-    )
+    # A slug holds no "/", so the three parts join as PurePosixPath would join them.
+    return f"{instrument}/{created_at:%Y-%m-%d}/{created_at:%H%M%S}_{slug(name)}"
 
 
 def check_file_name(
@@ -90,8 +94,13 @@ def check_relative_path(relative_path: str) -> PurePosixPath:
     Refused: absolute paths, ``.`` and ``..``, backslashes, NUL and control characters, and
     empty components (``a//b``, a trailing slash). The empty string is the dataset's root.
     """
+    return PurePosixPath(*relative_path_parts(relative_path))
+
+
+def relative_path_parts(relative_path: str) -> tuple[str, ...]:
+    """:func:`check_relative_path` as the path's components (none for the dataset's root)."""
     if relative_path == "":
-        return PurePosixPath()
+        return ()
     if len(relative_path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise UnsafePath(f"relative_path is longer than {MAX_PATH_BYTES} bytes")
     if relative_path.startswith("/"):
@@ -101,7 +110,7 @@ def check_relative_path(relative_path: str) -> PurePosixPath:
         raise UnsafePath(f"relative_path {relative_path!r} has an empty component")
     for part in parts:
         check_file_name(part, what="relative_path component", max_bytes=MAX_NAME_BYTES)
-    return PurePosixPath(*parts)
+    return tuple(parts)
 
 
 def file_target(folder: str, relative_path: PurePosixPath, name: str) -> PurePosixPath:
