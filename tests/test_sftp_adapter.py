@@ -588,12 +588,15 @@ def neighbours_folder(ssh_user: SshUser):  # type: ignore[no-untyped-def]
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.parametrize("base", ["absolute", "relative"])
 @pytest.mark.parametrize("server", ["sshd", "sftp_only_sshd"])
 @pytest.mark.parametrize("planted", ["ds", "ds/raw", "ds/raw/authorized_keys"])
 def test_a_link_planted_at_the_destination_is_refused_not_followed(
-    request, server, planted, make_adapter, make_job, remote_base, neighbours_folder
+    request, server, planted, base, make_adapter, make_job, remote_base, neighbours_folder
 ):
-    adapter = make_adapter(request.getfixturevalue(server), path=str(remote_base.path))
+    # A relative base is below the account's home: the host's shell names its paths ./base/...
+    path = str(remote_base.path) if base == "absolute" else remote_base.option
+    adapter = make_adapter(request.getfixturevalue(server), path=path)
     job = make_job("ds/raw/authorized_keys", content=b"ssh-ed25519 AAAA... an intruder")
     link = remote_base.landed(planted)
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -606,7 +609,7 @@ def test_a_link_planted_at_the_destination_is_refused_not_followed(
         adapter.submit(job)
 
     assert refused.value.permanent
-    assert str(refused.value).startswith(f"{link} on [127.0.0.1]:")
+    assert str(refused.value).startswith(f"{path}/{planted} on [127.0.0.1]:")
     assert str(refused.value).endswith(
         "is a symbolic link: links at the destination are never followed"
     )

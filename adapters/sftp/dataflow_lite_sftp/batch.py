@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from dataflow_lite.adapter import AdapterError, Cancelled, DestinationExists, TransferJob
 
 from .errors import rsync_error
-from .host import HostSession, Login, preflight
+from .host import HostSession, Login, as_opened, preflight
 from .rsync import PARTIAL_DIR, Pushed, failure, link_error, push
 
 if TYPE_CHECKING:
@@ -131,12 +131,18 @@ class RsyncBatch:
             links = pushed.links()
             if not links:
                 break
-            # Nothing ran: the files behind a link fail, the others go again.
+            before = len(outcomes)
+            # Nothing ran: the files behind a link fail, the others go again. The host's shell
+            # names each path as it opened it (a relative one as ./path).
             for number, job in list(pending.items()):
-                found = [link for link in links if link in self._no_links([job])]
+                found = [path for path in self._no_links([job]) if as_opened(path) in links]
                 if found:
                     outcomes[number] = link_error(found[0], self.adapter._where)
                     del pending[number]
+            if pending and len(outcomes) == before:
+                # A link no file of the batch claims: refuse them all rather than ask again.
+                refused = link_error(links[0], self.adapter._where)
+                return {**outcomes, **{number: refused for number in pending}}
             if not pending:
                 return outcomes
         whole: AdapterError | None = None

@@ -65,7 +65,7 @@ print(json.dumps(out))
 """
 
 
-def _unquoted(path: str) -> str:
+def as_opened(path: str) -> str:
     """``path`` as a program on the host opens it (relative to the home directory)."""
     return path if path.startswith("/") else "./" + path
 
@@ -96,7 +96,7 @@ class Capabilities:
 
 def remote_argument(path: str) -> str:
     """``path`` quoted for the host's shell, never mistaken for an option."""
-    return shlex.quote(_unquoted(path))
+    return shlex.quote(as_opened(path))
 
 
 def load_key(key_file: Path) -> paramiko.PKey:
@@ -210,7 +210,7 @@ class HostSession:
         """The sha256 of each of ``paths`` (``size`` bytes in all), computed on the host by one
         python3 command that reads the paths on its stdin: a hash, None for a missing file, or
         the error that file alone met."""
-        listing = b"".join(_unquoted(path).encode() + b"\0" for path in paths)
+        listing = b"".join(as_opened(path).encode() + b"\0" for path in paths)
         try:
             status, stdout, stderr = self.run(
                 f"python3 -c {shlex.quote(PYTHON_SHA256_MANY)}",
