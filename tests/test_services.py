@@ -47,7 +47,7 @@ def imports_of(*places: str) -> set[tuple[str, str]]:
                 "transfers",
                 "cli",
                 "bootstrap.py",
-                "adapter.py",
+                "adapter",
                 "live_checks.py",
             ],
             ("flask", "werkzeug", "flask_smorest", "flask_wtf"),
