@@ -42,12 +42,10 @@ from dataflow_lite.adapter import (
     AdapterError,
     Adapters,
 )
-from dataflow_lite.store import credentials, layout
-from dataflow_lite.store.catalog import metadata_json
 from dataflow_lite.store.db import ROWS, session_scope
 from dataflow_lite.store.instance_keys import PasswordCipher
 from dataflow_lite.store.models import Dataset, DatasetFile, Endpoint, Transfer, row_id, utcnow
-from dataflow_lite.transfers import actions, batches, hosts, wakeups
+from dataflow_lite.transfers import actions, batches, hosts, metadata_file, wakeups
 from dataflow_lite.transfers.actions import rows_changed
 from dataflow_lite.transfers.claims import ACTIVE, claimable, host_name, taken
 from dataflow_lite.transfers.debris import remove_expired_uploads
@@ -293,7 +291,7 @@ class TransferQueue:
         if not batch:
             return
         lead = batch[0]
-        if lead.kind == "metadata" and self._metadata_in_progress(lead):
+        if lead.kind == "metadata" and metadata_file.in_progress(self.engine, lead):
             # One metadata.json writer per dataset at a time, so the newest content lands last.
             self._save(lead, state=QUEUED, lease_until=None, next_attempt_at=utcnow())
             self.wake(transfer_id, delay=1)
@@ -304,7 +302,8 @@ class TransferQueue:
                 batch, self._save_each_of(batch), self.engine, self.lease, every
             ) as progress:
                 if lead.kind == "metadata":
-                    self._write_metadata(lead)
+                    metadata_file.write(self, lead)
+                    self._save(lead, state=DONE, finished_at=utcnow(), last_error=None)
                 else:
                     batches.move(self, batch, progress)
         except Exception as error:  # a bug must not leave the transfers claimed forever
@@ -327,38 +326,9 @@ class TransferQueue:
         for transfer in batch:
             self._failed(transfer, message, permanent)
 
-    def _write_metadata(self, transfer: Transfer) -> None:
-        with session_scope(self.engine) as session:
-            endpoint = session.get(Endpoint, transfer.endpoint_id)
-            dataset = session.get(Dataset, transfer.dataset_id)
-            user_credentials = credentials.load(
-                session, self.cipher, transfer.user_id, transfer.endpoint_id
-            )
-            assert endpoint is not None and dataset is not None
-            content = metadata_json(session, dataset)
-        adapter = self.adapters.for_endpoint(endpoint.adapter, endpoint.options)
-        adapter.write_file(layout.metadata_target(dataset.folder), content, user_credentials)
-        self._save(transfer, state=DONE, finished_at=utcnow(), last_error=None)
-
     def _state(self, transfer: Transfer) -> str | None:
         with session_scope(self.engine, write=False) as session:
             return session.exec(select(Transfer.state).where(Transfer.id == transfer.id)).first()
-
-    def _metadata_in_progress(self, transfer: Transfer) -> bool:
-        """Whether another metadata.json write of the same dataset holds a live lease."""
-        with session_scope(self.engine) as session:
-            return (
-                session.exec(
-                    select(Transfer.id).where(
-                        Transfer.dataset_id == transfer.dataset_id,
-                        Transfer.kind == "metadata",
-                        Transfer.id != transfer.id,
-                        col(Transfer.state).in_(ACTIVE),
-                        col(Transfer.lease_until) > utcnow(),
-                    )
-                ).first()
-                is not None
-            )
 
     def refresh_metadata(self, dataset_id: int) -> None:
         """Queue a rewrite of the dataset's metadata.json once its files settle; a rewrite that
