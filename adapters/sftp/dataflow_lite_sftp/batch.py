@@ -16,9 +16,16 @@ from typing import TYPE_CHECKING
 
 from dataflow_lite.adapter import AdapterError, Cancelled, DestinationExists, TransferJob
 
-from .errors import rsync_error
+from .errors import Where, rsync_error
 from .host import HostSession, Login, as_opened, preflight
-from .rsync import PARTIAL_DIR, Pushed, failure, link_error, push
+from .rsync import (
+    BASE_MISSING,
+    NO_REMOTE_RSYNC,
+    PARTIAL_DIR,
+    Pushed,
+    RsyncUnavailable,
+    push,
+)
 
 if TYPE_CHECKING:
     from . import SftpAdapter
@@ -251,3 +258,26 @@ class RsyncBatch:
                         time.sleep(0.2)
         except AdapterError:
             pass  # tidying only: the error being raised matters more
+
+
+def failure(code: int, stderr: str, base: str, login: Login, where: Where) -> AdapterError:
+    """Why an rsync run failed as a whole, in plain words; raises RsyncUnavailable when the
+    host runs no rsync for the account."""
+    text = stderr.lower()
+    if BASE_MISSING in stderr:
+        return AdapterError(
+            f"the base path {base} does not exist on {where.host_port}", permanent=True
+        )
+    if any(words in text for words in NO_REMOTE_RSYNC):
+        reason = next(line for line in stderr.splitlines() if line.strip())
+        raise RsyncUnavailable(reason.strip())
+    return rsync_error(code, stderr, where, login.username, login.password is not None)
+
+
+def link_error(link: str, where: Where) -> AdapterError:
+    """A symbolic link stands in a file's path at the destination."""
+    return AdapterError(
+        f"{link} on {where.host_port} is a symbolic link: links at the destination "
+        "are never followed",
+        permanent=True,
+    )

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataflow_lite.adapter import AdapterError, Cancelled, TransferJob
+from dataflow_lite.adapter import Cancelled, TransferJob
 
-from .errors import Where, rsync_error
+from .errors import Where
 from .host import TIMEOUT, Login, remote_argument
 
 PARTIAL_DIR = ".rsync-partial"
@@ -391,26 +391,3 @@ def push(
         with _environment(login, scratch) as environment:
             code, started, stderr = _run(command, environment, jobs)
     return Pushed(code, started, stderr)
-
-
-def failure(code: int, stderr: str, base: str, login: Login, where: Where) -> AdapterError:
-    """Why an rsync run failed as a whole, in plain words; raises RsyncUnavailable when the
-    host runs no rsync for the account."""
-    text = stderr.lower()
-    if BASE_MISSING in stderr:
-        return AdapterError(
-            f"the base path {base} does not exist on {where.host_port}", permanent=True
-        )
-    if any(words in text for words in NO_REMOTE_RSYNC):
-        reason = next(line for line in stderr.splitlines() if line.strip())
-        raise RsyncUnavailable(reason.strip())
-    return rsync_error(code, stderr, where, login.username, login.password is not None)
-
-
-def link_error(link: str, where: Where) -> AdapterError:
-    """A symbolic link stands in a file's path at the destination."""
-    return AdapterError(
-        f"{link} on {where.host_port} is a symbolic link: links at the destination "
-        "are never followed",
-        permanent=True,
-    )
