@@ -240,28 +240,12 @@ def describe_all(
 ) -> list[dict[str, Any]]:
     """Datasets as :func:`describe` shows each, with one query for all their files (values...)."""
     ids = [row_id(dataset) for dataset in datasets]
-    files: dict[int, list[DatasetFile]] = {ident: [] for ident in ids}
-    for entry in session.exec(
-        select(DatasetFile)
-        .where(col(DatasetFile.dataset_id).in_(ids))
-        .order_by(col(DatasetFile.id))
-    ):
-        files[entry.dataset_id].append(entry)
-    values: dict[int, list[MetadataValue]] = {ident: [] for ident in ids}
-    for value in session.exec(
-        select(MetadataValue)
-        .where(col(MetadataValue.dataset_id).in_(ids))
-        .order_by(col(MetadataValue.id))
-    ):
-        values[value.dataset_id].append(value)
-    states: dict[int, dict[int, Transfer]] = {ident: {} for ident in ids}
-    for row in session.exec(
-        select(Transfer)
-        .where(col(Transfer.dataset_id).in_(ids), Transfer.kind == "file")
-        .order_by(col(Transfer.id))
-    ):
-        if row.file_id is not None and row.dataset_id is not None:
-            states[row.dataset_id][row.file_id] = row
+    files = _by_dataset(session, DatasetFile, ids)
+    values = _by_dataset(session, MetadataValue, ids)
+    states = {
+        ident: {row.file_id: row for row in rows if row.file_id is not None}
+        for ident, rows in _by_dataset(session, Transfer, ids, Transfer.kind == "file").items()
+    }
     forms: dict[int | None, dict[Any, MetadataField]] = {}
     held: dict[tuple[type, Any], Any] = {}
     shown = []
@@ -274,6 +258,20 @@ def describe_all(
         parts = (files[dataset_id], values[dataset_id], states[dataset_id])
         shown.append(_described(rt, session, dataset, *parts, forms[dataset.instrument_id], held))
     return shown
+
+
+Row = TypeVar("Row", DatasetFile, MetadataValue, Transfer)
+
+
+def _by_dataset(
+    session: Session, model: type[Row], ids: list[int], *where: Any
+) -> dict[int, list[Row]]:
+    """The rows of ``model`` of each dataset in ``ids``, in the order they were added."""
+    grouped: dict[int, list[Row]] = {ident: [] for ident in ids}
+    query = select(model).where(col(model.dataset_id).in_(ids), *where).order_by(col(model.id))
+    for row in session.exec(query):
+        grouped[row.dataset_id].append(row)
+    return grouped
 
 
 def _described(
