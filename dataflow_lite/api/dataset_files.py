@@ -21,7 +21,7 @@ from dataflow_lite.api.schemas import (
 )
 from dataflow_lite.api.uploads import Limits, UploadRefused, stage_upload
 from dataflow_lite.faces import runtime
-from dataflow_lite.services import dataset_files, datasets
+from dataflow_lite.services import dataset_files, searches
 
 blp = Blueprint("dataset_files", __name__, description="Upload and find a dataset's files.")
 
@@ -121,7 +121,7 @@ class DatasetFileSearch(MethodView):
     @blp.response(200, search_page_schema(FileSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """Files whose name contains ``q`` (or made on ``q``'s date), optionally in one dataset."""
-        return datasets.search_files(
+        return searches.search_files(
             runtime(),
             current_identity(),
             args["q"],

@@ -17,7 +17,7 @@ from dataflow_lite.api.schemas import (
     utf8_text,
 )
 from dataflow_lite.faces import runtime
-from dataflow_lite.services import datasets
+from dataflow_lite.services import datasets, searches
 
 blp = Blueprint("datasets", __name__, description="Datasets: a measurement's files and metadata.")
 
@@ -75,7 +75,7 @@ class DatasetSearch(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Datasets matching ``q`` (words, phrases, typed metadata, dates; see ``q``), newest
         first. ``total`` is exact up to 10,000 (then ``total_exact`` is false)."""
-        return datasets.search_datasets(
+        return searches.search_datasets(
             runtime(),
             current_identity(),
             args["q"],
@@ -128,7 +128,7 @@ class DatasetFacets(MethodView):
     @blp.response(200, FacetsSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """The commonest values of ``fields`` among the datasets matching ``q``, with counts."""
-        return datasets.facets(
+        return searches.facets(
             runtime(), current_identity(), args["q"], args["field_names"].split(","), args["top"]
         )
 
@@ -138,4 +138,4 @@ class MetadataKeys(MethodView):
     @blp.response(200, KeySchema(many=True))
     def get(self) -> Any:
         """Every flattened metadata key on the datasets you may see: how many, which types."""
-        return datasets.metadata_keys(runtime(), current_identity())
+        return searches.metadata_keys(runtime(), current_identity())

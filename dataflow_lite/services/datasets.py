@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
@@ -327,89 +327,3 @@ def _held(
     if ident is not None and (model, ident) not in held:
         held[model, ident] = session.get(model, ident)
     return held.get((model, ident))
-
-
-def _searching(field: str, call: Callable[[], T]) -> T:
-    """Run a search, a malformed query or a page past the window as Invalid on its field."""
-    try:
-        page = call()
-    except search.QueryError as error:
-        raise Invalid(str(error), {field: [str(error)]}) from None
-    except search.PageOutOfWindow as error:
-        raise Invalid(str(error), {"page": [str(error)]}) from None
-    return page
-
-
-@use_case("dataset.search")
-def search_datasets(
-    rt: Runtime,
-    identity: Identity,
-    query: str,
-    page: int,
-    per_page: int,
-    after: str | None = None,
-) -> search.Page:
-    """Datasets the identity may see that match ``query`` (the language of ``store.query``)."""
-    authorize(identity, "dataset.search")
-    with unit_of_work(rt.engine, write=False) as work:
-        found = _searching("q", lambda: search.search_datasets(
-            work.session, _owner(identity), query, page, per_page, after
-        ))  # fmt: skip
-        found.results = describe_all(rt, work.session, found.results)
-        return found
-
-
-@use_case("file.search")
-def search_files(
-    rt: Runtime,
-    identity: Identity,
-    query: str,
-    dataset_id: int | None,
-    page: int,
-    per_page: int,
-    after: str | None = None,
-) -> search.Page:
-    """Files whose name contains ``query`` (or made on its date), optionally in one dataset."""
-    authorize(identity, "file.search")
-    with unit_of_work(rt.engine, write=False) as work:
-        if dataset_id is not None:
-            visible_dataset(work.session, identity, dataset_id)
-        return _searching("q", lambda: search.search_files(
-            work.session, _owner(identity), query, dataset_id, page, per_page, after
-        ))  # fmt: skip
-
-
-#: Fields a facet request may name at most, and values it shows of each at most.
-MAX_FACET_FIELDS = 10
-MAX_FACET_VALUES = 50
-
-
-@use_case("dataset.search")
-def facets(
-    rt: Runtime, identity: Identity, query: str, fields: Sequence[str], top: int
-) -> search.Facets:
-    """Counts of the top values of ``fields`` among the datasets the identity may see that
-    match ``query`` (built-ins ``created``, by month, ``instrument``, ``creator``; or keys)."""
-    authorize(identity, "dataset.search")
-    fields = list(dict.fromkeys(name.strip() for name in fields if name.strip()))
-    if not fields:
-        raise invalid("fields", "name at least one field: created, instrument, or a key")
-    if len(fields) > MAX_FACET_FIELDS:
-        raise invalid("fields", f"name at most {MAX_FACET_FIELDS} fields")
-    with unit_of_work(rt.engine, write=False) as work:
-        return _searching("q", lambda: search.facet_datasets(
-            work.session, _owner(identity), query, fields, min(top, MAX_FACET_VALUES)
-        ))  # fmt: skip
-
-
-@use_case("dataset.search")
-def metadata_keys(rt: Runtime, identity: Identity) -> list[Any]:
-    """Every flattened metadata key on the datasets the identity may see, with its count."""
-    authorize(identity, "dataset.search")
-    with unit_of_work(rt.engine, write=False) as work:
-        return search.metadata_keys(work.session, _owner(identity))
-
-
-def _owner(identity: Identity) -> int | None:
-    """Whose datasets a search covers: the user's own, or everyone's (None) for admins."""
-    return None if identity.is_admin else identity.user_id

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from dataflow_lite.adapter import QUEUED, RUNNING, VERIFYING
 from dataflow_lite.faces import runtime
-from dataflow_lite.services import datasets, downloads, instruments
+from dataflow_lite.services import datasets, downloads, instruments, searches
 from dataflow_lite.services.errors import Invalid
 from dataflow_lite.store import metadata, search
 from dataflow_lite.store.catalog import MAX_ID
@@ -74,8 +74,8 @@ def index() -> ResponseReturnValue:
     per_page = runtime().settings["per_page"]
     refused: Invalid | None = None
     try:
-        found = datasets.search_datasets(runtime(), current_identity(), query, page, per_page)
-        facets = datasets.facets(
+        found = searches.search_datasets(runtime(), current_identity(), query, page, per_page)
+        facets = searches.facets(
             runtime(), current_identity(), query, FACET_FIELDS, FACET_VALUES
         ) if found.results else None  # fmt: skip
     except Invalid as error:  # a malformed search, or a page past the window: said by the box

@@ -21,10 +21,7 @@ writes in place, too: a reader at the destination may see a file before it is co
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -52,6 +49,8 @@ from dataflow_lite.settings import Setting
 
 from .auth import transfer_client
 from .errors import globus_errors
+from .preflight import failed_checks, preflight
+from .staging import stage_metadata
 from .tasks import task_status
 
 SETTINGS = (
@@ -82,33 +81,6 @@ SETTINGS = (
 
 # Where write_file stages metadata.json copies, inside the staging area.
 METADATA_STAGING = "globus-metadata"
-# Directory whose creation proves that the client may write under the endpoint's path.
-PROBE_DIR = ".dataflow-lite-probe"
-
-
-def _tolerating_exists(call: Any, *args: Any) -> bool:
-    """Run a Globus mkdir; True if it created the directory, False if it was there already."""
-    try:
-        call(*args)
-    except globus_sdk.TransferAPIError as error:
-        if error.code and error.code.endswith("Exists"):
-            return False
-        raise
-    return True
-
-
-def _failed_checks(error: AdapterError) -> list[Check]:
-    """The preflight lines up to the first that failed, from the error that stopped it."""
-    cause = error.__cause__
-    if isinstance(cause, globus_sdk.NetworkError):
-        return [Check("reachable", False, str(error))]
-    if not isinstance(cause, globus_sdk.GlobusAPIError):
-        return [Check("configured", False, str(error))]  # a setting is missing
-    reached = Check("reachable", True, "Globus answered")
-    if cause.http_status == 401 or isinstance(cause, globus_sdk.AuthAPIError):
-        return [reached, Check("authenticated", False, str(error))]
-    authenticated = Check("authenticated", True, "the server's Globus client holds a token")
-    return [reached, authenticated, Check("collection found", False, str(error))]
 
 
 def _verified(task: dict[str, Any]) -> bool:
@@ -255,43 +227,12 @@ class GlobusAdapter(TransferAdapter):
         return None
 
     def check(self, credentials: Credentials | None) -> list[Check]:
-        """A live preflight through Globus: reachable, authenticated, collection, writable.
-
-        Writable means a probe directory could be made under the endpoint's path. Free space
-        is reported as unknown: Globus does not tell a collection's free space.
-        """
+        """A live preflight through Globus (:func:`.preflight.preflight`)."""
         try:
             client = self.transfer
-            with globus_errors(f"look up the collection {self.collection}"):
-                found = client.get_endpoint(self.collection)
         except AdapterError as error:
-            return _failed_checks(error)
-        checks = [
-            Check("reachable", True, "Globus Transfer answered"),
-            Check("authenticated", True, "the server's Globus client holds a Transfer token"),
-            Check("collection found", True, f"{found.get('display_name')}"),
-        ]
-        base = self.endpoint_options["path"]
-        try:
-            with globus_errors(f"create directories under {base}"):
-                _tolerating_exists(client.operation_mkdir, self.collection, base)
-                made = _tolerating_exists(
-                    client.operation_mkdir, self.collection, f"{base}/{PROBE_DIR}"
-                )
-        except AdapterError as error:
-            checks.append(Check("writable", False, str(error)))
-        else:
-            checks.append(
-                Check(
-                    "writable",
-                    True,
-                    f"created {base}/{PROBE_DIR}"
-                    if made
-                    else f"{base}/{PROBE_DIR} exists: an earlier check created it",
-                )
-            )
-        checks.append(Check("free space", True, "unknown: Globus does not report free space"))
-        return checks
+            return failed_checks(error)
+        return preflight(client, self.collection, self.endpoint_options["path"])
 
     # Transfers ---------------------------------------------------------------------------------
 
@@ -417,29 +358,6 @@ class GlobusAdapter(TransferAdapter):
         with globus_errors(f"cancel the task {handle}"):
             self.transfer.cancel_task(handle)
 
-    def _stage_metadata(self, target: PurePosixPath, content: bytes) -> Path:
-        """Put ``content`` in the staging area under a name of its own for this target.
-
-        The same target always gets the same name and is replaced atomically, so rewrites
-        leave no files behind. A task still copying an older version should then find that the
-        checksums at both ends differ and copy the file again, so the newest version wins.
-        """
-        key = f"{self.collection}:{self._destination(target)}".encode()
-        folder = self.context.staging_dir / METADATA_STAGING
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{hashlib.sha256(key).hexdigest()[:32]}.json"
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".metadata-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(content)
-            os.chmod(temporary, 0o644)  # the collection's user must read it
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
-        return path
-
     def write_file(
         self, target: PurePosixPath, content: bytes, credentials: Credentials | None
     ) -> None:
@@ -448,7 +366,8 @@ class GlobusAdapter(TransferAdapter):
         ``sync_level="checksum"`` replaces a different file at the target, as a metadata
         rewrite must. Globus writes in place: a reader may briefly see a partial file.
         """
-        staged = self._stage_metadata(target, content)
+        key = f"{self.collection}:{self._destination(target)}"
+        staged = stage_metadata(self.context.staging_dir / METADATA_STAGING, key, content)
         data = self._transfer_data(target)  # the SDK fetches a submission id of its own
         # No external checksum: a newer rewrite may replace the staged copy while this task
         # runs, and the task must then copy the newer version rather than fail.
