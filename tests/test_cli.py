@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -126,6 +127,10 @@ def test_quickstart_prints_a_working_url_key_and_password(tmp_path: Path):
             password = re.search(r"Web login: scientist / (\S+)", printed)[1]
             api = API(key, server_url=f"http://127.0.0.1:{port}/api/v1")
             assert api.settings_get()["transport"] == {"protocol": "local"}
+            # The printed first try runs as it is (ordflow is installed here already).
+            tried = re.search(r"^Try: (.+)$", printed, re.MULTILINE)[1]
+            ran = subprocess.run(tried, shell=True, capture_output=True, text=True, timeout=120)
+            assert ran.returncode == 0 and "'protocol': 'local'" in ran.stdout, ran.stderr
             web = requests.Session()
             token = re.search(r'name="csrf_token" value="([^"]+)"', web.get(
                 f"http://127.0.0.1:{port}/login", timeout=10).text)[1]  # fmt: skip
@@ -138,6 +143,17 @@ def test_quickstart_prints_a_working_url_key_and_password(tmp_path: Path):
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(15)
+
+
+def test_serving_on_a_port_in_use_is_one_line_and_issues_no_key(cli):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        for command in ("serve", "quickstart"):
+            line = refused(cli, command, "--bind", bind)
+            assert line.startswith(f"Error: cannot listen on {bind}: ") and "--bind" in line
+    assert "scientist" not in cli("user", "list")  # quickstart stopped before its user and key
 
 
 def test_user_password_sets_a_web_login(cli, client):

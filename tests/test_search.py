@@ -194,6 +194,29 @@ def test_each_form_finds_its_datasets(client, auth, catalog):
         assert ids(client, auth, q) == sorted(expected), q
 
 
+def test_a_null_value_is_found_by_key_null_and_its_facet(client, auth, catalog):
+    noted = create(client, auth, "noted", [("Note", None), ("Temp", 5)])
+    assert ids(client, auth, "Note:null") == [noted]
+    assert ids(client, auth, "Note:*") == [noted]
+    assert noted not in ids(client, auth, "-Note:null")
+    facet = client.get("/api/v1/datasets/facets?fields=Note", headers=auth).json["facets"]
+    [bucket] = facet["Note"]
+    assert (bucket["value"], bucket["count"]) == (None, 1)
+    assert ids(client, auth, bucket["q"]) == [noted]
+
+
+@pytest.mark.sqlite
+def test_a_null_stored_as_sql_null_by_an_earlier_release_is_found(client, auth, catalog,
+                                                                   instance):  # fmt: skip
+    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
+        db.execute(
+            "INSERT INTO metadatavalue (dataset_id, field_name, value) VALUES (?, 'Note', NULL)",
+            (catalog["bare"],),
+        )
+    assert ids(client, auth, "Note:null") == [catalog["bare"]]
+    assert catalog["bare"] not in ids(client, auth, "-Note:null")
+
+
 @pytest.mark.sqlite
 def test_created_finds_by_day(client, auth, catalog, instance):
     with sqlite3.connect(instance / "dataflow.sqlite3") as db:

@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -59,6 +60,26 @@ def _init(*, upgrade: bool = True) -> Runtime:
             default=True,
         )
     return rt
+
+
+def check_bind(bind: str) -> None:
+    """Refuse in one line a HOST:PORT that cannot be listened on (most often: in use), before
+    gunicorn retries it for seconds. Other forms (``unix:PATH``, ``fd://N``) go to gunicorn."""
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit() or "/" in bind:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+            probe.bind(address)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise click.ClickException(
+            f"cannot listen on {bind}: {reason}; pass --bind HOST:PORT with a free port"
+        ) from None
 
 
 @main.command()
@@ -115,6 +136,7 @@ def gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
 @click.option("--no-transfer-worker", is_flag=True, help="Serve the API only; run 'worker' apart.")
 def serve(bind: str, workers: int, timeout: int, no_transfer_worker: bool) -> None:
     """Serve the API with gunicorn, and run the transfer worker beside it."""
+    check_bind(bind)
     rt = _init(upgrade=False)
     os.environ["DATAFLOW_LITE_INSTANCE"] = str(rt.instance)
     # Uploads pass through the workers in 1 MiB chunks: glibc would map and unmap each one
@@ -155,6 +177,7 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
 
     A user made here gets a random web password, printed once; an existing user keeps theirs.
     """
+    check_bind(bind)
     rt = _init()
     password: str | None = secrets.token_urlsafe(12)
     try:
@@ -171,8 +194,8 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
     click.echo(f"API key for {username!r}: {token}")
     click.echo(f"Files land in {_destination(rt)}")
     click.echo(
-        'Try: python -c "from ordflow import API; '
-        f"print(API('{token}', server_url='{url}').settings_get())\""
+        f"Try: {sys.executable} -m pip install ordflow==0.0.2 && {sys.executable} -c "
+        f"\"from ordflow import API; print(API('{token}', server_url='{url}').settings_get())\""
     )
     click.echo(rule)
     ctx.invoke(serve, bind=bind, workers=2, timeout=30, no_transfer_worker=False)

@@ -24,6 +24,8 @@ class JSONText(TypeDecorator[Any]):
 
     impl = Text
     cache_ok = True
+    # None is bound as the JSON text null (as ``import`` writes it), not left as SQL NULL.
+    should_evaluate_none = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str:
         return json.dumps(value)  # None is JSON null, as SQLAlchemy's JSON type stores it

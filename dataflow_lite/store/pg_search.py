@@ -158,7 +158,8 @@ def _value_branches(sql: Sql, term: Qualifier) -> list[str]:
     elif term.raw.lower() in ("true", "false"):
         branches.append(f"{_VALUE} = CAST({sql.bind(term.raw.lower())} AS jsonb)")
     elif term.raw.lower() == "null":
-        branches.append(f"{_KIND} = 'null'")
+        # Earlier releases stored a null sent through the API as SQL NULL, not JSON null.
+        branches.append(f"(m.value IS NULL OR {_KIND} = 'null')")
     return branches
 
 

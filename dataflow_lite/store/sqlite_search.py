@@ -152,8 +152,11 @@ def _value_branches(sql: Sql, term: Qualifier) -> list[str]:
         branches.append(_date_bounds(sql, lowered, value, value))
     elif isinstance(value, int | float):
         branches.append(f"{is_number} AND {number} = {sql.bind(value)}")
-    elif term.raw.lower() in ("true", "false", "null"):
+    elif term.raw.lower() in ("true", "false"):
         branches.append(f"json_type(m.value) = {sql.bind(term.raw.lower())}")
+    elif term.raw.lower() == "null":
+        # Earlier releases stored a null sent through the API as SQL NULL, not JSON null.
+        branches.append("(m.value IS NULL OR json_type(m.value) = 'null')")
     return branches
 
 
