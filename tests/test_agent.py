@@ -215,6 +215,32 @@ def test_an_unreachable_server_is_one_line(tmp_path: Path):
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--server", "127.0.0.1:9"], "'127.0.0.1:9' is no server address"),
+        # The API's address, as ordflow takes it, names the same server: asked, not refused.
+        (["--server", "http://127.0.0.1:9/api/v1/"], "http://127.0.0.1:9 did not answer"),
+        (["--relative-path", "raw/../../up"], "a folder named '.' or '..' is not allowed"),
+        (["--relative-path", "./raw", "--dry-run"], "a folder named '.' or '..' is not allowed"),
+    ],
+)
+def test_push_refuses_a_bad_address_or_folder_in_one_line_before_anything(tmp_path, args, says):
+    run = make_run(tmp_path / "run", {"a.bin": b"12"})
+    command = ["push", str(run), "--server", "http://127.0.0.1:9", "--key", "k", *args]
+    done = agent(tmp_path / "state", *command, check=False)
+    assert done.returncode == 1 and says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "/api/v1/api/v1" not in done.stderr
+
+
+def test_receipts_of_a_folder_that_does_not_exist_is_one_line(tmp_path: Path):
+    done = agent(tmp_path / "state", "receipts", str(tmp_path / "absent"), check=False)
+    assert done.returncode == 1 and "no such folder" in done.stderr and done.stdout == ""
+    make_run(tmp_path / "present", {"a.bin": b"1"})
+    assert agent(tmp_path / "state", "receipts", str(tmp_path / "present"), "--json").stdout == ""
+
+
 # Against a real server ------------------------------------------------------------------------
 
 
@@ -254,6 +280,13 @@ def test_push_sends_a_tree_and_a_file_and_every_receipt_is_verified(live_server,
     # The same command again sends nothing and makes no second dataset.
     again = agent(state, *command).stdout
     assert f"dataset {dataset_id}: 0 file(s) sent, 5 already there, 5 of 5 verified" in again
+    # Under another name every file would be refused: no dataset is made for none of them.
+    other = agent(state, *command, "--name", "run42 again", check=False)
+    assert other.returncode == 1 and "every file was sent already" in other.stderr
+    assert f"--dataset {dataset_id}" in other.stderr
+    mine = requests.get(f"{live_server.api}/datasets/search", params={"q": "again"},
+                        headers={"Authorization": f"Bearer {key}"}, timeout=30).json()  # fmt: skip
+    assert mine["total"] == 0
 
 
 @pytest.mark.server

@@ -368,7 +368,8 @@ def test_db_backup_copies_the_catalog_while_it_is_in_use(cli, instance: Path, tm
     said = run_cli(instance, "db", "backup", str(target), env=new_env())
     assert said.returncode == 0, said.stderr
     assert f"database backed up to {target}" in said.stdout
-    assert "secret_key" in said.stderr  # the keys go with it
+    for key in ("secret_key", "password.key", "local-folders.key"):  # the keys go with it
+        assert str(instance / key) in said.stderr
     assert rows(target) == rows(instance / DATABASE)
     again = run_cli(instance, "db", "backup", str(target), env=new_env())
     assert again.returncode == 1 and "exists already" in again.stderr

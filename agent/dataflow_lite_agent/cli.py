@@ -54,6 +54,9 @@ class AgentGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (`| head`): stop without a word
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except (AgentError, OSError) as error:
             raise click.ClickException(str(error)) from None
 
@@ -82,6 +85,9 @@ def open_state() -> State:
 def plan(paths: tuple[Path, ...], prefix: str) -> list[Planned]:
     """Every file of ``paths``, each with its path in the dataset: a folder's files keep their
     path inside that folder, a file goes to the root; ``prefix`` goes before all of them."""
+    folders = [part for part in prefix.replace("\\", "/").split("/") if part]
+    if any(part in (".", "..") for part in folders):
+        raise AgentError(f"--relative-path {prefix!r}: a folder named '.' or '..' is not allowed")
     planned: dict[str, Planned] = {}
     for path in paths:
         path = path.resolve()
@@ -100,6 +106,18 @@ def plan(paths: tuple[Path, ...], prefix: str) -> list[Planned]:
                 )
             planned[target] = Planned(source, target)
     return list(planned.values())
+
+
+def refuse_if_all_sent(state: State, planned: list[Planned]) -> None:
+    """Refuse, before a new dataset is made, a push whose every file went elsewhere already:
+    each would be refused, and the dataset left empty."""
+    sent = [state.receipt(str(item.source)) for item in planned]
+    first = sent[0] if sent else None
+    if first and all(receipt and receipt.uploaded_at for receipt in sent):
+        raise AgentError(
+            f"every file was sent already ({first.source} as {first.target} to dataset "
+            f"{first.dataset_id}): no dataset made; --dataset {first.dataset_id} sends there"
+        )
 
 
 def small_files(bundle_max_kib: int) -> Limits:
@@ -172,6 +190,7 @@ def push(
         place = "push\0" + name + "\0" + "\0".join(sorted(str(p.resolve()) for p in paths))
         dataset_id = state.dataset(place, remote.url)
         if dataset_id is None:
+            refuse_if_all_sent(state, planned)
             dataset_id = remote.create_dataset(name, instrument_id, metadata)
             state.remember_dataset(place, remote.url, dataset_id)
     receipts, failed = hash_all(state, remote, dataset_id, planned, jobs, quiet)
@@ -205,7 +224,10 @@ def receipts(folder: Path | None, as_json: bool, server: str | None, key: str | 
     if server and key:
         check_verified(state, Server(server, key))
     under = folder.resolve() if folder else None
-    for receipt in state.receipts(under):
+    kept = list(state.receipts(under))
+    if not kept and under is not None and not under.is_dir():
+        raise AgentError(f"no receipts below {under}, and no such folder")
+    for receipt in kept:
         path = Path(receipt.source)
         shown = path.relative_to(under).as_posix() if under else receipt.source
         if as_json:

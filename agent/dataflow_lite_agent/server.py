@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -52,7 +52,11 @@ class Server:
     """One server, reached with one API key."""
 
     def __init__(self, url: str, key: str) -> None:
-        self.url = url.rstrip("/")
+        # The address as ordflow takes it (ending in /api/v1) is the same server.
+        self.url = url.rstrip("/").removesuffix("/api/v1")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise AgentError(f"--server {url!r} is no server address: write it as http://host:8000")
         self.api = self.url + "/api/v1"
         self._headers = {"Authorization": f"Bearer {key}"}
         self._session = requests.Session()

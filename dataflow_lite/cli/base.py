@@ -11,6 +11,8 @@ one line on stderr and exit status 1, for every command at once (see ``ServiceGr
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,9 @@ class ServiceGroup(click.Group):
             raise click.ClickException(f"the catalog cannot be used: {reason}") from error
         except SchemaError as error:  # one line naming 'db upgrade', never a traceback
             raise click.ClickException(str(error)) from error
+        except BrokenPipeError:  # the reader went away (`| head`): stop without a word
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except OSError as error:  # a folder or file the command cannot read or write
             raise click.ClickException(str(error)) from error
 

@@ -16,6 +16,7 @@ from dataflow_lite.cli.base import main
 from dataflow_lite.settings import load_settings
 from dataflow_lite.store import schema
 from dataflow_lite.store.db import Database
+from dataflow_lite.store.instance_keys import PASSWORD_KEY_FILE, SECRET_KEY_FILE, keys_folder
 
 
 def _database(instance: Path) -> tuple[Database, int]:
@@ -87,8 +88,13 @@ def db_backup(ctx: click.Context, file: Path) -> None:
         raise click.ClickException(f"{file.parent} is not a directory")
     schema.copy_database(database.path, file)
     click.echo(f"database backed up to {file} ({file.stat().st_size} bytes)")
+    adapters = discover_adapters()
+    settings = load_settings(instance, extra=adapter_settings(adapters))
+    keys = keys_folder(instance, settings["keys_dir"])
+    names = [SECRET_KEY_FILE, PASSWORD_KEY_FILE, *sorted({n for a in adapters.values()
+                                                          for n in a.key_files})]  # fmt: skip
     click.echo(
-        f"keep {instance / 'secret_key'} and {instance / 'password.key'} with it: without them "
-        "API keys and stored credentials cannot be used",
+        f"keep {', '.join(str(keys / name) for name in names)} with it: without them API keys, "
+        "stored credentials and the endpoints' marked folders cannot be used",
         err=True,
     )
