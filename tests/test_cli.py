@@ -156,6 +156,19 @@ def test_serving_on_a_port_in_use_is_one_line_and_issues_no_key(cli):
     assert "scientist" not in cli("user", "list")  # quickstart stopped before its user and key
 
 
+def test_a_reader_that_goes_away_stops_a_command_without_a_word(cli):
+    cli("user", "add", "ada")
+    read, write = os.pipe()
+    os.close(read)  # as `| head` does once it has its lines
+    command = [sys.executable, "-m", "dataflow_lite", "--instance", str(cli.instance)]
+    try:
+        done = subprocess.run([*command, "user", "list"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and done.stderr == ""
+
+
 def test_user_password_sets_a_web_login(cli, client):
     cli("user", "add", "ada")
     assert "at least" in cli.fails_with_input("user", "password", "ada", input="short\n")
