@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import func
+from sqlalchemy import Connection, func
 from sqlmodel import Session, SQLModel, col, select
 
 from dataflow_lite.bootstrap import Runtime
@@ -52,19 +52,14 @@ FOLDERS_PER_QUERY = 900
 
 DATASETS = SQLModel.metadata.tables["dataset"]
 VALUES = SQLModel.metadata.tables["metadatavalue"]
-TEXT_SQL = f"INSERT INTO {SEARCH_TABLE} (rowid, body) VALUES (?, ?)"
-DATASET_SQL = (
-    "INSERT INTO dataset (id, name, creator_id, instrument_id, endpoint_id, folder, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-VALUE_SQL = (
-    "INSERT INTO metadatavalue (dataset_id, field_name, value, metadata_field_id) "
-    "VALUES (?, ?, ?, ?)"
-)
-FILE_SQL = (
-    "INSERT INTO datasetfile (dataset_id, name, relative_path, is_directory, file_length, "
-    "file_type, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+#: Each table the load fills, with its columns, in the order of the rows built for it.
+TABLES = (
+    ("dataset", "id, name, creator_id, instrument_id, endpoint_id, folder, created_at"),
+    ("metadatavalue", "dataset_id, field_name, value, metadata_field_id"),
+    ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
+     "sha256, created_at"),
+    (SEARCH_TABLE, "rowid, body"),
+)  # fmt: skip
 
 
 class Progress(Protocol):
@@ -328,15 +323,26 @@ class _Loader:
             names = [name for _, name, _, _ in row.files] + [name for _, name in row.directories]
             body = search.text_body(row.name, ((n, v) for n, v, _ in row.values), names)
             text_rows.append((ident, body))
-        for sql, table_rows in (
-            (DATASET_SQL, dataset_rows),
-            (VALUE_SQL, value_rows),
-            (FILE_SQL, file_rows),
-            (TEXT_SQL, text_rows),
+        for (table, columns), table_rows in zip(
+            TABLES, (dataset_rows, value_rows, file_rows, text_rows), strict=True
         ):
             if table_rows:
-                if dialect.paramstyle != "qmark":  # psycopg's is "%s"
-                    sql = sql.replace("?", "%s")
-                connection.exec_driver_sql(sql, table_rows)
+                _insert(connection, table, columns, table_rows)
         follow_explicit_ids(connection, "dataset")
         return first, next_id - 1
+
+
+def _insert(connection: Connection, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` into ``table``: sqlite3's ``executemany``, or one ``COPY`` on PostgreSQL.
+
+    On PostgreSQL ``executemany`` is one statement per row, and revision 0011 counts metadata
+    keys once per statement: a ``COPY`` pays that once per table and chunk (the import ran at
+    1,040 datasets a second with ``executemany``, 0.17 of a raw ``COPY`` in the same run).
+    """
+    if connection.dialect.name == "postgresql":
+        with connection.connection.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" * (columns.count(",") + 1))
+    connection.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
