@@ -4,7 +4,7 @@ raw load of the same rows, then time every query class through gunicorn, on SQLi
 The catalog: N datasets (half of them one user's, ``alice``), 5 typed metadata values and 3
 files each, as JSONL. The import is timed beside a raw load of the same rows (datasets, values,
 files, one full-text row each: parsed from the same file, no checks; :mod:`raw_catalog`) into a
-second, empty instance on the same backend, in the same run: sqlite3 ``executemany``, or
+second, empty instance on the same backend, in the same run: sqlite3 multi-row ``INSERT``s, or
 psycopg ``COPY`` into a second database of the same throwaway PostgreSQL cluster (the one the
 tests and `bench/catalog.py` start). Each query class is then asked >= 20 times as alice through
 the HTTP API beside a trivial authenticated GET and a raw index lookup on the same backend, and
@@ -193,7 +193,7 @@ def load(work: Path, count: int, postgresql: PostgreSQL | None) -> dict | None:
         raw, peer_name = raw_catalog.postgresql_load(databases[1], source), "raw psycopg COPY"
     else:
         raw = raw_catalog.sqlite_load(peer / "dataflow.sqlite3", source)
-        peer_name = "raw sqlite3 executemany"
+        peer_name = "raw sqlite3 multi-row INSERT"
     rate, raw_rate = count / own, count / raw
     verdict = "PASS" if rate >= 10_000 and rate >= raw_rate / 2 else "FAIL"
     print("| load | seconds | datasets/s | vs raw |\n| --- | --- | --- | --- |")

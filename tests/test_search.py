@@ -3,14 +3,19 @@ property-based comparison with a brute-force filter over the same small catalog.
 
 from __future__ import annotations
 
+import importlib
 import io
 import sqlite3
 from datetime import date
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from dataflow_lite.store import query
 from dataflow_lite.store.query import Qualifier, QueryError, Text
+
+from . import conftest
 
 
 def create(client, auth, name, values=(), instrument_id=0):
@@ -390,6 +395,67 @@ def test_metadata_keys_count_only_the_users_datasets(client, auth, catalog, cli)
     everyone = {row["key"]: row["datasets"] for row in client.get(
         "/api/v1/metadata-keys", headers=admin).json}  # fmt: skip
     assert everyone["Temp"] == 4 and everyone["Sample"] == 2
+
+
+def test_key_counts_follow_statements_of_many_rows(client, auth, catalog, instance: Path):
+    """Statements that write many values at once (a bulk load, a rename, a removal of several
+    datasets) count every row, as statements of one value do."""
+    hot, cold, odd, bare, eve = (catalog[k] for k in ("hot", "cold", "text", "bare", "eve"))
+    rows = {"hot": hot, "cold": cold, "odd": odd, "bare": bare, "eve": eve}
+    with conftest.catalog(instance) as session:
+        run = session.execute
+        run(
+            sa.text(
+                "INSERT INTO metadatavalue (dataset_id, field_name, value) VALUES "
+                "(:bare, 'New', '1'), (:odd, 'New', '2'), "
+                "(:bare, 'Other', '\"x\"'), (:eve, 'New', '3.5')"
+            ),
+            rows,
+        )
+    with conftest.catalog(instance) as session:
+        run = session.execute
+        run(
+            sa.text(
+                "UPDATE metadatavalue SET value = '\"warm\"' WHERE field_name = 'Temp' "
+                "AND dataset_id IN (:hot, :cold)"
+            ),
+            rows,
+        )  # integers become text
+        run(sa.text("UPDATE metadatavalue SET field_name = 'Renamed' WHERE field_name = 'Day'"))
+        run(sa.text("UPDATE metadatavalue SET metadata_field_id = NULL"))  # no count changes
+        run(
+            sa.text(
+                "UPDATE metadatavalue SET dataset_id = :eve WHERE dataset_id = :bare "
+                "AND field_name = 'New'"
+            ),
+            rows,
+        )  # from one creator to another
+        run(sa.text("DELETE FROM metadatavalue WHERE field_name IN ('Microscope-Vendor', 'Other')"))
+    with conftest.catalog(instance) as session:
+        for table in ("transfer", "datasetfile"):
+            session.execute(sa.text(f"DELETE FROM {table} WHERE dataset_id IN (:cold, :eve)"),
+                            rows)  # fmt: skip
+        session.execute(sa.text("DELETE FROM dataset_text WHERE rowid IN (:cold, :eve)"), rows)
+        session.execute(sa.text("DELETE FROM dataset WHERE id IN (:cold, :eve)"), rows)
+    keys = {row["key"]: (row["datasets"], row["types"]) for row in client.get(
+        "/api/v1/metadata-keys", headers=auth).json}  # fmt: skip
+    assert keys == {
+        "Temp": (2, ["text"]), "Renamed": (2, ["text"]), "New": (1, ["integer"]),
+        "Scans": (1, ["real"]), "Tip": (1, ["true"]), "Tags": (1, ["array"]),
+    }  # fmt: skip
+    assert client.get("/api/v1/metadata-keys", headers=catalog["other"]).json == []
+    # And no row is left over that the answers above do not show (a count of zero, say).
+    with conftest.catalog(instance) as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        kind = importlib.import_module(
+            "dataflow_lite.store.migrations.versions."
+            + ("0006_search_indexes" if sqlite else "0007_postgresql_search")
+        ).KIND.format(v="m.value")
+        counted = session.execute(sa.text(
+            f"SELECT d.creator_id, m.field_name, {kind}, count(*) FROM metadatavalue AS m "
+            "JOIN dataset AS d ON d.id = m.dataset_id GROUP BY 1, 2, 3")).all()  # fmt: skip
+        kept = session.execute(sa.text("SELECT * FROM metadatakey")).all()
+    assert sorted(map(tuple, kept)) == sorted(map(tuple, counted))
 
 
 @pytest.mark.sqlite
