@@ -32,6 +32,10 @@ class Cond:
     #: How dear ``check`` is on one row (0: a column; more: subqueries, a function call), so
     #: that a row failing a cheap check is never given the dear ones (:func:`by_cost`).
     cost: int = 0
+    #: ``ids`` lists only the walk's owner's datasets (``Walk.owner_check`` is then implied).
+    owned: bool = False
+    #: ``check`` reads a column of ``d`` other than ``id`` (so ``d`` must be the dataset row).
+    reads_row: bool = False
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Walk:
     #: The index to walk (SQLite's ``INDEXED BY``; PostgreSQL's planner picks its own).
     index: str
     checks: list[str]
+    #: The one of ``checks`` that keeps the owner's datasets, if any.
+    owner_check: str | None = None
 
 
 @dataclass
@@ -75,6 +81,15 @@ class Found:
 def by_cost(conds: Iterable[Cond]) -> list[str]:
     """The checks of ``conds``, cheapest first (SQL evaluates ``AND`` from the left)."""
     return [cond.check for cond in sorted(conds, key=lambda cond: cond.cost)]
+
+
+def owner_text(creator_id: int) -> str:
+    """What a full-text row's ``owner`` column holds: the creator's id (revision 0011).
+
+    A dataset never changes owner, so the rows written when it changes and by the bulk import
+    stay right; words are only ever matched in ``body``, so no search can name this column.
+    """
+    return str(creator_id)
 
 
 def like_pattern(substring: str) -> str:

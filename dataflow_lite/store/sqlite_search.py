@@ -72,12 +72,17 @@ def fts_words(term: Text, prefix: bool = True) -> str:
     return quoted if term.phrase or not prefix else quoted + "*"
 
 
-def text_cond(sql: Sql, positive: Sequence[Text], negative: Sequence[Text]) -> list[Cond]:
+def text_cond(
+    sql: Sql, positive: Sequence[Text], negative: Sequence[Text], owner_id: int | None = None
+) -> list[Cond]:
     """Full-text conditions: the positive words as one FTS5 query (minus the negative ones).
 
     A row is checked by :mod:`dataflow_lite.store.sqlite_words` (FTS5's rules in Python, on
     the row's text); the list of ids is FTS5's, and its lower bound the same words as whole
-    tokens, which FTS5 counts without merging every token a prefix begins.
+    tokens, which FTS5 counts without merging every token a prefix begins. With ``owner_id``
+    the list holds that user's datasets alone (revision 0011's ``owner`` column), so FTS5
+    counts a user's matches without a dataset row or a call into Python per candidate. The
+    words are confined to ``body``: no search can reach the ``owner`` column.
     """
     if not positive and not negative:
         return []
@@ -95,12 +100,16 @@ def text_cond(sql: Sql, positive: Sequence[Text], negative: Sequence[Text]) -> l
     def listing(prefix: bool) -> str:
         match = " AND ".join(fts_words(term, prefix) for term in positive)
         match = "(" + match + ")" + "".join(" NOT " + fts_words(term) for term in negative)
+        match = "{body} : (" + match + ")"
+        if owner_id is not None:
+            match += ' AND {owner} : "' + search_sql.owner_text(owner_id) + '"'
         return (
             f"SELECT rowid AS id FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH {sql.bind(match)}"
         )
 
     whole = listing(prefix=False) if any(not term.phrase for term in positive) else None
-    return [Cond(check, listing(prefix=True), lower_ids=whole, cost=_WORDS_COST)]
+    owned = owner_id is not None
+    return [Cond(check, listing(prefix=True), whole, cost=_WORDS_COST, owned=owned)]
 
 
 def _date_bounds(sql: Sql, value: str, low: date | None, high: date | None) -> str:
@@ -213,10 +222,12 @@ def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
         else:
             checks.append(f"d.instrument_id = {sql.bind(instrument)}")
         index = "ix_dataset_instrument_created"
+    owner_check = None
     if owner_id is not None:
-        checks.append(f"d.creator_id = {sql.bind(owner_id)}")
+        owner_check = f"d.creator_id = {sql.bind(owner_id)}"
+        checks.append(owner_check)
         index = "ix_dataset_creator_created"
-    return Walk(index, checks)
+    return Walk(index, checks, owner_check)
 
 
 def _driven(ids: str) -> str:
@@ -303,15 +314,23 @@ def dataset_page(
     page = f"LIMIT {int(limit)} OFFSET {int(offset)}"
     if sizes:
         driver = sizes[0][2]
-        rest = search_sql.by_cost(c for c in conds if c is not driver)
-        others = " AND ".join(["1", *route.checks, *rest])
+        rest = [c for c in conds if c is not driver]
+        # A list confined to the owner needs no check of the owner; when nothing else reads
+        # the dataset's row, the list is counted by id alone (no row looked up per candidate).
+        checks = [c for c in route.checks if not (driver.owned and c == route.owner_check)]
+        others = " AND ".join(["1", *checks, *search_sql.by_cost(rest)])
+        by_id = not checks and not any(c.reads_row for c in rest)
         assert driver.ids is not None
         source = _driven(driver.ids)
+        counted = f"({driver.ids}) AS d" if by_id else source
         count = 0
         if sizes[0][0] > search_sql.WINDOW and driver.lower_ids is not None:
             # Counted along the shortest list, unsorted: it is read, not every dataset walked.
-            lower = f"SELECT 1 FROM {_driven(driver.lower_ids)} WHERE {others}"
-            count = bounded_count(session, sql, lower)
+            listed = f"({driver.lower_ids}) AS d" if by_id else _driven(driver.lower_ids)
+            count = (
+                sizes[0][0] if others == "1" else
+                bounded_count(session, sql, f"SELECT 1 FROM {listed} WHERE {others}")
+            )  # fmt: skip
         if count <= search_sql.WINDOW and (sizes[0][0] <= search_sql.WINDOW or len(sizes) > 1):
             # Few in the list, or terms that may match few together: the passing datasets are
             # read once and paged here, rather than the list read again to sort them.
@@ -323,7 +342,7 @@ def dataset_page(
         elif count <= search_sql.WINDOW:
             # One long list: most likely more than the window pass, so they are counted in SQL
             # (no row reaches Python) and sorted only when they turn out to be few.
-            count = bounded_count(session, sql, f"SELECT 1 FROM {source} WHERE {others}")
+            count = bounded_count(session, sql, f"SELECT 1 FROM {counted} WHERE {others}")
             if count <= search_sql.WINDOW:
                 rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
                                f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
