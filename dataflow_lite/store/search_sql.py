@@ -32,8 +32,10 @@ class Cond:
     #: How dear ``check`` is on one row (0: a column; more: subqueries, a function call), so
     #: that a row failing a cheap check is never given the dear ones (:func:`by_cost`).
     cost: int = 0
-    #: ``ids`` lists only the walk's owner's datasets (``Walk.owner_check`` is then implied).
-    owned: bool = False
+    #: SQL listing the walk owner's datasets that pass (all of them), and some of them
+    #: (a lower bound, as ``lower_ids``): counted or looked up without checking each owner.
+    owned_ids: str | None = None
+    owned_lower: str | None = None
     #: ``check`` reads a column of ``d`` other than ``id`` (so ``d`` must be the dataset row).
     reads_row: bool = False
 
@@ -68,6 +70,8 @@ class Walk:
     checks: list[str]
     #: The one of ``checks`` that keeps the owner's datasets, if any.
     owner_check: str | None = None
+    #: The same check for a list's ``d.id`` alone (no dataset row read), if the backend has one.
+    owner_seek: str | None = None
 
 
 @dataclass

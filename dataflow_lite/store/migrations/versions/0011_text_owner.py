@@ -9,6 +9,10 @@ written the same way on both (its search does not read it).
 
 A dataset never changes owner; its row is written again whenever the dataset changes.
 
+SQLite also gets ``ix_metadatavalue_key_value`` (key, dataset, value): checking one dataset's
+value of a key (``Sample-Temperature>300`` beside other terms, a facet's value) then reads the
+index alone, not the value's row as well (20,000 checks: 41 ms instead of 64 at a million).
+
 Revision ID: 0011_text_owner
 Revises: 0010_covering_value_indexes
 Create Date: 2026-12-06
@@ -44,9 +48,15 @@ def _rebuild_sqlite(columns: str, select: str) -> None:
     bind.exec_driver_sql("ALTER TABLE dataset_text_rebuilt RENAME TO dataset_text")
 
 
+_KEY_VALUE = (
+    "CREATE INDEX ix_metadatavalue_key_value ON metadatavalue (field_name, dataset_id, value)"
+)
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
+        bind.exec_driver_sql(_KEY_VALUE)
         # A row without a dataset (none should exist) keeps its words and has no owner.
         _rebuild_sqlite(
             "body, owner",
@@ -65,6 +75,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
+        bind.exec_driver_sql("DROP INDEX IF EXISTS ix_metadatavalue_key_value")
         _rebuild_sqlite("body", "SELECT t.rowid, t.body FROM dataset_text AS t")
         return
     bind.exec_driver_sql("ALTER TABLE dataset_text DROP COLUMN owner")
