@@ -35,6 +35,16 @@ from dataflow_lite.store.search_sql import (
     like_pattern,
     list_size,
 )
+from dataflow_lite.store.sqlite_lists import (
+    FILE_COST,
+    VALUE_COST,
+    WORDS_COST,
+    as_list,
+    count_passing,
+    driven,
+    exact_sizes,
+    passing_rows,
+)
 
 __all__ = ["TRIGRAM", "Cond", "Found", "Sql", "Walk", "bounded_count", "like_pattern", "list_size"]
 
@@ -44,12 +54,8 @@ _NUMBER = "json_type({v}) IN ('integer', 'real')"
 _TEXT = "json_type({v}) = 'text'"
 _DATE_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 _STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime into SQLite
-# What a row's check costs, relatively (measured at a million datasets): a seek of one value,
-# a call into Python with the row's text, a LIKE over every file name of the dataset.
-_VALUE_COST, _WORDS_COST, _FILE_COST = 1, 2, 3
-#: From this offset a page by number looks its words up in their list (:func:`_as_list`).
+#: From this offset a page by number looks its words up in their list (``sqlite_lists.as_list``).
 DEEP_OFFSET = 1000
-_LIST_PER_ROW = 40
 
 
 def stored_time(moment: datetime) -> str:
@@ -95,7 +101,7 @@ def text_cond(
         f"{sql.bind(words)})"
     )
     if not positive:
-        return [Cond(check, cost=_WORDS_COST)]
+        return [Cond(check, cost=WORDS_COST)]
 
     def listing(prefix: bool, owner: int | None = None) -> str:
         match = " AND ".join(fts_words(term, prefix) for term in positive)
@@ -112,10 +118,10 @@ def text_cond(
     # Only for counting a long list: joined with the owner's half-million entries, FTS5 reads
     # more than the words alone when they are few together (two dense words: 32 ms, not 7).
     if owner_id is None:
-        return [Cond(check, listing(prefix=True), whole, cost=_WORDS_COST)]
+        return [Cond(check, listing(prefix=True), whole, cost=WORDS_COST)]
     owned = listing(prefix=True, owner=owner_id)
     owned_lower = listing(prefix=False, owner=owner_id) if lower else None
-    return [Cond(check, listing(prefix=True), whole, _WORDS_COST, owned, owned_lower)]
+    return [Cond(check, listing(prefix=True), whole, WORDS_COST, owned, owned_lower)]
 
 
 def _date_bounds(sql: Sql, value: str, low: date | None, high: date | None) -> str:
@@ -200,7 +206,7 @@ def value_cond(sql: Sql, term: Qualifier) -> Cond:
         for branch in branches
     )
     negated = "NOT " + check if term.negated else check
-    return Cond(negated, None if term.negated else ids, cost=_VALUE_COST)
+    return Cond(negated, None if term.negated else ids, cost=VALUE_COST)
 
 
 def file_ids(sql: Sql, substring: str) -> str:
@@ -220,10 +226,10 @@ def file_cond(sql: Sql, substring: str, negated: bool) -> Cond:
         f"WHERE f.dataset_id = d.id AND f.name LIKE {bound} ESCAPE '\\')"
     )
     if negated:
-        return Cond("NOT " + check, cost=_FILE_COST)
+        return Cond("NOT " + check, cost=FILE_COST)
     ids = f"SELECT DISTINCT f.dataset_id AS id FROM ({file_ids(sql, substring)}) AS found " \
           "CROSS JOIN datasetfile AS f ON f.id = found.id"  # fmt: skip
-    return Cond(check, ids, cost=_FILE_COST)
+    return Cond(check, ids, cost=FILE_COST)
 
 
 def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
@@ -249,104 +255,6 @@ def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
     seek = ("EXISTS (SELECT 1 FROM dataset AS o INDEXED BY ix_dataset_creator_id "
             f"WHERE o.creator_id = {owner} AND o.id = d.id)")  # fmt: skip
     return Walk("ix_dataset_creator_created", checks, checks[-1], seek)
-
-
-def _driven(ids: str) -> str:
-    # CROSS JOIN keeps the list outside: its rows are looked up by id, not scanned.
-    return f"({ids}) AS s CROSS JOIN dataset AS d ON d.id = s.id"
-
-
-def _exact_sizes(
-    session: Session, sql: Sql, sizes: list[tuple[int, int, Cond]]
-) -> list[tuple[int, int, Cond]]:
-    """Every list of ``sizes`` (all longer than the window) counted to its end, or to the
-    shortest length counted before it: the shortest is then the one to read whole.
-
-    Terms that each match many datasets may match few together, and then one list is read to
-    its end; counting a list (an index or FTS5 alone, no dataset row) costs a small part of
-    checking its datasets, so the shortest is worth finding first.
-    """
-    counted: list[tuple[int, int, Cond]] = []
-    shortest: int | None = None
-    for _, index, cond in sizes:
-        assert cond.ids is not None
-        size = (
-            bounded_count(session, sql, cond.ids, shortest)
-            if shortest
-            else sql.scalar(session, f"SELECT count(*) FROM ({cond.ids}) AS listed")
-        )
-        counted.append((size, index, cond))
-        shortest = size if shortest is None else min(shortest, size)
-    return sorted(counted, key=lambda found: found[:2])
-
-
-def _as_list(session: Session, sql: Sql, cond: Cond, depth: int) -> Cond:
-    """``cond`` for a walk ``depth`` datasets deep: the words' list looked up (SQLite builds it
-    once as an index) instead of each row's text read and matched, when that costs less.
-
-    A row's words cost about 40 times one entry of the list, and at least ``depth`` rows are
-    walked: a list of at most 40 x ``depth`` entries is then never dearer.
-    """
-    if cond.cost != _WORDS_COST or cond.ids is None:
-        return cond
-    # The owner's own list, when the walk is an owner's: half as long for a user of half.
-    ids = cond.owned_ids or cond.ids
-    if bounded_count(session, sql, ids, _LIST_PER_ROW * depth) > _LIST_PER_ROW * depth:
-        return cond
-    return Cond(f"d.id IN ({ids})", cond.ids, cond.lower_ids, cost=_VALUE_COST)
-
-
-def _listed(
-    ids: str, route: Walk, conds: Sequence[Cond], driver: Cond, owned: bool, long: bool
-) -> tuple[str, str, bool]:
-    """FROM and WHERE reading the datasets ``ids`` lists that pass the route and every cond but
-    ``driver`` (whose list it is; ``owned``: the list holds the owner's alone; ``long``: it
-    holds more than the window), and whether ``d`` is the list itself (no dataset row read).
-
-    When no check reads a dataset's row (only its id: values, words, files, the owner in its
-    narrow index), no row is looked up per candidate.
-    """
-    others = [c for c in conds if c is not driver]
-    mine = next((c for c in others if c.owned_ids), None)
-    if mine is not None and mine.owned_ids and route.owner_check and long:
-        # A long list's candidates are looked up in the owner's words (SQLite builds that list
-        # once, 100,000 ids in 17 ms) instead of their owner and their text checked one by one
-        # (30,000 candidates of four dense terms: 31 ms instead of 108).
-        others = [c for c in others if c is not mine]
-        others.append(Cond(f"d.id IN ({mine.owned_ids})", cost=_VALUE_COST))
-        owned = True
-    checks = [c for c in route.checks if not (owned and c == route.owner_check)]
-    rest = search_sql.by_cost(others)
-    # By id when the only route check left is the owner's, which its narrow index answers.
-    alone = all(c == route.owner_check for c in checks) and route.owner_seek is not None
-    by_id = alone and not any(c.reads_row for c in conds)
-    if by_id and checks and route.owner_seek is not None:
-        checks = [route.owner_seek]
-    listed = f"({ids}) AS d" if by_id else _driven(ids)
-    return listed, " AND ".join(["1", *checks, *rest]), by_id
-
-
-def _counted(
-    session: Session, sql: Sql, ids: str, route: Walk, conds: Sequence[Cond], driver: Cond,
-    owned: bool = False,
-) -> int:  # fmt: skip
-    """How many datasets of ``ids`` pass (:func:`_listed`), up to WINDOW + 1."""
-    listed, where, _ = _listed(ids, route, conds, driver, owned, long=True)
-    return bounded_count(session, sql, f"SELECT 1 FROM {listed} WHERE {where}")
-
-
-def _passing(
-    session: Session, sql: Sql, route: Walk, conds: Sequence[Cond], driver: Cond, long: bool
-) -> list[tuple[str, int]]:
-    """(``created_at``, id) of up to WINDOW + 1 datasets of the driver's list that pass: read
-    by id when the checks allow, then only the passing datasets' rows are read."""
-    assert driver.ids is not None
-    listed, where, by_id = _listed(driver.ids, route, conds, driver, False, long)
-    when = "(SELECT x.created_at FROM dataset AS x WHERE x.id = d.id)" if by_id else "d.created_at"
-    rows = sql.all(
-        session, f"SELECT {when}, d.id FROM {listed} WHERE {where} LIMIT {search_sql.WINDOW + 1}"
-    )
-    return [(row[0], row[1]) for row in rows]
 
 
 def _paged(
@@ -382,7 +290,7 @@ def dataset_page(
         key=lambda found: found[:2],
     )
     if len(sizes) > 1 and sizes[0][0] > search_sql.WINDOW:
-        sizes = _exact_sizes(session, sql, sizes)
+        sizes = exact_sizes(session, sql, sizes)
     order = "ORDER BY d.created_at DESC, d.id DESC"
     seek = []
     if after is not None:
@@ -393,32 +301,34 @@ def dataset_page(
         rest = search_sql.by_cost(c for c in conds if c is not driver)
         others = " AND ".join(["1", *route.checks, *rest])
         assert driver.ids is not None
-        source = _driven(driver.ids)
+        source = driven(driver.ids)
         count = 0
         owned = driver.owned_lower or driver.owned_ids
         if sizes[0][0] > search_sql.WINDOW and owned and route.owner_check:
             # Counted along the owner's own list: no check of the owner.
-            count = _counted(session, sql, owned, route, conds, driver, owned=True)
+            count = count_passing(session, sql, owned, route, conds, driver, owned=True)
         elif sizes[0][0] > search_sql.WINDOW and driver.lower_ids is not None:
             # Counted along the shortest list, unsorted: it is read, not every dataset walked.
-            count = _counted(session, sql, driver.lower_ids, route, conds, driver)
+            count = count_passing(session, sql, driver.lower_ids, route, conds, driver)
         if count <= search_sql.WINDOW and (sizes[0][0] <= search_sql.WINDOW or len(sizes) > 1):
             # Few in the list, or terms that may match few together: the passing datasets are
             # read once and paged here, rather than the list read again to sort them.
-            passing = _passing(session, sql, route, conds, driver, sizes[0][0] > search_sql.WINDOW)
+            passing = passing_rows(
+                session, sql, route, conds, driver, sizes[0][0] > search_sql.WINDOW
+            )
             if len(passing) <= search_sql.WINDOW:
                 return _paged(passing, after, offset, limit)
             count = len(passing)
         elif count <= search_sql.WINDOW:
             # One long list: most likely more than the window pass, so they are counted in SQL
             # (no row reaches Python) and sorted only when they turn out to be few.
-            count = _counted(session, sql, driver.ids, route, conds, driver)
+            count = count_passing(session, sql, driver.ids, route, conds, driver)
             if count <= search_sql.WINDOW:
                 rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
                                f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
                 return Found([row[0] for row in rows], count)
     if offset >= DEEP_OFFSET:
-        conds = [_as_list(session, sql, cond, offset + limit) for cond in conds]
+        conds = [as_list(session, sql, cond, offset + limit) for cond in conds]
     where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
     walked = f"dataset AS d INDEXED BY {route.index}"
     if not sizes:
