@@ -8,9 +8,8 @@ import sqlite3
 from datetime import date
 
 import pytest
-import sqlalchemy as sa
 
-from dataflow_lite.store import query, sqlite_words
+from dataflow_lite.store import query
 from dataflow_lite.store.query import Qualifier, QueryError, Text
 
 
@@ -235,27 +234,6 @@ def test_quotes_and_index_syntax_are_only_text(client, auth, catalog, instance, 
         assert db.execute("SELECT count(*) FROM metadatavalue").fetchone()[0] == 14
     assert ids(client, auth, 'file:"%_\\"') == []
     assert ids(client, auth, "file:%") == []  # LIKE's wildcards are characters here
-
-
-def test_each_text_row_names_its_owner_and_no_search_reaches_it(client, auth, catalog, cli, app):
-    """Revision 0011's ``owner`` column holds the creator's id; words only ever match ``body``
-    (an admin's search for an owner's id finds the rows whose words hold it, not the owner's)."""
-    with app.extensions["dataflow_lite.runtime"].engine.connect() as db:
-        rows = db.execute(sa.text(
-            "SELECT t.rowid, t.body, t.owner, d.creator_id FROM dataset_text AS t "
-            "JOIN dataset AS d ON d.id = t.rowid"
-        )).all()  # fmt: skip
-    assert len(rows) == 5 and all(owner == str(creator) for _, _, owner, creator in rows)
-    admin = {"Authorization": "Bearer " + cli.user_key("boss", admin=True)}
-    for owner in {owner for _, _, owner, _ in rows}:
-        for q in (owner, f'"{owner}"', f"owner:{owner}"):
-            wanted = sorted(
-                ident for ident, body, _, _ in rows
-                for token in [sqlite_words.tokens(body)]
-                if owner in token or (not q.startswith('"') and any(
-                    word.startswith(owner) for word in token))
-            )  # fmt: skip
-            assert ids(client, admin, q) == ([] if q.startswith("owner:") else wanted), q
 
 
 def test_a_malformed_search_is_a_400_naming_the_term(client, auth, catalog):
