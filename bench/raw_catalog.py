@@ -48,7 +48,7 @@ def rows(source: Path, users: dict[str, int], endpoint: str) -> tuple[list, list
         for name, value in pairs:
             words += (name, str(value))
         words += [f["name"] for f in item["files"]]
-        texts.append((ident, "\n".join(words)))
+        texts.append((ident, "\n".join(words), str(users[item["creator"]])))
     return datasets, values, files, texts
 
 
@@ -87,7 +87,7 @@ def sqlite_load(database: Path, source: Path) -> float:
         ("metadatavalue", "dataset_id, field_name, value, metadata_field_id", values),
         ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
          "sha256, created_at", files),
-        ("dataset_text", "rowid, body", texts),
+        ("dataset_text", "rowid, body, owner", texts),
     ):  # fmt: skip
         many_rows(db, table, columns, table_rows)
     db.execute("COMMIT")
@@ -113,7 +113,7 @@ def postgresql_load(url: str, source: Path) -> float:
             ("metadatavalue", "dataset_id, field_name, value, metadata_field_id", values),
             ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, "
              "file_type, sha256, created_at", files),
-            ("dataset_text", "rowid, body", texts),
+            ("dataset_text", "rowid, body, owner", texts),
         )  # fmt: skip
         # One transaction per CHUNK datasets, as the import commits: the key counts' trigger
         # updates the same few rows for every value, and within one transaction each update

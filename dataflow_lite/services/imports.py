@@ -38,7 +38,7 @@ from dataflow_lite.services.errors import Invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.import_lines import BadLine, Checker, Row
 from dataflow_lite.services.policy import authorize, use_case
-from dataflow_lite.store import search
+from dataflow_lite.store import search, search_sql
 from dataflow_lite.store.db import follow_explicit_ids, refresh_statistics, unit_of_work
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset, Endpoint
@@ -60,7 +60,7 @@ TABLES = (
     ("metadatavalue", "dataset_id, field_name, value, metadata_field_id"),
     ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
      "sha256, created_at"),
-    (SEARCH_TABLE, "rowid, body"),
+    (SEARCH_TABLE, "rowid, body, owner"),
 )  # fmt: skip
 
 
@@ -301,7 +301,7 @@ class _Loader:
         dataset_rows: list[tuple[Any, ...]] = []
         value_rows: list[tuple[Any, ...]] = []
         file_rows: list[tuple[Any, ...]] = []
-        text_rows: list[tuple[int, str]] = []
+        text_rows: list[tuple[int, str, str]] = []
         for row in rows:
             ident, next_id = next_id, next_id + 1
             # Slugs never hold "-": a suffix with one cannot collide with another's folder,
@@ -324,7 +324,7 @@ class _Loader:
             )
             names = [name for _, name, _, _ in row.files] + [name for _, name in row.directories]
             body = search.text_body(row.name, ((n, v) for n, v, _ in row.values), names)
-            text_rows.append((ident, body))
+            text_rows.append((ident, body, search_sql.owner_text(row.creator_id)))
         for (table, columns), table_rows in zip(
             TABLES, (dataset_rows, value_rows, file_rows, text_rows), strict=True
         ):

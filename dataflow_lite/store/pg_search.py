@@ -72,8 +72,11 @@ def words_pattern(words: str, prefix: bool) -> str | None:
     return f"(^|{_SEPARATOR})" + f"{_SEPARATOR}+".join(found) + tail
 
 
-def text_cond(sql: Sql, positive: Sequence[Text], negative: Sequence[Text]) -> list[Cond]:
-    """Full-text conditions: every positive term's tokens in the row, no negative term's.
+def text_cond(
+    sql: Sql, positive: Sequence[Text], negative: Sequence[Text], owner_id: int | None = None
+) -> list[Cond]:
+    """Full-text conditions: every positive term's tokens in the row, no negative term's
+    (``owner_id`` is the walk's to check: the trigram list does not narrow to it).
 
     The row is checked by its primary key (``rowid`` = dataset id); the list of ids reads the
     trigram index of revision 0007, which intersects the trigrams of every positive term.

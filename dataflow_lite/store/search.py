@@ -1,7 +1,8 @@
 """Finding datasets and files: the query language of ``q`` over the catalog, newest first.
 
 Each dataset has one row in the ``dataset_text`` full-text table (its rowid is the dataset id)
-holding its name, metadata names and values, and file names, one per line; it is rebuilt
+holding its name, metadata names and values, and file names, one per line (``body``), and its
+owner's id (``owner``, so that SQLite's FTS5 counts one user's matches alone); it is rebuilt
 whenever the dataset changes (:func:`reindex`), and a new file's names are appended to it
 (:func:`add_names`). ``q`` is parsed by :mod:`dataflow_lite.store.query`; the SQL that answers
 it is the database's: :mod:`sqlite_search` and :mod:`sqlite_facets` on SQLite, :mod:`pg_search`
@@ -82,8 +83,8 @@ def reindex(session: Session, dataset_id: int) -> None:
     )
     session.execute(text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid = :id"), {"id": dataset_id})
     session.execute(
-        text(f"INSERT INTO {SEARCH_TABLE} (rowid, body) VALUES (:id, :body)"),
-        {"id": dataset_id, "body": body},
+        text(f"INSERT INTO {SEARCH_TABLE} (rowid, body, owner) VALUES (:id, :body, :owner)"),
+        {"id": dataset_id, "body": body, "owner": search_sql.owner_text(dataset.creator_id)},
     )
 
 
@@ -186,17 +187,13 @@ def plan(
     conds: list[search_sql.Cond] = []
     instrument: int | None | bool = False
     owner = owner_id
-    words = [term for term in terms if isinstance(term, Text)]
-    conds += backend.text_cond(
-        sql, [t for t in words if not t.negated], [t for t in words if t.negated]
-    )
     for term in terms:
         if not isinstance(term, Qualifier):
             continue
         if not term.builtin:
             conds.append(backend.value_cond(sql, term))
         elif term.key == "created":
-            conds.append(search_sql.Cond(_created(sql, term, backend)))
+            conds.append(search_sql.Cond(_created(sql, term, backend), reads_row=True))
         elif term.key == "file":
             conds.append(backend.file_cond(sql, str(term.value), term.negated))
         elif term.key == "instrument":
@@ -205,7 +202,7 @@ def plan(
                 if named is not True:
                     other = f"(d.instrument_id IS NULL OR d.instrument_id != {sql.bind(named)})"
                     check = "d.instrument_id IS NOT NULL" if named is None else other
-                    conds.append(search_sql.Cond(check))
+                    conds.append(search_sql.Cond(check, reads_row=True))
             elif named is True or (instrument is not False and instrument != named):
                 return None
             else:
@@ -214,11 +211,17 @@ def plan(
             user = session.exec(select(User.id).where(User.username == term.value)).first()
             if term.negated:
                 if user is not None:
-                    conds.append(search_sql.Cond(f"d.creator_id != {sql.bind(user)}"))
+                    conds.append(
+                        search_sql.Cond(f"d.creator_id != {sql.bind(user)}", reads_row=True)
+                    )
             elif user is None or (owner is not None and owner != user):
                 return None  # a user's search never reaches another user's datasets
             else:
                 owner = user
+    # After the terms: the words' list is confined to the owner the terms settle on.
+    words = [term for term in terms if isinstance(term, Text)]
+    positive, negative = [t for t in words if not t.negated], [t for t in words if t.negated]
+    conds = backend.text_cond(sql, positive, negative, owner) + conds
     return sql, backend.walk(sql, owner, instrument), conds
 
 

@@ -32,6 +32,12 @@ class Cond:
     #: How dear ``check`` is on one row (0: a column; more: subqueries, a function call), so
     #: that a row failing a cheap check is never given the dear ones (:func:`by_cost`).
     cost: int = 0
+    #: SQL listing the walk owner's datasets that pass (all of them), and some of them
+    #: (a lower bound, as ``lower_ids``): counted or looked up without checking each owner.
+    owned_ids: str | None = None
+    owned_lower: str | None = None
+    #: ``check`` reads a column of ``d`` other than ``id`` (so ``d`` must be the dataset row).
+    reads_row: bool = False
 
 
 @dataclass
@@ -62,6 +68,10 @@ class Walk:
     #: The index to walk (SQLite's ``INDEXED BY``; PostgreSQL's planner picks its own).
     index: str
     checks: list[str]
+    #: The one of ``checks`` that keeps the owner's datasets, if any.
+    owner_check: str | None = None
+    #: The same check for a list's ``d.id`` alone (no dataset row read), if the backend has one.
+    owner_seek: str | None = None
 
 
 @dataclass
@@ -75,6 +85,15 @@ class Found:
 def by_cost(conds: Iterable[Cond]) -> list[str]:
     """The checks of ``conds``, cheapest first (SQL evaluates ``AND`` from the left)."""
     return [cond.check for cond in sorted(conds, key=lambda cond: cond.cost)]
+
+
+def owner_text(creator_id: int) -> str:
+    """What a full-text row's ``owner`` column holds: the creator's id (revision 0012).
+
+    A dataset never changes owner, so the rows written when it changes and by the bulk import
+    stay right; words are only ever matched in ``body``, so no search can name this column.
+    """
+    return str(creator_id)
 
 
 def like_pattern(substring: str) -> str:

@@ -112,7 +112,7 @@ def field_buckets(session: Session, ids: Sequence[int], field: str, top: int) ->
     # grouped first: the JSON functions then run once per distinct text, not once per dataset.
     rows = sql.all(session, (
         f"SELECT {value}, sum(n), json_type(v) FROM (SELECT m.value AS v, count(*) AS n "
-        f"FROM {source} CROSS JOIN metadatavalue AS m INDEXED BY ix_metadatavalue_key "
+        f"FROM {source} CROSS JOIN metadatavalue AS m INDEXED BY ix_metadatavalue_key_value "
         f"ON m.field_name = {sql.bind(field)} AND m.dataset_id = ids.id GROUP BY m.value) "
         f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {int(top)}"
     ))  # fmt: skip
