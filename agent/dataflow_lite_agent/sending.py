@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import requests
-
 from .bundles import Body, Limits, bundles
 from .hashing import Changed, HashingReader, sha256_of
 from .server import AgentError, Server, Taken, Unreachable, tus_error
@@ -124,14 +122,10 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
     if not unchanged(receipt):
         raise Changed(f"{receipt.source} changed after it was hashed: it is hashed again")
     reader = HashingReader(receipt.source)
-    # One kept-alive connection for the upload's PATCHes: one web worker takes them all and
-    # keeps its running sha256 (see tus.py).
-    connection = requests.Session()
     try:
-        sent_now = _send(state, server, receipt, reader, connection, progress)
+        sent_now = _send(state, server, receipt, reader, progress)
     finally:
         reader.close()
-        connection.close()
     return sent_now
 
 
@@ -140,13 +134,12 @@ def _send(
     server: Server,
     receipt: Receipt,
     reader: HashingReader,
-    connection: requests.Session,
     progress: Callable[[int], object],
 ) -> bool:
     from tusclient.exceptions import TusCommunicationError
 
     uploader = server.uploader(
-        receipt.source, receipt.dataset_id, receipt.target, receipt.upload_url, reader, connection
+        receipt.source, receipt.dataset_id, receipt.target, receipt.upload_url, reader
     )
     if uploader.url is None:
         try:
@@ -157,9 +150,7 @@ def _send(
             progress(receipt.size)
             return False
         state.update(receipt.source, upload_url=url)  # before any byte: a rerun resumes it
-        uploader = server.uploader(
-            receipt.source, receipt.dataset_id, receipt.target, url, reader, connection
-        )
+        uploader = server.uploader(receipt.source, receipt.dataset_id, receipt.target, url, reader)
     sent = uploader.offset
     progress(sent)
     try:
