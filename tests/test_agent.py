@@ -494,3 +494,24 @@ def test_push_sends_small_files_one_by_one_when_told(live_server, cli, tmp_path)
     state = sqlite3.connect(tmp_path / "state" / "agent.sqlite3")
     urls = [row[0] for row in state.execute("SELECT upload_url FROM receipts")]
     assert len(urls) == 5 and all("/api/v1/uploads/" in url for url in urls)
+
+
+def test_a_file_sent_over_tus_is_hashed_by_the_reads_that_send_it(tmp_path: Path):
+    from dataflow_lite_agent.hashing import HashingReader
+
+    source = tmp_path / "volume.raw"
+    source.write_bytes(os.urandom(3 << 20))
+    expected = hashlib.sha256(source.read_bytes()).hexdigest()
+
+    in_order = HashingReader(str(source))
+    for offset in (0, 1 << 20, 1 << 20, 2 << 20):  # the second chunk sent twice (a retry)
+        in_order.seek(offset)
+        in_order.read(1 << 20)
+    assert in_order.sha256(3 << 20) == expected
+    in_order.close()
+
+    resumed = HashingReader(str(source))
+    resumed.seek(2 << 20)  # a run that resumes an upload begins past the start
+    resumed.read(1 << 20)
+    assert resumed.sha256(3 << 20) is None, "the file is then hashed once more, whole"
+    resumed.close()

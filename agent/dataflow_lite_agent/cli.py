@@ -14,13 +14,13 @@ from typing import Any
 import click
 
 from .bundles import Limits
+from .hashing import sha256_of
 from .sending import (
     Planned,
     check_verified,
     hash_all,
     progress_bar,
     send_all,
-    sha256_of,
     unchanged,
 )
 from .server import AgentError, Server, read_metadata
@@ -193,8 +193,10 @@ def push(
             refuse_if_all_sent(state, planned)
             dataset_id = remote.create_dataset(name, instrument_id, metadata)
             state.remember_dataset(place, remote.url, dataset_id)
-    receipts, failed = hash_all(state, remote, dataset_id, planned, jobs, quiet)
-    outcome = send_all(state, remote, receipts, jobs, quiet, small_files(bundle_max_kib))
+    limits = small_files(bundle_max_kib)
+    # Files that go over tus one by one are hashed as they are sent, not in a pass before.
+    receipts, failed = hash_all(state, remote, dataset_id, planned, jobs, quiet, limits.file_bytes)
+    outcome = send_all(state, remote, receipts, jobs, quiet, limits)
     failed.update(outcome.failed)
     waiting = 0
     if wait_seconds > 0 and outcome.sent + outcome.already:

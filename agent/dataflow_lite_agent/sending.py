@@ -3,7 +3,6 @@ server whether it verified them at the destination: what ``push`` and ``watch`` 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -14,14 +13,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .bundles import Body, Limits, bundles
+from .hashing import Changed, HashingReader, sha256_of
 from .server import AgentError, Server, Taken, Unreachable, tus_error
 from .state import Receipt, State, now
-
-READ = 1 << 20
-
-
-class Changed(AgentError):
-    """The file changed while it was hashed or sent: it is not complete yet."""
 
 
 class Bar(Protocol):
@@ -53,20 +47,6 @@ class Planned:
     target: str
 
 
-def sha256_of(path: Path, progress: Callable[[int], object] = lambda n: None) -> str:
-    """The file's sha256; Changed if its size or time changed meanwhile."""
-    before = os.stat(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(READ):
-            digest.update(chunk)
-            progress(len(chunk))
-    after = os.stat(path)
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-        raise Changed(f"{path} changed while it was read")
-    return digest.hexdigest()
-
-
 def unchanged(receipt: Receipt) -> bool:
     """Whether the source file still has the size and time it had when it was hashed."""
     try:
@@ -83,8 +63,11 @@ def take_up(
     planned: Planned,
     progress: Callable[[int], object] = lambda n: None,
     fresh: list[Receipt] | None = None,
+    defer_over: int | None = None,
 ) -> Receipt:
-    """The file's receipt: the one kept if the file is unchanged, else a new one (hashed now).
+    """The file's receipt: the one kept if the file is unchanged, else a new one (hashed now,
+    unless it is larger than ``defer_over``: such a file goes over tus and is hashed as it is
+    sent, its sha256 "" until then).
 
     A new receipt is recorded at once, or, given ``fresh``, added to it for the caller to
     record with the others (``State.keep_many``) before any of them is sent.
@@ -110,6 +93,7 @@ def take_up(
             f"on {kept.server}"
         )
     found = os.stat(source)
+    deferred = defer_over is not None and found.st_size > defer_over
     receipt = Receipt(
         source=source,
         server=server.url,
@@ -117,7 +101,7 @@ def take_up(
         target=planned.target,
         size=found.st_size,
         mtime_ns=found.st_mtime_ns,
-        sha256=sha256_of(planned.source, progress),
+        sha256="" if deferred else sha256_of(planned.source, progress),
         hashed_at=now(),
     )
     if fresh is None:
@@ -137,21 +121,36 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
         return False
     if not unchanged(receipt):
         raise Changed(f"{receipt.source} changed after it was hashed: it is hashed again")
+    reader = HashingReader(receipt.source)
+    try:
+        sent_now = _send(state, server, receipt, reader, progress)
+    finally:
+        reader.close()
+    return sent_now
+
+
+def _send(
+    state: State,
+    server: Server,
+    receipt: Receipt,
+    reader: HashingReader,
+    progress: Callable[[int], object],
+) -> bool:
     from tusclient.exceptions import TusCommunicationError
 
     uploader = server.uploader(
-        receipt.source, receipt.dataset_id, receipt.target, receipt.upload_url
+        receipt.source, receipt.dataset_id, receipt.target, receipt.upload_url, reader
     )
     if uploader.url is None:
         try:
             url = server.create_upload(uploader)
         except Taken:
-            _already_there(server, receipt)
+            _already_there(server, _hashed(state, receipt, None))
             state.update(receipt.source, uploaded_at=now(), error=None)
             progress(receipt.size)
             return False
         state.update(receipt.source, upload_url=url)  # before any byte: a rerun resumes it
-        uploader = server.uploader(receipt.source, receipt.dataset_id, receipt.target, url)
+        uploader = server.uploader(receipt.source, receipt.dataset_id, receipt.target, url, reader)
     sent = uploader.offset
     progress(sent)
     try:
@@ -161,8 +160,21 @@ def send(state: State, server: Server, receipt: Receipt, progress: Callable[[int
             sent = uploader.offset
     except TusCommunicationError as error:
         raise tus_error(server.url, error) from error
+    _hashed(state, receipt, reader.sha256(receipt.size))
     state.update(receipt.source, uploaded_at=now(), error=None)
     return True
+
+
+def _hashed(state: State, receipt: Receipt, sha256: str | None) -> Receipt:
+    """The receipt with its sha256: kept, found while sending (``sha256``), or hashed now (an
+    upload resumed from an earlier run); Changed if the file changed meanwhile."""
+    if receipt.sha256:
+        return receipt
+    receipt.sha256 = sha256 or sha256_of(Path(receipt.source))
+    if not unchanged(receipt):
+        raise Changed(f"{receipt.source} changed while it was sent: it is hashed again")
+    state.update(receipt.source, sha256=receipt.sha256)
+    return receipt
 
 
 def send_bundle(
@@ -304,10 +316,13 @@ def hash_all(
     planned: Iterable[Planned],
     jobs: int,
     quiet: bool = False,
+    defer_over: int | None = None,
 ) -> tuple[list[Receipt], dict[str, str]]:
-    """The receipts of ``planned``, hashing the new and changed files ``jobs`` at a time."""
+    """The receipts of ``planned``, hashing the new and changed files ``jobs`` at a time;
+    those larger than ``defer_over`` are hashed as they are sent instead (see ``take_up``)."""
     planned = list(planned)
-    total = sum(os.stat(item.source).st_size for item in planned)
+    sizes = [os.stat(item.source).st_size for item in planned]
+    total = sum(size for size in sizes if defer_over is None or size <= defer_over)
     receipts: list[Receipt] = []
     fresh: list[Receipt] = []
     failed: dict[str, str] = {}
@@ -318,7 +333,9 @@ def hash_all(
 
         def one(item: Planned) -> None:
             try:
-                receipts.append(take_up(state, server, dataset_id, item, bar.update, fresh))
+                receipts.append(
+                    take_up(state, server, dataset_id, item, bar.update, fresh, defer_over)
+                )
             except (AgentError, OSError) as error:
                 failed[str(item.source)] = str(error)
 

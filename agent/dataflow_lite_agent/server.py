@@ -96,20 +96,24 @@ class Server:
             found[target] = FileOnServer(target, file.get("sha256"), file.get("transfer_state"))
         return dataset.get("destination") or "", found
 
-    def uploader(self, source: str, dataset_id: int, target: str, url: str | None) -> Uploader:
-        """A tus upload of ``source`` as ``target``: resumed at ``url`` if given and alive."""
+    def uploader(
+        self, source: str, dataset_id: int, target: str, url: str | None, stream: Any = None
+    ) -> Uploader:
+        """A tus upload of ``source`` as ``target``: resumed at ``url`` if given and alive;
+        read from ``stream`` (a file-like object of ``source``) if given."""
         from tusclient.client import TusClient
         from tusclient.exceptions import TusCommunicationError
 
         folder, _, name = target.rpartition("/")
         client = TusClient(self.api + "/uploads/", headers=dict(self._headers))
         metadata = {"dataset_id": str(dataset_id), "relative_path": folder, "filename": name}
+        reading = {"file_stream": stream} if stream is not None else {"file_path": source}
         try:
-            return client.uploader(file_path=source, url=url, chunk_size=CHUNK, metadata=metadata)
+            return client.uploader(url=url, chunk_size=CHUNK, metadata=metadata, **reading)
         except TusCommunicationError as error:
             if url is not None and error.status_code in (403, 404, 410):
                 # Expired or ended on the server: its bytes are gone, start again.
-                return client.uploader(file_path=source, chunk_size=CHUNK, metadata=metadata)
+                return client.uploader(chunk_size=CHUNK, metadata=metadata, **reading)
             raise tus_error(self.url, error) from error
 
     def send_bundle(self, body: Body) -> tuple[int, dict[str, Any]]:

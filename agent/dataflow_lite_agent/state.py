@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS receipts (
     target TEXT NOT NULL,          -- its path inside the dataset
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,          -- computed here, before sending
+    sha256 TEXT NOT NULL,          -- computed here; over tus, as it is sent
     hashed_at TEXT NOT NULL,
     upload_url TEXT,               -- the tus upload, once made
     uploaded_at TEXT,              -- the server has every byte

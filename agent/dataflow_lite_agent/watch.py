@@ -186,7 +186,13 @@ class Watcher:
                 say(f"dataset {dataset_id} for {run.root}")
             planned = [Planned(path, run.target(path)) for path in files]
             receipts, failed = hash_all(
-                self.state, self.server, dataset_id, planned, self.jobs, True
+                self.state,
+                self.server,
+                dataset_id,
+                planned,
+                self.jobs,
+                True,
+                self.limits.file_bytes if self.limits else -1,
             )
             outcome = send_all(self.state, self.server, receipts, self.jobs, True, self.limits)
             failed.update(outcome.failed)
