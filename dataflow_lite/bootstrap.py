@@ -13,7 +13,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from dataflow_lite.adapter import AdapterContext, Adapters, adapter_settings, discover_adapters
+from dataflow_lite.adapter import (
+    AdapterContext,
+    Adapters,
+    adapter_key_files,
+    adapter_settings,
+    discover_adapters,
+)
 from dataflow_lite.live_checks import LiveChecks
 from dataflow_lite.settings import ENV_PREFIX, load_settings
 from dataflow_lite.store import db, schema
@@ -67,8 +73,7 @@ def build(instance: Path | None = None, overrides: dict[str, Any] | None = None)
     # A new database gets its tables; an older one stops start-up naming 'db upgrade'.
     schema.prepare(engine, database)
     # Hosts sharing a catalog must share its keys: a host with others stops here, naming why.
-    adapter_keys = (n for c in adapter_classes.values() for n in c.key_files)
-    check_fingerprint(engine, keys, host_name(settings), adapter_keys)
+    check_fingerprint(engine, keys, host_name(settings), adapter_key_files(adapter_classes))
     queue = TransferQueue(engine, adapters, cipher, instance / "queue.sqlite3", settings)
     return Runtime(
         instance=instance,

@@ -515,3 +515,30 @@ def test_a_file_sent_over_tus_is_hashed_by_the_reads_that_send_it(tmp_path: Path
     resumed.read(1 << 20)
     assert resumed.sha256(3 << 20) is None, "the file is then hashed once more, whole"
     resumed.close()
+
+
+@pytest.mark.server
+def test_a_file_left_to_a_tus_send_that_never_ran_goes_in_a_bundle_hashed(instance, cli, tmp_path):
+    """A run that would send a file over tus (hashed as it is sent) stops before sending; the
+    next run, with a higher bundle limit, sends it in a bundle, whose manifest needs its hash."""
+    key = cli.user_key("suhas")
+    run = make_run(tmp_path / "run", {"frame.raw": os.urandom(600 << 10)})
+    server = start_server(instance, tmp_path / "server.log")
+    url, port = server.url, int(server.url.rsplit(":", 1)[1])
+    auth = {"Authorization": f"Bearer {key}"}
+    dataset = requests.post(
+        f"{server.api}/datasets", json={"name": "run"}, headers=auth, timeout=30
+    ).json()
+    stop_server(server)
+    command = ["push", str(run), "--dataset", str(dataset["id"]), "--server", url, "--key", key,
+               "--quiet"]  # fmt: skip
+    away = agent(tmp_path / "state", *command, "--bundle-max-kib", "512", check=False)
+    assert away.returncode == 1 and "did not answer" in away.stderr
+    server = start_server(instance, tmp_path / "server2.log", port=port)
+    try:
+        out = agent(tmp_path / "state", *command).stdout  # the default limit: a bundle
+        assert "1 file(s) sent, 0 already there, 1 of 1 verified" in out, out
+        [receipt] = receipts(tmp_path / "state", run)
+        assert receipt["sha256"] == sha256(run / "frame.raw") and receipt["verified"] is True
+    finally:
+        stop_server(server)

@@ -50,7 +50,7 @@ def test_a_host_with_other_keys_is_refused_naming_the_host_to_copy_them_from(tmp
     second = host(tmp_path / "b", shared)
     refused = second.fails("user", "list")
     assert "are not the ones this catalog was first opened with" in refused
-    assert "host a," in refused and "copy local-folders.key, password.key, secret_key" in refused
+    assert "host a," in refused and "copy secret_key, password.key, local-folders.key" in refused
 
     # Copying the two files is all it takes.
     for name in ("secret_key", "password.key", "local-folders.key"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -54,7 +55,10 @@ class AgentGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except BrokenPipeError:  # the reader went away (`| head`): stop without a word
+        except BrokenPipeError as error:
+            if not _stdout_gone():
+                raise click.ClickException(str(error)) from None
+            # The reader went away (`| head`): stop without a word.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         except (AgentError, OSError) as error:
@@ -353,3 +357,12 @@ def watch(
         watcher.dry_run()
         return
     watcher.run(interval)
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output's reader went away (its pipe broken), not some other pipe's."""
+    if not hasattr(select, "poll"):  # Windows: no way to ask; a broken pipe is most likely it
+        return True
+    poller = select.poll()
+    poller.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))

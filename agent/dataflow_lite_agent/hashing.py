@@ -33,11 +33,12 @@ def sha256_of(path: Path, progress: Callable[[int], object] = lambda n: None) ->
 class HashingReader:
     """The file tuspy reads to send, hashed as it is read in order: the send is the hashing
     pass. A read that skips ahead (a resumed upload) leaves the hash unknown; a read again of
-    bytes already hashed (a retried request) is not hashed twice."""
+    bytes already hashed (a retried request) is not hashed twice. With ``hashing`` false (the
+    hash is known already) it only reads."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, hashing: bool = True) -> None:
         self._file = open(path, "rb")  # noqa: SIM115 (closed by close(), after the send)
-        self._digest = hashlib.sha256()
+        self._digest = hashlib.sha256() if hashing else None
         self._hashed = 0
         self._skipped = False
 
@@ -50,6 +51,8 @@ class HashingReader:
     def read(self, size: int = -1) -> bytes:
         position = self._file.tell()
         data = self._file.read(size)
+        if self._digest is None:
+            return data
         if position > self._hashed:
             self._skipped = True
         elif position + len(data) > self._hashed:
@@ -59,7 +62,8 @@ class HashingReader:
 
     def sha256(self, size: int) -> str | None:
         """The sha256 of the file's ``size`` bytes, if every one of them was read in order."""
-        return self._digest.hexdigest() if not self._skipped and self._hashed == size else None
+        whole = self._digest is not None and not self._skipped and self._hashed == size
+        return self._digest.hexdigest() if whole and self._digest else None
 
     def close(self) -> None:
         self._file.close()

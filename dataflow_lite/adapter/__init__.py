@@ -32,6 +32,7 @@ from dataflow_lite.adapter.files import (
 from dataflow_lite.adapter.registry import (
     ENTRY_POINT_GROUP,
     Adapters,
+    adapter_key_files,
     adapter_settings,
     discover_adapters,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "TransferStatus",
     "VERIFYING",
     "abandoned",
+    "adapter_key_files",
     "adapter_settings",
     "discover_adapters",
     "fsync_directory",

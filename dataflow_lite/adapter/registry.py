@@ -39,6 +39,11 @@ def adapter_settings(classes: dict[str, type[TransferAdapter]]) -> tuple[Setting
     )
 
 
+def adapter_key_files(classes: dict[str, type[TransferAdapter]]) -> list[str]:
+    """The names of the key files the adapters keep beside the instance's (``key_files``)."""
+    return [name for adapter_class in classes.values() for name in adapter_class.key_files]
+
+
 class Adapters:
     """The installed adapters of one app, and adapter instances per endpoint."""
 

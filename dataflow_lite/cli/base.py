@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,10 @@ class ServiceGroup(click.Group):
             raise click.ClickException(f"the catalog cannot be used: {reason}") from error
         except SchemaError as error:  # one line naming 'db upgrade', never a traceback
             raise click.ClickException(str(error)) from error
-        except BrokenPipeError:  # the reader went away (`| head`): stop without a word
+        except BrokenPipeError as error:
+            if not _stdout_gone():
+                raise click.ClickException(str(error)) from error
+            # The reader went away (`| head`): stop without a word.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         except OSError as error:  # a folder or file the command cannot read or write
@@ -119,3 +123,12 @@ def echo_done(message: str) -> None:
 def main(ctx: click.Context, instance: Path) -> None:
     """dataflow-lite: move instrument data to storage, with its metadata."""
     ctx.obj = {"instance": instance.resolve()}
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output's reader went away (its pipe broken), not some other pipe's."""
+    if not hasattr(select, "poll"):  # Windows: no way to ask; a broken pipe is most likely it
+        return True
+    poller = select.poll()
+    poller.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import click
 
-from dataflow_lite.adapter import adapter_settings, discover_adapters
+from dataflow_lite.adapter import adapter_key_files, adapter_settings, discover_adapters
 from dataflow_lite.cli.base import main
 from dataflow_lite.settings import load_settings
 from dataflow_lite.store import schema
 from dataflow_lite.store.db import Database
-from dataflow_lite.store.instance_keys import PASSWORD_KEY_FILE, SECRET_KEY_FILE, keys_folder
+from dataflow_lite.store.instance_keys import key_file_names, keys_folder
 
 
 def _database(instance: Path) -> tuple[Database, int]:
@@ -75,7 +75,9 @@ def db_current(ctx: click.Context) -> None:
 def db_backup(ctx: click.Context, file: Path) -> None:
     """Copy the catalog database to FILE (a new file), consistent while the server runs."""
     instance = ctx.find_root().obj["instance"]
-    database, _ = _database(instance)
+    adapters = discover_adapters()
+    settings = load_settings(instance, extra=adapter_settings(adapters))
+    database = Database.from_setting(instance, settings["database"])
     if not database.is_sqlite:
         raise click.ClickException(
             f"the catalog is on PostgreSQL ({database}): back it up with pg_dump"
@@ -88,11 +90,8 @@ def db_backup(ctx: click.Context, file: Path) -> None:
         raise click.ClickException(f"{file.parent} is not a directory")
     schema.copy_database(database.path, file)
     click.echo(f"database backed up to {file} ({file.stat().st_size} bytes)")
-    adapters = discover_adapters()
-    settings = load_settings(instance, extra=adapter_settings(adapters))
     keys = keys_folder(instance, settings["keys_dir"])
-    names = [SECRET_KEY_FILE, PASSWORD_KEY_FILE, *sorted({n for a in adapters.values()
-                                                          for n in a.key_files})]  # fmt: skip
+    names = key_file_names(adapter_key_files(adapters))
     click.echo(
         f"keep {', '.join(str(keys / name) for name in names)} with it: without them API keys, "
         "stored credentials and the endpoints' marked folders cannot be used",

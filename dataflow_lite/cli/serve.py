@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -68,9 +69,12 @@ def check_bind(bind: str) -> None:
     host, _, port = bind.rpartition(":")
     if not host or not port.isdigit() or "/" in bind:
         return
+    host = host.strip("[]")
+    # As gunicorn binds it: IPv6 for an IPv6 literal only, IPv4 for any name.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        _, kind, proto, _, address = socket.getaddrinfo(
+            host, int(port), family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
@@ -187,6 +191,7 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
     token = issue_key(rt, CLI, username, "quickstart").key
     url = f"http://{bind}/api/v1"
     rule = "=" * min(shutil.get_terminal_size().columns, 72)
+    python = shlex.quote(sys.executable)
     click.echo(rule)
     click.echo(f"dataflow-lite is starting at http://{bind}/ (the API at {url})")
     if password:
@@ -194,7 +199,7 @@ def quickstart(ctx: click.Context, username: str, bind: str) -> None:
     click.echo(f"API key for {username!r}: {token}")
     click.echo(f"Files land in {_destination(rt)}")
     click.echo(
-        f"Try: {sys.executable} -m pip install ordflow==0.0.2 && {sys.executable} -c "
+        f"Try: {python} -m pip install ordflow==0.0.2 && {python} -c "
         f"\"from ordflow import API; print(API('{token}', server_url='{url}').settings_get())\""
     )
     click.echo(rule)

@@ -66,6 +66,11 @@ def instance_secret_key(folder: Path) -> bytes:
     return load_or_create(folder / SECRET_KEY_FILE, _new_secret_key)
 
 
+def key_file_names(adapter_key_files: Iterable[str] = ()) -> list[str]:
+    """The key files hosts of one catalog share: the instance's two, then the adapters'."""
+    return [SECRET_KEY_FILE, PASSWORD_KEY_FILE, *sorted(set(adapter_key_files))]
+
+
 def fingerprint(folder: Path, adapter_key_files: Iterable[str] = ()) -> str:
     """A digest of the keys in ``folder`` (the instance's two, then the adapters' ``key_files``,
     made if missing): equal on hosts that share them, and revealing none."""
@@ -84,7 +89,7 @@ def check_fingerprint(
     """Record the keys' fingerprint (and ``host``, whose keys they are) in a catalog that has
     none; raise KeysMismatch for others."""
     adapter_key_files = tuple(adapter_key_files)
-    names = sorted({SECRET_KEY_FILE, PASSWORD_KEY_FILE, *adapter_key_files})
+    names = key_file_names(adapter_key_files)
     mine = fingerprint(folder, adapter_key_files)
     with db.session_scope(engine) as session:
         recorded = session.get(InstanceKeys, 1)
