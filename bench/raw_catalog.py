@@ -52,6 +52,16 @@ def rows(source: Path, users: dict[str, int], endpoint: str) -> tuple[list, list
     return datasets, values, files, texts
 
 
+#: Each table a load fills, with its columns, in the order of the rows ``rows`` builds.
+TABLES = (
+    ("dataset", "id, name, creator_id, instrument_id, endpoint_id, folder, created_at"),
+    ("metadatavalue", "dataset_id, field_name, value, metadata_field_id"),
+    ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
+     "sha256, created_at"),
+    ("dataset_text", "rowid, body, owner"),
+)  # fmt: skip
+
+
 def many_rows(db: sqlite3.Connection, table: str, columns: str, rows: list) -> None:
     """Insert ``rows`` with as many rows per ``INSERT`` as 999 parameters allow, as the import
     does: one ``INSERT`` per row (``executemany``) costs SQLite's FTS5 trigger of file names far
@@ -81,14 +91,7 @@ def sqlite_load(database: Path, source: Path) -> float:
     datasets = [(*row[:6], row[6].strftime("%Y-%m-%d %H:%M:%S.000000")) for row in datasets]
     files = [(*row[:7], row[7].strftime("%Y-%m-%d %H:%M:%S.000000")) for row in files]
     db.execute("BEGIN IMMEDIATE")
-    for table, columns, table_rows in (
-        ("dataset", "id, name, creator_id, instrument_id, endpoint_id, folder, created_at",
-         datasets),
-        ("metadatavalue", "dataset_id, field_name, value, metadata_field_id", values),
-        ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
-         "sha256, created_at", files),
-        ("dataset_text", "rowid, body, owner", texts),
-    ):  # fmt: skip
+    for (table, columns), table_rows in zip(TABLES, (datasets, values, files, texts), strict=True):
         many_rows(db, table, columns, table_rows)
     db.execute("COMMIT")
     seconds = time.perf_counter() - began
@@ -107,14 +110,10 @@ def postgresql_load(url: str, source: Path) -> float:
         datasets, values, files, texts = rows(source, users, endpoint)
         datasets = [(*row[:6], row[6].replace(tzinfo=UTC)) for row in datasets]
         files = [(*row[:7], row[7].replace(tzinfo=UTC)) for row in files]
-        tables = (
-            ("dataset", "id, name, creator_id, instrument_id, endpoint_id, folder, created_at",
-             datasets),
-            ("metadatavalue", "dataset_id, field_name, value, metadata_field_id", values),
-            ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, "
-             "file_type, sha256, created_at", files),
-            ("dataset_text", "rowid, body, owner", texts),
-        )  # fmt: skip
+        tables = [
+            (*names, table_rows)
+            for names, table_rows in zip(TABLES, (datasets, values, files, texts), strict=True)
+        ]
         # One transaction per CHUNK datasets, as the import commits: the key counts' trigger
         # updates the same few rows for every value, and within one transaction each update
         # leaves a row version the next must step over.
