@@ -138,75 +138,77 @@ def _date_bounds(sql: Sql, value: str, low: date | None, high: date | None) -> s
     return " AND ".join(parts)
 
 
-def _value_branches(sql: Sql, term: Qualifier) -> list[str]:
-    """What a metadata value ``m`` must be, as alternatives (any one of them matches)."""
+#: The indexes that list a key's values: typed numbers, lowered text, and every value.
+_NUMBERS, _TEXTS, _ALL = (
+    "ix_metadatavalue_number",
+    "ix_metadatavalue_text",
+    "ix_metadatavalue_key_value",
+)
+
+
+def _value_branches(sql: Sql, term: Qualifier) -> list[tuple[str, str]]:
+    """What a metadata value ``m`` must be, as alternatives (any one of them matches), each
+    with the index that lists the values it can match."""
     number = "json_extract(m.value, '$')"
     lowered = "lower(json_extract(m.value, '$'))"
     is_number = _NUMBER.format(v="m.value")
     ops = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
     if term.op == "has":
-        return ["1"]
+        return [(_ALL, "1")]
     if term.op == "range":
         low, high = term.low, term.high
         if isinstance(low, date) or isinstance(high, date):  # then both ends are (query.py)
             days = [end if isinstance(end, date) else None for end in (low, high)]
-            return [_date_bounds(sql, lowered, *days)]
+            return [(_TEXTS, _date_bounds(sql, lowered, *days))]
         parts = [is_number]
         if low is not None:
             parts.append(f"{number} >= {sql.bind(low)}")
         if high is not None:
             parts.append(f"{number} <= {sql.bind(high)}")
-        return [" AND ".join(parts)]
+        return [(_NUMBERS, " AND ".join(parts))]
     value = term.value
     if term.op in ops:
         if isinstance(value, date):
             # After day D is from the next day on; up to day D includes all of it.
             low = value + timedelta(days=1) if term.op == "gt" else value
             if term.op in ("gt", "ge"):
-                return [_date_bounds(sql, lowered, low, None)]
-            return [_date_bounds(sql, lowered, None, value - timedelta(days=1)
-                                 if term.op == "lt" else value)]  # fmt: skip
-        return [f"{is_number} AND {number} {ops[term.op]} {sql.bind(value)}"]
+                return [(_TEXTS, _date_bounds(sql, lowered, low, None))]
+            return [(_TEXTS, _date_bounds(sql, lowered, None, value - timedelta(days=1)
+                                          if term.op == "lt" else value))]  # fmt: skip
+        return [(_NUMBERS, f"{is_number} AND {number} {ops[term.op]} {sql.bind(value)}")]
     # Equality: the text as typed, without regard to (ASCII) case, and its typed readings.
-    branches = [f"{_TEXT.format(v='m.value')} AND {lowered} = lower({sql.bind(term.raw)})"]
+    branches = [
+        (_TEXTS, f"{_TEXT.format(v='m.value')} AND {lowered} = lower({sql.bind(term.raw)})")
+    ]
     if isinstance(value, date):
-        branches.append(_date_bounds(sql, lowered, value, value))
+        branches.append((_TEXTS, _date_bounds(sql, lowered, value, value)))
     elif isinstance(value, int | float):
-        branches.append(f"{is_number} AND {number} = {sql.bind(value)}")
+        branches.append((_NUMBERS, f"{is_number} AND {number} = {sql.bind(value)}"))
     elif term.raw.lower() in ("true", "false"):
-        branches.append(f"json_type(m.value) = {sql.bind(term.raw.lower())}")
+        branches.append((_ALL, f"json_type(m.value) = {sql.bind(term.raw.lower())}"))
     elif term.raw.lower() == "null":
         # Earlier releases stored a null sent through the API as SQL NULL, not JSON null.
-        branches.append("(m.value IS NULL OR json_type(m.value) = 'null')")
+        branches.append((_ALL, "(m.value IS NULL OR json_type(m.value) = 'null')"))
     return branches
-
-
-def _value_index(branch: str) -> str:
-    """The index listing a branch's values: a typed one when the branch begins with its type."""
-    if branch.startswith(_NUMBER.format(v="m.value")):
-        return "ix_metadatavalue_number"
-    if branch.startswith(_TEXT.format(v="m.value")):
-        return "ix_metadatavalue_text"
-    return "ix_metadatavalue_key_value"
 
 
 def value_cond(sql: Sql, term: Qualifier) -> Cond:
     """A metadata qualifier: the dataset has a value of ``term.key`` that matches."""
     key = sql.bind(term.key)
     branches = _value_branches(sql, term)
-    either = " OR ".join(f"({branch})" for branch in branches)
+    either = " OR ".join(f"({branch})" for _, branch in branches)
     # The per-row check seeks the dataset's values of the key, never a scan of the key's values.
     check = (
-        "EXISTS (SELECT 1 FROM metadatavalue AS m INDEXED BY ix_metadatavalue_key_value "
+        f"EXISTS (SELECT 1 FROM metadatavalue AS m INDEXED BY {_ALL} "
         f"WHERE m.field_name = {key} AND m.dataset_id = d.id AND ({either}))"
     )
     # One SELECT per branch, each naming its index (typed number, lower text, key): the
     # catalog is not ANALYZEd, and the planner would take the covering (key, dataset, value)
     # index for any of them, reading every value of the key (1 s at a million datasets).
     ids = " UNION ".join(
-        f"SELECT m.dataset_id AS id FROM metadatavalue AS m INDEXED BY {_value_index(branch)} "
+        f"SELECT m.dataset_id AS id FROM metadatavalue AS m INDEXED BY {index} "
         f"WHERE m.field_name = {key} AND {branch}"
-        for branch in branches
+        for index, branch in branches
     )
     negated = "NOT " + check if term.negated else check
     return Cond(negated, None if term.negated else ids, cost=VALUE_COST)
