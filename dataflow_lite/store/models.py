@@ -162,10 +162,9 @@ class MetadataValue(SQLModel, table=True):
 
     Revision 0006 also indexes numbers by value and text by its lowercase (expression indexes
     that no model describes: ``dataflow_lite.store.sqlite_search`` queries them); on SQLite they
-    end with the dataset id since 0010.
+    end with the dataset id since 0010. Values by key and dataset: on SQLite
+    ``ix_metadatavalue_key_value`` (0012), on PostgreSQL ``ix_metadatavalue_key`` (0013).
     """
-
-    __table_args__ = (Index("ix_metadatavalue_key", "field_name", "dataset_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     dataset_id: int = Field(foreign_key="dataset.id", index=True, ondelete="CASCADE")

@@ -80,9 +80,10 @@ def target_metadata() -> MetaData:
 
 #: What no model describes: the full-text tables (and their shadow tables), and the expression
 #: indexes of typed metadata values (revision 0006), PostgreSQL's trigram indexes (0007), and
-#: SQLite's covering index of values by key and dataset (0012).
+#: the indexes of values by key and dataset, each catalog's own (0012, 0013).
 UNMODELLED_TABLES = (SEARCH_TABLE, "file_name_text")
 UNMODELLED_INDEXES = (
+    "ix_metadatavalue_key",
     "ix_metadatavalue_number",
     "ix_metadatavalue_text",
     "ix_metadatavalue_key_value",
