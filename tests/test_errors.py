@@ -28,7 +28,7 @@ from dataflow_lite import create_app
 from dataflow_lite.store.api_keys import SALT
 from dataflow_lite.store.models import ApiKey
 
-from .conftest import catalog
+from .conftest import catalog, wait_for_transfers
 
 API = "/api/v1"
 UPLOAD = f"{API}/dataset-file-upload"
@@ -899,11 +899,15 @@ def test_an_upload_within_the_size_limit_lands(small_client, auth, dataset):
 
 
 @pytest.mark.server
-def test_a_chunked_upload_over_the_size_limit_is_413_on_the_server(limited_server, auth, instance):
+def test_a_chunked_upload_over_the_size_limit_is_413_on_the_server(
+    limited_server, auth, key, instance
+):
     created = requests.post(
         f"{limited_server.api}/datasets", json={"name": "Scan"}, headers=auth, timeout=10
     )
     assert created.status_code == 201, created.text
+    # The dataset's metadata.json lands a few seconds after it was made: not inside the block.
+    wait_for_transfers(limited_server.api, key, created.json()["id"])
     body = multipart(field("dataset_id", created.json()["id"]), file_part(content=b"x" * 5000))
     with nothing_changes(instance):
         response = requests.post(
