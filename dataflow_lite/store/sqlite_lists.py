@@ -54,8 +54,7 @@ def exact_sizes(
     for bound in (FIRST_LENGTHS * search_sql.WINDOW, None):
         counted = []
         for _, index, cond in listed:
-            assert cond.ids is not None
-            limit = bound if shortest is None else min(bound or shortest, shortest)
+            limit = min((n for n in (bound, shortest) if n is not None), default=None)
             size = _length(session, sql, cond, limit)
             counted.append((size, index, cond))
             if limit is None or size <= limit:  # the list ended: its exact length
