@@ -9,7 +9,8 @@ datasets (words, a metadata key, a file name) first counts them, stopping at :da
 When the smallest such list holds at most :data:`WINDOW` datasets it drives the query (its
 datasets are looked up by id, checked against the other terms and sorted: at most WINDOW
 rows). When every list is longer, each is counted on (to the shortest so far) and the
-shortest drives, read once; if more than WINDOW pass, or one long list is all there is, the
+shortest drives, read once, unless most of the first list's first datasets pass (then it is
+counted along at once); if more than WINDOW pass, or one long list is all there is, the
 datasets are walked newest first along an index on ``created_at`` (the user's own, or an
 instrument's) and each is checked against every term, cheapest check first, so a page costs
 about ``page size / share of datasets that match`` index steps. Counting stops at WINDOW + 1.
@@ -41,9 +42,12 @@ from dataflow_lite.store.sqlite_lists import (
     WORDS_COST,
     as_list,
     count_passing,
+    counted_list,
     driven,
     exact_sizes,
+    mostly_passing,
     passing_rows,
+    walk_count,
 )
 
 __all__ = ["TRIGRAM", "Cond", "Found", "Sql", "Walk", "bounded_count", "like_pattern", "list_size"]
@@ -295,7 +299,11 @@ def dataset_page(
         key=lambda found: found[:2],
     )
     if len(sizes) > 1 and sizes[0][0] > search_sql.WINDOW:
-        sizes = exact_sizes(session, sql, sizes)
+        # When most of the first list's datasets pass, counting along it soon passes the
+        # window: the lists' lengths, which only choose the list to read whole, are not needed.
+        along = counted_list(sizes[0][2], route)
+        if along is None or not mostly_passing(session, sql, along, route, conds, sizes[0][2]):
+            sizes = exact_sizes(session, sql, sizes)
     order = "ORDER BY d.created_at DESC, d.id DESC"
     seek = []
     if after is not None:
@@ -308,13 +316,10 @@ def dataset_page(
         assert driver.ids is not None
         source = driven(driver.ids)
         count = 0
-        owned = driver.owned_lower or driver.owned_ids
-        if sizes[0][0] > search_sql.WINDOW and owned and route.owner_check:
-            # Counted along the owner's own list: no check of the owner.
-            count = count_passing(session, sql, owned, route, conds, driver, owned=True)
-        elif sizes[0][0] > search_sql.WINDOW and driver.lower_ids is not None:
-            # Counted along the shortest list, unsorted: it is read, not every dataset walked.
-            count = count_passing(session, sql, driver.lower_ids, route, conds, driver)
+        if sizes[0][0] > search_sql.WINDOW and (along := counted_list(driver, route)):
+            # Counted along the shortest list (the owner's own, with no check of the owner),
+            # unsorted: it is read, not every dataset walked.
+            count = count_passing(session, sql, along[0], route, conds, driver, owned=along[1])
         if count <= search_sql.WINDOW and (sizes[0][0] <= search_sql.WINDOW or len(sizes) > 1):
             # Few in the list, or terms that may match few together: the passing datasets are
             # read once and paged here, rather than the list read again to sort them.
@@ -326,8 +331,11 @@ def dataset_page(
             count = len(passing)
         elif count <= search_sql.WINDOW:
             # One long list: most likely more than the window pass, so they are counted in SQL
-            # (no row reaches Python) and sorted only when they turn out to be few.
-            count = count_passing(session, sql, driver.ids, route, conds, driver)
+            # (no row reaches Python; along the walk when that is cheaper) and sorted only when
+            # they turn out to be few.
+            along_walk = walk_count(session, sql, route, conds, driver)
+            count = along_walk if along_walk is not None else \
+                count_passing(session, sql, driver.ids, route, conds, driver)  # fmt: skip
             if count <= search_sql.WINDOW:
                 rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
                                f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
