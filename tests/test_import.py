@@ -7,18 +7,28 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from slugify import slugify
 from sqlmodel import select
 
 from dataflow_lite.cli import main
-from dataflow_lite.services import imports
+from dataflow_lite.services import import_lines, imports
 from dataflow_lite.store import layout, metadata
 from dataflow_lite.store.models import AuditEvent, Dataset, DatasetFile, MetadataValue
 
 from .conftest import catalog
 
 SHA = hashlib.sha256(b"x").hexdigest()
+
+
+@pytest.fixture(autouse=True, params=["checked here", "checked in processes"])
+def checking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: lines checked in the importing process (a small file), and in checking
+    processes (a large file), two lines to a batch so that lines cross batches."""
+    if request.param == "checked in processes":
+        monkeypatch.setattr(imports, "PARALLEL_BYTES", 0)
+        monkeypatch.setattr(import_lines, "BATCH", 2)
 
 
 def line(name: str = "AFM scan", **changes) -> dict:
