@@ -29,6 +29,7 @@ import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -374,6 +375,8 @@ def checked(
                     yield from waiting.popleft().result()
             while waiting:
                 yield from waiting.popleft().result()
+    except BrokenProcessPool as error:  # one was killed (out of memory?): a line, not a trace
+        raise ChildProcessError(f"a process checking the lines stopped: {error}") from None
     finally:
         _PREPARER = None
 
