@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import signal
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from slugify import slugify
 from sqlmodel import select
 
 from dataflow_lite.cli import main
-from dataflow_lite.services import imports
+from dataflow_lite.services import import_lines, imports
 from dataflow_lite.store import layout, metadata
 from dataflow_lite.store.models import AuditEvent, Dataset, DatasetFile, MetadataValue
 
 from .conftest import catalog
 
 SHA = hashlib.sha256(b"x").hexdigest()
+
+
+@pytest.fixture(autouse=True, params=["checked here", "checked in processes"])
+def checking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: lines checked in the importing process (a small file), and in checking
+    processes (a large file), two lines to a batch so that lines cross batches."""
+    if request.param == "checked in processes":
+        monkeypatch.setattr(imports, "PARALLEL_BYTES", 0)
+        monkeypatch.setattr(import_lines, "BATCH", 2)
 
 
 def line(name: str = "AFM scan", **changes) -> dict:
@@ -252,3 +264,24 @@ def test_the_quick_slug_is_python_slugify():
         text = "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 100)))
         expected = slugify(text, separator="_", max_length=layout.MAX_SLUG_LENGTH) or "untitled"
         assert layout.slug(text) == expected, text
+
+
+def killed(batch: list) -> list:
+    """A checking process's work that ends it, as the kernel's out-of-memory killer would (a
+    function of the module: the pool sends its name to the process)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return []
+
+
+def test_a_checking_process_killed_stops_the_import_in_one_line(
+    cli, instance, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(imports, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(import_lines, "BATCH", 1)
+
+    monkeypatch.setattr(import_lines, "_check_batch", killed)
+    cli.user_key("ada")
+    said = cli.fails("import", str(write(tmp_path / "in.jsonl", line(), line("Second scan"))))
+    assert "Error: a process checking the lines stopped" in said
+    with catalog(instance) as session:
+        assert session.exec(select(Dataset)).all() == []

@@ -6,7 +6,11 @@ metadata flattened by :mod:`dataflow_lite.store.metadata` against the instrument
 size limits, each file's path by :mod:`dataflow_lite.store.layout`), and against what is
 already known: the users and instruments of the catalog, and the datasets already there or on
 an earlier line (a dataset is the same one when its name, creator, instrument and creation time
-are). Nothing here writes; ``imports`` loads what passed.
+are). Nothing here writes; ``imports`` loads what passed, as :class:`Preparer` laid it out.
+
+Checking is the part of an import that parallelises: :func:`checked` hands a large file's lines
+to a process per CPU in batches (forked, so each inherits the checker), and takes their results
+back in the order of the lines, for the one check that needs the lines before it (duplicates).
 
 A checker remembers one small digest per dataset (those at the endpoint and those of the lines
 checked so far), not the rows: a file of millions of lines is checked in constant memory but
@@ -18,24 +22,37 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
+import os
+import pickle
 import re
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import datasets
 from dataflow_lite.services.errors import ServiceError
-from dataflow_lite.store import catalog, layout, metadata
+from dataflow_lite.store import catalog, layout, metadata, search, search_sql
 from dataflow_lite.store.models import Dataset, Instrument, MetadataField, User, row_id
 
 KEYS = frozenset({"name", "creator", "instrument", "created_at", "metadata", "files"})
 FILE_KEYS = frozenset({"relative_path", "name", "size", "sha256"})
 SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+#: Lines a checking process takes at a time, and how many such batches may wait per process.
+BATCH, BATCHES_PER_PROCESS = 1_000, 2
+DATASETS = SQLModel.metadata.tables["dataset"]
+VALUES = SQLModel.metadata.tables["metadatavalue"]
 
 
 class BadLine(ValueError):
@@ -85,19 +102,19 @@ class Checker:
             for ident, name, creator, instrument, created in existing
         }
 
-    def check(self, line_number: int, text: bytes) -> Row:
-        """The row a line describes, or BadLine saying what is wrong with it (a dataset already
-        in the catalog or on an earlier line checked by this checker is)."""
-        row = self.row(line_number, text)
-        same = _identity(row.name, row.creator_id, row.instrument_id, row.created_at)
+    def duplicate(self, line_number: int, same: bytes) -> str | None:
+        """What is wrong if the dataset of ``line_number`` (``same``, its identity) is
+        already in the catalog or on an earlier line; else None. Lines must come here in order,
+        whichever process checked the rest of them."""
         where = self.seen.setdefault(same, line_number)
-        if where != line_number:
-            earlier = f"dataset {-where}" if where < 0 else f"line {where}"
-            raise BadLine(f"the same dataset as {earlier} (name, creator, time)")
-        return row
+        if where == line_number:
+            return None
+        earlier = f"dataset {-where}" if where < 0 else f"line {where}"
+        return f"the same dataset as {earlier} (name, creator, time)"
 
     def row(self, line_number: int, text: bytes) -> Row:
-        """The row a line describes, or BadLine: every check but the one for duplicates."""
+        """The row a line describes, or BadLine: every check but the one for duplicates (which
+        needs the lines before it: :meth:`duplicate`)."""
         try:
             item = _DECODER.decode(text.decode(json.detect_encoding(text), "surrogatepass"))
         except BadLine:
@@ -195,6 +212,11 @@ def _text(item: dict[str, Any], key: str) -> str:
     return value
 
 
+def dataset_identity(row: Row) -> bytes:
+    """What makes ``row`` the same dataset as another (see :func:`_identity`)."""
+    return _identity(row.name, row.creator_id, row.instrument_id, row.created_at)
+
+
 def _identity(name: str, creator_id: int, instrument_id: int | None, created: datetime) -> bytes:
     """What makes two datasets the same one (name, creator, instrument, creation time), as a
     128-bit digest: a fifth of the memory of the tuple, and no two differ by chance in practice
@@ -258,3 +280,118 @@ def _files(given: Any) -> tuple[list[tuple[str, str, int, str]], list[tuple[str,
             directories.setdefault(folder, ("/".join(parts[: depth - 1]), parts[depth - 1]))
         files.append(("/".join(parts), name, size, sha256))
     return files, list(directories.values())
+
+
+class Prepared(NamedTuple):
+    """A checked dataset's rows as the load inserts them, but for the dataset's id (and its
+    folder, which the load makes unique)."""
+
+    line: int
+    folder: str
+    #: name, creator_id, instrument_id
+    dataset: tuple[str, int, int | None]
+    created_at: Any
+    #: field_name, value (JSON text), metadata_field_id
+    values: list[tuple[str, Any, int | None]]
+    #: name, relative_path, is_directory, file_length, file_type, sha256, created_at
+    files: list[tuple[Any, ...]]
+    body: str
+    owner: str
+
+
+#: What one line came to: its number, the dataset's identity and its Prepared rows (pickled),
+#: or for a bad line an empty identity and what is wrong with it.
+Checked = tuple[int, bytes, bytes | str]
+
+
+class Preparer:
+    """Checks lines and prepares each dataset's rows for the load: values already converted by
+    the columns' own types, files and folders as rows, the full-text row laid out. This is the
+    part of the import that runs in several processes at once (:func:`checked`)."""
+
+    def __init__(self, checker: Checker, dialect: Any) -> None:
+        self.checker = checker
+        self.when = _converter(DATASETS.c.created_at, dialect)
+        self.value_text = _converter(VALUES.c.value, dialect)
+
+    def lines(self, batch: list[tuple[int, bytes]]) -> list[Checked]:
+        done: list[Checked] = []
+        for number, text in batch:
+            try:
+                row = self.checker.row(number, text)
+            except BadLine as error:
+                done.append((number, b"", str(error)))
+            else:
+                # One pickle per row: a pickler and unpickler kept across rows would each keep
+                # every row they saw in their memo (3.7 GB at a million).
+                prepared = pickle.dumps(self.prepare(row), protocol=pickle.HIGHEST_PROTOCOL)
+                done.append((number, dataset_identity(row), prepared))
+        return done
+
+    def prepare(self, row: Row) -> Prepared:
+        created = self.when(row.created_at)
+        files: list[tuple[Any, ...]] = [
+            (name, path, False, size, None, sha, created) for path, name, size, sha in row.files
+        ]
+        files += [(name, path, True, None, None, None, created) for path, name in row.directories]
+        names = [name for _, name, _, _ in row.files] + [name for _, name in row.directories]
+        return Prepared(
+            row.line,
+            row.folder,
+            (row.name, row.creator_id, row.instrument_id),
+            created,
+            [(name, self.value_text(value), field) for name, value, field in row.values],
+            files,
+            search.text_body(row.name, ((n, v) for n, v, _ in row.values), names),
+            search_sql.owner_text(row.creator_id),
+        )
+
+
+#: The preparer of the import running in this process, which its checking processes inherit.
+_PREPARER: Preparer | None = None
+
+
+def checked(
+    preparer: Preparer, numbered: Iterator[tuple[int, bytes]], parallel: bool
+) -> Iterator[Checked]:
+    """What each line came to, in the order of the lines: checked here, or in batches by a
+    process per CPU (a few batches ahead at most, so memory stays bounded)."""
+    batches = iter(lambda: list(islice(numbered, BATCH)), [])
+    if not parallel:
+        for batch in batches:
+            yield from preparer.lines(batch)
+        return
+    global _PREPARER
+    _PREPARER = preparer
+    processes = os.cpu_count() or 1
+    try:
+        with ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("fork"), initializer=_forked
+        ) as pool:
+            waiting: deque[Future[list[Checked]]] = deque()
+            for batch in batches:
+                waiting.append(pool.submit(_check_batch, batch))
+                if len(waiting) >= processes * BATCHES_PER_PROCESS:
+                    yield from waiting.popleft().result()
+            while waiting:
+                yield from waiting.popleft().result()
+    except BrokenProcessPool as error:  # one was killed (out of memory?): a line, not a trace
+        raise ChildProcessError(f"a process checking the lines stopped: {error}") from None
+    finally:
+        _PREPARER = None
+
+
+def _forked() -> None:
+    """In a checking process: leave the catalog connections it inherited to its parent."""
+    assert _PREPARER is not None
+    _PREPARER.checker.rt.engine.dispose(close=False)
+
+
+def _check_batch(batch: list[tuple[int, bytes]]) -> list[Checked]:
+    assert _PREPARER is not None
+    return _PREPARER.lines(batch)
+
+
+def _converter(column: Any, dialect: Any) -> Any:
+    """What ``column``'s type does to a Python value before the driver sees it."""
+    return column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
