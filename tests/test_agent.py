@@ -386,10 +386,12 @@ def test_watch_never_sends_a_growing_file_before_it_is_quiet(live_server, cli, t
     (watched / "run1" / "~$lock.tmp").write_text("office's lock file")
     growing = watched / "run1" / "growing.dat"
     state = tmp_path / "state"
-    watcher = watch(state, watched, live_server.url, key, "--quiet-seconds", "2")
+    # A quiet period well above the 0.9 s between writes: on a busy machine a write may come
+    # late, and the look below (a process of its own) may take seconds to start.
+    watcher = watch(state, watched, live_server.url, key, "--quiet-seconds", "5")
     try:
         with growing.open("wb") as out:
-            for _ in range(8):  # 8 x 0.9 s: longer than the quiet period, never quiet for half
+            for _ in range(8):  # 8 x 0.9 s: longer than the quiet period
                 out.write(os.urandom(4096))
                 out.flush()
                 time.sleep(0.9)
@@ -430,13 +432,17 @@ def test_watch_waits_for_the_marker_and_for_a_server_that_was_down(instance, cli
     try:
         time.sleep(2)
         (watched / "run7" / "DONE").write_text("")
-        time.sleep(3)  # marker there, server away: the agent keeps trying
+        # Marker there, server away: the agent tries (however long it took to start) and goes on.
+        tried = tmp_path / "watch.log"
+        wait_for(lambda: "did not answer" in tried.read_text(), 120, "a try at the server away")
         assert sent_paths(state, watched) == {}
         server = start_server(instance, tmp_path / "server2.log", port=int(port))
         try:
+            # The agent waits longer after each failed try (up to 300 s): the server's start,
+            # slow on a busy machine, may have doubled its wait more than once.
             sent = wait_for(
                 lambda: len(sent_paths(state, watched)) == 2 and sent_paths(state, watched),
-                120,
+                240,
                 "the run sent",
             )
             assert set(sent) == {"run7/a.raw", "run7/b/c.raw"}

@@ -72,7 +72,7 @@ def holder_of(path: Path, pids: set[int]) -> int:
     raise AssertionError(f"no process has {path} open")
 
 
-def wait_for(condition, seconds: float = 20.0, what: str = "the condition"):
+def wait_for(condition, seconds: float = 60.0, what: str = "the condition"):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if result := condition():
@@ -290,7 +290,7 @@ def test_kill_9_of_serve_ends_gunicorn_and_the_worker_and_frees_the_port(
         assert len(children) >= 4  # gunicorn, its two workers, the transfer worker
         server.process.send_signal(signal.SIGKILL)
         server.process.wait()
-        wait_for(lambda: not any(alive(pid) for pid in children), 10, "the children's end")
+        wait_for(lambda: not any(alive(pid) for pid in children), 60, "the children's end")
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
             probe.bind(("127.0.0.1", port))

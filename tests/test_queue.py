@@ -50,7 +50,9 @@ from dataflow_lite.transfers.hosts import HostNameTaken
 
 from .conftest import catalog
 
-SETTLE_SECONDS = 3  # the burst test runs a rewrite early: on a busy machine 1 s went by first
+#: The burst test runs a rewrite early, before the files settle: on a busy machine 1 s went by
+#: first, and 3 s may too.
+SETTLE_SECONDS = 10
 LEASE_SECONDS = 3
 SETTINGS = {
     "transfer_lease_seconds": LEASE_SECONDS,
@@ -523,7 +525,9 @@ def test_a_cancelled_local_copy_stops_between_chunks_and_leaves_no_partial_file(
         link(source, target, **at)
 
     def slowly(progress: watch.Progress, moved: int) -> None:
-        time.sleep(0.05)  # a slow disk: 1 MiB every 50 ms, 64 MiB in 3 s at the very least
+        # A slow disk: 1 MiB every 250 ms, 64 MiB in 16 s at the very least; the cancel below
+        # stops it within a few seconds, on a busy machine too.
+        time.sleep(0.25)
         progress.moved = moved
 
     monkeypatch.setattr(os, "link", across_filesystems)

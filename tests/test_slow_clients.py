@@ -24,7 +24,7 @@ pytestmark = pytest.mark.server
 
 #: An answer within this long counts as answered; a starved server answers only when the
 #: idle connections are closed (here: never, while the test holds them).
-ANSWERED_WITHIN = 5.0
+ANSWERED_WITHIN = 30.0  # generous: a busy machine answers late, a starved server never
 
 
 @contextmanager

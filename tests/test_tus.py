@@ -222,7 +222,7 @@ def cut_patch(url: str, key: str, offset: int, length: int, sent: bytes) -> None
         connection.sendall(sent)
 
 
-def wait_for_offset(site: Site, url: str, offset: int, seconds: float = 30) -> int:
+def wait_for_offset(site: Site, url: str, offset: int, seconds: float = 120) -> int:
     deadline = time.monotonic() + seconds
     while (found := site.offset(url)) != offset and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -436,7 +436,10 @@ def test_a_server_killed_mid_upload_resumes_at_the_exact_offset(cli: Cli, key: s
 
 @pytest.mark.server
 def test_an_expired_upload_is_refused_and_its_bytes_removed(cli: Cli, key: str, tmp_path: Path):
-    env = {"DATAFLOW_LITE_RESUMABLE_UPLOAD_EXPIRY_SECONDS": "2"}
+    # Long enough for the first PATCH to begin before it (it counts from the creation), on a busy
+    # machine too; each PATCH renews it.
+    expiry = 8
+    env = {"DATAFLOW_LITE_RESUMABLE_UPLOAD_EXPIRY_SECONDS": str(expiry)}
     server = start_server(cli.instance, tmp_path / "server.log", env=env)
     try:
         site = Site(server, cli, key)
@@ -448,7 +451,7 @@ def test_an_expired_upload_is_refused_and_its_bytes_removed(cli: Cli, key: str, 
         assert site.patch(url, 0, os.urandom(MIB)).status_code == 204
         staged = site.staged(url)
         assert staged.stat().st_size == MIB
-        time.sleep(3)
+        time.sleep(expiry + 1)  # past the expiry the PATCH's end renewed
         assert site.head(url).status_code == 404
         assert site.patch(url, MIB, b"late").status_code == 404
         # Its path is free again at once, though the sweep has not run yet.
@@ -458,7 +461,7 @@ def test_an_expired_upload_is_refused_and_its_bytes_removed(cli: Cli, key: str, 
     # The transfer worker's sweep (at start-up, and every minute) removes the bytes.
     server = start_server(cli.instance, tmp_path / "server-again.log", env=env)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # the worker starts after the web server answers
         while staged.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not staged.exists()

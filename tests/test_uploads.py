@@ -122,7 +122,13 @@ def test_a_client_that_gives_up_mid_upload_leaves_nothing(live_server, cli, inst
         len(head) + 10_000_000 + len(tail),
     )
     connection.close()
-    time.sleep(1)  # the server notices the closed connection
+    # The server notices the closed connection (a moment later, or many on a busy machine): the
+    # request ends, and the access log says so, once what it staged is removed.
+    deadline = time.monotonic() + 60
+    ended = '"POST /api/v1/dataset-file-upload"'
+    while ended not in live_server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    wait_for_transfers(live_server.api, key, dataset["id"])  # the folder's metadata.json
     info = requests.get(
         f"{live_server.api}/datasets/{dataset['id']}", headers={"Authorization": f"Bearer {key}"}
     ).json()
