@@ -128,6 +128,7 @@ def test_a_client_that_gives_up_mid_upload_leaves_nothing(live_server, cli, inst
     ended = '"POST /api/v1/dataset-file-upload"'
     while ended not in live_server.log.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert ended in live_server.log.read_text(), "the server never ended the request"
     wait_for_transfers(live_server.api, key, dataset["id"])  # the folder's metadata.json
     info = requests.get(
         f"{live_server.api}/datasets/{dataset['id']}", headers={"Authorization": f"Bearer {key}"}

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import signal
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -362,8 +363,13 @@ def checked(
             yield from preparer.lines(batch)
         return
     global _PREPARER
+    assert _PREPARER is None, "one import at a time in a process"
     _PREPARER = preparer
-    processes = os.cpu_count() or 1
+    # The CPUs this process may use (a container's share, not the host's).
+    processes = len(os.sched_getaffinity(0))
+    # No pooled connection for the processes to inherit: a catalog connection must be neither
+    # used nor closed in a forked process (SQLite's "How To Corrupt" guide); the load reconnects.
+    preparer.checker.rt.engine.dispose()
     try:
         with ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("fork"), initializer=_forked
@@ -382,9 +388,8 @@ def checked(
 
 
 def _forked() -> None:
-    """In a checking process: leave the catalog connections it inherited to its parent."""
-    assert _PREPARER is not None
-    _PREPARER.checker.rt.engine.dispose(close=False)
+    """In a checking process: Ctrl-C is for the importing process, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_batch(batch: list[tuple[int, bytes]]) -> list[Checked]:

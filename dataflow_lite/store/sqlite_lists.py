@@ -22,7 +22,7 @@ from dataflow_lite.store.search_sql import Cond, Sql, Walk, bounded_count
 # a call into Python with the row's text, a LIKE over every file name of the dataset.
 VALUE_COST, WORDS_COST, FILE_COST = 1, 2, 3
 _LIST_PER_ROW = 40
-#: How many candidates of a long list are checked to see whether most of them pass.
+#: How many candidates of a long list are checked to see how many of them pass.
 PROBE = 500
 #: Long lists are first counted to this many windows, so that a short one ends the others early.
 FIRST_LENGTHS = 4
@@ -180,7 +180,7 @@ def walk_count(
     session: Session, sql: Sql, route: Walk, conds: Sequence[Cond], driver: Cond
 ) -> int | None:
     """How many datasets pass, up to WINDOW + 1, counted along the walk's index rather than
-    along the file name list ``driver`` when most of the first :data:`PROBE` datasets walked
+    along the file name list ``driver`` when half of the first :data:`PROBE` datasets walked
     pass (None otherwise, and for any other list).
 
     Each entry of a file name list costs a trigram match and a file row, each dataset a

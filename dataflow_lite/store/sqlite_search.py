@@ -9,7 +9,7 @@ datasets (words, a metadata key, a file name) first counts them, stopping at :da
 When the smallest such list holds at most :data:`WINDOW` datasets it drives the query (its
 datasets are looked up by id, checked against the other terms and sorted: at most WINDOW
 rows). When every list is longer, each is counted on (to the shortest so far) and the
-shortest drives, read once, unless most of the first list's first datasets pass (then it is
+shortest drives, read once, unless a quarter of the first list's first datasets pass (then it is
 counted along at once); if more than WINDOW pass, or one long list is all there is, the
 datasets are walked newest first along an index on ``created_at`` (the user's own, or an
 instrument's) and each is checked against every term, cheapest check first, so a page costs
@@ -299,7 +299,7 @@ def dataset_page(
         key=lambda found: found[:2],
     )
     if len(sizes) > 1 and sizes[0][0] > search_sql.WINDOW:
-        # When most of the first list's datasets pass, counting along it soon passes the
+        # When a quarter of the first list's datasets pass, counting along it soon passes the
         # window: the lists' lengths, which only choose the list to read whole, are not needed.
         along = counted_list(sizes[0][2], route)
         if along is None or not mostly_passing(session, sql, along, route, conds, sizes[0][2]):
