@@ -10,13 +10,14 @@ first datasets pass, and counts a file name's datasets along the walk
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from dataflow_lite.store import db, schema, search, search_sql, sqlite_lists
+from dataflow_lite.store import search, search_sql, sqlite_lists
+
+from .bare_catalog import bare_catalog
 
 OWN, OTHERS = 20_002, 3_000  # user 1's datasets, then user 2's, interleaved in time
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -53,25 +54,9 @@ def _rows() -> list[dict]:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def catalog(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """(engine, rows): the same catalog on each backend."""
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgresql_server")
-        database: db.Database | Path = db.Database.from_setting(Path("."), server.create_database())
-    else:
-        database = Path(tmp_path_factory.mktemp("search-dense")) / "catalog.sqlite3"
-    assert not isinstance(database, str)
-    schema.upgrade(database)
-    engine = db.make_engine(database, 5000)
+    engine = bare_catalog(tmp_path_factory, request, "search-dense")
     rows = _rows()
     with engine.begin() as connection:
-        for user in (1, 2):
-            connection.execute(text(
-                'INSERT INTO "user" (id, username, name, is_admin, is_active, created_at, '
-                "session_generation) VALUES (:id, :name, '', :no, :yes, '2020-01-01 00:00:00', 0)"
-            ), {"id": user, "name": f"user{user}", "no": False, "yes": True})  # fmt: skip
-        connection.execute(text(
-            "INSERT INTO endpoint (id, name, adapter, options, is_default, created_at) "
-            "VALUES ('e', 'local', 'local', '{}', :yes, '2020-01-01 00:00:00')"
-        ), {"yes": True})  # fmt: skip
         stamp = "%Y-%m-%d %H:%M:%S.%f"
         connection.execute(
             text("INSERT INTO dataset (id, name, creator_id, endpoint_id, folder, created_at) "

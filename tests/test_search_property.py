@@ -11,7 +11,6 @@ import json
 import re
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -19,8 +18,10 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from dataflow_lite.store import db, schema, search, search_sql, sqlite_search
+from dataflow_lite.store import search, search_sql, sqlite_search
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
+
+from .bare_catalog import bare_catalog
 
 WORDS = ["alpha", "alps", "beta", "gamma", "run"]
 DAYS = [date(2024, 1, 1), date(2024, 1, 2), date(2024, 2, 10)]
@@ -33,29 +34,13 @@ KEYS = ["Temp", "Day", "Tip"]
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def engine(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """A catalog on each backend: the same pages must come from SQLite and from PostgreSQL."""
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgresql_server")
-        database: db.Database | Path = db.Database.from_setting(Path("."), server.create_database())
-    else:
-        database = Path(tmp_path_factory.mktemp("search-property")) / "catalog.sqlite3"
-    assert not isinstance(database, str)
-    schema.upgrade(database)
-    engine = db.make_engine(database, 5000)
+    engine = bare_catalog(tmp_path_factory, request, "search-property")
     with engine.begin() as connection:
-        for user in (1, 2):
-            connection.execute(text(
-                'INSERT INTO "user" (id, username, name, is_admin, is_active, created_at, '
-                "session_generation) VALUES (:id, :name, '', :no, :yes, '2020-01-01 00:00:00', 0)"
-            ), {"id": user, "name": f"user{user}", "no": False, "yes": True})  # fmt: skip
         for ident, name in INSTRUMENTS.items():
             connection.execute(
                 text("INSERT INTO instrument (id, name, description) VALUES (:id, :name, '')"),
                 {"id": ident, "name": name},
             )
-        connection.execute(text(
-            "INSERT INTO endpoint (id, name, adapter, options, is_default, created_at) "
-            "VALUES ('e', 'local', 'local', '{}', :yes, '2020-01-01 00:00:00')"
-        ), {"yes": True})  # fmt: skip
     yield engine
     engine.dispose()
 
