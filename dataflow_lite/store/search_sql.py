@@ -108,10 +108,12 @@ def bounded_count(session: Session, sql: Sql, ids: str, bound: int | None = None
     return sql.scalar(session, f"SELECT count(*) FROM ({ids} LIMIT {limit + 1}) AS listed")
 
 
-def list_size(session: Session, sql: Sql, cond: Cond) -> int:
-    """How many datasets a condition lists, up to WINDOW + 1 (its lower bound first)."""
+def list_size(session: Session, sql: Sql, cond: Cond, bound: int | None = None) -> int:
+    """How many datasets a condition lists, up to ``bound`` + 1 (WINDOW + 1): its lower bound
+    first, which alone may already pass the bound."""
+    limit = WINDOW if bound is None else bound
     if cond.lower_ids is not None:
-        if (low := bounded_count(session, sql, cond.lower_ids)) > WINDOW:
+        if (low := bounded_count(session, sql, cond.lower_ids, limit)) > limit:
             return low
     assert cond.ids is not None
-    return bounded_count(session, sql, cond.ids)
+    return bounded_count(session, sql, cond.ids, limit)

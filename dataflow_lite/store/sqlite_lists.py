@@ -72,13 +72,10 @@ def _length(session: Session, sql: Sql, cond: Cond, limit: int | None) -> int:
     A words list past the limit by its whole words alone is not counted again with prefixes
     (FTS5 merges every token a prefix begins before the first entry: 3.5 ms for ``op3*``).
     """
-    assert cond.ids is not None
     if limit is None:
+        assert cond.ids is not None
         return sql.scalar(session, f"SELECT count(*) FROM ({cond.ids}) AS listed")
-    if cond.lower_ids is not None:
-        if (low := bounded_count(session, sql, cond.lower_ids, limit)) > limit:
-            return low
-    return bounded_count(session, sql, cond.ids, limit)
+    return search_sql.list_size(session, sql, cond, limit)
 
 
 def counted_list(driver: Cond, route: Walk) -> tuple[str, bool] | None:
