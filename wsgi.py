@@ -1,5 +1,5 @@
 """The WSGI entry point for gunicorn: ``gunicorn wsgi:app``."""
 
-from dataflow_lite import create_app
+from dataflow_lite.app import served_app
 
-app = create_app()
+app = served_app()

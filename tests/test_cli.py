@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from sqlmodel import Session, select
 
 from dataflow_lite import bootstrap
 from dataflow_lite.adapter import Option, TransferAdapter, discover_adapters
+from dataflow_lite.app import served_app
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.cli import main
 from dataflow_lite.cli.serve import gunicorn_command
@@ -107,6 +109,19 @@ def test_module_entry_point_and_serve_command(tmp_path: Path):
     assert command[command.index("--timeout") + 1] == "45"
     assert command[-1] == "wsgi:app"
     assert "%(U)s" in command[command.index("--access-logformat") + 1]  # the path, never the query
+
+
+def test_the_served_app_leaves_what_it_holds_out_of_the_collectors_walks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("DATAFLOW_LITE_INSTANCE", str(tmp_path / "instance"))
+    before = gc.get_freeze_count()
+    try:
+        app = served_app()
+        assert gc.get_freeze_count() > before
+        assert app.test_client().get("/api/v1/openapi.json").status_code == 200
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.server

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
+from dataflow_lite.store import query as grammar
 from dataflow_lite.store import search, search_sql, sqlite_search
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
@@ -304,3 +305,51 @@ def test_facets_count_what_brute_force_counts(engine, monkeypatch, rows, q, owne
         else:  # counted among `window` of the matches: never more than there are
             assert all(counted[key] <= expected[field][key] for key in counted), (field, q)
             assert sum(counted.values()) <= found.total
+
+
+@pytest.fixture(scope="module", params=["sqlite"])
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """SQLite's catalog alone: how it checks one dataset's number is its own (sqlite_search)."""
+    engine = bare_catalog(tmp_path_factory, request, "number-checks")
+    yield engine
+    engine.dispose()
+
+
+any_values = st.one_of(
+    st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3), st.booleans(), st.none(), st.lists(st.integers(0, 9), max_size=2),
+)  # fmt: skip
+bounds = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@example(values=[1.0, -5, 2**64, "5", True, None, [3], 1e300], op=">=", low="-5", high="0")
+@given(values=st.lists(any_values, min_size=1, max_size=6),
+       op=st.sampled_from([">", ">=", "<", "<=", ":", ".."]), low=bounds, high=bounds)  # fmt: skip
+def test_a_number_check_finds_what_the_number_index_lists(sqlite_engine, values, op, low, high):
+    """A dataset's number is checked on its stored text, without parsing JSON; the typed index
+    lists numbers as JSON reads them: both must find the same datasets, whatever the value."""
+    rows = [
+        {"owner": 1, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
+         "values": {"Temp": value}, "files": []}
+        for second, value in enumerate(values)
+    ]  # fmt: skip
+    _load(sqlite_engine, rows)
+    ends = sorted([low, high], key=float)
+    q = f"Temp:{ends[0]}..{ends[1]}" if op == ".." else f"Temp{op}{low}"
+    (term,) = grammar.parse(q)
+    sql = search_sql.Sql()
+    cond = sqlite_search.value_cond(sql, term)
+    assert cond.ids is not None and "json_extract" not in cond.check.split("lower(")[0]
+    with Session(sqlite_engine) as session:
+        checked = {row[0] for row in sql.all(session, f"SELECT d.id FROM dataset AS d "
+                                             f"WHERE {cond.check}")}  # fmt: skip
+        listed = {row[0] for row in sql.all(session, f"SELECT id FROM ({cond.ids}) AS listed")}
+    assert checked == listed, (q, values)
+    if (values, q) == ([1.0, -5, 2**64, "5", True, None, [3], 1e300], "Temp>=-5"):
+        assert checked == {1, 2, 3, 8}  # the numbers; not the text "5", true, null or a list

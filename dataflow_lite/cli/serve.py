@@ -98,7 +98,7 @@ def gunicorn_command(bind: str, workers: int, timeout: int) -> list[str]:
     target = (
         ["--chdir", str(wsgi.parent), "wsgi:app"]
         if wsgi.exists()
-        else ["dataflow_lite:create_app()"]
+        else ["dataflow_lite.app:served_app()"]
     )
     return [
         sys.executable,
