@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from dataflow_lite.store import query as grammar
-from dataflow_lite.store import search, search_sql, sqlite_search
+from dataflow_lite.store import search, search_sql, sqlite_lists, sqlite_search
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
 from .bare_catalog import bare_catalog
@@ -230,8 +230,10 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
                                                per_page, deep):  # fmt: skip
     _load(engine, rows)
     monkeypatch.setattr(search_sql, "WINDOW", window)
-    # As a deep page by number would: SQLite's walk looks words up in their list.
+    # As a deep page by number would: SQLite's walk looks words up in their list, from the
+    # walk's newest datasets as many as the page's depth (then four times as many, and so on).
     monkeypatch.setattr(sqlite_search, "DEEP_OFFSET", 0 if deep else 1000)
+    monkeypatch.setattr(sqlite_lists, "DEEP_TAKEN", 1)
     terms = re.findall(r'-?"[^"]*"|\S+', q)
     expected = [
         row for row in rows
@@ -248,11 +250,54 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
         assert page.total == min(len(expected), window)
         assert page.total_exact == (len(expected) <= window)
         assert page.has_more == (len(expected) > per_page)
+        following = [row["id"] for row in expected[per_page : 2 * per_page]]
         if page.next:  # the cursor's page is the next slice
             after = search.search_datasets(session, owner, q, 1, per_page, page.next)
-            assert [d.id for d in after.results] == [
-                row["id"] for row in expected[per_page : 2 * per_page]
-            ]
+            assert [d.id for d in after.results] == following
+        if 2 * per_page <= window:  # and so is the second page by number
+            second = search.search_datasets(session, owner, q, 2, per_page)
+            assert [d.id for d in second.results] == following, q
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(st.fixed_dictionaries({
+        "owner": st.sampled_from([1, 2]),
+        "name": st.sampled_from(["run", "run alpha", "alps run", "beta", "alpha"]),
+        "day": st.sampled_from(DAYS),
+        "second": st.integers(0, 86399),
+        "instrument": st.sampled_from([None, 1]),
+        "values": st.dictionaries(st.sampled_from(["Temp"]), st.integers(0, 5), max_size=1),
+        "files": st.just([]),
+    }), min_size=20, max_size=40),
+    q=st.sampled_from(["run", "al", '"alpha"', "run Temp>2", "al -beta", "run instrument:1"]),
+    owner=st.sampled_from([1, None]),
+    per_page=st.sampled_from([1, 2, 3]),
+    page=st.integers(1, 3),
+)  # fmt: skip
+def test_a_deep_page_by_number_is_the_brute_force_slice(engine, monkeypatch, rows, q, owner,
+                                                        per_page, page):  # fmt: skip
+    """Pages by number past the window's counting, along the walk with the words' list looked
+    up from the newest datasets' smallest id on (ids in any order of creation), taking as few
+    of them as the page's depth so that most pages take more before they are full."""
+    _load(engine, rows)
+    monkeypatch.setattr(search_sql, "WINDOW", 9)
+    monkeypatch.setattr(sqlite_search, "DEEP_OFFSET", 0)
+    monkeypatch.setattr(sqlite_lists, "DEEP_TAKEN", 1)
+    terms = re.findall(r'-?"[^"]*"|\S+', q)
+    expected = [
+        row["id"] for row in sorted(rows, key=lambda row: (row["moment"], row["id"]), reverse=True)
+        if (owner is None or row["owner"] == owner) and all(_matches(row, t) for t in terms)
+    ]  # fmt: skip
+    with Session(engine) as session:
+        found = search.search_datasets(session, owner, q, page, per_page)
+    start = (page - 1) * per_page
+    assert [d.id for d in found.results] == expected[start : start + per_page], q
+    assert found.has_more == (len(expected) > start + per_page)
 
 
 def _bucket_key(value: object) -> object:

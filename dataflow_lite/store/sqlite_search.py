@@ -40,9 +40,9 @@ from dataflow_lite.store.sqlite_lists import (
     FILE_COST,
     VALUE_COST,
     WORDS_COST,
-    as_list,
     count_passing,
     counted_list,
+    deep_page,
     driven,
     exact_sizes,
     mostly_passing,
@@ -63,8 +63,8 @@ _CHECKED = {_IS_NUMBER: "m.value GLOB '[-0-9]*'", _NUMBER: "CAST(m.value AS NUME
 _TEXT = "json_type({v}) = 'text'"
 _DATE_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 _STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime into SQLite
-#: From this offset a page by number looks its words up in their list (``sqlite_lists.as_list``).
-DEEP_OFFSET = 1000
+#: From this offset a page by number looks its words up in their list (``sqlite_lists.deep_page``).
+DEEP_OFFSET = 500
 
 
 def stored_time(moment: datetime) -> str:
@@ -353,8 +353,10 @@ def dataset_page(
                 rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
                                f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
                 return Found([row[0] for row in rows], count)
-    if offset >= DEEP_OFFSET:
-        conds = [as_list(session, sql, cond, offset + limit) for cond in conds]
+    if offset >= DEEP_OFFSET and sizes:
+        deep = deep_page(session, sql, route, conds, seek, offset, limit)
+        if deep is not None:
+            return Found(deep, count)
     where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
     walked = f"dataset AS d INDEXED BY {route.index}"
     if not sizes:
