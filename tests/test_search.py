@@ -169,7 +169,7 @@ def test_each_form_finds_its_datasets(client, auth, catalog):
         "Temp:300": [odd],  # equal to the text "300"
         "Temp:70..80": [cold],
         "Temp:..100": [cold],
-        "Temp<9223372036854775808": [hot, cold],  # past SQLite's integers: read as it reads them
+        "Temp<9223372036854775808": [hot, cold],  # past SQLite's integers (SQLite: a float)
         "Temp:-99999999999999999999..77": [cold],
         "Temp:100..": [hot],
         "Scans:2.5": [hot],
@@ -264,6 +264,15 @@ def test_quotes_and_index_syntax_are_only_text(client, auth, catalog, instance, 
         assert db.execute("SELECT count(*) FROM metadatavalue").fetchone()[0] == 14
     assert ids(client, auth, 'file:"%_\\"') == []
     assert ids(client, auth, "file:%") == []  # LIKE's wildcards are characters here
+
+
+def test_integers_past_64_bits_are_found_on_either_catalog(client, auth):
+    """PostgreSQL compares them exactly; SQLite as the floats its JSON functions read them."""
+    huge = create(client, auth, "huge", [("Count", 99999999999999999999)])
+    small = create(client, auth, "small", [("Count", 7)])
+    assert ids(client, auth, "Count:99999999999999999999") == [huge]
+    assert ids(client, auth, "Count>9223372036854775808") == [huge]
+    assert ids(client, auth, "Count:0..9223372036854775808") == [small]
 
 
 def test_a_malformed_search_is_a_400_naming_the_term(client, auth, catalog):

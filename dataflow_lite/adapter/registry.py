@@ -86,9 +86,19 @@ class Adapters:
 
     def locator(self, endpoint: Any) -> Callable[[PurePosixPath], str]:
         """:meth:`locate` for many targets on one endpoint, its adapter made once."""
+
+        def unknown(target: PurePosixPath) -> str:
+            return f"{target} on {endpoint.name} (adapter {endpoint.adapter!r} is not installed)"
+
         try:
-            return self.for_endpoint(endpoint.adapter, endpoint.options).locate
+            adapter = self.for_endpoint(endpoint.adapter, endpoint.options)
         except LookupError:
-            return lambda target: (
-                f"{target} on {endpoint.name} (adapter {endpoint.adapter!r} is not installed)"
-            )
+            return unknown
+
+        def located(target: PurePosixPath) -> str:
+            try:
+                return adapter.locate(target)
+            except LookupError:
+                return unknown(target)
+
+        return located

@@ -91,12 +91,11 @@ def day(text: str) -> date | None:
 
 
 def number(text: str) -> int | float | None:
-    """The number ``text`` spells (an int when it has no point or exponent and fits in 64 bits,
-    as SQLite reads a stored value), or None."""
+    """The number ``text`` spells (an int when it has no point or exponent), or None."""
     if not _NUMBER.fullmatch(text):
         return None
-    if re.fullmatch(r"[+-]?\d+", text) and -(2**63) <= (whole := int(text)) < 2**63:
-        return whole
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
     value = float(text)
     return value if value not in (float("inf"), float("-inf")) else None
 
