@@ -60,7 +60,7 @@ FILE_TABLE = "file_name_text"
 #: starting with ``-`` or a digit, and the check parses its JSON once, not twice. (SQLite's
 #: ``CAST`` would parse none, but reads some decimals a bit apart from its JSON parser.)
 _IS_NUMBER, _NUMBER = "json_type(m.value) IN ('integer', 'real')", "json_extract(m.value, '$')"
-_CHECKED = {_IS_NUMBER: "m.value GLOB '[-0-9]*'"}
+_IS_NUMBER_TEXT = "m.value GLOB '[-0-9]*'"
 _TEXT = "json_type({v}) = 'text'"
 _DATE_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 _STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime into SQLite
@@ -165,7 +165,7 @@ def _bound(number: Any) -> Any:
 def _value_branches(sql: Sql, term: Qualifier) -> list[tuple[str, str]]:
     """What a metadata value ``m`` must be, as alternatives (any one of them matches), each
     with the index that lists the values it can match."""
-    number, is_number = _NUMBER, _IS_NUMBER
+    number, is_number = _NUMBER, _IS_NUMBER  # as the typed number index holds them
     lowered = "lower(json_extract(m.value, '$'))"
     ops = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
     if term.op == "has":
@@ -209,11 +209,7 @@ def _value_branches(sql: Sql, term: Qualifier) -> list[tuple[str, str]]:
 
 def _checked(index: str, branch: str) -> str:
     """A branch as one dataset's value is checked: a number's type told from its text."""
-    if index != _NUMBERS:
-        return branch
-    for listed, checked in _CHECKED.items():
-        branch = branch.replace(listed, checked)
-    return branch
+    return branch.replace(_IS_NUMBER, _IS_NUMBER_TEXT) if index == _NUMBERS else branch
 
 
 def value_cond(sql: Sql, term: Qualifier) -> Cond:
