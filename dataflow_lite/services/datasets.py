@@ -268,7 +268,7 @@ def describe_all(
 
 
 _FILE_COLUMNS = tuple(DatasetFile.model_fields)
-_VALUE_COLUMNS = ("id", "dataset_id", "field_name", "value", "metadata_field_id")
+_VALUE_COLUMNS = tuple(MetadataValue.model_fields)
 _STATE_COLUMNS = ("id", "dataset_id", "file_id", "state", "last_error", "bytes_moved")
 
 

@@ -121,7 +121,7 @@ def deep_page(
     words = [c for c in conds if c.cost == WORDS_COST and c.ids is not None]
     if not words:
         return None
-    rest = [c for c in conds if all(c is not w for w in words)]
+    rest = [c for c in conds if c not in words]
     newest = " AND ".join(["1", *route.checks, *seek])
     reads_row = any(c.reads_row for c in rest)
     taken = DEEP_TAKEN * (offset + limit)
