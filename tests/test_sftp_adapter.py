@@ -424,7 +424,8 @@ def test_an_sftp_only_host_gets_the_file_by_sftp_and_verified_by_reading_back(
     assert adapter.submit(job) == "sftp", "a retry after success finds the file in place"
 
     landed = remote_base.landed(job.target)
-    landed.write_bytes(landed.read_bytes()[:-1] + b"?")
+    held = landed.read_bytes()
+    landed.write_bytes(held[:-1] + bytes([held[-1] ^ 0xFF]))  # its last byte changed, size kept
     assert adapter.verify(job, handle) is False
     with pytest.raises(DestinationExists):
         adapter.submit(job)
