@@ -38,24 +38,25 @@ def rows(source: Path, users: dict[str, int], endpoint: str) -> tuple[list, list
     for ident, line in enumerate(source.open("rb"), start=1):
         item = json.loads(line)
         created = datetime.strptime(item["created_at"], "%Y-%m-%dT%H:%M:%SZ")
-        datasets.append((ident, item["name"], users[item["creator"]], None, endpoint,
+        owner = users[item["creator"]]
+        datasets.append((ident, item["name"], owner, None, endpoint,
                          f"folder/{ident}", created))  # fmt: skip
         pairs = list(flat(item["metadata"]))
-        values += [(ident, name, json.dumps(value), None) for name, value in pairs]
+        values += [(ident, name, json.dumps(value), None, owner) for name, value in pairs]
         files += [(ident, f["name"], f["relative_path"], False, f["size"], None, f["sha256"],
                    created) for f in item["files"]]  # fmt: skip
         words = [item["name"]]
         for name, value in pairs:
             words += (name, str(value))
         words += [f["name"] for f in item["files"]]
-        texts.append((ident, "\n".join(words), str(users[item["creator"]])))
+        texts.append((ident, "\n".join(words), str(owner)))
     return datasets, values, files, texts
 
 
 #: Each table a load fills, with its columns, in the order of the rows ``rows`` builds.
 TABLES = (
     ("dataset", "id, name, creator_id, instrument_id, endpoint_id, folder, created_at"),
-    ("metadatavalue", "dataset_id, field_name, value, metadata_field_id"),
+    ("metadatavalue", "dataset_id, field_name, value, metadata_field_id, owner_id"),
     ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
      "sha256, created_at"),
     ("dataset_text", "rowid, body, owner"),

@@ -154,7 +154,8 @@ def test_values_of_a_table_made_before_the_text_column_still_read(engine):
         connection.execute(
             text(
                 "CREATE TABLE metadatavalue (id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL,"
-                " field_name VARCHAR NOT NULL, value JSON, metadata_field_id INTEGER)"
+                " field_name VARCHAR NOT NULL, value JSON, metadata_field_id INTEGER,"
+                " owner_id INTEGER)"
             )
         )
         connection.execute(

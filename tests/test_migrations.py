@@ -208,6 +208,12 @@ def test_an_instance_of_the_previous_release_upgrades_with_everything_in_it(
     after_rows["transfer"] = [row[:-1] for row in after_rows["transfer"]]
     # Hosts check in since 0009: none has yet.
     assert after_rows.pop("host") == []
+    # Metadata values name their dataset's owner since 0014.
+    owners = {row[0]: row[2] for row in after_rows["dataset"]}
+    assert [row[-1] for row in after_rows["metadatavalue"]] == [
+        owners[row[1]] for row in after_rows["metadatavalue"]
+    ]
+    after_rows["metadatavalue"] = [row[:-1] for row in after_rows["metadatavalue"]]
     assert after_rows == before_rows
     schema.upgrade(tmp_path / "new.sqlite3")
     assert clauses(instance / DATABASE) == clauses(tmp_path / "new.sqlite3")

@@ -347,22 +347,46 @@ def test_typed_value_indexes_exist_and_answer_comparisons(client, auth, catalog,
     # Since 0012 the search names them (INDEXED BY fails when an index cannot answer): the
     # covering (key, dataset, value) index would otherwise be the unANALYZEd planner's pick.
     with sqlite3.connect(instance / "dataflow.sqlite3") as db:
+        # Since 0014 each owner's values are a range of their own.
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT dataset_id FROM metadatavalue INDEXED BY "
-            "ix_metadatavalue_number WHERE field_name = 'Temp' "
+            "ix_metadatavalue_number WHERE field_name = 'Temp' AND owner_id = 1 "
             "AND json_type(value) IN ('integer', 'real') AND json_extract(value, '$') > 5"
         ).fetchall()
-        assert "INDEX ix_metadatavalue_number" in str(plan)
+        assert "ix_metadatavalue_number (field_name=? AND owner_id=? AND <expr>>?)" in str(plan)
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT dataset_id FROM metadatavalue INDEXED BY "
-            "ix_metadatavalue_text WHERE field_name = 'T' "
+            "ix_metadatavalue_text WHERE field_name = 'T' AND owner_id = 1 "
             "AND json_type(value) = 'text' AND lower(json_extract(value, '$')) = 'x'"
         ).fetchall()
-        assert "INDEX ix_metadatavalue_text" in str(plan)
+        assert "ix_metadatavalue_text (field_name=? AND owner_id=? AND <expr>=?)" in str(plan)
         # Since 0010 both end with the dataset id: a term's list needs no row of the table.
         for name in ("ix_metadatavalue_number", "ix_metadatavalue_text"):
             columns = db.execute(f"PRAGMA index_info({name})").fetchall()
             assert [column[2] for column in columns][-1] == "dataset_id"
+
+
+@pytest.mark.sqlite
+def test_values_written_without_their_owner_are_found_by_it(client, auth, catalog, instance):
+    """A user's typed terms read that user's range of the value indexes (0014): a value that a
+    raw INSERT wrote without its owner, or with another's, or moved to another user's dataset,
+    is given its dataset's owner, so that owner's search still finds it."""
+    bare, cold, eve = catalog["bare"], catalog["cold"], catalog["eve"]
+    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
+        creator = dict(db.execute("SELECT id, creator_id FROM dataset"))
+        db.execute("INSERT INTO metadatavalue (dataset_id, field_name, value) "
+                   "VALUES (?, 'Depth', '7')", (bare,))  # fmt: skip
+        db.execute("INSERT INTO metadatavalue (dataset_id, field_name, value, owner_id) "
+                   "VALUES (?, 'Depth', '\"deep\"', ?)", (cold, creator[eve]))  # fmt: skip
+        db.execute("UPDATE metadatavalue SET dataset_id = ? WHERE dataset_id = ? "
+                   "AND field_name = 'Sample'", (bare, eve))  # fmt: skip
+        owners = db.execute("SELECT dataset_id, owner_id FROM metadatavalue").fetchall()
+    assert creator[bare] != creator[eve]
+    assert all(owner == creator[dataset] for dataset, owner in owners)
+    assert ids(client, auth, "Depth>5") == [bare]
+    assert ids(client, auth, "Depth:deep") == [cold]
+    assert ids(client, auth, "Sample:S-1") == sorted([cold, bare])
+    assert ids(client, catalog["other"], "Sample:S-1") == []
 
 
 def test_facets_count_the_matching_datasets_and_narrow_the_search(client, auth, catalog):

@@ -158,6 +158,7 @@ def create_dataset(
                 [
                     {
                         "dataset_id": row_id(dataset),
+                        "owner_id": dataset.creator_id,
                         "field_name": field_name,
                         "value": value,
                         "metadata_field_id": field.id

@@ -59,7 +59,7 @@ FOLDERS_PER_QUERY = 900
 #: Each table the load fills, with its columns, in the order of the rows built for it.
 TABLES = (
     ("dataset", "id, name, creator_id, instrument_id, endpoint_id, folder, created_at"),
-    ("metadatavalue", "dataset_id, field_name, value, metadata_field_id"),
+    ("metadatavalue", "dataset_id, field_name, value, metadata_field_id, owner_id"),
     ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
      "sha256, created_at"),
     (SEARCH_TABLE, "rowid, body, owner"),
@@ -296,7 +296,8 @@ class _Loader:
             folder = row.folder if row.folder not in taken else f"{row.folder}-{ident}"
             taken.add(folder)
             dataset_rows.append((ident, *row.dataset, self.endpoint_id, folder, row.created_at))
-            value_rows += [(ident, *value) for value in row.values]
+            owner = row.dataset[1]
+            value_rows += [(ident, *value, owner) for value in row.values]
             file_rows += [(ident, *entry) for entry in row.files]
             text_rows.append((ident, row.body, row.owner))
         for (table, columns), table_rows in zip(

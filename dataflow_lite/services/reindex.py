@@ -219,6 +219,7 @@ def _values(session: Session, dataset: Dataset, values: list[tuple[str, Any]]) -
         [
             {
                 "dataset_id": row_id(dataset),
+                "owner_id": dataset.creator_id,
                 "field_name": name,
                 "value": value,
                 "metadata_field_id": form.get(name),

@@ -166,8 +166,9 @@ def _value_branches(sql: Sql, term: Qualifier) -> list[str]:
     return branches
 
 
-def value_cond(sql: Sql, term: Qualifier) -> Cond:
-    """A metadata qualifier: the dataset has a value of ``term.key`` that matches."""
+def value_cond(sql: Sql, term: Qualifier, owner_id: int | None = None) -> Cond:
+    """A metadata qualifier: the dataset has a value of ``term.key`` that matches
+    (``owner_id`` is the walk's to check: these value indexes hold no owner)."""
     key = sql.bind(term.key)
     branches = _value_branches(sql, term)
     either = " OR ".join(f"({branch})" for branch in branches)

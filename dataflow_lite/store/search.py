@@ -188,11 +188,9 @@ def plan(
     instrument: int | None | bool = False
     owner = owner_id
     for term in terms:
-        if not isinstance(term, Qualifier):
+        if not isinstance(term, Qualifier) or not term.builtin:
             continue
-        if not term.builtin:
-            conds.append(backend.value_cond(sql, term))
-        elif term.key == "created":
+        if term.key == "created":
             conds.append(search_sql.Cond(_created(sql, term, backend), reads_row=True))
         elif term.key == "file":
             conds.append(backend.file_cond(sql, str(term.value), term.negated))
@@ -218,10 +216,15 @@ def plan(
                 return None  # a user's search never reaches another user's datasets
             else:
                 owner = user
-    # After the terms: the words' list is confined to the owner the terms settle on.
+    # After the terms: the words' and values' lists are confined to the owner they settle on.
     words = [term for term in terms if isinstance(term, Text)]
     positive, negative = [t for t in words if not t.negated], [t for t in words if t.negated]
-    conds = backend.text_cond(sql, positive, negative, owner) + conds
+    values = [t for t in terms if isinstance(t, Qualifier) and not t.builtin]
+    conds = [
+        *backend.text_cond(sql, positive, negative, owner),
+        *(backend.value_cond(sql, term, owner) for term in values),
+        *conds,
+    ]
     return sql, backend.walk(sql, owner, instrument), conds
 
 

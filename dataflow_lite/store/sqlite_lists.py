@@ -4,7 +4,8 @@ looking a walk's words up in it (:mod:`sqlite_search` decides which list drives 
 A candidate's checks cost more than a list's entries: a dataset row looked up, a value's seek,
 a call into Python with the row's text. So the owner is checked in its narrow index, values
 in the covering (key, dataset, value) index, and no dataset row is read when no check needs
-one; the owner's own words list (revision 0012) stands for both the owner and the words.
+one; the owner's own words list (revision 0012) stands for both the owner and the words, as
+the owner's own typed values (0014) stand for the owner and the value.
 A file name's list costs more per entry than checking a dataset's names: when most datasets
 have the name, they are counted along the walk instead.
 """
@@ -160,7 +161,8 @@ def list_source(
     narrow index), no row is looked up per candidate.
     """
     others = [c for c in conds if c is not driver]
-    mine = next((c for c in others if c.owned_ids), None)
+    # A values list is not built so: a value's seek costs less than its list's entry in it.
+    mine = next((c for c in others if c.owned_ids and c.cost == WORDS_COST), None)
     if mine is not None and mine.owned_ids and route.owner_check and long:
         # A long list's candidates are looked up in the owner's words (SQLite builds that list
         # once, 100,000 ids in 17 ms) instead of their owner and their text checked one by one
@@ -190,12 +192,13 @@ def count_passing(
 
 
 def passing_rows(
-    session: Session, sql: Sql, route: Walk, conds: Sequence[Cond], driver: Cond, long: bool
-) -> list[tuple[str, int]]:
+    session: Session, sql: Sql, route: Walk, conds: Sequence[Cond], driver: Cond, long: bool,
+    owned: bool,
+) -> list[tuple[str, int]]:  # fmt: skip
     """(``created_at``, id) of up to WINDOW + 1 datasets of the driver's list that pass: read
     by id when the checks allow, then only the passing datasets' rows are read."""
     assert driver.ids is not None
-    listed, where, by_id = list_source(driver.ids, route, conds, driver, False, long)
+    listed, where, by_id = list_source(driver.ids, route, conds, driver, owned, long)
     when = "(SELECT x.created_at FROM dataset AS x WHERE x.id = d.id)" if by_id else "d.created_at"
     rows = sql.all(
         session, f"SELECT {when}, d.id FROM {listed} WHERE {where} LIMIT {search_sql.WINDOW + 1}"

@@ -212,8 +212,12 @@ def _checked(index: str, branch: str) -> str:
     return branch.replace(_IS_NUMBER, _IS_NUMBER_TEXT) if index == _NUMBERS else branch
 
 
-def value_cond(sql: Sql, term: Qualifier) -> Cond:
-    """A metadata qualifier: the dataset has a value of ``term.key`` that matches."""
+def value_cond(sql: Sql, term: Qualifier, owner_id: int | None = None) -> Cond:
+    """A metadata qualifier: the dataset has a value of ``term.key`` that matches.
+
+    The typed indexes list each owner's values apart (revision 0014): a user's list is one
+    range of them, and holds that user's datasets alone; everyone's is a range per user.
+    """
     key = sql.bind(term.key)
     branches = _value_branches(sql, term)
     either = " OR ".join(f"({_checked(index, branch)})" for index, branch in branches)
@@ -222,16 +226,20 @@ def value_cond(sql: Sql, term: Qualifier) -> Cond:
         f"EXISTS (SELECT 1 FROM metadatavalue AS m INDEXED BY {_ALL} "
         f"WHERE m.field_name = {key} AND m.dataset_id = d.id AND ({either}))"
     )
+    if term.negated:
+        return Cond("NOT " + check, cost=VALUE_COST)
     # One SELECT per branch, each naming its index (typed number, lower text, key): the
     # catalog is not ANALYZEd, and the planner would take the covering (key, dataset, value)
     # index for any of them, reading every value of the key (1 s at a million datasets).
+    owners = "m.owner_id IN (SELECT id FROM user)" if owner_id is None else \
+             f"m.owner_id = {sql.bind(owner_id)}"  # fmt: skip
     ids = " UNION ".join(
         f"SELECT m.dataset_id AS id FROM metadatavalue AS m INDEXED BY {index} "
-        f"WHERE m.field_name = {key} AND {branch}"
+        f"WHERE m.field_name = {key} AND {branch}{'' if index == _ALL else ' AND ' + owners}"
         for index, branch in branches
     )
-    negated = "NOT " + check if term.negated else check
-    return Cond(negated, None if term.negated else ids, cost=VALUE_COST)
+    owned = owner_id is not None and all(index != _ALL for index, _ in branches)
+    return Cond(check, ids, cost=VALUE_COST, owned_ids=ids if owned else None)
 
 
 def file_ids(sql: Sql, substring: str) -> str:
@@ -332,7 +340,13 @@ def dataset_page(
         assert driver.ids is not None
         source = driven(driver.ids)
         count = 0
-        if sizes[0][0] > search_sql.WINDOW and (along := counted_list(driver, route)):
+        # A user's list of values holds that user's datasets alone, every one that passes.
+        whole = route.owner_check is not None and driver.owned_ids == driver.ids
+        if (
+            sizes[0][0] > search_sql.WINDOW
+            and not (whole and len(sizes) > 1)  # then read once, below
+            and (along := counted_list(driver, route))
+        ):
             # Counted along the shortest list (the owner's own, with no check of the owner),
             # unsorted: it is read, not every dataset walked.
             count = count_passing(session, sql, along[0], route, conds, driver, owned=along[1])
@@ -340,7 +354,7 @@ def dataset_page(
             # Few in the list, or terms that may match few together: the passing datasets are
             # read once and paged here, rather than the list read again to sort them.
             passing = passing_rows(
-                session, sql, route, conds, driver, sizes[0][0] > search_sql.WINDOW
+                session, sql, route, conds, driver, sizes[0][0] > search_sql.WINDOW, whole
             )
             if len(passing) <= search_sql.WINDOW:
                 return _paged(passing, after, offset, limit)
