@@ -52,7 +52,16 @@ cli("instrument", "field", ident, "Mode", "--choice", "AC", "--choice", "contact
 app = create_app({"queue_immediate": True}, instance_path=instance)
 client = app.test_client()
 made: dict = {"keys": keys, "datasets": {}, "transfers": {}}
+# bob's dataset first: its id is not its owner's, nor is ada's (values name their owner, 0014).
 for owner, body, files in [
+    (
+        "bob",
+        {
+            "name": "untitled run",
+            "metadata_field_values_attributes": [{"field_name": "Sample", "field_value": "glass"}],
+        },
+        [("a.bin", "", bytes(range(256)) * 40)],
+    ),
     (
         "ada",
         {
@@ -66,7 +75,6 @@ for owner, body, files in [
         },
         [("scan.dat", "", b"measurement"), ("notes.txt", "raw/day 1", b"tip changed")],
     ),
-    ("bob", {"name": "untitled run"}, [("a.bin", "", bytes(range(256)) * 40)]),
 ]:
     auth = {"Authorization": f"Bearer {keys[owner]}"}
     response = client.post("/api/v1/datasets", json=body, headers=auth)

@@ -75,8 +75,11 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
     done = schema.upgrade(database)
     assert (done.from_revision, done.to_revision) == (schema.BASELINE, schema.head())
     with engine.connect() as connection:
-        rows = connection.exec_driver_sql("SELECT field_name, value FROM metadatavalue")
-        values = {name: text for name, text in rows}
+        rows = connection.exec_driver_sql(
+            "SELECT field_name, value, owner_id FROM metadatavalue"
+        ).all()
+        values = {name: text for name, text, _ in rows}
+        owners = {owner for _, _, owner in rows}
         generation = connection.exec_driver_sql('SELECT session_generation FROM "user"').scalar()
     engine.dispose()
     assert {name: json.loads(text) for name, text in values.items()} == {
@@ -85,6 +88,7 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
     }
     assert isinstance(json.loads(values["Temperature"]), float)  # a float stays a float
     assert generation == 0
+    assert owners == {1}  # values name their dataset's owner since 0014
 
 
 def on_postgresql(instance: Path, url: str) -> Cli:

@@ -369,8 +369,9 @@ def test_typed_value_indexes_exist_and_answer_comparisons(client, auth, catalog,
 @pytest.mark.sqlite
 def test_values_written_without_their_owner_are_found_by_it(client, auth, catalog, instance):
     """A user's typed terms read that user's range of the value indexes (0014): a value that a
-    raw INSERT wrote without its owner, or with another's, or moved to another user's dataset,
-    is given its dataset's owner, so that owner's search still finds it."""
+    raw INSERT wrote without its owner, or with another's, or before its dataset, or moved to
+    another user's dataset, or whose dataset was given to another user, is given its dataset's
+    owner, so that owner's search finds it, and no one else's."""
     bare, cold, eve = catalog["bare"], catalog["cold"], catalog["eve"]
     with sqlite3.connect(instance / "dataflow.sqlite3") as db:
         creator = dict(db.execute("SELECT id, creator_id FROM dataset"))
@@ -380,13 +381,25 @@ def test_values_written_without_their_owner_are_found_by_it(client, auth, catalo
                    "VALUES (?, 'Depth', '\"deep\"', ?)", (cold, creator[eve]))  # fmt: skip
         db.execute("UPDATE metadatavalue SET dataset_id = ? WHERE dataset_id = ? "
                    "AND field_name = 'Sample'", (bare, eve))  # fmt: skip
+        late = max(creator) + 1
+        db.execute("INSERT INTO metadatavalue (dataset_id, field_name, value, owner_id) "
+                   "VALUES (?, 'Depth', '9', NULL)", (late,))  # fmt: skip
+        db.execute(
+            "INSERT INTO dataset (id, name, creator_id, instrument_id, endpoint_id, folder, "
+            "created_at) SELECT ?, 'late', creator_id, NULL, endpoint_id, 'late', created_at "
+            "FROM dataset WHERE id = ?", (late, bare)
+        )  # fmt: skip
         owners = db.execute("SELECT dataset_id, owner_id FROM metadatavalue").fetchall()
     assert creator[bare] != creator[eve]
-    assert all(owner == creator[dataset] for dataset, owner in owners)
-    assert ids(client, auth, "Depth>5") == [bare]
+    assert all(owner == creator.get(dataset, creator[bare]) for dataset, owner in owners)
+    assert ids(client, auth, "Depth>5") == [bare, late]
     assert ids(client, auth, "Depth:deep") == [cold]
     assert ids(client, auth, "Sample:S-1") == sorted([cold, bare])
     assert ids(client, catalog["other"], "Sample:S-1") == []
+    with sqlite3.connect(instance / "dataflow.sqlite3") as db:
+        db.execute("UPDATE dataset SET creator_id = ? WHERE id = ?", (creator[eve], cold))
+    assert ids(client, auth, "Depth:deep") == []
+    assert ids(client, catalog["other"], "Depth:deep") == [cold]
 
 
 def test_facets_count_the_matching_datasets_and_narrow_the_search(client, auth, catalog):

@@ -363,9 +363,10 @@ def dataset_page(
             # One long list: most likely more than the window pass, so they are counted in SQL
             # (no row reaches Python; along the walk when that is cheaper) and sorted only when
             # they turn out to be few.
-            along_walk = walk_count(session, sql, route, conds, driver)
-            count = along_walk if along_walk is not None else \
-                count_passing(session, sql, driver.ids, route, conds, driver)  # fmt: skip
+            if not whole:  # (a user's whole list of values was counted above)
+                along_walk = walk_count(session, sql, route, conds, driver)
+                count = along_walk if along_walk is not None else \
+                    count_passing(session, sql, driver.ids, route, conds, driver)  # fmt: skip
             if count <= search_sql.WINDOW:
                 rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
                                f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip

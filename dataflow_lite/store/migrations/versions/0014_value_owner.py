@@ -7,11 +7,12 @@ million datasets, where each entry of the everyone's range had its owner looked 
 admin's search reads each user's range (``owner_id IN (SELECT id FROM user)``).
 
 The writers here give the owner; on SQLite triggers set it from the dataset whenever a value
-written or moved names another (a raw script or an older tool leaving it out), so no value is
-missing from its owner's list. A later migration that recreates ``metadatavalue`` in batch mode
-must create them again (:data:`TRIGGERS`). PostgreSQL's search does not read the column (its
-indexes are unchanged): it is filled by the writers and by this migration, and left NULL by a
-raw ``INSERT`` without it.
+written or moved names another, and a dataset's values follow it when it is written after them
+or given another creator (by a raw script or an older tool: the services never do), so no value
+is missing from its owner's list. A later migration that recreates ``metadatavalue`` or
+``dataset`` in batch mode must create them again (:data:`TRIGGERS`). PostgreSQL's search does
+not read the column (its indexes are unchanged): it is filled by the writers and by this
+migration, and left NULL by a raw ``INSERT`` without it.
 
 Revision ID: 0014_value_owner
 Revises: 0013_one_key_index
@@ -38,9 +39,13 @@ _TEXT = (
 _OWNER = "(SELECT creator_id FROM dataset WHERE id = new.dataset_id)"
 _SET = f"WHEN new.owner_id IS NOT {_OWNER} BEGIN " \
        f"UPDATE metadatavalue SET owner_id = {_OWNER} WHERE id = new.id; END"  # fmt: skip
+_FOLLOW = "BEGIN UPDATE metadatavalue SET owner_id = new.creator_id " \
+          "WHERE dataset_id = new.id AND owner_id IS NOT new.creator_id; END"  # fmt: skip
 TRIGGERS = {
     "metadatavalue_owner_insert": f"AFTER INSERT ON metadatavalue {_SET}",
     "metadatavalue_owner_update": f"AFTER UPDATE OF dataset_id, owner_id ON metadatavalue {_SET}",
+    "dataset_owner_insert": f"AFTER INSERT ON dataset {_FOLLOW}",
+    "dataset_owner_update": f"AFTER UPDATE OF creator_id ON dataset {_FOLLOW}",
 }
 _BACKFILL = {
     "sqlite": "UPDATE metadatavalue SET owner_id = "
@@ -62,8 +67,13 @@ def _indexes(owner: str) -> None:
 def upgrade() -> None:
     bind = op.get_bind()
     bind.exec_driver_sql("ALTER TABLE metadatavalue ADD COLUMN owner_id INTEGER")
+    if bind.dialect.name == "postgresql":
+        # 0011's key counts would read every value twice over, to change no count.
+        bind.exec_driver_sql("ALTER TABLE metadatavalue DISABLE TRIGGER metadatakey_count_update")
     bind.exec_driver_sql(_BACKFILL[bind.dialect.name])
-    if bind.dialect.name == "sqlite":
+    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql("ALTER TABLE metadatavalue ENABLE TRIGGER metadatakey_count_update")
+    else:
         _indexes("owner_id, ")
         for name, body in TRIGGERS.items():
             bind.exec_driver_sql(f"CREATE TRIGGER {name} {body}")
