@@ -172,8 +172,8 @@ class MetadataValue(SQLModel, table=True):
     field_name: str
     value: Any = Field(sa_column=Column(JSONText))
     metadata_field_id: int | None = Field(default=None, foreign_key="metadatafield.id")
-    #: The dataset's creator (a dataset never changes owner). Writers give it; on SQLite
-    #: triggers set it from the dataset when a value is written without it (0014).
+    #: The dataset's creator. Writers give it; on SQLite triggers set it from the dataset
+    #: whenever a value is written without it (0014).
     owner_id: int | None = None
 
 

@@ -161,7 +161,7 @@ def list_source(
     narrow index), no row is looked up per candidate.
     """
     others = [c for c in conds if c is not driver]
-    # A values list is not built so: a value's seek costs less than its list's entry in it.
+    # Only words: a value's seek in the index costs less than building the value's list.
     mine = next((c for c in others if c.owned_ids and c.cost == WORDS_COST), None)
     if mine is not None and mine.owned_ids and route.owner_check and long:
         # A long list's candidates are looked up in the owner's words (SQLite builds that list

@@ -1,10 +1,10 @@
 """Each metadata value names its dataset's owner, so SQLite lists a user's values by key alone.
 
-``metadatavalue`` gains ``owner_id``, the dataset's creator (a dataset never changes owner). On
-SQLite the typed value indexes (0010) become (key, owner, value, dataset): a user's
-``Sample-Temperature>300`` is then one range of the index, counted to 10,001 in 0.6 ms at a
-million datasets, where each entry of the everyone's range had its owner looked up (14 ms). An
-admin's search reads each user's range (``owner_id IN (SELECT id FROM user)``).
+``metadatavalue`` gains ``owner_id``, the dataset's creator. On SQLite the typed value indexes
+(0010) become (key, owner, value, dataset): a user's ``Sample-Temperature>300`` is then one
+range of the index, counted to 10,001 in 0.6 ms at a million datasets, where each entry of the
+everyone's range had its owner looked up (14 ms). An admin's search reads each user's range
+(``owner_id IN (SELECT id FROM user)``).
 
 The writers here give the owner; on SQLite triggers set it from the dataset whenever a value
 written or moved names another, and a dataset's values follow it when it is written after them
@@ -47,12 +47,6 @@ TRIGGERS = {
     "dataset_owner_insert": f"AFTER INSERT ON dataset {_FOLLOW}",
     "dataset_owner_update": f"AFTER UPDATE OF creator_id ON dataset {_FOLLOW}",
 }
-_BACKFILL = {
-    "sqlite": "UPDATE metadatavalue SET owner_id = "
-    "(SELECT creator_id FROM dataset WHERE dataset.id = metadatavalue.dataset_id)",
-    "postgresql": "UPDATE metadatavalue AS m SET owner_id = d.creator_id FROM dataset AS d "
-    "WHERE d.id = m.dataset_id",
-}
 
 
 def _indexes(owner: str) -> None:
@@ -70,13 +64,19 @@ def upgrade() -> None:
     if bind.dialect.name == "postgresql":
         # 0011's key counts would read every value twice over, to change no count.
         bind.exec_driver_sql("ALTER TABLE metadatavalue DISABLE TRIGGER metadatakey_count_update")
-    bind.exec_driver_sql(_BACKFILL[bind.dialect.name])
-    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql(
+            "UPDATE metadatavalue AS m SET owner_id = d.creator_id FROM dataset AS d "
+            "WHERE d.id = m.dataset_id"
+        )
         bind.exec_driver_sql("ALTER TABLE metadatavalue ENABLE TRIGGER metadatakey_count_update")
-    else:
-        _indexes("owner_id, ")
-        for name, body in TRIGGERS.items():
-            bind.exec_driver_sql(f"CREATE TRIGGER {name} {body}")
+        return
+    bind.exec_driver_sql(
+        "UPDATE metadatavalue SET owner_id = "
+        "(SELECT creator_id FROM dataset WHERE dataset.id = metadatavalue.dataset_id)"
+    )
+    _indexes("owner_id, ")
+    for name, body in TRIGGERS.items():
+        bind.exec_driver_sql(f"CREATE TRIGGER {name} {body}")
 
 
 def downgrade() -> None:
