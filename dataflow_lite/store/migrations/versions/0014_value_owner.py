@@ -2,7 +2,7 @@
 
 ``metadatavalue`` gains ``owner_id``, the dataset's creator. On SQLite the typed value indexes
 (0010) become (key, owner, value, dataset): a user's ``Sample-Temperature>300`` is then one
-range of the index, counted to 10,001 in 0.6 ms at a million datasets, where each entry of the
+range of the index, counted to 10,001 in 0.6 ms at a million datasets, where each entry of
 everyone's range had its owner looked up (14 ms). An admin's search reads each user's range
 (``owner_id IN (SELECT id FROM user)``).
 
