@@ -6,25 +6,26 @@ import math
 
 import marshmallow as ma
 
+from dataflow_lite.api.dump_plan import Schema
 from dataflow_lite.store.query import SYNTAX
 from dataflow_lite.store.search_sql import WINDOW
 
 UTC_SECONDS = "%Y-%m-%d %H:%M:%S UTC"
 
 
-class InstrumentSchema(ma.Schema):
+class InstrumentSchema(Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
     description = ma.fields.String()
     instrument_type = ma.fields.String(allow_none=True)
 
 
-class CreatorSchema(ma.Schema):
+class CreatorSchema(Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
 
 
-class FileSchema(ma.Schema):
+class FileSchema(Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
     file_length = ma.fields.Integer(allow_none=True)
@@ -45,7 +46,7 @@ class UploadedFileSchema(FileSchema):
     transfer_id = ma.fields.Integer()
 
 
-class MetadataFieldSchema(ma.Schema):
+class MetadataFieldSchema(Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
     field_type = ma.fields.String()
@@ -58,7 +59,7 @@ class InstrumentDetailSchema(InstrumentSchema):
     metadata_fields = ma.fields.List(ma.fields.Nested(MetadataFieldSchema))
 
 
-class MetadataValueSchema(ma.Schema):
+class MetadataValueSchema(Schema):
     id = ma.fields.Integer()
     field_value = ma.fields.String(
         allow_none=True,
@@ -71,7 +72,7 @@ class MetadataValueSchema(ma.Schema):
     metadata_field = ma.fields.Nested(MetadataFieldSchema, allow_none=True)
 
 
-class DatasetSchema(ma.Schema):
+class DatasetSchema(Schema):
     id = ma.fields.Integer()
     created_at = ma.fields.DateTime(format="%Y-%m-%dT%H:%M:%SZ")
     name = ma.fields.String()
@@ -145,7 +146,7 @@ class FileSearchArgs(SearchArgs):
 
 def search_page_schema(result_schema: type[ma.Schema]) -> type[ma.Schema]:
     """The search envelope ``{"total", "has_more", "results"}`` around ``result_schema``."""
-    return ma.Schema.from_dict(
+    return Schema.from_dict(
         {
             "total": ma.fields.Integer(
                 metadata={"description": f"exact up to {WINDOW}; past it a lower bound"}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, insert
+from sqlalchemy import Row, Select, bindparam, insert
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, SQLModel, col, select
 
@@ -246,13 +246,11 @@ def describe_all(
     holds 60 files and 100 values, and building objects for them cost more than the search.
     """
     ids = [row_id(dataset) for dataset in datasets]
-    files = _by_dataset(session, DatasetFile, _FILE_COLUMNS, ids)
-    values = _by_dataset(session, MetadataValue, _VALUE_COLUMNS, ids)
+    files = _by_dataset(session, _FILES, ids)
+    values = _by_dataset(session, _VALUES, ids)
     states = {
         ident: {row.file_id: row for row in rows if row.file_id is not None}
-        for ident, rows in _by_dataset(
-            session, Transfer, _STATE_COLUMNS, ids, Transfer.kind == "file"
-        ).items()
+        for ident, rows in _by_dataset(session, _STATES, ids).items()
     }
     forms: dict[int | None, dict[Any, MetadataField]] = {}
     held: dict[tuple[Any, Any], Any] = {}
@@ -268,23 +266,32 @@ def describe_all(
     return shown
 
 
-_FILE_COLUMNS = tuple(DatasetFile.model_fields)
-_VALUE_COLUMNS = tuple(MetadataValue.model_fields)
-_STATE_COLUMNS = ("id", "dataset_id", "file_id", "state", "last_error", "bytes_moved")
+def _rows_of(model: type[SQLModel], columns: Sequence[str], *where: Any) -> Select[Any]:
+    """The ``columns`` of ``model``'s rows of the datasets ``ids``, in the order added.
 
-
-def _by_dataset(
-    session: Session, model: type[SQLModel], columns: Sequence[str], ids: list[int], *where: Any
-) -> dict[int, list[Row[Any]]]:
-    """The ``columns`` of ``model``'s rows of each dataset in ``ids``, in the order added."""
-    grouped: dict[int, list[Row[Any]]] = {ident: [] for ident in ids}
+    Made once: building a query costs more than SQLite takes to answer it.
+    """
     table = model.__table__.c  # type: ignore[attr-defined]
-    query = (
+    return (
         select_columns(*(table[name] for name in columns))
-        .where(table.dataset_id.in_(ids), *where)
+        .where(table.dataset_id.in_(bindparam("ids", expanding=True)), *where)
         .order_by(table.id)
     )
-    for row in session.execute(query):
+
+
+_FILES = _rows_of(DatasetFile, tuple(DatasetFile.model_fields))
+_VALUES = _rows_of(MetadataValue, tuple(MetadataValue.model_fields))
+_STATES = _rows_of(
+    Transfer,
+    ("id", "dataset_id", "file_id", "state", "last_error", "bytes_moved"),
+    col(Transfer.kind) == "file",
+)
+
+
+def _by_dataset(session: Session, query: Select[Any], ids: list[int]) -> dict[int, list[Row[Any]]]:
+    """The rows ``query`` finds for ``ids``, under each dataset's id."""
+    grouped: dict[int, list[Row[Any]]] = {ident: [] for ident in ids}
+    for row in session.execute(query, {"ids": ids}):
         grouped[row.dataset_id].append(row)
     return grouped
 
