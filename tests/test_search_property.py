@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from dataflow_lite.store import query as grammar
-from dataflow_lite.store import search, search_sql, sqlite_lists, sqlite_search
+from dataflow_lite.store import search, search_sql, sqlite_lists, sqlite_pages, sqlite_search
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
 from .bare_catalog import bare_catalog
@@ -218,6 +218,18 @@ def _load(engine, rows: list[dict]) -> None:
            "values": {"Temp": 2, "Day": "2024-01-02T08:00:00Z"}, "files": []}],
     q="Temp>=2 Day<=2024-01-02", owner=1, window=10_000, per_page=3, deep=False,
 )  # fmt: skip
+@example(  # one term, the owner's own list of it longer than the window: walked, not listed
+    rows=[{"owner": owner, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
+           "values": {"Temp": 2}, "files": []} for owner, second in [(1, 0), (2, 1), (1, 2),
+                                                                     (1, 3), (2, 4), (1, 5)]],
+    q="run", owner=1, window=2, per_page=1, deep=False,
+)  # fmt: skip
+@example(  # the same, of a value
+    rows=[{"owner": owner, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
+           "values": {"Temp": 2}, "files": []} for owner, second in [(1, 0), (2, 1), (1, 2),
+                                                                     (1, 3), (2, 4), (1, 5)]],
+    q="Temp>=2", owner=1, window=2, per_page=3, deep=True,
+)  # fmt: skip
 @given(
     rows=datasets,
     q=queries,
@@ -232,7 +244,7 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
     monkeypatch.setattr(search_sql, "WINDOW", window)
     # As a deep page by number would: SQLite's walk looks words up in their list, from the
     # walk's newest datasets as many as the page's depth (then four times as many, and so on).
-    monkeypatch.setattr(sqlite_search, "DEEP_OFFSET", 0 if deep else 1000)
+    monkeypatch.setattr(sqlite_pages, "DEEP_OFFSET", 0 if deep else 1000)
     monkeypatch.setattr(sqlite_lists, "DEEP_TAKEN", 1)
     terms = re.findall(r'-?"[^"]*"|\S+', q)
     expected = [
@@ -289,7 +301,7 @@ def test_a_deep_page_by_number_is_the_brute_force_slice(engine, monkeypatch, row
     of them as the page's depth so that most pages take more before they are full."""
     _load(engine, rows)
     monkeypatch.setattr(search_sql, "WINDOW", 9)
-    monkeypatch.setattr(sqlite_search, "DEEP_OFFSET", 0)
+    monkeypatch.setattr(sqlite_pages, "DEEP_OFFSET", 0)
     monkeypatch.setattr(sqlite_lists, "DEEP_TAKEN", 1)
     terms = re.findall(r'-?"[^"]*"|\S+', q)
     expected = [

@@ -4,16 +4,7 @@ Every SQLite-specific piece of search lives here (FTS5 ``MATCH``, ``json_type`` 
 ``json_extract`` over the typed value indexes of revision 0006, ``INDEXED BY``), so a
 PostgreSQL backend (tsvector, pg_trgm, jsonb) replaces this module and nothing else.
 
-How a page is found without counting or sorting a million rows: each term that can list its
-datasets (words, a metadata key, a file name) first counts them, stopping at :data:`WINDOW` + 1.
-When the smallest such list holds at most :data:`WINDOW` datasets it drives the query (its
-datasets are looked up by id, checked against the other terms and sorted: at most WINDOW
-rows). When every list is longer, each is counted on (to the shortest so far) and the
-shortest drives, read once, unless a quarter of the first list's first datasets pass (then it is
-counted along at once); if more than WINDOW pass, or one long list is all there is, the
-datasets are walked newest first along an index on ``created_at`` (the user's own, or an
-instrument's) and each is checked against every term, cheapest check first, so a page costs
-about ``page size / share of datasets that match`` index steps. Counting stops at WINDOW + 1.
+How a page is found from these conditions is :mod:`sqlite_pages`.
 """
 
 from __future__ import annotations
@@ -37,21 +28,13 @@ from dataflow_lite.store.search_sql import (
     like_pattern,
     list_size,
 )
-from dataflow_lite.store.sqlite_lists import (
-    FILE_COST,
-    VALUE_COST,
-    WORDS_COST,
-    count_passing,
-    counted_list,
-    deep_page,
-    driven,
-    exact_sizes,
-    mostly_passing,
-    passing_rows,
-    walk_count,
-)
+from dataflow_lite.store.sqlite_lists import FILE_COST, VALUE_COST, WORDS_COST
+from dataflow_lite.store.sqlite_pages import dataset_page, stored_time
 
-__all__ = ["TRIGRAM", "Cond", "Found", "Sql", "Walk", "bounded_count", "like_pattern", "list_size"]
+__all__ = [
+    "TRIGRAM", "Cond", "Found", "Sql", "Walk", "bounded_count", "dataset_page", "like_pattern",
+    "list_size",
+]  # fmt: skip
 
 #: The trigram index of file names (revision 0006), kept by triggers on ``datasetfile``.
 FILE_TABLE = "file_name_text"
@@ -63,14 +46,6 @@ _IS_NUMBER, _NUMBER = "json_type(m.value) IN ('integer', 'real')", "json_extract
 _IS_NUMBER_TEXT = "m.value GLOB '[-0-9]*'"
 _TEXT = "json_type({v}) = 'text'"
 _DATE_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
-_STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime into SQLite
-#: From this offset a page by number looks its words up in their list (``sqlite_lists.deep_page``).
-DEEP_OFFSET = 500
-
-
-def stored_time(moment: datetime) -> str:
-    """A UTC time as SQLite holds ``created_at``, so that text comparison orders it."""
-    return moment.astimezone(UTC).replace(tzinfo=None).strftime(_STORED)
 
 
 def day_start(when: date) -> str:
@@ -288,101 +263,6 @@ def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
     seek = ("EXISTS (SELECT 1 FROM dataset AS o INDEXED BY ix_dataset_creator_id "
             f"WHERE o.creator_id = {owner} AND o.id = d.id)")  # fmt: skip
     return Walk("ix_dataset_creator_created", checks, checks[-1], seek)
-
-
-def _paged(
-    passing: list[tuple[str, int]], after: tuple[datetime, int] | None, offset: int, limit: int
-) -> Found:
-    """A page of ``passing`` (``created_at`` as stored, id), newest first, from ``after``.
-
-    The stored times are text of one width, so Python orders them as SQLite does.
-    """
-    ordered = sorted(passing, reverse=True)
-    if after is not None:
-        position = (stored_time(after[0]), after[1])
-        ordered = [row for row in ordered if row < position]
-    return Found([ident for _, ident in ordered[offset : offset + limit]], len(passing))
-
-
-def dataset_page(
-    session: Session,
-    sql: Sql,
-    route: Walk,
-    conds: Sequence[Cond],
-    after: tuple[datetime, int] | None,
-    offset: int,
-    limit: int,
-) -> Found:
-    """The ids of a page of datasets passing the route's checks and ``conds``, newest first."""
-    sizes = sorted(
-        (
-            (list_size(session, sql, cond), index, cond)
-            for index, cond in enumerate(conds)
-            if cond.ids
-        ),
-        key=lambda found: found[:2],
-    )
-    if len(sizes) > 1 and sizes[0][0] > search_sql.WINDOW:
-        # When a quarter of the first list's datasets pass, counting along it soon passes the
-        # window: the lists' lengths, which only choose the list to read whole, are not needed.
-        along = counted_list(sizes[0][2], route)
-        if along is None or not mostly_passing(session, sql, along, route, conds, sizes[0][2]):
-            sizes = exact_sizes(session, sql, sizes)
-    order = "ORDER BY d.created_at DESC, d.id DESC"
-    seek = []
-    if after is not None:
-        seek = [f"(d.created_at, d.id) < ({sql.bind(stored_time(after[0]))}, {sql.bind(after[1])})"]
-    page = f"LIMIT {int(limit)} OFFSET {int(offset)}"
-    if sizes:
-        driver = sizes[0][2]
-        rest = search_sql.by_cost(c for c in conds if c is not driver)
-        others = " AND ".join(["1", *route.checks, *rest])
-        assert driver.ids is not None
-        source = driven(driver.ids)
-        count = 0
-        # A user's list of values holds that user's datasets alone, every one that passes.
-        whole = route.owner_check is not None and driver.owned_ids == driver.ids
-        if (
-            sizes[0][0] > search_sql.WINDOW
-            and not (whole and len(sizes) > 1)  # then read once, below
-            and (along := counted_list(driver, route))
-        ):
-            # Counted along the shortest list (the owner's own, with no check of the owner),
-            # unsorted: it is read, not every dataset walked.
-            count = count_passing(session, sql, along[0], route, conds, driver, owned=along[1])
-        if count <= search_sql.WINDOW and (sizes[0][0] <= search_sql.WINDOW or len(sizes) > 1):
-            # Few in the list, or terms that may match few together: the passing datasets are
-            # read once and paged here, rather than the list read again to sort them.
-            passing = passing_rows(
-                session, sql, route, conds, driver, sizes[0][0] > search_sql.WINDOW, whole
-            )
-            if len(passing) <= search_sql.WINDOW:
-                return _paged(passing, after, offset, limit)
-            count = len(passing)
-        elif count <= search_sql.WINDOW:
-            # One long list: most likely more than the window pass, so they are counted in SQL
-            # (no row reaches Python; along the walk when that is cheaper) and sorted only when
-            # they turn out to be few.
-            if not whole:  # (a user's whole list of values was counted above)
-                along_walk = walk_count(session, sql, route, conds, driver)
-                count = along_walk if along_walk is not None else \
-                    count_passing(session, sql, driver.ids, route, conds, driver)  # fmt: skip
-            if count <= search_sql.WINDOW:
-                rows = sql.all(session, f"SELECT d.id FROM {source} WHERE "
-                               f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
-                return Found([row[0] for row in rows], count)
-    if offset >= DEEP_OFFSET and sizes:
-        deep = deep_page(session, sql, route, conds, seek, offset, limit)
-        if deep is not None:
-            return Found(deep, count)
-    where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
-    walked = f"dataset AS d INDEXED BY {route.index}"
-    if not sizes:
-        count = bounded_count(session, sql, f"SELECT 1 FROM {walked} WHERE {where}")
-    rows = sql.all(
-        session, f"SELECT d.id FROM {walked} WHERE {' AND '.join([where, *seek])} {order} {page}"
-    )
-    return Found([row[0] for row in rows], count)
 
 
 def file_page(
