@@ -230,6 +230,11 @@ def _load(engine, rows: list[dict]) -> None:
                                                                      (1, 3), (2, 4), (1, 5)]],
     q="Temp>=2", owner=1, window=2, per_page=3, deep=True,
 )  # fmt: skip
+@example(  # a file name most datasets have, alone: counted along the walk
+    rows=[{"owner": 1, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
+           "values": {}, "files": ["AFM_topo.png"] if second % 3 else []} for second in range(7)],
+    q="file:topo", owner=None, window=10_000, per_page=2, deep=False,
+)  # fmt: skip
 @given(
     rows=datasets,
     q=queries,
@@ -246,6 +251,8 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
     # walk's newest datasets as many as the page's depth (then four times as many, and so on).
     monkeypatch.setattr(sqlite_pages, "DEEP_OFFSET", 0 if deep else 1000)
     monkeypatch.setattr(sqlite_lists, "DEEP_TAKEN", 1)
+    # A file name term alone is counted along the walk when half the newest datasets have it.
+    monkeypatch.setattr(sqlite_pages, "FIRST_PROBE", 4)
     terms = re.findall(r'-?"[^"]*"|\S+', q)
     expected = [
         row for row in rows

@@ -26,6 +26,9 @@ VALUE_COST, WORDS_COST, FILE_COST = 1, 2, 3
 DEEP_TAKEN = 8
 #: How many candidates of a long list are checked to see how many of them pass.
 PROBE = 500
+#: How many datasets walked show that a file name term alone is better counted along the walk
+#: (fewer than :data:`PROBE`: most file name terms are a few datasets' names, and pay it).
+FIRST_PROBE = 100
 #: Long lists are first counted to this many windows, so that a short one ends the others early.
 FIRST_LENGTHS = 4
 
@@ -207,10 +210,11 @@ def passing_rows(
 
 
 def walk_count(
-    session: Session, sql: Sql, route: Walk, conds: Sequence[Cond], driver: Cond
-) -> int | None:
+    session: Session, sql: Sql, route: Walk, conds: Sequence[Cond], driver: Cond,
+    probe: int = PROBE,
+) -> int | None:  # fmt: skip
     """How many datasets pass, up to WINDOW + 1, counted along the walk's index rather than
-    along the file name list ``driver`` when half of the first :data:`PROBE` datasets walked
+    along the file name list ``driver`` when half of the first ``probe`` datasets walked
     pass (None otherwise, and for any other list).
 
     Each entry of a file name list costs a trigram match and a file row, each dataset a
@@ -223,8 +227,8 @@ def walk_count(
     where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
     walked = f"dataset AS d INDEXED BY {route.index}"
     first = f"SELECT d.id AS id FROM {walked} WHERE {' AND '.join(['1', *route.checks])}"
-    passed = sql.scalar(session, f"SELECT count(*) FROM {driven(first + f' LIMIT {PROBE}')} "
+    passed = sql.scalar(session, f"SELECT count(*) FROM {driven(first + f' LIMIT {probe}')} "
                         f"WHERE {where}")  # fmt: skip
-    if 2 * passed < PROBE:
+    if 2 * passed < probe:
         return None
     return bounded_count(session, sql, f"SELECT 1 FROM {walked} WHERE {where}")

@@ -24,6 +24,7 @@ from sqlmodel import Session
 from dataflow_lite.store import search_sql
 from dataflow_lite.store.search_sql import Cond, Found, Sql, Walk, bounded_count, list_size
 from dataflow_lite.store.sqlite_lists import (
+    FIRST_PROBE,
     count_passing,
     counted_list,
     deep_page,
@@ -79,6 +80,12 @@ def dataset_page(
             passing = passing_rows(session, sql, route, [mine], mine, long=False, owned=True)
             return _paged(passing, after, offset, limit)
         return _walked(session, sql, route, conds, seek, offset, limit, count)
+    if len(conds) == 1:
+        # A file name most datasets have, alone: counted along the walk, its list not at all
+        # (``file:frame``, 5.5 ms of 13).
+        walked = walk_count(session, sql, route, conds, conds[0], FIRST_PROBE)
+        if walked is not None:
+            return _walked(session, sql, route, conds, seek, offset, limit, walked)
     sizes = sorted(
         (
             (list_size(session, sql, cond), index, cond)
