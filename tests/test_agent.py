@@ -142,6 +142,28 @@ def test_clean_deletes_only_verified_unchanged_files(tmp_path: Path):
     assert ok["deleted"] is True
 
 
+def test_receipts_say_which_files_wait_which_failed_and_which_are_verified(tmp_path: Path):
+    from dataflow_lite_agent.state import Receipt, State
+
+    state = State(tmp_path / "state")
+    run = tmp_path / "run"
+    for name, more in [
+        ("new.bin", {}),
+        ("big.bin", {"error": "the server refused it (413): larger than its limit"}),
+        ("kept.bin", {"uploaded_at": "2026-01-01T00:00Z", "verified_at": "2026-01-01T00:01Z"}),
+    ]:  # fmt: skip
+        state.keep(Receipt(str(run / name), "http://s", 1, name, 2, 0, "ab" * 32, "2026", **more))
+    state.close()
+    lines = agent(tmp_path / "state", "receipts", str(run)).stdout.splitlines()
+    shown = {
+        name: [line for line in lines if f" {name}" in line] for name in ("new", "big", "kept")
+    }
+    assert [line.split()[0] for line in shown["new"]] == ["waiting"]
+    assert [line.split()[0] for line in shown["big"]] == ["failed"]
+    assert "big.bin  (the server refused it (413): larger than its limit)" in shown["big"][0]
+    assert [line.split()[0] for line in shown["kept"]] == ["verified"]
+
+
 def test_push_refuses_two_sources_landing_on_one_path(tmp_path: Path):
     make_run(tmp_path / "a", {"x.bin": b"1"})
     make_run(tmp_path / "b", {"x.bin": b"2"})

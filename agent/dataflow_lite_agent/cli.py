@@ -253,6 +253,7 @@ def receipts(folder: Path | None, as_json: bool, server: str | None, key: str | 
             "deleted" if receipt.deleted_at else
             "verified" if receipt.verified else
             "sent" if receipt.uploaded_at else
+            "failed" if receipt.error else  # its last sending failed: the next push tries again
             "waiting"
         )  # fmt: skip
         line = f"{status:9} {receipt.sha256[:12]}  dataset {receipt.dataset_id}  {shown}"

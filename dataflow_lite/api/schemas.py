@@ -127,7 +127,12 @@ class SearchArgs(ma.Schema):
         metadata={"description": f"page number, while the page lies in the first {WINDOW} "
                   "results; deeper, continue with `after`"},
     )  # fmt: skip
-    per_page = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=1, max=MAX_INT))
+    per_page = ma.fields.Integer(
+        load_default=None,
+        validate=ma.validate.Range(min=1, max=MAX_INT),
+        metadata={"description": "results per page: the server's `per_page` setting (20) unless "
+                  "given, and at most its `max_per_page` (100; more is answered with that many)"},
+    )  # fmt: skip
     after = ma.fields.String(
         load_default=None,
         validate=ma.validate.Length(max=64),
