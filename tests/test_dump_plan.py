@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflow_lite.api import dump_plan
 from dataflow_lite.api.dump_plan import Schema
 
 
@@ -132,10 +131,29 @@ def test_the_plan_is_used_and_hooks_still_run():
     dumped = same_answer(lambda: Zoo().dump({"number": 3, "hooked": {"name": "x"}, "other": "o"}))
     assert dumped["method"] == 6 and dumped["hooked"] == {"name": "X"}
     assert dumped["shown"] == "o" and dumped["defaulted"] == "fallback"
-    schema = Inner()
-    schema.dump({"id": 1})
-    assert "_plan" in schema.__dict__  # the plan answered, not marshmallow's own dump
-    assert dump_plan.Schema.dump is not ma.Schema.dump
+    assert Inner()._plan is not None and Zoo()._plan is not None  # a plan answers these
+    assert Hooked()._plan is None  # and marshmallow's own dump a schema with hooks
+
+
+class Later(Schema):
+    """Fields marshmallow resolves or maps its own way: a nested schema named by a string, a
+    Boolean's own truthy and falsy values, an ordered answer."""
+
+    class Meta:
+        ordered = True
+
+    later = ma.fields.Nested("LaterInner")
+    flag = ma.fields.Boolean(truthy={"y"}, falsy={"n", True})
+
+
+class LaterInner(Schema):
+    id = ma.fields.Integer()
+
+
+@pytest.mark.parametrize("record", [{"flag": True}, {"flag": False}, {"later": {"id": 1}}, {}])
+def test_names_booleans_and_order_are_dumped_as_marshmallow_does(record: dict[str, Any]):
+    dumped = same_answer(lambda: Later().dump(record))
+    assert type(dumped) is type(marshmallows(lambda: Later().dump(record)))
 
 
 @pytest.mark.parametrize("path", ["/api/v1/datasets/search?q=", "/api/v1/datasets/{id}"])

@@ -235,6 +235,12 @@ def _load(engine, rows: list[dict]) -> None:
            "values": {}, "files": ["AFM_topo.png"] if second % 3 else []} for second in range(7)],
     q="file:topo", owner=None, window=10_000, per_page=2, deep=False,
 )  # fmt: skip
+@example(  # the first walked have it, then none, then more past the walk's cap: the list read
+    rows=[{"owner": 1, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
+           "values": {}, "files": ["AFM_topo.png"] if second in (0, 1, 9, 10, 11) else []}
+          for second in range(12)],
+    q="file:topo", owner=1, window=2, per_page=2, deep=False,
+)  # fmt: skip
 @given(
     rows=datasets,
     q=queries,
@@ -251,8 +257,9 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
     # walk's newest datasets as many as the page's depth (then four times as many, and so on).
     monkeypatch.setattr(sqlite_pages, "DEEP_OFFSET", 0 if deep else 1000)
     monkeypatch.setattr(sqlite_lists, "DEEP_TAKEN", 1)
-    # A file name term alone is counted along the walk when half the newest datasets have it.
+    # A file name term alone is counted along the walk when half the first walked have it.
     monkeypatch.setattr(sqlite_pages, "FIRST_PROBE", 4)
+    monkeypatch.setattr(sqlite_pages, "FIRST_LENGTH", 1)
     terms = re.findall(r'-?"[^"]*"|\S+', q)
     expected = [
         row for row in rows

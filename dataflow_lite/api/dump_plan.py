@@ -24,6 +24,8 @@ _KEPT: dict[type[ma.fields.Field], type] = {
     ma.fields.Boolean: bool,
 }
 _PLANNED = {*_KEPT, ma.fields.Raw, ma.fields.DateTime, ma.fields.Nested, ma.fields.List}
+#: Each field's key in the answer, how to get its value, and how to turn it into the answer's.
+Plan = list[tuple[str, Callable[[Any], Any], Callable[[Any, Any], Any]]]
 
 
 class Schema(ma.Schema):
@@ -31,28 +33,21 @@ class Schema(ma.Schema):
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:
         many = self.many if many is None else bool(many)
-        if self._plan is None:
+        plan = self._plan
+        if plan is None:
             return super().dump(obj, many=many)
+        new = self.dict_class  # a plain dict, or marshmallow 3's OrderedDict when ordered
         if many and obj is not None:
-            return [self._dumped(each) for each in obj]
-        return self._dumped(obj)
-
-    def _dumped(self, obj: Any) -> dict[str, Any]:
-        out = {}
-        assert self._plan is not None
-        for key, value_of, convert in self._plan:
-            value = value_of(obj)
-            if value is not ma.missing:
-                out[key] = convert(value, obj)
-        return out
+            return [_dumped(each, plan, new) for each in obj]
+        return _dumped(obj, plan, new)
 
     @cached_property
-    def _plan(self) -> list[tuple[str, Callable[[Any], Any], Callable[[Any, Any], Any]]] | None:
-        """How to dump each field; None when the schema has dump hooks."""
+    def _plan(self) -> Plan | None:
+        """How to dump each field; None when the schema has dump hooks or serializes its own way."""
         # marshmallow 4 keys hooks by tag, 3 by (tag, many).
         hooks: dict[Any, Any] = self._hooks
         tags = {key[0] if isinstance(key, tuple) else key for key, on in hooks.items() if on}
-        if tags & {PRE_DUMP, POST_DUMP}:
+        if tags & {PRE_DUMP, POST_DUMP} or type(self)._serialize is not ma.Schema._serialize:
             return None
         plan = []
         for attr, field in self.dump_fields.items():
@@ -81,6 +76,15 @@ class Schema(ma.Schema):
         return value_of
 
 
+def _dumped(obj: Any, plan: Plan, new: type[dict[Any, Any]]) -> dict[str, Any]:
+    out = new()
+    for key, value_of, convert in plan:
+        value = value_of(obj)
+        if value is not ma.missing:
+            out[key] = convert(value, obj)
+    return out
+
+
 def _converter(attr: str, field: ma.fields.Field) -> Callable[[Any, Any], Any]:
     """What marshmallow's ``field._serialize`` makes of a value, without it where it can."""
     kind = type(field)
@@ -90,11 +94,21 @@ def _converter(attr: str, field: ma.fields.Field) -> Callable[[Any, Any], Any]:
         inner = _converter(attr, field.inner)
         return lambda value, obj: None if value is None else [inner(each, obj) for each in value]
     if isinstance(field, ma.fields.Nested) and kind is ma.fields.Nested:
-        schema = field.schema
-        many = schema.many or field.many
-        return lambda value, obj: None if value is None else schema.dump(value, many=many)
+        nested = field  # its schema resolved at its first value, as marshmallow does (a name)
+
+        def dumped(value: Any, obj: Any) -> Any:
+            if value is None:
+                return None
+            schema = nested.schema
+            return schema.dump(value, many=schema.many or nested.many)
+
+        return dumped
     serialize = field._serialize
     kept = _KEPT.get(kind)
+    if isinstance(field, ma.fields.Boolean):  # marshmallow 3 maps its truthy and falsy values
+        truthy, falsy = field.truthy, field.falsy
+        if not (True in truthy and False in falsy and False not in truthy):
+            kept = None
     if kept is None or getattr(field, "as_string", False):
         return lambda value, obj: serialize(value, attr, obj)
     return lambda value, obj: value if value.__class__ is kept else serialize(value, attr, obj)

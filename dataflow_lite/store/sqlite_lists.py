@@ -1,5 +1,5 @@
 """How SQLite reads a term's list of datasets: counting it, checking its candidates, and
-looking a walk's words up in it (:mod:`sqlite_search` decides which list drives a page).
+looking a walk's words up in it (:mod:`sqlite_pages` decides which list drives a page).
 
 A candidate's checks cost more than a list's entries: a dataset row looked up, a value's seek,
 a call into Python with the row's text. So the owner is checked in its narrow index, values
@@ -26,9 +26,6 @@ VALUE_COST, WORDS_COST, FILE_COST = 1, 2, 3
 DEEP_TAKEN = 8
 #: How many candidates of a long list are checked to see how many of them pass.
 PROBE = 500
-#: How many datasets walked show that a file name term alone is better counted along the walk
-#: (fewer than :data:`PROBE`: most file name terms are a few datasets' names, and pay it).
-FIRST_PROBE = 100
 #: Long lists are first counted to this many windows, so that a short one ends the others early.
 FIRST_LENGTHS = 4
 
@@ -211,11 +208,12 @@ def passing_rows(
 
 def walk_count(
     session: Session, sql: Sql, route: Walk, conds: Sequence[Cond], driver: Cond,
-    probe: int = PROBE,
+    probe: int = PROBE, cap: int | None = None,
 ) -> int | None:  # fmt: skip
     """How many datasets pass, up to WINDOW + 1, counted along the walk's index rather than
     along the file name list ``driver`` when half of the first ``probe`` datasets walked
-    pass (None otherwise, and for any other list).
+    pass (None otherwise, and for any other list). With ``cap``, no more than that many
+    datasets are walked: None when they hold too few passing to tell the count.
 
     Each entry of a file name list costs a trigram match and a file row, each dataset a
     distinct id and the owner's check; walking checks each dataset's names once (``file:frame``,
@@ -231,4 +229,12 @@ def walk_count(
                         f"WHERE {where}")  # fmt: skip
     if 2 * passed < probe:
         return None
-    return bounded_count(session, sql, f"SELECT 1 FROM {walked} WHERE {where}")
+    if cap is None:
+        return bounded_count(session, sql, f"SELECT 1 FROM {walked} WHERE {where}")
+    # Each dataset's checks as a column of the first ``cap`` walked: its row is read once.
+    checked = " AND ".join(["1", *search_sql.by_cost(conds)])
+    taken = f"SELECT ({checked}) AS ok FROM {walked} WHERE {' AND '.join(['1', *route.checks])}"
+    count = bounded_count(session, sql, f"SELECT 1 FROM ({taken} LIMIT {int(cap)}) WHERE ok")
+    if count > search_sql.WINDOW or bounded_count(session, sql, first, cap) < cap:
+        return count  # past the window, or the walk ended before the cap: every one counted
+    return None

@@ -1,10 +1,9 @@
 """The SQL of search on SQLite: FTS5 for words, a trigram index for file names, typed values.
 
-Every SQLite-specific piece of search lives here (FTS5 ``MATCH``, ``json_type`` and
-``json_extract`` over the typed value indexes of revision 0006, ``INDEXED BY``), so a
-PostgreSQL backend (tsvector, pg_trgm, jsonb) replaces this module and nothing else.
-
-How a page is found from these conditions is :mod:`sqlite_pages`.
+Each term becomes a condition here (FTS5 ``MATCH``, ``json_type`` and ``json_extract`` over
+the typed value indexes of revision 0006, ``INDEXED BY``); :mod:`sqlite_pages` finds a page
+from them, reading their lists as :mod:`sqlite_lists` does and words as :mod:`sqlite_words`.
+A PostgreSQL backend (tsvector, pg_trgm, jsonb) replaces these modules, :mod:`pg_search`.
 """
 
 from __future__ import annotations
