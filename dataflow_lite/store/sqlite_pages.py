@@ -17,6 +17,7 @@ whole answer counts that list alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlmodel import Session
@@ -159,9 +160,7 @@ def _owners_own(route: Walk, conds: Sequence[Cond]) -> Cond | None:
         return None
     if any(check != route.owner_check for check in route.checks):
         return None
-    term = conds[0]
-    return Cond(term.check, term.owned_ids, term.owned_lower, term.cost, term.owned_ids,
-                term.owned_lower, term.reads_row)  # fmt: skip
+    return replace(conds[0], ids=conds[0].owned_ids, lower_ids=conds[0].owned_lower)
 
 
 def _walked(
