@@ -222,18 +222,17 @@ def walk_count(
     """
     if driver.cost < FILE_COST:
         return None
-    where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
-    walked = f"dataset AS d INDEXED BY {route.index}"
-    first = f"SELECT d.id AS id FROM {walked} WHERE {' AND '.join(['1', *route.checks])}"
-    passed = sql.scalar(session, f"SELECT count(*) FROM {driven(first + f' LIMIT {probe}')} "
-                        f"WHERE {where}")  # fmt: skip
+    checked = " AND ".join(["1", *search_sql.by_cost(conds)])
+    walked = f"dataset AS d INDEXED BY {route.index} WHERE {' AND '.join(['1', *route.checks])}"
+    first = f"SELECT d.id AS id FROM {walked}"
+    probed = driven(first + f" LIMIT {probe}")
+    passed = sql.scalar(session, f"SELECT count(*) FROM {probed} WHERE {checked}")
     if 2 * passed < probe:
         return None
     if cap is None:
-        return bounded_count(session, sql, f"SELECT 1 FROM {walked} WHERE {where}")
+        return bounded_count(session, sql, f"SELECT 1 FROM {walked} AND {checked}")
     # Each dataset's checks as a column of the first ``cap`` walked: its row is read once.
-    checked = " AND ".join(["1", *search_sql.by_cost(conds)])
-    taken = f"SELECT ({checked}) AS ok FROM {walked} WHERE {' AND '.join(['1', *route.checks])}"
+    taken = f"SELECT ({checked}) AS ok FROM {walked}"
     count = bounded_count(session, sql, f"SELECT 1 FROM ({taken} LIMIT {int(cap)}) WHERE ok")
     if count > search_sql.WINDOW or bounded_count(session, sql, first, cap) < cap:
         return count  # past the window, or the walk ended before the cap: every one counted
