@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dataflow_lite.store import pg_words
+
 #: Datasets per transaction, as ``dataflow-lite import`` commits them.
 CHUNK = 10_000
 
@@ -111,9 +113,12 @@ def postgresql_load(url: str, source: Path) -> float:
         datasets, values, files, texts = rows(source, users, endpoint)
         datasets = [(*row[:6], row[6].replace(tzinfo=UTC)) for row in datasets]
         files = [(*row[:7], row[7].replace(tzinfo=UTC)) for row in files]
+        # PostgreSQL's full-text row lists its tokens too (revision 0015).
+        texts = [(*row, pg_words.vector(row[1], row[2])) for row in texts]
+        names = [*TABLES[:-1], (TABLES[-1][0], TABLES[-1][1] + ", tokens")]
         tables = [
-            (*names, table_rows)
-            for names, table_rows in zip(TABLES, (datasets, values, files, texts), strict=True)
+            (*table, table_rows)
+            for table, table_rows in zip(names, (datasets, values, files, texts), strict=True)
         ]
         # One transaction per CHUNK datasets, as the import commits: the key counts' trigger
         # updates the same few rows for every value, and within one transaction each update

@@ -290,14 +290,14 @@ def queries(instance: Path, expected: dict, runs: int, postgresql: bool) -> int:
 
 
 def raw_lookup(instance: Path, runs: int, postgresql: bool) -> list[float]:
-    """Milliseconds of the bare driver's 20 rows holding ``op3``: FTS5, or the trigram index."""
+    """Milliseconds of the bare driver's 20 rows holding ``op3``: FTS5, or the tokens' GIN index."""
     samples = []
     if postgresql:
         import psycopg
 
         url = tomllib.loads((instance / "config.toml").read_text())["database"]
         db: Any = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
-        lookup = "SELECT rowid FROM dataset_text WHERE lower(body) ~ '(^|[^[:alnum:]])op3' LIMIT 20"
+        lookup = "SELECT rowid FROM dataset_text WHERE tokens @@ '''op3'':*' LIMIT 20"
     else:
         db = sqlite3.connect(instance / "dataflow.sqlite3")
         lookup = "SELECT rowid FROM dataset_text WHERE dataset_text MATCH 'op3' LIMIT 20"

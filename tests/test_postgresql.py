@@ -72,6 +72,7 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
             "VALUES (7, 'scan', 1, 'e1', 'x/2026-01-02/030405_scan', now())")  # fmt: skip
         run("INSERT INTO metadatavalue (dataset_id, field_name, value) VALUES "
             "(7, 'Temperature', '2.0'), (7, 'Sample', '\"PZT\"')")  # fmt: skip
+        run("INSERT INTO dataset_text (rowid, body) VALUES (7, 'scan\nSample\nPZT Café')")
     done = schema.upgrade(database)
     assert (done.from_revision, done.to_revision) == (schema.BASELINE, schema.head())
     with engine.connect() as connection:
@@ -81,6 +82,7 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
         values = {name: text for name, text, _ in rows}
         owners = {owner for _, _, owner in rows}
         generation = connection.exec_driver_sql('SELECT session_generation FROM "user"').scalar()
+        tokens = connection.exec_driver_sql("SELECT tokens::text FROM dataset_text").scalar()
     engine.dispose()
     assert {name: json.loads(text) for name, text in values.items()} == {
         "Temperature": 2.0,
@@ -89,6 +91,7 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
     assert isinstance(json.loads(values["Temperature"]), float)  # a float stays a float
     assert generation == 0
     assert owners == {1}  # values name their dataset's owner since 0014
+    assert tokens == "'#1' 'cafe' 'pzt' 'sample' 'scan'"  # listed since 0015, as FTS5 folds them
 
 
 def on_postgresql(instance: Path, url: str) -> Cli:

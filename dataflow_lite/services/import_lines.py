@@ -42,7 +42,7 @@ from sqlmodel import Session, SQLModel, col, select
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import datasets
 from dataflow_lite.services.errors import ServiceError
-from dataflow_lite.store import catalog, layout, metadata, search, search_sql
+from dataflow_lite.store import catalog, layout, metadata, search
 from dataflow_lite.store.models import Dataset, Instrument, MetadataField, User, row_id
 
 KEYS = frozenset({"name", "creator", "instrument", "created_at", "metadata", "files"})
@@ -296,8 +296,8 @@ class Prepared(NamedTuple):
     values: list[tuple[str, Any, int | None]]
     #: name, relative_path, is_directory, file_length, file_type, sha256, created_at
     files: list[tuple[Any, ...]]
-    body: str
-    owner: str
+    #: the full-text row after its rowid (the backend's ``TEXT_COLUMNS``)
+    text: tuple[str, ...]
 
 
 #: What one line came to: its number, the dataset's identity and its Prepared rows (pickled),
@@ -314,6 +314,7 @@ class Preparer:
         self.checker = checker
         self.when = _converter(DATASETS.c.created_at, dialect)
         self.value_text = _converter(VALUES.c.value, dialect)
+        self.text_row = search.BACKENDS[dialect.name][0].text_row
 
     def lines(self, batch: list[tuple[int, bytes]]) -> list[Checked]:
         done: list[Checked] = []
@@ -343,8 +344,10 @@ class Preparer:
             created,
             [(name, self.value_text(value), field) for name, value, field in row.values],
             files,
-            search.text_body(row.name, ((n, v) for n, v, _ in row.values), names),
-            search_sql.owner_text(row.creator_id),
+            self.text_row(
+                search.text_body(row.name, ((n, v) for n, v, _ in row.values), names),
+                row.creator_id,
+            ),
         )
 
 

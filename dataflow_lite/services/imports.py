@@ -39,6 +39,7 @@ from dataflow_lite.services.errors import Invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.import_lines import Checker, Prepared, Preparer, checked
 from dataflow_lite.services.policy import authorize, use_case
+from dataflow_lite.store import search
 from dataflow_lite.store.db import follow_explicit_ids, refresh_statistics, unit_of_work
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset, Endpoint
@@ -62,7 +63,6 @@ TABLES = (
     ("metadatavalue", "dataset_id, field_name, value, metadata_field_id, owner_id"),
     ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
      "sha256, created_at"),
-    (SEARCH_TABLE, "rowid, body, owner"),
 )  # fmt: skip
 
 
@@ -288,7 +288,7 @@ class _Loader:
         dataset_rows: list[tuple[Any, ...]] = []
         value_rows: list[tuple[Any, ...]] = []
         file_rows: list[tuple[Any, ...]] = []
-        text_rows: list[tuple[int, str, str]] = []
+        text_rows: list[tuple[Any, ...]] = []
         for row in rows:
             ident, next_id = next_id, next_id + 1
             # Slugs never hold "-": a suffix with one cannot collide with another's folder,
@@ -299,9 +299,13 @@ class _Loader:
             owner = row.dataset[1]
             value_rows += [(ident, *value, owner) for value in row.values]
             file_rows += [(ident, *entry) for entry in row.files]
-            text_rows.append((ident, row.body, row.owner))
+            text_rows.append((ident, *row.text))
+        backend = search.BACKENDS[connection.dialect.name][0]
+        text_columns = ", ".join(("rowid", *backend.TEXT_COLUMNS))
         for (table, columns), table_rows in zip(
-            TABLES, (dataset_rows, value_rows, file_rows, text_rows), strict=True
+            (*TABLES, (SEARCH_TABLE, text_columns)),
+            (dataset_rows, value_rows, file_rows, text_rows),
+            strict=True,
         ):
             if table_rows:
                 _insert(connection, table, columns, table_rows)

@@ -164,7 +164,7 @@ class MetadataValue(SQLModel, table=True):
     that no model describes: ``dataflow_lite.store.sqlite_search`` queries them); on SQLite they
     end with the dataset id since 0010. Values by key and dataset: on SQLite
     ``ix_metadatavalue_key_value`` (0012), on PostgreSQL ``ix_metadatavalue_key`` (0013).
-    SQLite's typed indexes list each owner's values apart (0014).
+    The typed indexes list each owner's values apart (SQLite 0014, PostgreSQL 0015).
     """
 
     id: int | None = Field(default=None, primary_key=True)
@@ -172,8 +172,8 @@ class MetadataValue(SQLModel, table=True):
     field_name: str
     value: Any = Field(sa_column=Column(JSONText))
     metadata_field_id: int | None = Field(default=None, foreign_key="metadatafield.id")
-    #: The dataset's creator. Writers give it; on SQLite triggers set it from the dataset
-    #: whenever a value is written without it (0014).
+    #: The dataset's creator. Writers give it; triggers set it from the dataset whenever a
+    #: value is written without it (SQLite 0014, PostgreSQL 0015).
     owner_id: int | None = None
 
 

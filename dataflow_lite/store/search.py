@@ -81,11 +81,14 @@ def reindex(session: Session, dataset_id: int) -> None:
         ((value.field_name, value.value) for value in values),
         session.exec(select(DatasetFile.name).where(DatasetFile.dataset_id == dataset_id)),
     )
+    backend = _backend(session)
+    row = dict(zip(backend.TEXT_COLUMNS, backend.text_row(body, dataset.creator_id), strict=True))
     session.execute(text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid = :id"), {"id": dataset_id})
     session.execute(
-        text(f"INSERT INTO {SEARCH_TABLE} (rowid, body, owner) VALUES (:id, :body, :owner)"),
-        {"id": dataset_id, "body": body, "owner": search_sql.owner_text(dataset.creator_id)},
-    )
+        text(f"INSERT INTO {SEARCH_TABLE} (rowid, {', '.join(row)}) "
+             f"VALUES (:id, {', '.join(':' + column for column in row)})"),
+        {"id": dataset_id, **row},
+    )  # fmt: skip
 
 
 def text_body(name: str, values: Iterable[tuple[str, Any]], file_names: Iterable[str]) -> str:
@@ -107,11 +110,8 @@ def add_names(session: Session, dataset_id: int, names: Sequence[str]) -> None:
     Appending costs the same however many files the dataset has, where rebuilding the row reads
     every one of them back; a name listed twice finds the same datasets.
     """
-    added = session.execute(
-        text(f"UPDATE {SEARCH_TABLE} SET body = body || :names WHERE rowid = :id"),
-        {"id": dataset_id, "names": "".join("\n" + name for name in names)},
-    )
-    if getattr(added, "rowcount", 0) == 0:  # no row yet (a catalog from before the index)
+    if not _backend(session).append_text(session, dataset_id, "".join("\n" + n for n in names)):
+        # no row yet (a catalog from before the index)
         reindex(session, dataset_id)
 
 

@@ -38,6 +38,9 @@ class Cond:
     owned_lower: str | None = None
     #: ``check`` reads a column of ``d`` other than ``id`` (so ``d`` must be the dataset row).
     reads_row: bool = False
+    #: The list (the walk owner's, if any) read along its table rather than through an index,
+    #: from ``{rows}`` (``LIMIT n``: the first n rows only): cheaper when most rows are in it.
+    scanned_ids: str | None = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from dataflow_lite.store import search_sql, sqlite_words
@@ -60,6 +61,24 @@ def fts_words(term: Text, prefix: bool = True) -> str:
     """
     quoted = '"' + term.words.replace('"', '""') + '"'
     return quoted if term.phrase or not prefix else quoted + "*"
+
+
+#: The columns of a full-text row after its ``rowid``, as :func:`text_row` gives them.
+TEXT_COLUMNS = ("body", "owner")
+
+
+def text_row(body: str, creator_id: int) -> tuple[str, str]:
+    """A dataset's full-text row: its text and its owner (revision 0012)."""
+    return body, search_sql.owner_text(creator_id)
+
+
+def append_text(session: Session, dataset_id: int, names: str) -> bool:
+    """Append ``names`` to a dataset's full-text row; False when it has none."""
+    added = session.execute(
+        text(f"UPDATE {SEARCH_TABLE} SET body = body || :names WHERE rowid = :id"),
+        {"id": dataset_id, "names": names},
+    )
+    return bool(getattr(added, "rowcount", 0))
 
 
 def text_cond(

@@ -1,0 +1,74 @@
+"""A dataset's words as PostgreSQL indexes them: the ``tokens`` column of revision 0015.
+
+Each full-text row carries its tokens as a ``tsvector`` of lexemes written here, not parsed by
+PostgreSQL: the tokens FTS5 would make of the row (:func:`sqlite_words.tokens`: runs of
+letters and digits, lowercased, without diacritics) and ``#<owner id>``, which no token can be.
+A GIN index lists the rows holding a token, or any token a prefix begins, or a user's. A
+``tsvector`` holds no lexeme over 2,046 bytes and under 1 MB in all: a row whose text is longer
+than :data:`BODY_LIMIT` bytes (a dataset of many thousand files), or that holds a longer token,
+gets :data:`MORE` instead of its tokens, and its words are matched in its text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dataflow_lite.store import sqlite_words
+
+#: The lexeme of a row whose tokens are not listed (no token holds ``#``).
+MORE = "#more"
+#: The longest text whose tokens are listed. Each distinct token costs its bytes and four in
+#: the ``tsvector``, and at least one more byte than itself in the text: 200,000 bytes of text
+#: stay well under the 1 MB a ``tsvector`` may hold.
+BODY_LIMIT = 200_000
+#: The longest lexeme PostgreSQL takes.
+LEXEME_LIMIT = 2046
+
+
+def owner_lexeme(owner_id: int | str) -> str:
+    """The lexeme every row of ``owner_id``'s datasets holds."""
+    return f"#{owner_id}"
+
+
+def quoted(lexemes: Sequence[str]) -> str:
+    """``lexemes`` as ``tsvector`` text."""
+    # Tokens are letters and digits only, so no quote or backslash needs escaping.
+    return " ".join(f"'{lexeme}'" for lexeme in lexemes)
+
+
+def listed(text: str) -> list[str] | None:
+    """The distinct tokens of ``text``, or None when they cannot all be listed."""
+    if len(text.encode()) > BODY_LIMIT:
+        return None
+    found = set(sqlite_words.tokens(text))
+    if any(len(token.encode()) > LEXEME_LIMIT for token in found):
+        return None
+    return sorted(found)
+
+
+def vector(body: str, owner_id: int | str) -> str:
+    """The ``tsvector`` (as text) of a full-text row."""
+    found = listed(body)
+    return quoted([*(found if found is not None else [MORE]), owner_lexeme(owner_id)])
+
+
+def more(owner_id: int | str) -> str:
+    """The ``tsvector`` (as text) of a row whose tokens are not listed."""
+    return quoted([MORE, owner_lexeme(owner_id)])
+
+
+def phrase(words: str, prefix: bool) -> tuple[str, int] | None:
+    """``words`` as a ``tsquery`` (as text) that every listed row holding them matches, and
+    how many tokens they have (more than one: the row's text must be checked for them in a
+    row). None when they have no token; an empty query when no listed row can hold them (a
+    token longer than any listed).
+    """
+    found = sqlite_words.tokens(words)
+    if not found:
+        return None
+    if any(len(token.encode()) > LEXEME_LIMIT for token in found):
+        return "", len(found)
+    lexemes = [f"'{token}'" for token in found]
+    if prefix:
+        lexemes[-1] += ":*"
+    return "(" + " & ".join(lexemes) + ")", len(found)
