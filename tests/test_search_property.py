@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from dataflow_lite.store import (
-    pg_search,
+    pg_pages,
     pg_words,
     search,
     search_sql,
@@ -269,8 +269,8 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
     monkeypatch.setattr(search_sql, "WINDOW", window)
     # PostgreSQL reads a word's list along its table when a twentieth of the first 4 rows hold
     # it (so: when one does), and judges long lists by their first 2 datasets.
-    monkeypatch.setattr(pg_search, "SAMPLE", 4)
-    monkeypatch.setattr(pg_search, "PROBE", 2)
+    monkeypatch.setattr(pg_pages, "SAMPLE", 4)
+    monkeypatch.setattr(pg_pages, "PROBE", 2)
     # As a deep page by number would: SQLite's walk looks words up in their list, from the
     # walk's newest datasets as many as the page's depth (then four times as many, and so on).
     monkeypatch.setattr(sqlite_pages, "DEEP_OFFSET", 0 if deep else 1000)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from dataflow_lite.store import search_sql
+from dataflow_lite.store import pg_pages, search_sql
 from dataflow_lite.store.search_sql import Cond, Sql, Walk
 from dataflow_lite.store.sqlite_facets import Bucket, Key, named_buckets
 
@@ -48,23 +48,20 @@ _WORDS = (
 def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) -> list[int]:
     """Ids of the datasets matching, at most WINDOW + 1 of them, in no particular order.
 
-    As on SQLite, the shortest list of the terms that list their datasets drives (its ids are
-    looked up and checked against the rest); with none, the datasets are read and checked.
+    The list a page would read drives (:mod:`pg_pages`); with none, the datasets are read and
+    checked.
     """
+    conds = pg_pages.listing(session, sql, route, conds)
     listed = [cond for cond in conds if cond.ids is not None]
-    source = "dataset AS d"
-    checks = list(conds)
     if listed:
-        driver = listed[0]
-        if len(listed) > 1:  # one list needs no measuring: it drives
-            sizes = sorted((search_sql.list_size(session, sql, c), i) for i, c in enumerate(listed))
-            driver = listed[sizes[0][1]]
-        checks.remove(driver)
-        source = f"({driver.ids}) AS s JOIN dataset AS d ON d.id = s.id"
-    where = " AND ".join(["TRUE", *route.checks, *(cond.check for cond in checks)])
-    rows = sql.all(
-        session, f"SELECT d.id FROM {source} WHERE {where} LIMIT {search_sql.WINDOW + 1}"
-    )
+        driver = (
+            listed[0] if len(listed) == 1 else pg_pages.driving_list(session, sql, route, conds)
+        )
+        found = pg_pages.passing_sql(route, conds, driver)
+    else:
+        where = " AND ".join(["TRUE", *route.checks, *search_sql.by_cost(conds)])
+        found = f"SELECT d.id FROM dataset AS d WHERE {where}"
+    rows = sql.all(session, f"SELECT id FROM ({found}) AS f LIMIT {search_sql.WINDOW + 1}")
     return [row[0] for row in rows]
 
 

@@ -1,29 +1,35 @@
 """The SQL of search on PostgreSQL: the same answers as :mod:`sqlite_search`, in PostgreSQL's SQL.
 
 It exposes the functions :mod:`dataflow_lite.store.search` calls on a backend (``text_cond``,
-``value_cond``, ``file_cond``, ``walk``, ``dataset_page``, ``file_page``, ``day_start``), with
-the backend-neutral pieces (:class:`Sql`, :class:`Cond`, :class:`Walk`, :class:`Found`,
-``WINDOW``) from :mod:`search_sql`, as the SQLite backend has them.
+``value_cond``, ``file_cond``, ``walk``, ``dataset_page``, ``file_page``, ``day_start``, and the
+full-text row's writers), with the backend-neutral pieces (:class:`Sql`, :class:`Cond`,
+:class:`Walk`, :class:`Found`, ``WINDOW``) from :mod:`search_sql`, as the SQLite backend has
+them; a page is found by :mod:`pg_pages`.
 
 Words keep SQLite's semantics: each row lists the tokens FTS5 would make of it (revision 0015,
 :mod:`pg_words`), a bare word matches a token it begins, a phrase its tokens in a row (checked
-by a regular expression over the lowercased text). Metadata values are read as ``jsonb``; file
-names by ``ILIKE`` (SQLite's ``LIKE`` ignores ASCII case), which the ``pg_trgm`` index of
-revision 0007 serves. Datasets are listed by one query each, sorted by the
-planner over the indexes of revisions 0006 and 0007: no ``INDEXED BY`` hints are needed.
+by a regular expression over the lowercased text). Metadata values are read as ``jsonb``,
+through indexes of each owner's values by key (0015); file names by ``ILIKE`` (SQLite's
+``LIKE`` ignores ASCII case), which the ``pg_trgm`` index of revision 0007 serves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import text
 from sqlmodel import Session
 
-from dataflow_lite.store import pg_words, search_sql, sqlite_words
+from dataflow_lite.store import pg_words, sqlite_words
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
+from dataflow_lite.store.pg_pages import (
+    FILE_COST,
+    VALUE_COST,
+    WORDS_COST,
+    dataset_page,
+    stored_time,
+)
+from dataflow_lite.store.pg_words import TEXT_COLUMNS, append_text, text_row
 from dataflow_lite.store.query import Qualifier, Text
 from dataflow_lite.store.search_sql import (
     TRIGRAM,
@@ -32,10 +38,11 @@ from dataflow_lite.store.search_sql import (
     Sql,
     Walk,
     bounded_count,
-    by_cost,
     like_pattern,
-    list_size,
 )
+
+# What :mod:`dataflow_lite.store.search` calls on a backend, from the modules that hold it.
+__all__ = ["TEXT_COLUMNS", "append_text", "dataset_page", "text_row"]
 
 _VALUE = "(m.value::jsonb)"
 _KIND = f"jsonb_typeof({_VALUE})"
@@ -54,24 +61,11 @@ _SEPARATOR = "[^[:alnum:]]"
 PER_ROW = " OFFSET 0"
 #: Characters of a text value its index holds (revision 0015).
 TEXT_PREFIX = 200
-#: How dear each kind of term's check is on one row (``Cond.cost``): a value by its key's
-#: index, a row's tokens, a dataset's file names.
-VALUE_COST, WORDS_COST, FILE_COST = 1, 2, 3
-#: When every term lists more than WINDOW datasets: how far value lists are counted (in
-#: windows), and how many of each list's first datasets are checked against the other terms.
-LONG_LISTS, PROBE = 16, 200
-#: The rows of a table whose share holding a word tells how its list is read (``_read_along``).
-SAMPLE = 2000
 
 
 def day_start(when: date) -> datetime:
     """The first moment of a UTC day, as a time PostgreSQL compares with ``created_at``."""
     return datetime(when.year, when.month, when.day, tzinfo=UTC)
-
-
-def stored_time(moment: datetime) -> datetime:
-    """A time as PostgreSQL compares it (with its zone): the moment itself, in UTC."""
-    return moment.astimezone(UTC)
 
 
 def words_pattern(words: str, prefix: bool) -> str | None:
@@ -81,42 +75,6 @@ def words_pattern(words: str, prefix: bool) -> str | None:
         return None
     tail = "" if prefix else f"({_SEPARATOR}|$)"
     return f"(^|{_SEPARATOR})" + f"{_SEPARATOR}+".join(found) + tail
-
-
-#: The columns of a full-text row after its ``rowid``, as :func:`text_row` gives them.
-TEXT_COLUMNS = ("body", "owner", "tokens")
-
-
-def text_row(body: str, creator_id: int) -> tuple[str, str, str]:
-    """A dataset's full-text row: its text, its owner (0012) and its tokens (0015)."""
-    return body, search_sql.owner_text(creator_id), pg_words.vector(body, creator_id)
-
-
-def append_text(session: Session, dataset_id: int, names: str) -> bool:
-    """Append ``names`` to a dataset's full-text row, and their tokens to its tokens; False
-    when it has none. The row's tokens stay listed while :func:`pg_words.listed` would list
-    them for its whole text."""
-    found = pg_words.listed(names)
-    added = session.execute(
-        text(
-            f"UPDATE {SEARCH_TABLE} SET body = body || :names, tokens = CASE "
-            "WHEN :listed AND octet_length(body) + :length <= :limit "
-            "AND NOT tokens @@ CAST(:unlisted AS tsquery) THEN tokens || CAST(:tokens AS tsvector) "
-            # The row's own owner lexeme (pg_words.owner_lexeme) beside MORE.
-            "ELSE array_to_tsvector(ARRAY[:more, '#' || owner]) END WHERE rowid = :id"
-        ),
-        {
-            "id": dataset_id,
-            "names": names,
-            "listed": found is not None,
-            "length": len(names.encode()),
-            "limit": pg_words.BODY_LIMIT,
-            "more": pg_words.MORE,
-            "unlisted": pg_words.quoted([pg_words.MORE]),
-            "tokens": pg_words.quoted(found or []),
-        },
-    )
-    return bool(getattr(added, "rowcount", 0))
 
 
 def text_cond(
@@ -315,116 +273,6 @@ def walk(sql: Sql, owner_id: int | None, instrument: int | None | bool) -> Walk:
         return Walk("", checks)
     checks.append(f"d.creator_id = {sql.bind(owner_id)}")
     return Walk("", checks, checks[-1])
-
-
-def dataset_page(
-    session: Session,
-    sql: Sql,
-    route: Walk,
-    conds: Sequence[Cond],
-    after: tuple[datetime, int] | None,
-    offset: int,
-    limit: int,
-) -> Found:
-    """The ids of a page of datasets passing the route's checks and ``conds``, newest first.
-
-    As on SQLite: the shortest list of the terms that list their datasets drives. Its datasets
-    that pass every other check (cheapest first) are read once when few may pass (a short list,
-    or several long ones that may match few together) and sorted here; one long list is counted
-    along, up to WINDOW + 1. Past WINDOW, the page is found by walking the datasets newest
-    first, each checked against every term. With no list, the walk counts too.
-    """
-    if route.owner_check is not None:
-        # A user's lists of their own datasets (words: their owner's lexeme) in place of
-        # everyone's; the owner's check stays, for the rows a list may hold of no dataset.
-        conds = [replace(cond, ids=cond.owned_ids) if cond.owned_ids else cond for cond in conds]
-    conds = [_read_along(session, sql, cond) for cond in conds]
-    listed = [cond for cond in conds if cond.ids]
-    seek = []
-    if after is not None:
-        seek = [f"(d.created_at, d.id) < ({sql.bind(stored_time(after[0]))}, {sql.bind(after[1])})"]
-    count = None
-    if listed:
-        # One list needs no measuring: counting along it with the other checks (below) tells
-        # whether it drives, and its length alone would be one more pass over the same rows.
-        driver = listed[0] if len(listed) == 1 else _driver(session, sql, route, conds)
-        found = _passing(route, conds, driver)
-        if len(listed) == 1:
-            # Counted along the list (unsorted, stopping past WINDOW); a user's own list that
-            # is the whole search alone, no dataset read.
-            alone = len(conds) == 1 and route.checks == [route.owner_check] and driver.owned_ids
-            count = bounded_count(session, sql, driver.ids if alone and driver.ids else found)
-        if count is None or count <= search_sql.WINDOW:
-            # The passing datasets read once (at most WINDOW + 1) and paged here.
-            passing = [
-                tuple(row) for row in sql.all(session, f"{found} LIMIT {search_sql.WINDOW + 1}")
-            ]
-            if len(passing) <= search_sql.WINDOW:
-                ordered = sorted(passing, reverse=True)
-                if after is not None:
-                    position = (stored_time(after[0]), after[1])
-                    ordered = [row for row in ordered if row < position]
-                return Found([ident for _, ident in ordered[offset : offset + limit]], len(passing))
-            count = len(passing)
-    where = " AND ".join(["TRUE", *route.checks, *by_cost(conds)])
-    if count is None:
-        count = bounded_count(session, sql, f"SELECT 1 FROM dataset AS d WHERE {where}")
-    # Many pass: walked newest first (the creator's or an instrument's index, then by time),
-    # each dataset checked against every term until the page is full.
-    rows = sql.all(
-        session,
-        f"SELECT d.id FROM dataset AS d WHERE {' AND '.join([where, *seek])} "
-        f"ORDER BY d.created_at DESC, d.id DESC LIMIT {int(limit)} OFFSET {int(offset)}",
-    )
-    return Found([row[0] for row in rows], count)
-
-
-def _read_along(session: Session, sql: Sql, cond: Cond) -> Cond:
-    """``cond`` with its list read along its table when a twentieth of the first rows hold it:
-    a GIN index answers a long list with a bitmap of all of it before a row is counted (45 ms
-    for a user's word in a tenth of a million rows, where reading rows until WINDOW pass takes
-    20)."""
-    if cond.scanned_ids is None:
-        return cond
-    first = cond.scanned_ids.replace("{rows}", f"LIMIT {SAMPLE}")
-    if sql.scalar(session, f"SELECT count(*) FROM ({first}) AS sample") * 20 < SAMPLE:
-        return cond
-    return replace(cond, ids=cond.scanned_ids.replace("{rows}", "OFFSET 0"))
-
-
-def _driver(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) -> Cond:
-    """The list of several to read (they may match few together).
-
-    Each is counted to WINDOW + 1, the cheapest to read first: the first that holds at most
-    WINDOW drives. When every one is longer, the one expected to be read least drives: its
-    length (value lists, read from their index alone, are counted on to LONG_LISTS windows), or the
-    entries it takes to find WINDOW that pass, judged by how many of its first PROBE entries
-    pass every other term.
-    """
-    listed = sorted((cond for cond in conds if cond.ids), key=lambda cond: cond.cost)
-    for cond in listed:
-        if list_size(session, sql, cond) <= search_sql.WINDOW:
-            return cond
-    longest = LONG_LISTS * search_sql.WINDOW
-    sizes = []
-    for cond in listed:
-        size = list_size(session, sql, cond, longest) if cond.cost == VALUE_COST else longest
-        first = f"SELECT count(*) FROM ({_passing(route, conds, cond, PROBE)}) AS p"
-        if passing := sql.scalar(session, first):
-            size = min(size, search_sql.WINDOW * PROBE // passing)
-        sizes.append(size)
-    shortest = min(range(len(listed)), key=lambda index: (sizes[index], listed[index].cost))
-    return listed[shortest]
-
-
-def _passing(route: Walk, conds: Sequence[Cond], driver: Cond, taken: int | None = None) -> str:
-    """The datasets of ``driver``'s list (its first ``taken``) that pass every other check."""
-    rest = by_cost(cond for cond in conds if cond is not driver)
-    listed = driver.ids if taken is None else f"SELECT * FROM ({driver.ids}) AS l LIMIT {taken}"
-    return (
-        f"SELECT d.created_at, d.id FROM ({listed}) AS s JOIN dataset AS d ON d.id = s.id "
-        f"WHERE {' AND '.join(['TRUE', *route.checks, *rest])}"
-    )
 
 
 def file_page(

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dataflow_lite.store import sqlite_words
+from sqlalchemy import text
+from sqlmodel import Session
+
+from dataflow_lite.store import search_sql, sqlite_words
+from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 
 #: The lexeme of a row whose tokens are not listed (no token holds ``#``).
 MORE = "#more"
@@ -72,3 +76,39 @@ def phrase(words: str, prefix: bool) -> tuple[str, int] | None:
     if prefix:
         lexemes[-1] += ":*"
     return "(" + " & ".join(lexemes) + ")", len(found)
+
+
+#: The columns of a full-text row after its ``rowid``, as :func:`text_row` gives them.
+TEXT_COLUMNS = ("body", "owner", "tokens")
+
+
+def text_row(body: str, creator_id: int) -> tuple[str, str, str]:
+    """A dataset's full-text row: its text, its owner (0012) and its tokens (0015)."""
+    return body, search_sql.owner_text(creator_id), vector(body, creator_id)
+
+
+def append_text(session: Session, dataset_id: int, names: str) -> bool:
+    """Append ``names`` to a dataset's full-text row, and their tokens to its tokens; False
+    when it has none. The row's tokens stay listed while :func:`listed` would list
+    them for its whole text."""
+    found = listed(names)
+    added = session.execute(
+        text(
+            f"UPDATE {SEARCH_TABLE} SET body = body || :names, tokens = CASE "
+            "WHEN :listed AND octet_length(body) + :length <= :limit "
+            "AND NOT tokens @@ CAST(:unlisted AS tsquery) THEN tokens || CAST(:tokens AS tsvector) "
+            # The row's own owner lexeme (owner_lexeme) beside MORE.
+            "ELSE array_to_tsvector(ARRAY[:more, '#' || owner]) END WHERE rowid = :id"
+        ),
+        {
+            "id": dataset_id,
+            "names": names,
+            "listed": found is not None,
+            "length": len(names.encode()),
+            "limit": BODY_LIMIT,
+            "more": MORE,
+            "unlisted": quoted([MORE]),
+            "tokens": quoted(found or []),
+        },
+    )
+    return bool(getattr(added, "rowcount", 0))
