@@ -65,8 +65,13 @@ def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond])
     return [row[0] for row in rows]
 
 
-def _ids(sql: Sql, ids: Sequence[int]) -> str:
-    return f"unnest(CAST({sql.bind(list(ids))} AS bigint[])) AS ids(id)"
+def _among(sql: Sql, ids: Sequence[int]) -> str:
+    # ``= ANY`` of the sorted ids: one index descent each. Joined with ``unnest`` instead, the
+    # planner merged them with a scan of the whole index (125 ms for 10,000 ids spread over a
+    # million datasets, where the lookups take 10). Bound as the array's text: psycopg dumps a
+    # list of 10,000 ints in 9 ms of Python.
+    listed = "{" + ",".join(str(int(ident)) for ident in sorted(ids)) + "}"
+    return f"= ANY(CAST({sql.bind(listed)} AS bigint[]))"
 
 
 def _number(value: Decimal, kind: str) -> Any:
@@ -88,8 +93,8 @@ def _shown(rank: int, number: Decimal | None, words: str | None, kind: str) -> A
 def field_buckets(session: Session, ids: Sequence[int], field: str, top: int) -> list[Bucket]:
     """The ``top`` commonest values of ``field`` among ``ids`` (a built-in or a metadata key)."""
     sql = Sql()
-    source = _ids(sql, ids)
-    joined = f"{source} JOIN dataset AS d ON d.id = ids.id"
+    among = _among(sql, ids)
+    joined = f"(SELECT * FROM dataset WHERE id {among}) AS d"
     limit = f"LIMIT {int(top)}"
     if field == "created":
         rows = sql.all(session, (
@@ -101,8 +106,8 @@ def field_buckets(session: Session, ids: Sequence[int], field: str, top: int) ->
         return named_buckets(session, sql, field, joined, top)
     rows = sql.all(session, (
         f"SELECT {_RANK}, {_NUMERIC}, {_WORDS}, count(*), min({KIND.format(v='m.value')}) "
-        f"FROM {source} JOIN metadatavalue AS m ON m.dataset_id = ids.id "
-        f"WHERE m.field_name = {sql.bind(field)} GROUP BY 1, 2, 3 "
+        f"FROM metadatavalue AS m WHERE m.field_name = {sql.bind(field)} "
+        f"AND m.dataset_id {among} GROUP BY 1, 2, 3 "
         f"ORDER BY 4 DESC, 1, 2, 3 {limit}"
     ))  # fmt: skip
     return [
