@@ -9,6 +9,7 @@ same on both databases, through the same code.
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 from dataflow_lite import create_app
-from dataflow_lite.store import db, schema
+from dataflow_lite.store import db, pg_search, schema
 from dataflow_lite.store.db import Database
 
 from .conftest import Cli
@@ -56,6 +57,15 @@ def test_every_revision_upgrades_a_postgresql_database_to_the_models(postgresql_
     assert revisions[-1] == schema.head()
     assert differences(postgresql_database) == []
     assert schema.upgrade(database).from_revision == schema.head()  # nothing left to do
+
+
+def test_revision_0015_indexes_text_as_search_compares_it():
+    """The typed text index holds a value's first TEXT_PREFIX characters: search's comparison
+    must name the same (the revision writes its expressions out, as applied)."""
+    revision = importlib.import_module(
+        "dataflow_lite.store.migrations.versions.0015_postgresql_owner_lists"
+    )
+    assert revision.TEXT_PREFIX == pg_search.TEXT_PREFIX
 
 
 def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from dataflow_lite.store import pg_words, search
+from dataflow_lite.store import metadata, pg_words, search
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
 from .bare_catalog import bare_catalog
@@ -139,3 +139,15 @@ def test_a_long_text_value_is_stored_and_found_whole(engine):
         assert _found(session, f'Note:"{long}"') == [1]
         assert _found(session, f'Note:"{twin}"', owner=None) == [2]
         assert _found(session, f'Note:"{long[:200]}"') == []
+
+
+def test_the_longest_integer_is_stored_and_found_and_a_longer_one_refused(engine):
+    """A number's entry in PostgreSQL's typed index holds its value and its JSON text: an
+    integer of 1,000 digits fits, a longer one is refused before it is stored."""
+    with Session(engine) as session:
+        _add(session, 1, "one")
+        session.add(MetadataValue(dataset_id=1, field_name="Big", value=10**999 + 7, owner_id=1))
+        session.commit()
+        assert _found(session, "Big>5") == [1]
+    with pytest.raises(metadata.InvalidMetadata, match="Big: is a number of more than 1000 digits"):
+        metadata.validate([("Big", -(10**1000))], [])

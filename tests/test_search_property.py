@@ -38,7 +38,7 @@ FILES = ["AFM_topo.png", "notes.txt", "raw_01.tif", "a.b"]
 INSTRUMENTS = {1: "Cypher", 2: "Bruker"}
 TEXTS = ["hot", "Cold", "5", "2024-01-02T08:00:00Z", "2024-02-10", "soon"]
 KEYS = ["Temp", "Day", "Tip"]
-#: Every row's tokens listed on PostgreSQL (40 bytes: some rows's not).
+#: Every row's tokens listed on PostgreSQL (with 40 bytes, some rows' are not).
 LISTED = pg_words.BODY_LIMIT
 
 

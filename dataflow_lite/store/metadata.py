@@ -78,6 +78,12 @@ def type_error(field: MetadataField, value: Any) -> str | None:
     return None
 
 
+#: The most digits of a metadata integer: PostgreSQL's typed index holds a number's value and
+#: its JSON text in one entry of at most 2,704 bytes (revision 0015).
+MAX_DIGITS = 1000
+_TOO_LONG = 10**MAX_DIGITS
+
+
 def _shape_error(value: Any) -> str | None:
     """What is wrong with a free-form value (no form field), or None."""
     if isinstance(value, dict):
@@ -112,6 +118,9 @@ def validate(
         if name in seen:
             errors[name] = "is given more than once"
         seen.add(name)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _TOO_LONG:
+            errors[name] = f"is a number of more than {MAX_DIGITS} digits"
+            continue
         field = by_name.get(name)
         if field is not None and value is None:
             if field.required:

@@ -54,9 +54,7 @@ def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond])
     conds = pg_pages.listing(session, sql, route, conds)
     listed = [cond for cond in conds if cond.ids is not None]
     if listed:
-        driver = (
-            listed[0] if len(listed) == 1 else pg_pages.driving_list(session, sql, route, conds)
-        )
+        driver = pg_pages.driving_list(session, sql, route, conds)
         found = pg_pages.passing_sql(route, conds, driver)
     else:
         where = " AND ".join(["TRUE", *route.checks, *search_sql.by_cost(conds)])

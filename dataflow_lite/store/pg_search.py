@@ -41,7 +41,7 @@ from dataflow_lite.store.search_sql import (
     like_pattern,
 )
 
-# What :mod:`dataflow_lite.store.search` calls on a backend, from the modules that hold it.
+# Re-exported: what :mod:`dataflow_lite.store.search` calls on a backend and other modules hold.
 __all__ = ["TEXT_COLUMNS", "append_text", "dataset_page", "text_row"]
 
 _VALUE = "(m.value::jsonb)"
@@ -134,11 +134,13 @@ def text_cond(
         return [Cond(check, cost=WORDS_COST)]
 
     def ids(owner: str | None = None, rows: str | None = None) -> str:
-        lists = [listed(owner)] if listable else []
+        # ``rows``: the listed rows read along the table; the unlisted ones (few, if any) are
+        # always looked up in the index.
         table = SEARCH_TABLE if rows is None else f"(SELECT * FROM {SEARCH_TABLE} {rows})"
+        lists = [(table, listed(owner))] if listable else []
         return " UNION ALL ".join(
-            f"SELECT t.rowid AS id FROM {table} AS t WHERE {where}"
-            for where in [*lists, more(owner)]
+            f"SELECT t.rowid AS id FROM {source} AS t WHERE {where}"
+            for source, where in [*lists, (SEARCH_TABLE, more(owner))]
         )
 
     owner = None if owner_id is None else pg_words.owner_lexeme(owner_id)

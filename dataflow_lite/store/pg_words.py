@@ -56,11 +56,6 @@ def vector(body: str, owner_id: int | str) -> str:
     return quoted([*(found if found is not None else [MORE]), owner_lexeme(owner_id)])
 
 
-def more(owner_id: int | str) -> str:
-    """The ``tsvector`` (as text) of a row whose tokens are not listed."""
-    return quoted([MORE, owner_lexeme(owner_id)])
-
-
 def phrase(words: str, prefix: bool) -> tuple[str, int] | None:
     """``words`` as a ``tsquery`` (as text) that every listed row holding them matches, and
     how many tokens they have (more than one: the row's text must be checked for them in a

@@ -79,8 +79,8 @@ def target_metadata() -> MetaData:
 
 
 #: What no model describes: the full-text tables (and their shadow tables), and the expression
-#: indexes of typed metadata values (revision 0006), PostgreSQL's trigram indexes (0007), and
-#: the indexes of values by key and dataset, each catalog's own (0012, 0013).
+#: indexes of typed metadata values (revision 0006), PostgreSQL's trigram indexes (0007) and
+#: tokens (0015), and the indexes of values by key and dataset, each catalog's own (0012, 0013).
 UNMODELLED_TABLES = (SEARCH_TABLE, "file_name_text")
 UNMODELLED_INDEXES = (
     "ix_metadatavalue_key",
@@ -89,6 +89,7 @@ UNMODELLED_INDEXES = (
     "ix_metadatavalue_key_value",
     "ix_datasetfile_name_trgm",
     "ix_dataset_text_body_trgm",
+    "ix_dataset_text_tokens",
 )
 
 

@@ -81,6 +81,7 @@ TRIGGERS = {
                                    "NEW TABLE AS new_values FOR EACH STATEMENT EXECUTE FUNCTION "
                                    "metadatavalue_owner()"),
     "dataset_owner_follow": ("dataset", "AFTER UPDATE OF creator_id ON dataset FOR EACH ROW "
+                             "WHEN (OLD.creator_id IS DISTINCT FROM NEW.creator_id) "
                              "EXECUTE FUNCTION dataset_owner_follow()"),
 }  # fmt: skip
 
