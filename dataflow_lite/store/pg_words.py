@@ -40,11 +40,11 @@ def quoted(lexemes: Sequence[str]) -> str:
     return " ".join(f"'{lexeme}'" for lexeme in lexemes)
 
 
-def listed(text: str) -> list[str] | None:
-    """The distinct tokens of ``text``, or None when they cannot all be listed."""
-    if len(text.encode()) > BODY_LIMIT:
+def listed(body: str) -> list[str] | None:
+    """The distinct tokens of ``body``, or None when they cannot all be listed."""
+    if len(body.encode()) > BODY_LIMIT:
         return None
-    found = set(sqlite_words.tokens(text))
+    found = set(sqlite_words.tokens(body))
     if any(len(token.encode()) > LEXEME_LIMIT for token in found):
         return None
     return sorted(found)
@@ -84,8 +84,8 @@ def text_row(body: str, creator_id: int) -> tuple[str, str, str]:
 
 def append_text(session: Session, dataset_id: int, names: str) -> bool:
     """Append ``names`` to a dataset's full-text row, and their tokens to its tokens; False
-    when it has none. The row's tokens stay listed while :func:`listed` would list
-    them for its whole text."""
+    when it has none. The row's tokens stay listed while :func:`listed` would list them for
+    its whole text."""
     found = listed(names)
     added = session.execute(
         text(
