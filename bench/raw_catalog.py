@@ -114,8 +114,8 @@ def postgresql_load(url: str, source: Path) -> float:
         datasets = [(*row[:6], row[6].replace(tzinfo=UTC)) for row in datasets]
         files = [(*row[:7], row[7].replace(tzinfo=UTC)) for row in files]
         # PostgreSQL's full-text row lists its tokens too (revision 0015).
-        texts = [(*row, pg_words.vector(row[1], row[2])) for row in texts]
-        names = [*TABLES[:-1], (TABLES[-1][0], TABLES[-1][1] + ", tokens")]
+        texts = [(ident, *pg_words.text_row(body, int(owner))) for ident, body, owner in texts]
+        names = [*TABLES[:-1], ("dataset_text", ", ".join(("rowid", *pg_words.TEXT_COLUMNS)))]
         tables = [
             (*table, table_rows)
             for table, table_rows in zip(names, (datasets, values, files, texts), strict=True)

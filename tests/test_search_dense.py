@@ -74,14 +74,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
             [{"id": r["id"], "name": r["file"], "no": False, "moment": r["moment"].strftime(stamp)}
              for r in rows],
         )  # fmt: skip
-        backend = search.BACKENDS[engine.dialect.name][0]
-        columns = ("rowid", *backend.TEXT_COLUMNS)
-        connection.execute(
-            text(f"INSERT INTO dataset_text ({', '.join(columns)}) "
-                 f"VALUES ({', '.join(':' + column for column in columns)})"),
-            [dict(zip(columns, (r["id"], *backend.text_row(_body(r), r["owner"])), strict=True))
-             for r in rows],
-        )  # fmt: skip
+        search.insert_text(connection, [(r["id"], _body(r), r["owner"]) for r in rows])
     yield engine, rows
     engine.dispose()
 

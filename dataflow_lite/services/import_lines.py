@@ -314,7 +314,7 @@ class Preparer:
         self.checker = checker
         self.when = _converter(DATASETS.c.created_at, dialect)
         self.value_text = _converter(VALUES.c.value, dialect)
-        self.text_row = search.BACKENDS[dialect.name][0].text_row
+        self.text_row = search.backend_of(dialect.name).text_row
 
     def lines(self, batch: list[tuple[int, bytes]]) -> list[Checked]:
         done: list[Checked] = []

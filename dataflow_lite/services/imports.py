@@ -300,8 +300,7 @@ class _Loader:
             value_rows += [(ident, *value, owner) for value in row.values]
             file_rows += [(ident, *entry) for entry in row.files]
             text_rows.append((ident, *row.text))
-        backend = search.BACKENDS[connection.dialect.name][0]
-        text_columns = ", ".join(("rowid", *backend.TEXT_COLUMNS))
+        text_columns = ", ".join(search.text_columns(connection.dialect.name))
         for (table, columns), table_rows in zip(
             (*TABLES, (SEARCH_TABLE, text_columns)),
             (dataset_rows, value_rows, file_rows, text_rows),

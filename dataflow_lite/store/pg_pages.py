@@ -63,7 +63,8 @@ def dataset_page(
             # WINDOW) with the other checks; a user's own list that is the whole search alone,
             # no dataset read.
             alone = len(conds) == 1 and route.checks == [route.owner_check] and driver.owned_ids
-            count = bounded_count(session, sql, driver.ids if alone and driver.ids else found)
+            assert driver.ids is not None
+            count = bounded_count(session, sql, driver.ids if alone else found)
         if count is None or count <= search_sql.WINDOW:
             # The passing datasets read once (at most WINDOW + 1) and paged here.
             passing = [

@@ -34,10 +34,14 @@ def owner_lexeme(owner_id: int | str) -> str:
     return f"#{owner_id}"
 
 
+def _lexeme(token: str) -> str:
+    # Tokens are letters and digits only, so no quote or backslash needs escaping.
+    return f"'{token}'"
+
+
 def quoted(lexemes: Sequence[str]) -> str:
     """``lexemes`` as ``tsvector`` text."""
-    # Tokens are letters and digits only, so no quote or backslash needs escaping.
-    return " ".join(f"'{lexeme}'" for lexeme in lexemes)
+    return " ".join(_lexeme(lexeme) for lexeme in lexemes)
 
 
 def listed(body: str) -> list[str] | None:
@@ -67,7 +71,7 @@ def phrase(words: str, prefix: bool) -> tuple[str, int] | None:
         return None
     if any(len(token.encode()) > LEXEME_LIMIT for token in found):
         return "", len(found)
-    lexemes = [f"'{token}'" for token in found]
+    lexemes = [_lexeme(token) for token in found]
     if prefix:
         lexemes[-1] += ":*"
     return "(" + " & ".join(lexemes) + ")", len(found)

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import Connection, func, text
 from sqlmodel import Session, col, select
 
 from dataflow_lite.store import pg_facets, pg_search, search_sql, sqlite_facets, sqlite_search
@@ -61,9 +61,14 @@ BACKENDS: dict[str, tuple[ModuleType, ModuleType]] = {
 }
 
 
+def backend_of(dialect: str) -> ModuleType:
+    """The search module (``sqlite_search`` or ``pg_search``) of a database kind."""
+    return BACKENDS[dialect][0]
+
+
 def _backend(session: Session) -> ModuleType:
-    """The search module (``sqlite_search`` or ``pg_search``) of the session's database."""
-    return BACKENDS[session.get_bind().dialect.name][0]
+    """The search module of the session's database."""
+    return backend_of(session.get_bind().dialect.name)
 
 
 def _facets_backend(session: Session) -> ModuleType:
@@ -81,13 +86,25 @@ def reindex(session: Session, dataset_id: int) -> None:
         ((value.field_name, value.value) for value in values),
         session.exec(select(DatasetFile.name).where(DatasetFile.dataset_id == dataset_id)),
     )
-    backend = _backend(session)
-    row = dict(zip(backend.TEXT_COLUMNS, backend.text_row(body, dataset.creator_id), strict=True))
     session.execute(text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid = :id"), {"id": dataset_id})
-    session.execute(
-        text(f"INSERT INTO {SEARCH_TABLE} (rowid, {', '.join(row)}) "
-             f"VALUES (:id, {', '.join(':' + column for column in row)})"),
-        {"id": dataset_id, **row},
+    insert_text(session, [(dataset_id, body, dataset.creator_id)])
+
+
+def text_columns(dialect: str) -> tuple[str, ...]:
+    """The columns of a full-text row on a database kind, ``rowid`` first."""
+    return ("rowid", *backend_of(dialect).TEXT_COLUMNS)
+
+
+def insert_text(db: Session | Connection, rows: Sequence[tuple[int, str, int]]) -> None:
+    """Write full-text rows (dataset id, text, creator id) as the database's backend lays them
+    out (SQLite: the text and owner; PostgreSQL: its tokens too)."""
+    dialect = (db.get_bind() if isinstance(db, Session) else db).dialect.name
+    columns, row = text_columns(dialect), backend_of(dialect).text_row
+    db.execute(
+        text(f"INSERT INTO {SEARCH_TABLE} ({', '.join(columns)}) "
+             f"VALUES ({', '.join(':' + column for column in columns)})"),
+        [dict(zip(columns, (ident, *row(body, creator)), strict=True))
+         for ident, body, creator in rows],
     )  # fmt: skip
 
 
