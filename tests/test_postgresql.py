@@ -92,7 +92,9 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
         values = {name: text for name, text, _ in rows}
         owners = {owner for _, _, owner in rows}
         generation = connection.exec_driver_sql('SELECT session_generation FROM "user"').scalar()
-        tokens = connection.exec_driver_sql("SELECT tokens::text FROM dataset_text").scalar()
+        body, tokens = connection.exec_driver_sql(
+            "SELECT body, tokens::text FROM dataset_text"
+        ).one()
     engine.dispose()
     assert {name: json.loads(text) for name, text in values.items()} == {
         "Temperature": 2.0,
@@ -102,6 +104,7 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
     assert generation == 0
     assert owners == {1}  # values name their dataset's owner since 0014
     assert tokens == "'#1' 'cafe' 'pzt' 'sample' 'scan'"  # listed since 0015, as FTS5 folds them
+    assert body == " scan sample pzt cafe "  # spelled since 0016
 
 
 def on_postgresql(instance: Path, url: str) -> Cli:

@@ -1,7 +1,8 @@
 """What each catalog lists per owner answers as the rest of search does: PostgreSQL's tokens
-(revision 0015) say what FTS5 says, for text with accents, for rows too long to list their
-tokens and after names are appended; each value names its dataset's owner however it was
-written (SQLite 0014, PostgreSQL 0015); a long text value is stored and found."""
+(revision 0015) and spelled text (0016) say what FTS5 says, for words and phrases with
+accents, for rows too long to list their tokens and after names are appended; each value names
+its dataset's owner however it was written (SQLite 0014, PostgreSQL 0015); a long text value is
+stored and found."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def test_words_are_folded_as_fts5_folds_them(engine):
         assert _found(session, "cafe") == [1, 3]
         assert _found(session, "café") == [1, 3]
         assert _found(session, '"cafe"') == [1]
+        assert _found(session, '"CAFÉ AU"') == [1]  # a phrase folds as a word does
+        assert _found(session, '"cafe au lai"') == []
+        assert _found(session, '"ARGER im Büro" -"au lait"') == [2]
         assert _found(session, "ARGER buro") == [2]
         assert _found(session, "run -cafe") == [4]
         assert _found(session, "cafe", owner=2) == []
@@ -63,6 +67,7 @@ def test_a_row_too_long_to_list_is_matched_in_its_text(engine, monkeypatch):
         _add(session, 2, "alpha " + "gamma " * 10)  # written too long
         _add(session, 3, "alpha beta", owner=2)
         _add(session, 4, LONG)  # a token longer than any lexeme
+        _add(session, 5, "Crème Brûlée " + "x " * 20)  # too long, with diacritics
         for ident in (1, 3):
             session.add(DatasetFile(dataset_id=ident, name="delta.tif"))
             search.add_names(session, ident, ["delta.tif"])
@@ -79,16 +84,19 @@ def test_a_row_too_long_to_list_is_matched_in_its_text(engine, monkeypatch):
         assert _found(session, "gam") == [2]
         assert _found(session, "alpha -gamma") == [1]
         assert _found(session, '"alpha beta" delta epsilon') == [1]
-        assert _found(session, '-"beta delta"') == [2, 4]
+        assert _found(session, '-"beta delta"') == [2, 4, 5]
+        assert _found(session, '"creme brulee x" CRÈME') == [5]
+        assert _found(session, '"brulee xx"') == []
         assert _found(session, "zeta") == []
         assert _found(session, LONG) == [4]
         assert _found(session, LONG + "x") == []
 
 
 def test_a_token_too_long_for_a_lexeme_leaves_the_row_unlisted():
-    assert pg_words.listed("b a b") == ["a", "b"]
-    assert pg_words.listed(LONG) is None
-    assert pg_words.vector(LONG[:10], 7) == "'" + LONG[:10] + "' '#7'"
+    assert pg_words.listed(["b", "a", "b"]) == ["a", "b"]
+    assert pg_words.listed([LONG]) is None
+    assert pg_words.vector([LONG[:10]], 7) == "'" + LONG[:10] + "' '#7'"
+    assert pg_words.text_row("Crème  brûlée!", 7)[0] == " creme brulee "
 
 
 def test_each_value_names_its_datasets_owner_however_it_is_written(engine):

@@ -8,9 +8,9 @@ them; a page is found by :mod:`pg_pages`.
 
 Words keep SQLite's semantics: each row lists the tokens FTS5 would make of it (revision 0015,
 :mod:`pg_words`), a bare word matches a token it begins, a phrase its tokens in a row (checked
-by a regular expression over the lowercased text). Metadata values are read as ``jsonb``,
-through indexes of each owner's values by key (0015); file names by ``ILIKE`` (SQLite's
-``LIKE`` ignores ASCII case), which the ``pg_trgm`` index of revision 0007 serves.
+by ``LIKE`` over the row's text, kept as those tokens since 0016). Metadata values are read as
+``jsonb``, through indexes of each owner's values by key (0015); file names by ``ILIKE``
+(SQLite's ``LIKE`` ignores ASCII case), which the ``pg_trgm`` index of revision 0007 serves.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import Session
 
-from dataflow_lite.store import pg_words, sqlite_words
+from dataflow_lite.store import pg_words
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.pg_pages import (
     FILE_COST,
@@ -53,7 +53,6 @@ _SCALAR = f"({_VALUE} #>> '{{}}')"
 #: so the cast is guarded by CASE rather than by an AND beside it).
 _NUMERIC = f"(CASE WHEN {_NUMBER} THEN {_SCALAR}::numeric END)"
 _DATE = "'^[0-9]{4}-[0-9]{2}-[0-9]{2}'"
-_SEPARATOR = "[^[:alnum:]]"
 #: Ends a term's per-dataset check (``EXISTS (...)``): PostgreSQL does not turn a subquery with
 #: an OFFSET into a join, so the check stays a lookup by the dataset's id. As a join, the planner
 #: (misled by the typed indexes' estimates: 25 rows for 100,000) read a term's whole list and
@@ -68,15 +67,6 @@ def day_start(when: date) -> datetime:
     return datetime(when.year, when.month, when.day, tzinfo=UTC)
 
 
-def words_pattern(words: str, prefix: bool) -> str | None:
-    """A regular expression finding ``words``' tokens in a row (None: they have no token)."""
-    found = sqlite_words.tokens(words)
-    if not found:
-        return None
-    tail = "" if prefix else f"({_SEPARATOR}|$)"
-    return f"(^|{_SEPARATOR})" + f"{_SEPARATOR}+".join(found) + tail
-
-
 def text_cond(
     sql: Sql, positive: Sequence[Text], negative: Sequence[Text], owner_id: int | None = None
 ) -> list[Cond]:
@@ -84,9 +74,9 @@ def text_cond(
 
     A row's listed tokens (:mod:`pg_words`) answer a term of one token exactly, and narrow a
     term of several to the rows holding them all, whose text is then matched for them in a
-    row (a regular expression over the lowercased text, :func:`words_pattern`); so is the text
-    of a row whose tokens are not listed. The list of ids reads the GIN index of the tokens,
-    narrowed to ``owner_id``'s rows by their owner's lexeme (``owned_ids``).
+    row (:func:`pg_words.pattern`); so is the text of a row whose tokens are not listed. The
+    list of ids reads the GIN index of the tokens, narrowed to ``owner_id``'s rows by their
+    owner's lexeme (``owned_ids``).
     """
     if not positive and not negative:
         return []
@@ -96,7 +86,7 @@ def text_cond(
     unlisted: list[str] = []  # what the text of a row whose tokens are not listed must match
     listable = True
     for term, keep in [(t, True) for t in positive] + [(t, False) for t in negative]:
-        pattern = words_pattern(term.words, not term.phrase)
+        pattern = pg_words.pattern(term.words, not term.phrase)
         found = pg_words.phrase(term.words, not term.phrase)
         if pattern is None or found is None:
             # FTS5 holds no row for a term without a token: nothing matches it.
@@ -104,7 +94,7 @@ def text_cond(
                 return [Cond("FALSE")]
             continue
         query, width = found
-        matched = f"lower(t.body) ~ {sql.bind(pattern)}"
+        matched = f"t.body LIKE {sql.bind(pattern)}"
         unlisted.append(matched if keep else f"NOT {matched}")
         if not query:  # a token too long for any listed row to hold
             listable = listable and not keep

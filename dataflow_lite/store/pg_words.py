@@ -1,12 +1,17 @@
-"""A dataset's words as PostgreSQL indexes them: the ``tokens`` column of revision 0015.
+"""A dataset's words as PostgreSQL holds them: the ``body`` and ``tokens`` of a full-text row.
 
-Each full-text row carries its tokens as a ``tsvector`` of lexemes written here, not parsed by
-PostgreSQL: the tokens FTS5 would make of the row (:func:`sqlite_words.tokens`: runs of
-letters and digits, lowercased, without diacritics) and ``#<owner id>``, which no token can be.
-A GIN index lists the rows holding a token, or any token a prefix begins, or a user's. A
-``tsvector`` holds no lexeme over 2,046 bytes and under 1 MB in all: a row whose text is longer
-than :data:`BODY_LIMIT` bytes (a dataset of many thousand files), or that holds a longer token,
-gets :data:`MORE` instead of its tokens, and its words are matched in its text.
+The text of a row is kept as the tokens FTS5 would make of it (:func:`sqlite_words.tokens`:
+runs of letters and digits, lowercased, without diacritics), in order, each after a space and
+the last followed by one (revision 0016, :func:`spelled`): ``Café au lait`` is `` cafe au lait ``.
+A phrase is then those tokens in a row, found by ``LIKE`` (:func:`pattern`), exactly as FTS5
+finds it, diacritics and case whatever the database's locale.
+
+Each row also carries its tokens as a ``tsvector`` of lexemes written here, not parsed by
+PostgreSQL (revision 0015), and ``#<owner id>``, which no token can be. A GIN index lists the
+rows holding a token, or any token a prefix begins, or a user's. A ``tsvector`` holds no lexeme
+over 2,046 bytes and under 1 MB in all: a row whose spelled text is longer than
+:data:`BODY_LIMIT` bytes (a dataset of many thousand files), or that holds a longer token, gets
+:data:`MORE` instead of its tokens, and its words are matched in its text alone.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 
 #: The lexeme of a row whose tokens are not listed (no token holds ``#``).
 MORE = "#more"
-#: The longest text whose tokens are listed. Each distinct token costs its bytes and four in
-#: the ``tsvector``, and at least one more byte than itself in the text: 200,000 bytes of text
+#: The longest spelled text whose tokens are listed. Each distinct token costs its bytes and
+#: four in the ``tsvector``, and one more byte than itself in the text: 200,000 bytes of text
 #: stay well under the 1 MB a ``tsvector`` may hold.
 BODY_LIMIT = 200_000
 #: The longest lexeme PostgreSQL takes.
@@ -44,19 +49,37 @@ def quoted(lexemes: Sequence[str]) -> str:
     return " ".join(_lexeme(lexeme) for lexeme in lexemes)
 
 
-def listed(body: str) -> list[str] | None:
-    """The distinct tokens of ``body``, or None when they cannot all be listed."""
-    if len(body.encode()) > BODY_LIMIT:
+def spelled(tokens: Sequence[str], first: bool = True) -> str:
+    """A row's text as PostgreSQL keeps it: each token after a space, the last followed by one
+    (``first=False``: without the first space, to follow a row's text)."""
+    return (" " if first else "") + "".join(token + " " for token in tokens)
+
+
+def pattern(words: str, prefix: bool) -> str | None:
+    """A ``LIKE`` pattern finding ``words``' tokens in a row, in a row; a bare word (``prefix``)
+    may be the beginning of its last token. None when they have no token.
+
+    Tokens are letters, digits and private-use characters: none is special to ``LIKE``.
+    """
+    found = sqlite_words.tokens(words)
+    if not found:
         return None
-    found = set(sqlite_words.tokens(body))
+    return "% " + " ".join(found) + ("%" if prefix else " %")
+
+
+def listed(tokens: Sequence[str]) -> list[str] | None:
+    """The distinct ``tokens`` of a row, or None when they cannot all be listed."""
+    if len(spelled(tokens).encode()) > BODY_LIMIT:
+        return None
+    found = set(tokens)
     if any(len(token.encode()) > LEXEME_LIMIT for token in found):
         return None
     return sorted(found)
 
 
-def vector(body: str, owner_id: int | str) -> str:
-    """The ``tsvector`` (as text) of a full-text row."""
-    found = listed(body)
+def vector(tokens: Sequence[str], owner_id: int | str) -> str:
+    """The ``tsvector`` (as text) of a full-text row of ``tokens``."""
+    found = listed(tokens)
     return quoted([*(found if found is not None else [MORE]), owner_lexeme(owner_id)])
 
 
@@ -82,15 +105,17 @@ TEXT_COLUMNS = ("body", "owner", "tokens")
 
 
 def text_row(body: str, creator_id: int) -> tuple[str, str, str]:
-    """A dataset's full-text row: its text, its owner (0012) and its tokens (0015)."""
-    return body, search_sql.owner_text(creator_id), vector(body, creator_id)
+    """A dataset's full-text row: its text spelled (0016), its owner (0012), its tokens (0015)."""
+    found = sqlite_words.tokens(body)
+    return spelled(found), search_sql.owner_text(creator_id), vector(found, creator_id)
 
 
 def append_text(session: Session, dataset_id: int, names: str) -> bool:
-    """Append ``names`` to a dataset's full-text row, and their tokens to its tokens; False
-    when it has none. The row's tokens stay listed while :func:`listed` would list them for
-    its whole text."""
-    found = listed(names)
+    """Append ``names``' tokens to a dataset's full-text row and to its tokens; False when it
+    has none. The row's tokens stay listed while :func:`listed` would list them all."""
+    added_tokens = sqlite_words.tokens(names)
+    names = spelled(added_tokens, first=False)
+    found = listed(added_tokens)
     added = session.execute(
         text(
             f"UPDATE {SEARCH_TABLE} SET body = body || :names, tokens = CASE "

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from dataflow_lite.store import pg_words
+from dataflow_lite.store import pg_words, sqlite_words
 
 revision = "0015_postgresql_owner_lists"
 down_revision = "0014_value_owner"
@@ -125,7 +125,9 @@ def upgrade() -> None:
             "WHERE t.rowid = v.rowid",
             {
                 "ids": [row[0] for row in rows],
-                "tokens": [pg_words.vector(body, owner) for _, body, owner in rows],
+                "tokens": [
+                    pg_words.vector(sqlite_words.tokens(body), owner) for _, body, owner in rows
+                ],
             },
         )
         last = rows[-1][0]

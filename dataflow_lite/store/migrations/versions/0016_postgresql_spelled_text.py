@@ -1,0 +1,59 @@
+"""PostgreSQL keeps each full-text row's text as its tokens, so a phrase is found as FTS5 finds it.
+
+``dataset_text.body`` becomes the tokens FTS5 would make of the text (lowercased, without
+diacritics), each after a space and the last followed by one
+(:func:`dataflow_lite.store.pg_words.spelled`). A phrase, and every word of a row too long to
+list its tokens, was a regular expression over ``lower(body)``, whose letters and case follow
+the database's locale and keep diacritics: ``"café au"`` did not find ``Café au lait``, as it
+does on SQLite. It is now ``LIKE`` over the tokens. Each row's ``tokens`` (0015) are made again
+from the same tokens. Nothing is done on SQLite.
+
+A downgrade keeps the spelled text: 0015's regular expressions find the same rows in it.
+
+Revision ID: 0016_postgresql_spelled_text
+Revises: 0015_postgresql_owner_lists
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from dataflow_lite.store import pg_words, sqlite_words
+
+revision = "0016_postgresql_spelled_text"
+down_revision = "0015_postgresql_owner_lists"
+branch_labels = None
+depends_on = None
+
+BATCH = 10_000
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    last = 0
+    while rows := bind.exec_driver_sql(
+        "SELECT rowid, body, owner FROM dataset_text WHERE rowid > %(last)s "
+        f"ORDER BY rowid LIMIT {BATCH}",
+        {"last": last},
+    ).all():
+        found = [sqlite_words.tokens(body) for _, body, _ in rows]
+        bind.exec_driver_sql(
+            "UPDATE dataset_text AS t SET body = v.body, tokens = CAST(v.tokens AS tsvector) "
+            "FROM unnest(%(ids)s::bigint[], %(bodies)s::text[], %(tokens)s::text[]) "
+            "AS v (rowid, body, tokens) WHERE t.rowid = v.rowid",
+            {
+                "ids": [row[0] for row in rows],
+                "bodies": [pg_words.spelled(tokens) for tokens in found],
+                "tokens": [
+                    pg_words.vector(tokens, row[2]) for tokens, row in zip(found, rows, strict=True)
+                ],
+            },
+        )
+        last = rows[-1][0]
+
+
+def downgrade() -> None:
+    pass
