@@ -113,7 +113,7 @@ def postgresql_load(url: str, source: Path) -> float:
         datasets, values, files, texts = rows(source, users, endpoint)
         datasets = [(*row[:6], row[6].replace(tzinfo=UTC)) for row in datasets]
         files = [(*row[:7], row[7].replace(tzinfo=UTC)) for row in files]
-        # PostgreSQL's full-text row lists its tokens too (revision 0015).
+        # PostgreSQL's full-text row is its tokens, spelled (0016) and listed (0015).
         texts = [(ident, *pg_words.text_row(body, int(owner))) for ident, body, owner in texts]
         names = [*TABLES[:-1], ("dataset_text", ", ".join(("rowid", *pg_words.TEXT_COLUMNS)))]
         tables = [

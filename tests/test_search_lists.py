@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from dataflow_lite.store import metadata, pg_words, search
+from dataflow_lite.store import metadata, pg_words, search, search_sql
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
 from .bare_catalog import bare_catalog
@@ -43,10 +43,17 @@ def _found(session: Session, q: str, owner: int | None = 1) -> list[int]:
     )
 
 
-def test_words_are_folded_as_fts5_folds_them(engine):
+@pytest.mark.parametrize("window", [50, 1], ids=["listed", "walked"])
+def test_words_are_folded_as_fts5_folds_them(engine, monkeypatch, window):
+    """Whether a word's datasets are read from its list or walked and checked one by one
+    (SQLite's row check, :mod:`sqlite_words`), it finds the datasets FTS5 finds."""
+    monkeypatch.setattr(search_sql, "WINDOW", window)
     with Session(engine) as session:
-        for ident, name in NAMES.items():
+        for ident, name in {**NAMES, 5: "bead 5 µm", 6: "bead 5 μm at 25°C"}.items():
             _add(session, ident, name)
+        assert _found(session, "μm") == [5, 6]  # the micro sign is mu to FTS5
+        assert _found(session, '"5 µm"') == [5, 6]
+        assert _found(session, '"25 c"') == [6]
         assert _found(session, "cafe") == [1, 3]
         assert _found(session, "café") == [1, 3]
         assert _found(session, '"cafe"') == [1]
@@ -55,6 +62,7 @@ def test_words_are_folded_as_fts5_folds_them(engine):
         assert _found(session, '"ARGER im Büro" -"au lait"') == [2]
         assert _found(session, "ARGER buro") == [2]
         assert _found(session, "run -cafe") == [4]
+        assert _found(session, "-bead -run") == [1, 2]
         assert _found(session, "cafe", owner=2) == []
 
 

@@ -1,12 +1,13 @@
 """Finding datasets and files: the query language of ``q`` over the catalog, newest first.
 
 Each dataset has one row in the ``dataset_text`` full-text table (its rowid is the dataset id)
-holding its name, metadata names and values, and file names, one per line (``body``), and its
-owner's id (``owner``, so that SQLite's FTS5 counts one user's matches alone); it is rebuilt
-whenever the dataset changes (:func:`reindex`), and a new file's names are appended to it
-(:func:`add_names`). ``q`` is parsed by :mod:`dataflow_lite.store.query`; the SQL that answers
-it is the database's: :mod:`sqlite_search` and :mod:`sqlite_facets` on SQLite, :mod:`pg_search`
-and :mod:`pg_facets` on PostgreSQL (:data:`BACKENDS`, the one place that picks between them).
+holding its name, metadata names and values, and file names, one per line (``body``; on
+PostgreSQL the tokens FTS5 makes of them, :mod:`pg_words`), and its owner's id (``owner``, so
+that SQLite's FTS5 counts one user's matches alone); it is rebuilt whenever the dataset changes
+(:func:`reindex`), and a new file's names are appended to it (:func:`add_names`). ``q`` is
+parsed by :mod:`dataflow_lite.store.query`; the SQL that answers it is the database's:
+:mod:`sqlite_search` and :mod:`sqlite_facets` on SQLite, :mod:`pg_search` and :mod:`pg_facets`
+on PostgreSQL (:data:`BACKENDS`, the one place that picks between them).
 
 A page answers ``total`` exactly up to ``search_sql.WINDOW`` results; past it ``total_exact`` is
 False and ``total`` is a lower bound. Pages by number go as deep as the window; deeper, the

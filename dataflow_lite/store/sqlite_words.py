@@ -3,33 +3,59 @@
 FTS5 answers "which rows hold these words" quickly, but "does row N hold them" costs a read of
 every matching row's entry (a prefix query merges them all: 30 ms to 190 ms a row at a million
 datasets). Walking datasets newest first and checking each needs the second, so this module
-reads the row's text (a lookup by rowid) and matches it in Python with the rules of the
-``unicode61 remove_diacritics 2`` tokenizer: a token is a run of letters, digits and
-private-use characters, compared lowercased and without diacritics; a bare word matches a token
+reads the row's text (a lookup by rowid) and matches it in Python with the tokens the
+``unicode61 remove_diacritics 2`` tokenizer makes (:func:`tokens`); a bare word matches a token
 it begins, a phrase its tokens in a row. :func:`register` adds the function to a connection.
+
+Which characters make tokens, and what each becomes in one, is asked of SQLite's own tokenizer,
+once per character a process meets (:func:`_read`): its tables follow an older Unicode than
+Python's and fold as Python does not (``µ`` is ``μ``, ``°`` parts tokens, ``x̅`` is two), so
+rules written here would answer other datasets. PostgreSQL's tokens (:mod:`pg_words`) are these.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
-import unicodedata
+import threading
 from functools import lru_cache
+
+from dataflow_lite.store.migrations.baseline import TOKENIZER
 
 FUNCTION = "dataflow_words"
 _ASCII_TOKEN = re.compile(r"[a-z0-9]+")
 
 
-def _token_char(char: str) -> bool:
-    category = unicodedata.category(char)
-    return category[0] in "LN" or category == "Co"
+_asker: tuple[int, sqlite3.Connection] | None = None
+_asking = threading.Lock()
 
 
-@lru_cache(maxsize=4096)
-def _fold(char: str) -> str:
-    decomposed = unicodedata.normalize("NFD", char.lower())
-    return "".join(part for part in decomposed if not unicodedata.combining(part)) or char
+def _ask(text: str) -> list[str]:
+    """The tokens SQLite's tokenizer makes of ``text``, from a table in this process's memory
+    (a connection is never shared with a forked child: the import checks lines in several)."""
+    global _asker
+    with _asking:
+        if _asker is None or _asker[0] != os.getpid():
+            connection = sqlite3.connect(":memory:", check_same_thread=False)
+            connection.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize = '{TOKENIZER}')")
+            connection.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+            _asker = (os.getpid(), connection)
+        connection = _asker[1]
+        connection.execute("DELETE FROM t")
+        connection.execute("INSERT INTO t (rowid, x) VALUES (1, ?)", (text,))
+        return [row[0] for row in connection.execute("SELECT term FROM v ORDER BY offset")]
+
+
+@lru_cache(maxsize=1 << 16)
+def _read(char: str) -> str | None:
+    """What ``char`` is in a token: None when it parts tokens; ``""`` when it is dropped (a
+    diacritic: it neither begins a token nor parts one); else the one character it becomes."""
+    if "\ud800" <= char <= "\udfff":
+        return None  # a lone surrogate cannot be stored, nor given to SQLite
+    found = _ask(f"a{char}b")
+    return found[0][1:-1] if len(found) == 1 else None
 
 
 def tokens(text: str) -> list[str]:
@@ -39,11 +65,10 @@ def tokens(text: str) -> list[str]:
     found: list[str] = []
     current: list[str] = []
     for char in text:
-        if _token_char(char):
-            current.append(_fold(char))
-        elif unicodedata.combining(char) and current:
-            continue  # a combining mark is a diacritic of the token it follows
-        elif current:
+        read = _read(char)
+        if read:
+            current.append(read)
+        elif read is None and current:
             found.append("".join(current))
             current = []
     if current:

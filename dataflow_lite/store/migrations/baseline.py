@@ -11,9 +11,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 SEARCH_TABLE = "dataset_text"
+#: How FTS5 makes the full-text table's tokens (``sqlite_words`` asks it the same way).
+TOKENIZER = "unicode61 remove_diacritics 2"
 SEARCH_TABLE_DDL = (
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH_TABLE} USING fts5("
-    "body, tokenize = 'unicode61 remove_diacritics 2')"
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH_TABLE} USING fts5(body, tokenize = '{TOKENIZER}')"
 )
 #: On PostgreSQL the same rows (``rowid`` the dataset's id, ``body`` its words) in a plain table,
 #: so the code that writes them is the same on both; how it is searched is the search module's.

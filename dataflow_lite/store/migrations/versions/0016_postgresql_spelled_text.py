@@ -5,10 +5,13 @@ diacritics), each after a space and the last followed by one
 (:func:`dataflow_lite.store.pg_words.spelled`). A phrase, and every word of a row too long to
 list its tokens, was a regular expression over ``lower(body)``, whose letters and case follow
 the database's locale and keep diacritics: ``"café au"`` did not find ``Café au lait``, as it
-does on SQLite. It is now ``LIKE`` over the tokens. Each row's ``tokens`` (0015) are made again
-from the same tokens. Nothing is done on SQLite.
+does on SQLite. It is now ``LIKE`` over the tokens. Each row's ``tokens`` (0015) are made again,
+by this release's tokenizer, which asks SQLite's (``µ`` is ``μ`` to FTS5, as it was not to the
+rules written before). Nothing is done on SQLite.
 
-A downgrade keeps the spelled text: 0015's regular expressions find the same rows in it.
+A downgrade keeps the spelled text (the text as written is not kept anywhere else): 0015's
+regular expressions find the same rows in it, but an older release's, which do not fold
+diacritics, miss a word written with them; ``search.reindex`` writes a dataset's row again.
 
 Revision ID: 0016_postgresql_spelled_text
 Revises: 0015_postgresql_owner_lists
