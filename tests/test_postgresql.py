@@ -95,6 +95,11 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
         body, tokens = connection.exec_driver_sql(
             "SELECT body, tokens::text FROM dataset_text"
         ).one()
+        # Written anew by 0016: its key and index, and nothing left of the old table.
+        indexes = connection.exec_driver_sql(
+            "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'dataset_text%%'"
+        ).scalars()
+        leftover = connection.exec_driver_sql("SELECT to_regclass('dataset_text_old')").scalar()
     engine.dispose()
     assert {name: json.loads(text) for name, text in values.items()} == {
         "Temperature": 2.0,
@@ -105,6 +110,7 @@ def test_rows_of_the_baseline_survive_the_upgrade(postgresql_database: str):
     assert owners == {1}  # values name their dataset's owner since 0014
     assert tokens == "'#1' 'cafe' 'pzt' 'sample' 'scan'"  # listed since 0015, as FTS5 folds them
     assert body == " scan sample pzt cafe "  # spelled since 0016
+    assert set(indexes) == {"dataset_text_pkey", "ix_dataset_text_tokens"} and leftover is None
 
 
 def on_postgresql(instance: Path, url: str) -> Cli:

@@ -61,8 +61,8 @@ def _fts5_tokens(connection: sqlite3.Connection, text: str) -> list[str]:
     return [row[0] for row in connection.execute("SELECT term FROM terms ORDER BY offset")]
 
 
-# Scientific text where Unicode and FTS5 part ways: the micro sign folds to mu, a degree sign
-# and an overline part tokens, a Tamil letter keeps its mark, diacritics go.
+# Scientific text where Unicode and FTS5 part ways: the micro sign folds to mu, an overline
+# parts tokens, a Tamil letter keeps its mark, diacritics go.
 @example(text="bead 5 µm at 25°C, x\u0305y, ஔவையார், Ǣther, Ångström e\u0301")
 @given(text=st.text(st.characters(exclude_categories=["Cs"]), max_size=40))
 def test_tokens_are_the_tokens_fts5_makes(fts5, text):

@@ -1,10 +1,10 @@
 """A dataset's words as PostgreSQL holds them: the ``body`` and ``tokens`` of a full-text row.
 
 The text of a row is kept as the tokens FTS5 would make of it (:func:`sqlite_words.tokens`:
-runs of letters and digits, lowercased, without diacritics), in order, each after a space and
-the last followed by one (revision 0016, :func:`spelled`): ``Café au lait`` is `` cafe au lait ``.
-A phrase is then those tokens in a row, found by ``LIKE`` (:func:`pattern`), exactly as FTS5
-finds it, diacritics and case whatever the database's locale.
+runs of letters and digits, lowercased, without diacritics, as SQLite's tokenizer reads each
+character), in order, each after a space and the last followed by one (revision 0016,
+:func:`spelled`): ``Café au lait`` is `` cafe au lait ``. A phrase is then those tokens in a row,
+found by ``LIKE`` (:func:`pattern`) as FTS5 finds it, whatever the database's locale.
 
 Each row also carries its tokens as a ``tsvector`` of lexemes written here, not parsed by
 PostgreSQL (revision 0015), and ``#<owner id>``, which no token can be. A GIN index lists the

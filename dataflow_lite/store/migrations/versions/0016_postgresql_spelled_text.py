@@ -10,9 +10,10 @@ by this release's tokenizer, which asks SQLite's (``µ`` is ``μ`` to FTS5, as i
 rules written before). The table is written anew rather than updated, so it and its GIN
 index hold no empty pages (52 s at a million datasets). Nothing is done on SQLite.
 
-A downgrade keeps the spelled text (the text as written is not kept anywhere else): 0015's
-regular expressions find the same rows in it, but an older release's, which do not fold
-diacritics, miss a word written with them; ``search.reindex`` writes a dataset's row again.
+A downgrade keeps the spelled text and the tokens of this release (the text as written is not
+kept anywhere else): the release of 0015 finds ASCII words in them as before, but reads about
+17,000 other characters otherwise (``µm`` is ``μm`` here), and misses words holding them until
+``search.reindex`` writes each dataset's row again.
 
 Revision ID: 0016_postgresql_spelled_text
 Revises: 0015_postgresql_owner_lists
