@@ -71,3 +71,15 @@ def test_tokens_are_the_tokens_fts5_makes(fts5, text):
     made = sqlite_words.tokens(text)
     assert made == _fts5_tokens(fts5, text)
     assert sqlite_words.tokens(" ".join(made)) == made
+
+
+def test_no_character_becomes_one_that_parts_tokens_or_is_special():
+    """PostgreSQL's spelled text and lexemes rely on it: no token holds a space, a quote, or a
+    character special to ``LIKE``, and a token read again is itself."""
+    special = set(" '%_\\")
+    for number in range(0x110000 >> 8):
+        for read in sqlite_words._block(number):
+            if read in (sqlite_words._PARTS, sqlite_words._DROPPED):
+                continue
+            assert read not in special
+            assert sqlite_words.tokens(read) == [read]

@@ -40,7 +40,7 @@ def owner_lexeme(owner_id: int | str) -> str:
 
 
 def _lexeme(token: str) -> str:
-    # Tokens are letters and digits only, so no quote or backslash needs escaping.
+    # No token holds a quote or a backslash (FTS5 parts tokens at each), so none is escaped.
     return f"'{token}'"
 
 
@@ -59,7 +59,7 @@ def pattern(words: str, prefix: bool) -> str | None:
     """A ``LIKE`` pattern finding ``words``' tokens in a row, in a row; a bare word (``prefix``)
     may be the beginning of its last token. None when they have no token.
 
-    Tokens are letters, digits and private-use characters: none is special to ``LIKE``.
+    No token holds a space, ``%``, ``_`` or ``\\`` (FTS5 parts tokens at each).
     """
     found = sqlite_words.tokens(words)
     if not found:
