@@ -1,7 +1,7 @@
 """Facets on SQLite: the top values of fields among the datasets a search matches, and keys.
 
 The matching datasets are listed once (at most :data:`search_sql.WINDOW` of them, along the
-shortest list the terms give or, when every list is long, the newest walked; no sort), passed
+shortest list the terms give or, when every list is long, the first walked; no sort), passed
 back in ascending order as one JSON array (``json_each``) and grouped per field. Dates
 (``created``, and metadata text that starts with ``YYYY-MM-DD``) are counted by month. Keys
 come from ``metadatakey``, which triggers keep (revision 0006).
@@ -45,8 +45,9 @@ def _matching(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) ->
     walk = f"dataset AS d INDEXED BY {route.index}"
     if not listed or (sizes[0][0] > search_sql.WINDOW and all(c.cost <= 1 for c in conds)):
         # Nothing lists the matches, or every list is long and each row's checks are seeks:
-        # the newest datasets are walked, so the fields' values are found side by side rather
-        # than one page of the catalog each.
+        # the datasets are walked in the index's order (the oldest first: any WINDOW + 1 will
+        # do), so the fields' values are found side by side rather than one page of the
+        # catalog each.
         where = " AND ".join(["1", *route.checks, *search_sql.by_cost(conds)])
         return [row[0] for row in sql.all(session, f"SELECT d.id FROM {walk} WHERE {where} "
                                                    f"LIMIT {limit}")]  # fmt: skip
