@@ -284,8 +284,13 @@ def test_push_sends_a_tree_and_a_file_and_every_receipt_is_verified(live_server,
     state = tmp_path / "state"
     command = ("push", str(run), str(single), "--server", live_server.url, "--key", key,
                "--metadata", str(meta), "--quiet")  # fmt: skip
-    out = agent(state, *command).stdout
-    assert "5 file(s) sent, 0 already there, 5 of 5 verified at the destination" in out, out
+    pushed = agent(state, *command)
+    out = pushed.stdout
+    # The receipts (what each file's check found) say why, should one file stay unverified.
+    told = agent(state, "receipts", "--json", check=False).stdout
+    assert "5 file(s) sent, 0 already there, 5 of 5 verified at the destination" in out, (
+        out + pushed.stderr + told
+    )
     dataset_id = int(out.split()[1].rstrip(":"))
     on_server = dataset_files(live_server, key, dataset_id)
     assert sorted(on_server) == ["a.tif", "empty.dat", "notes.md", "sub/b.txt", "sub/deeper/c.csv"]
