@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dataflow_lite.services.imports import LOAD_CACHE_KIB
 from dataflow_lite.store import pg_words
 
 #: Datasets per transaction, as ``dataflow-lite import`` commits them.
@@ -86,6 +87,7 @@ def sqlite_load(database: Path, source: Path) -> float:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute(f"PRAGMA mmap_size={1 << 34}")  # as the server's own connections map the file
+    db.execute(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")  # as the import's connection
     began = time.perf_counter()
     users = dict(db.execute("SELECT username, id FROM user"))
     endpoint = db.execute("SELECT id FROM endpoint").fetchone()[0]

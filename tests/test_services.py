@@ -12,7 +12,7 @@ import pytest
 
 import dataflow_lite.services
 from dataflow_lite import bootstrap
-from dataflow_lite.services import datasets, endpoints, instruments, transfers, users
+from dataflow_lite.services import datasets, endpoints, instruments, searches, transfers, users
 from dataflow_lite.services.errors import Forbidden, NotFound
 from dataflow_lite.services.identity import Identity, system
 from dataflow_lite.services.policy import RULES, USE_CASES, PolicySkipped, authorize, use_case
@@ -125,6 +125,7 @@ def test_users_are_refused_what_only_admins_may_do(rt, cli):
         lambda: endpoints.register_endpoint(rt, ada, "nas", "local", {"path": "/tmp"}),
         lambda: endpoints.remove_endpoint(rt, ada, "local"),
         lambda: endpoints.check_all(rt, ada),
+        lambda: searches.rebuild_search(rt, ada),
     ]
     for attempt in admin_only:
         with pytest.raises(Forbidden):

@@ -110,7 +110,12 @@ class BucketSchema(ma.Schema):
 
 class FacetsSchema(ma.Schema):
     total = ma.fields.Integer(metadata={"description": "datasets counted (at most 10,000)"})
-    total_exact = ma.fields.Boolean(metadata={"description": "false when more matched"})
+    total_exact = ma.fields.Boolean(
+        metadata={
+            "description": "false when more matched: the buckets then count some 10,000 of "
+            "them (not necessarily the newest), so each count is a lower bound"
+        }
+    )
     facets = ma.fields.Dict(
         keys=ma.fields.String(), values=ma.fields.List(ma.fields.Nested(BucketSchema))
     )

@@ -1,8 +1,10 @@
-"""``dataflow-lite import`` and ``dataflow-lite reindex``: filling the catalog from outside.
+"""``dataflow-lite import``, ``reindex`` and ``db rebuild-search``: filling the catalog, and
+what search reads of it.
 
 ``import`` records the datasets of a JSONL file (an existing catalog's export); ``reindex``
-restores a local endpoint's datasets from their ``metadata.json`` files after a lost database.
-Both show a progress bar on a terminal and say what they did on stderr.
+restores a local endpoint's datasets from their ``metadata.json`` files after a lost database;
+``db rebuild-search`` writes every dataset's full-text row again from the catalog. They say what
+they did on stderr, ``import`` and ``db rebuild-search`` with a progress bar on a terminal.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import click
 from tqdm import tqdm
 
 from dataflow_lite.cli.base import CLI, echo_done, main, runtime
+from dataflow_lite.cli.db import db_group
 from dataflow_lite.services.imports import import_datasets
 from dataflow_lite.services.reindex import reindex_endpoint
+from dataflow_lite.services.searches import rebuild_search
 
 
 class Bar:
-    """An import's progress as a tqdm bar on stderr, one per phase (hidden off a terminal)."""
+    """A long command's progress as a tqdm bar on stderr, one per phase (hidden off a terminal)."""
 
     def __init__(self) -> None:
         self.bar: tqdm[Any] | None = None
@@ -41,6 +45,12 @@ class Bar:
             self.bar.close()
             self.bar = None
 
+    def __enter__(self) -> Bar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
 
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -54,15 +64,11 @@ def import_command(file: Path, endpoint: str | None, skip_bad: bool) -> None:
     "name", "size", "sha256"}]}. Every line is checked first: if any is bad, nothing is
     imported and the bad lines are named (unless --skip-bad).
     """
-    rt = runtime()
-    bar = Bar()
     began = time.perf_counter()
-    try:
+    with Bar() as bar:
         report = import_datasets(
-            rt, CLI, file, file.name, endpoint, skip_bad=skip_bad, progress=bar
+            runtime(), CLI, file, file.name, endpoint, skip_bad=skip_bad, progress=bar
         )
-    finally:
-        bar.close()
     for number, message in report.bad:
         echo_done(f"skipped line {number}: {message}")
     seconds = time.perf_counter() - began
@@ -90,4 +96,19 @@ def reindex_command(endpoint: str, dry_run: bool) -> None:
     echo_done(
         f"{report.folders} dataset folder(s) at endpoint {report.endpoint}: {would} "
         f"{report.restored} dataset(s) and {report.files_restored} file(s)"
+    )
+
+
+@db_group.command("rebuild-search")
+def rebuild_search_command() -> None:
+    """Write every dataset's full-text row again from the catalog.
+
+    Run it after the SQLite library that Python uses changes (its tokenizer decides the words
+    rows hold), or if rows were written by hand. Searches stay right while it runs.
+    """
+    began = time.perf_counter()
+    with Bar() as bar:
+        written = rebuild_search(runtime(), CLI, progress=bar)
+    echo_done(
+        f"rewrote the full-text rows of {written} dataset(s) in {time.perf_counter() - began:.1f} s"
     )

@@ -42,7 +42,7 @@ def report(done: schema.Upgrade, *, err: bool = False) -> None:
 
 @main.group("db")
 def db_group() -> None:
-    """The catalog database's schema: see its revision, upgrade it."""
+    """The catalog database: its schema's revision, upgrading it, rebuilding search's rows."""
 
 
 @db_group.command("upgrade")

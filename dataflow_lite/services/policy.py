@@ -62,6 +62,7 @@ RULES: dict[str, Rule] = {
     "dataset.search": ANYONE,
     "dataset.import": ADMIN,
     "dataset.reindex": ADMIN,
+    "search.rebuild": ADMIN,
     "file.add": OWN_OR_ADMIN,
     "file.read": OWN_OR_ADMIN,
     "file.search": ANYONE,

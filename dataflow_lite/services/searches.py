@@ -5,15 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import func, text
+from sqlmodel import select
+
 from dataflow_lite.bootstrap import Runtime
+from dataflow_lite.services import audit
 from dataflow_lite.services.datasets import describe_all, visible_dataset
 from dataflow_lite.services.errors import Invalid, invalid
 from dataflow_lite.services.identity import Identity
+from dataflow_lite.services.imports import NoProgress, Progress
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import search
-from dataflow_lite.store.db import unit_of_work
+from dataflow_lite.store.db import refresh_statistics, unit_of_work
+from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
+from dataflow_lite.store.models import Dataset
 
 T = TypeVar("T")
+
+#: Dataset ids whose full-text rows one transaction of :func:`rebuild_search` writes again.
+REBUILD_IDS = 10_000
 
 
 def _searching(field: str, call: Callable[[], T]) -> T:
@@ -100,3 +110,47 @@ def metadata_keys(rt: Runtime, identity: Identity) -> list[Any]:
 def _owner(identity: Identity) -> int | None:
     """Whose datasets a search covers: the user's own, or everyone's (None) for admins."""
     return None if identity.is_admin else identity.user_id
+
+
+@use_case("search.rebuild")
+def rebuild_search(rt: Runtime, identity: Identity, progress: Progress | None = None) -> int:
+    """Write every dataset's full-text row again from the catalog; how many were written.
+
+    For a catalog whose rows were made by another SQLite tokenizer than the server's (an upgrade
+    of the SQLite library Python uses: PostgreSQL's rows hold its tokens), or written by hand.
+    Each transaction rewrites ``REBUILD_IDS`` ids and records one audit event, so searches stay
+    right and the server's writes wait for one transaction at a time. On SQLite, FTS5 then
+    indexes each of its tables again in one transaction (``search.reindex_table``): only that
+    undoes a tokenizer change, and the server's writes wait for it.
+    """
+    authorize(identity, "search.rebuild")
+    progress = progress or NoProgress()
+    with unit_of_work(rt.engine, write=False) as work:
+        datasets, low, high = work.session.execute(
+            select(func.count(), func.min(Dataset.id), func.max(Dataset.id))
+        ).one()
+        # Rows whose dataset is gone are dropped too, wherever their ids lie.
+        text_low, text_high = work.session.execute(
+            text(f"SELECT min(rowid), max(rowid) FROM {SEARCH_TABLE}")
+        ).one()
+    ids = [ident for ident in (low, high, text_low, text_high) if ident is not None]
+    progress.phase("rewriting", datasets)
+    written = 0
+    for first in range(min(ids, default=1), max(ids, default=0) + 1, REBUILD_IDS):
+        last = first + REBUILD_IDS - 1
+        with unit_of_work(rt.engine) as work:
+            count = search.rewrite_texts(work.session, first, last)
+            audit.record(
+                work, identity, "search.rebuild", "dataset", f"{first}-{last}", {"datasets": count}
+            )
+        written += count
+        progress.advance(count)
+    with unit_of_work(rt.engine, write=False) as work:
+        tables = search.fts_tables(work.session)
+    for table in tables:
+        progress.phase(f"indexing {table}", None)
+        with unit_of_work(rt.engine) as work:
+            search.reindex_table(work.session, table)
+            audit.record(work, identity, "search.rebuild", "index", table, {"rebuilt": table})
+    refresh_statistics(rt.engine, [SEARCH_TABLE])
+    return written

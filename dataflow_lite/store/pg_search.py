@@ -42,7 +42,11 @@ from dataflow_lite.store.search_sql import (
 )
 
 # Re-exported: what :mod:`dataflow_lite.store.search` calls on a backend and other modules hold.
-__all__ = ["TEXT_COLUMNS", "append_text", "dataset_page", "text_row"]
+__all__ = ["FTS_TABLES", "TEXT_COLUMNS", "append_text", "dataset_page", "text_row"]
+
+#: Tables whose index is made apart from their rows: none (PostgreSQL's indexes hold what the
+#: rows hold, the tokens among them).
+FTS_TABLES: tuple[str, ...] = ()
 
 _VALUE = "(m.value::jsonb)"
 _KIND = f"jsonb_typeof({_VALUE})"

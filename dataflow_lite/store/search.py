@@ -79,16 +79,54 @@ def _facets_backend(session: Session) -> ModuleType:
 
 def reindex(session: Session, dataset_id: int) -> None:
     """Rebuild the full-text row of one dataset from the catalog."""
-    dataset = session.get(Dataset, dataset_id)
-    assert dataset is not None
-    values = session.exec(select(MetadataValue).where(MetadataValue.dataset_id == dataset_id))
-    body = text_body(
-        dataset.name,
-        ((value.field_name, value.value) for value in values),
-        session.exec(select(DatasetFile.name).where(DatasetFile.dataset_id == dataset_id)),
+    rewrite_texts(session, dataset_id, dataset_id)
+
+
+def rewrite_texts(session: Session, first: int, last: int) -> int:
+    """Write again, from the catalog, the full-text rows of the datasets whose ids are ``first``
+    to ``last`` (a row there whose dataset is gone is dropped); how many were written."""
+    between = (first, last)
+    datasets = session.execute(
+        select(Dataset.id, Dataset.name, Dataset.creator_id)
+        .where(col(Dataset.id).between(*between))
+        .order_by(col(Dataset.id))
+    ).all()
+    values: dict[int, list[tuple[str, Any]]] = {}
+    for ident, field_name, value in session.execute(
+        select(MetadataValue.dataset_id, MetadataValue.field_name, MetadataValue.value)
+        .where(col(MetadataValue.dataset_id).between(*between))
+        .order_by(col(MetadataValue.dataset_id), col(MetadataValue.id))
+    ):
+        values.setdefault(ident, []).append((field_name, value))
+    names: dict[int, list[str]] = {}
+    for ident, name in session.execute(
+        select(DatasetFile.dataset_id, DatasetFile.name)
+        .where(col(DatasetFile.dataset_id).between(*between))
+        .order_by(col(DatasetFile.dataset_id), col(DatasetFile.id))
+    ):
+        names.setdefault(ident, []).append(name)
+    session.execute(
+        text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid BETWEEN :first AND :last"),
+        {"first": first, "last": last},
     )
-    session.execute(text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid = :id"), {"id": dataset_id})
-    insert_text(session, [(dataset_id, body, dataset.creator_id)])
+    rows = [
+        (ident, text_body(name, values.get(ident, ()), names.get(ident, ())), creator)
+        for ident, name, creator in datasets
+    ]
+    if rows:
+        insert_text(session, rows)
+    return len(rows)
+
+
+def fts_tables(session: Session) -> tuple[str, ...]:
+    """The tables whose index :func:`reindex_table` makes again from their rows: FTS5's on
+    SQLite; none on PostgreSQL, whose indexes hold what its rows hold."""
+    return tuple(_backend(session).FTS_TABLES)
+
+
+def reindex_table(session: Session, table: str) -> None:
+    """Index every row of ``table``, one of :func:`fts_tables`, again."""
+    _backend(session).reindex_table(session, table)
 
 
 def text_columns(dialect: str) -> tuple[str, ...]:

@@ -38,6 +38,8 @@ __all__ = [
 
 #: The trigram index of file names (revision 0006), kept by triggers on ``datasetfile``.
 FILE_TABLE = "file_name_text"
+#: The FTS5 tables, whose index :func:`reindex_table` makes again.
+FTS_TABLES = (SEARCH_TABLE, FILE_TABLE)
 #: A number value, as the typed number index (revision 0006) holds them, and as a dataset's own
 #: value is checked: values are stored as compact JSON text, so a number is exactly a value
 #: starting with ``-`` or a digit, and the check parses its JSON once, not twice. (SQLite's
@@ -79,6 +81,15 @@ def append_text(session: Session, dataset_id: int, names: str) -> bool:
         {"id": dataset_id, "names": names},
     )
     return bool(getattr(added, "rowcount", 0))
+
+
+def reindex_table(session: Session, table: str) -> None:
+    """Have FTS5 index every row of ``table`` (one of :data:`FTS_TABLES`) again from the text
+    it holds (``rebuild``). Once the tokenizer changed (another SQLite library), deleting a row
+    took out the entries the new tokenizer makes of its text, not those the old one made: only
+    this removes those."""
+    assert table in FTS_TABLES
+    session.execute(text(f"INSERT INTO {table} ({table}) VALUES ('rebuild')"))
 
 
 def text_cond(

@@ -1,0 +1,97 @@
+"""``dataflow-lite db rebuild-search``: every dataset's full-text row written again from the
+catalog, on either database, whatever happened to the rows."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from sqlmodel import select
+
+from dataflow_lite.cli import main
+from dataflow_lite.services.searches import REBUILD_IDS
+from dataflow_lite.store import search, sqlite_words
+from dataflow_lite.store.models import AuditEvent
+from tests.conftest import catalog as open_catalog
+from tests.test_search import catalog, ids
+
+__all__ = ["catalog"]  # the fixture, imported for pytest
+
+
+def text_rows(instance) -> dict[int, tuple]:
+    """Every full-text row by dataset id: its words (in any order: a file added through the API
+    appends its folder's name after its own, the catalog lists the folder after the file) and
+    its other columns as they are."""
+    with open_catalog(instance) as session:
+        columns = search.text_columns(session.get_bind().dialect.name)
+        rows = session.execute(sa.text(f"SELECT {', '.join(columns)} FROM dataset_text")).all()
+    return {ident: (sorted(sqlite_words.tokens(body)), *rest) for ident, body, *rest in rows}
+
+
+def test_rebuild_restores_lost_altered_and_stray_rows_and_is_audited(
+    client, auth, catalog, cli, instance
+):
+    written = text_rows(instance)
+    hot, cold = catalog["hot"], catalog["cold"]
+    assert sorted(written) == sorted(catalog[k] for k in ("hot", "cold", "text", "bare", "eve"))
+    assert ids(client, auth, "Bruker") == [cold] and ids(client, auth, "ghost") == []
+    with open_catalog(instance) as session:
+        session.execute(sa.text("DELETE FROM dataset_text WHERE rowid IN (:a, :b)"),
+                        {"a": hot, "b": cold})  # fmt: skip
+        search.insert_text(session, [(cold, "ghost", 1), (hot + 1000, "ghost stray", 1)])
+    assert ids(client, auth, "Bruker") == [] and ids(client, auth, "ghost") == [cold]
+    assert ids(client, auth, "Asylum") == []
+
+    assert "rewrote the full-text rows of 5 dataset(s)" in rebuild(instance)
+
+    assert text_rows(instance) == written
+    assert ids(client, auth, "Bruker") == [cold] and ids(client, auth, "ghost") == []
+    assert ids(client, auth, "Asylum") == [hot]
+    with open_catalog(instance) as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        events = session.exec(select(AuditEvent).where(AuditEvent.action == "search.rebuild"))
+        summaries = [(event.via, event.object_type, event.object_id) for event in events]
+    indexed = [("cli", "index", table) for table in ("dataset_text", "file_name_text") if sqlite]
+    assert summaries == [("cli", "dataset", f"1-{REBUILD_IDS}"), *indexed]
+    cli("audit", "verify")  # the chain holds (it exits 1 otherwise)
+
+
+def rebuild(instance) -> str:
+    """Run ``db rebuild-search``; what it said on stderr."""
+    done = CliRunner().invoke(main, ["--instance", str(instance), "db", "rebuild-search"])
+    assert done.exit_code == 0, done.output
+    return done.stderr
+
+
+def integrity_problem(instance, table: str) -> str | None:
+    """What FTS5's own check finds wrong with ``table``'s index against its rows, if anything."""
+    with open_catalog(instance) as session:
+        try:
+            session.execute(sa.text(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')"))
+        except sa.exc.DatabaseError as error:
+            return str(error.orig)
+    return None
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_rebuild_mends_fts5_indexes_that_disagree_with_their_rows(client, auth, catalog, instance):
+    """What a tokenizer change leaves (an index made from other tokens than the rows' text
+    gives now), made here by changing the rows' text behind FTS5's back, and a file name
+    taken out of the trigram index (whose check cannot compare it with ``datasetfile``)."""
+    hot = catalog["hot"]
+    with open_catalog(instance) as session:
+        session.execute(sa.text("UPDATE dataset_text_content SET c0 = 'zzz' WHERE id = :id"),
+                        {"id": hot})  # fmt: skip
+        session.execute(sa.text(
+            "INSERT INTO file_name_text (file_name_text, rowid, name) "
+            "SELECT 'delete', id, name FROM datasetfile WHERE dataset_id = :id"
+        ), {"id": hot})  # fmt: skip
+    assert "malformed" in integrity_problem(instance, "dataset_text")
+    assert ids(client, auth, "file:AFM_Topography") == []
+
+    rebuild(instance)
+
+    assert integrity_problem(instance, "dataset_text") is None
+    assert ids(client, auth, "zzz") == [] and ids(client, auth, "Asylum") == [hot]
+    assert ids(client, auth, "file:AFM_Topography") == [hot]
+
