@@ -9,13 +9,16 @@ from click.testing import CliRunner
 from sqlmodel import select
 
 from dataflow_lite.cli import main
-from dataflow_lite.services.searches import REBUILD_IDS
+from dataflow_lite.services import searches
 from dataflow_lite.store import search, sqlite_words
 from dataflow_lite.store.models import AuditEvent
 from tests.conftest import catalog as open_catalog
 from tests.test_search import catalog, ids
 
 __all__ = ["catalog"]  # the fixture, imported for pytest
+
+
+FTS5 = ("dataset_text", "file_name_text")
 
 
 def text_rows(instance) -> dict[int, tuple]:
@@ -31,7 +34,7 @@ def text_rows(instance) -> dict[int, tuple]:
 def test_rebuild_restores_lost_altered_and_stray_rows_and_is_audited(
     client, auth, catalog, cli, instance
 ):
-    written = text_rows(instance)
+    written, filenode = text_rows(instance), table_file(instance)
     hot, cold = catalog["hot"], catalog["cold"]
     assert sorted(written) == sorted(catalog[k] for k in ("hot", "cold", "text", "bare", "eve"))
     assert ids(client, auth, "Bruker") == [cold] and ids(client, auth, "ghost") == []
@@ -42,18 +45,57 @@ def test_rebuild_restores_lost_altered_and_stray_rows_and_is_audited(
     assert ids(client, auth, "Bruker") == [] and ids(client, auth, "ghost") == [cold]
     assert ids(client, auth, "Asylum") == []
 
-    assert "rewrote the full-text rows of 5 dataset(s)" in rebuild(instance)
+    said = rebuild(instance)
+    assert "of 5 dataset(s) with the catalog: wrote 2, dropped 1" in said
 
     assert text_rows(instance) == written
+    if filenode is not None:  # PostgreSQL wrote the table anew, without the rows' old versions
+        assert table_file(instance) != filenode
     assert ids(client, auth, "Bruker") == [cold] and ids(client, auth, "ghost") == []
     assert ids(client, auth, "Asylum") == [hot]
     with open_catalog(instance) as session:
         sqlite = session.get_bind().dialect.name == "sqlite"
         events = session.exec(select(AuditEvent).where(AuditEvent.action == "search.rebuild"))
-        summaries = [(event.via, event.object_type, event.object_id) for event in events]
-    indexed = [("cli", "index", table) for table in ("dataset_text", "file_name_text") if sqlite]
-    assert summaries == [("cli", "dataset", f"1-{REBUILD_IDS}"), *indexed]
+        summaries = [(event.object_type, event.object_id, event.summary) for event in events]
+    indexed = [("index", table, {"indexed": table}) for table in FTS5 if sqlite]
+    first, last = min(written), max(written)
+    changed = {"datasets": 5, "written": 2, "dropped": 1}
+    assert summaries == [*indexed, ("dataset", f"{first}-{last}", changed)]
     cli("audit", "verify")  # the chain holds (it exits 1 otherwise)
+    assert "wrote 0, dropped 0" in rebuild(instance)  # nothing left to change
+
+
+def test_rebuild_goes_through_every_dataset_in_chunks_and_drops_strays_anywhere(
+    client, auth, catalog, instance, monkeypatch
+):
+    monkeypatch.setattr(searches, "REBUILD_IDS", 2)
+    written = text_rows(instance)
+    with open_catalog(instance) as session:
+        session.execute(sa.text("DELETE FROM dataset_text"))
+        search.insert_text(session, [(0, "stray low", 1), (2**62, "stray high", 1)])
+    assert "of 5 dataset(s) with the catalog: wrote 5, dropped 2" in rebuild(instance)
+    assert text_rows(instance) == written
+    with open_catalog(instance) as session:
+        events = session.exec(
+            select(AuditEvent).where(
+                AuditEvent.object_type == "dataset", AuditEvent.action == "search.rebuild"
+            )
+        )
+        chunks = [event.summary["datasets"] for event in events]  # fmt: skip
+    assert chunks == [2, 2, 1]
+    assert ids(client, auth, "stray") == []
+
+
+def test_rebuild_of_an_empty_catalog_changes_nothing(instance):
+    assert "of 0 dataset(s) with the catalog: wrote 0, dropped 0" in rebuild(instance)
+
+
+def table_file(instance) -> int | None:
+    """The file that holds ``dataset_text`` on PostgreSQL (None on SQLite)."""
+    with open_catalog(instance) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            return None
+        return session.execute(sa.text("SELECT pg_relation_filenode('dataset_text')")).scalar()
 
 
 def rebuild(instance) -> str:
@@ -94,4 +136,3 @@ def test_rebuild_mends_fts5_indexes_that_disagree_with_their_rows(client, auth, 
     assert integrity_problem(instance, "dataset_text") is None
     assert ids(client, auth, "zzz") == [] and ids(client, auth, "Asylum") == [hot]
     assert ids(client, auth, "file:AFM_Topography") == [hot]
-

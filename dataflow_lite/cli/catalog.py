@@ -101,14 +101,18 @@ def reindex_command(endpoint: str, dry_run: bool) -> None:
 
 @db_group.command("rebuild-search")
 def rebuild_search_command() -> None:
-    """Write every dataset's full-text row again from the catalog.
+    """Make every dataset's full-text row say what the catalog says.
 
     Run it after the SQLite library that Python uses changes (its tokenizer decides the words
-    rows hold), or if rows were written by hand. Searches stay right while it runs.
+    rows hold), or if rows were written by hand. On SQLite it first has FTS5 index its tables
+    again, each in one transaction that the server's writes wait for (they fail past
+    busy_timeout_ms): on a large catalog, stop serve and worker first.
     """
     began = time.perf_counter()
     with Bar() as bar:
-        written = rebuild_search(runtime(), CLI, progress=bar)
+        done = rebuild_search(runtime(), CLI, progress=bar)
+    indexed = f"; indexed {' and '.join(done.indexed)} again" if done.indexed else ""
     echo_done(
-        f"rewrote the full-text rows of {written} dataset(s) in {time.perf_counter() - began:.1f} s"
+        f"compared the full-text rows of {done.datasets} dataset(s) with the catalog: wrote "
+        f"{done.written}, dropped {done.dropped}{indexed} ({time.perf_counter() - began:.1f} s)"
     )

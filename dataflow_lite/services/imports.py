@@ -60,7 +60,8 @@ FOLDERS_PER_QUERY = 900
 #: values land all over the typed value indexes: with the default cache, pages already
 #: changed are written out to the WAL mid-transaction and read back from it (WAL pages are
 #: not memory-mapped). A quarter of a GiB made the load of a million datasets 10-15 % faster
-#: (see the README's bench); the pages are taken only as the load touches them.
+#: (see the README's bench); the pages are taken only as the load touches them, and go with
+#: the connection when the load ends.
 LOAD_CACHE_KIB = 256 << 10
 
 #: Each table the load fills, with its columns, in the order of the rows built for it.
@@ -248,6 +249,8 @@ def _load(
             commit()
     if chunk:
         commit()
+    # The load's pooled connection goes, and with it the page cache it was given (LOAD_CACHE_KIB).
+    rt.engine.dispose()
     if report.imported:
         refresh_statistics(rt.engine, ["dataset", "metadatavalue", "datasetfile", SEARCH_TABLE])
 

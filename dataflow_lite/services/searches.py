@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, text
-from sqlmodel import select
+from sqlalchemy import BigInteger, func, literal
+from sqlmodel import col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit
@@ -16,14 +17,17 @@ from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.imports import NoProgress, Progress
 from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import search
-from dataflow_lite.store.db import refresh_statistics, unit_of_work
+from dataflow_lite.store.db import compact, unit_of_work
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.models import Dataset
 
 T = TypeVar("T")
 
-#: Dataset ids whose full-text rows one transaction of :func:`rebuild_search` writes again.
+#: Datasets whose full-text rows one transaction of :func:`rebuild_search` compares.
 REBUILD_IDS = 10_000
+#: The range of ids a full-text row may have (SQLite's rowids, PostgreSQL's BIGINT); rows are
+#: compared past the first.
+FIRST_ROW_ID, LAST_ROW_ID = -(2**63), 2**63 - 1
 
 
 def _searching(field: str, call: Callable[[], T]) -> T:
@@ -112,45 +116,66 @@ def _owner(identity: Identity) -> int | None:
     return None if identity.is_admin else identity.user_id
 
 
+@dataclass
+class Rebuilt:
+    """What :func:`rebuild_search` did."""
+
+    datasets: int = 0
+    #: Rows written again (missing, or saying something else than the catalog).
+    written: int = 0
+    #: Rows deleted whose dataset is gone.
+    dropped: int = 0
+    #: The tables whose index was made again from their rows (FTS5's, on SQLite).
+    indexed: tuple[str, ...] = ()
+
+
 @use_case("search.rebuild")
-def rebuild_search(rt: Runtime, identity: Identity, progress: Progress | None = None) -> int:
-    """Write every dataset's full-text row again from the catalog; how many were written.
+def rebuild_search(rt: Runtime, identity: Identity, progress: Progress | None = None) -> Rebuilt:
+    """Make every dataset's full-text row say what the catalog says, and on SQLite have FTS5
+    index its tables again from their rows.
 
     For a catalog whose rows were made by another SQLite tokenizer than the server's (an upgrade
     of the SQLite library Python uses: PostgreSQL's rows hold its tokens), or written by hand.
-    Each transaction rewrites ``REBUILD_IDS`` ids and records one audit event, so searches stay
-    right and the server's writes wait for one transaction at a time. On SQLite, FTS5 then
-    indexes each of its tables again in one transaction (``search.reindex_table``): only that
-    undoes a tokenizer change, and the server's writes wait for it.
+    On SQLite, FTS5 first indexes each of its tables again in one transaction
+    (``search.reindex_table``; only that undoes a tokenizer change), and the server's writes
+    wait for it. Then the rows are compared with the catalog ``REBUILD_IDS`` datasets per
+    transaction, each that changed something recording one audit event: the server's writes
+    wait for one transaction at a time. On PostgreSQL a table whose rows were written again is
+    then written anew (``compact``), and searches wait for it.
     """
     authorize(identity, "search.rebuild")
     progress = progress or NoProgress()
     with unit_of_work(rt.engine, write=False) as work:
-        datasets, low, high = work.session.execute(
-            select(func.count(), func.min(Dataset.id), func.max(Dataset.id))
-        ).one()
-        # Rows whose dataset is gone are dropped too, wherever their ids lie.
-        text_low, text_high = work.session.execute(
-            text(f"SELECT min(rowid), max(rowid) FROM {SEARCH_TABLE}")
-        ).one()
-    ids = [ident for ident in (low, high, text_low, text_high) if ident is not None]
-    progress.phase("rewriting", datasets)
-    written = 0
-    for first in range(min(ids, default=1), max(ids, default=0) + 1, REBUILD_IDS):
-        last = first + REBUILD_IDS - 1
-        with unit_of_work(rt.engine) as work:
-            count = search.rewrite_texts(work.session, first, last)
-            audit.record(
-                work, identity, "search.rebuild", "dataset", f"{first}-{last}", {"datasets": count}
-            )
-        written += count
-        progress.advance(count)
-    with unit_of_work(rt.engine, write=False) as work:
-        tables = search.fts_tables(work.session)
-    for table in tables:
+        report = Rebuilt(indexed=search.fts_tables(work.session))
+        datasets = work.session.execute(select(func.count()).select_from(Dataset)).scalar_one()
+    # The index first: once the tokenizer changed, deleting a row takes out the entries the new
+    # tokenizer makes of its text, which only an index made again holds.
+    for table in report.indexed:
         progress.phase(f"indexing {table}", None)
         with unit_of_work(rt.engine) as work:
             search.reindex_table(work.session, table)
-            audit.record(work, identity, "search.rebuild", "index", table, {"rebuilt": table})
-    refresh_statistics(rt.engine, [SEARCH_TABLE])
-    return written
+            audit.record(work, identity, "search.rebuild", "index", table, {"indexed": table})
+    progress.phase("comparing", datasets)
+    after = FIRST_ROW_ID
+    while after < LAST_ROW_ID:
+        with unit_of_work(rt.engine) as work:
+            newer = col(Dataset.id) > literal(after, BigInteger)  # BIGINT: see rewrite_texts
+            last = work.session.execute(
+                select(Dataset.id).where(newer).order_by(col(Dataset.id))
+                .offset(REBUILD_IDS - 1).limit(1)
+            ).scalar()  # fmt: skip
+            # The last transaction runs to the end, for rows past the newest dataset.
+            last = LAST_ROW_ID if last is None else last
+            done = search.rewrite_texts(work.session, after, last)
+            if done.written or done.dropped:
+                summary = {"datasets": done.datasets, "written": done.written,
+                           "dropped": done.dropped}  # fmt: skip
+                audit.record(work, identity, "search.rebuild", "dataset", done.ids, summary)
+        after = last
+        report.datasets += done.datasets
+        report.written += done.written
+        report.dropped += done.dropped
+        progress.advance(done.datasets)
+    if report.written or report.dropped:
+        compact(rt.engine, SEARCH_TABLE)
+    return report

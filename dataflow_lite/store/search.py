@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Connection, func, text
+from sqlalchemy import BigInteger, Connection, func, literal, text
 from sqlmodel import Session, col, select
 
 from dataflow_lite.store import pg_facets, pg_search, search_sql, sqlite_facets, sqlite_search
@@ -79,13 +79,30 @@ def _facets_backend(session: Session) -> ModuleType:
 
 def reindex(session: Session, dataset_id: int) -> None:
     """Rebuild the full-text row of one dataset from the catalog."""
-    rewrite_texts(session, dataset_id, dataset_id)
+    rewritten = rewrite_texts(session, dataset_id - 1, dataset_id)
+    assert rewritten.datasets == 1, f"no dataset {dataset_id}"
 
 
-def rewrite_texts(session: Session, first: int, last: int) -> int:
-    """Write again, from the catalog, the full-text rows of the datasets whose ids are ``first``
-    to ``last`` (a row there whose dataset is gone is dropped); how many were written."""
-    between = (first, last)
+@dataclass
+class Rewritten:
+    """What :func:`rewrite_texts` did."""
+
+    #: Datasets in the range, whose rows were compared with the catalog.
+    datasets: int
+    #: Rows written, where the dataset's row was missing or said something else.
+    written: int
+    #: Rows deleted whose dataset is gone.
+    dropped: int
+    #: The ids of the datasets compared (``first-last``), or None.
+    ids: str | None
+
+
+def rewrite_texts(session: Session, after: int, last: int) -> Rewritten:
+    """Make the full-text rows of the dataset ids past ``after`` up to ``last`` say what the
+    catalog says: a missing row or one whose text or owner differs is written again, a row
+    whose dataset is gone is deleted, and the rest are left as they are."""
+    # As BIGINT: PostgreSQL would bind them as the INTEGER the id columns are.
+    between = (literal(after + 1, BigInteger), literal(last, BigInteger))
     datasets = session.execute(
         select(Dataset.id, Dataset.name, Dataset.creator_id)
         .where(col(Dataset.id).between(*between))
@@ -105,17 +122,33 @@ def rewrite_texts(session: Session, first: int, last: int) -> int:
         .order_by(col(DatasetFile.dataset_id), col(DatasetFile.id))
     ):
         names.setdefault(ident, []).append(name)
-    session.execute(
-        text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid BETWEEN :first AND :last"),
-        {"first": first, "last": last},
-    )
-    rows = [
-        (ident, text_body(name, values.get(ident, ()), names.get(ident, ())), creator)
+    text_row = _backend(session).text_row
+    wanted = {
+        ident: (text_body(name, values.get(ident, ()), names.get(ident, ())), creator)
         for ident, name, creator in datasets
-    ]
-    if rows:
-        insert_text(session, rows)
-    return len(rows)
+    }
+    # A row's tokens (PostgreSQL) follow from its text: the text and the owner are compared.
+    held = {
+        ident: (body, owner)
+        for ident, body, owner in session.execute(
+            text(f"SELECT rowid, body, owner FROM {SEARCH_TABLE} "
+                 "WHERE rowid BETWEEN :first AND :last"),
+            {"first": after + 1, "last": last},
+        )
+    }  # fmt: skip
+    stale = {
+        ident for ident, row in held.items()
+        if ident not in wanted or row != text_row(*wanted[ident])[:2]
+    }  # fmt: skip
+    if stale:
+        session.execute(
+            text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid = :id"), [{"id": i} for i in stale]
+        )
+    missing = [ident for ident in wanted if ident not in held or ident in stale]
+    if missing:
+        insert_text(session, [(ident, *wanted[ident]) for ident in missing])
+    ids = f"{datasets[0][0]}-{datasets[-1][0]}" if datasets else None
+    return Rewritten(len(datasets), len(missing), len(stale - wanted.keys()), ids)
 
 
 def fts_tables(session: Session) -> tuple[str, ...]:
