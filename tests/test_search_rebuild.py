@@ -3,6 +3,8 @@ catalog, on either database, whatever happened to the rows."""
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -34,6 +36,7 @@ def text_rows(instance) -> dict[int, tuple]:
 def test_rebuild_restores_lost_altered_and_stray_rows_and_is_audited(
     client, auth, catalog, cli, instance
 ):
+    assert "of 5 dataset(s) with the catalog: wrote 0, dropped 0" in rebuild(instance)
     written, filenode = text_rows(instance), table_file(instance)
     hot, cold = catalog["hot"], catalog["cold"]
     assert sorted(written) == sorted(catalog[k] for k in ("hot", "cold", "text", "bare", "eve"))
@@ -58,11 +61,24 @@ def test_rebuild_restores_lost_altered_and_stray_rows_and_is_audited(
         events = session.exec(select(AuditEvent).where(AuditEvent.action == "search.rebuild"))
         summaries = [(event.object_type, event.object_id, event.summary) for event in events]
     indexed = [("index", table, {"indexed": table}) for table in FTS5 if sqlite]
-    first, last = min(written), max(written)
-    changed = {"datasets": 5, "written": 2, "dropped": 1}
-    assert summaries == [*indexed, ("dataset", f"{first}-{last}", changed)]
+    changed = {"datasets": 5, "written": 2, "dropped": 1, "ids": sorted([hot, cold, hot + 1000])}
+    assert summaries == [*indexed, *indexed, ("dataset_text", None, changed)]
     cli("audit", "verify")  # the chain holds (it exits 1 otherwise)
     assert "wrote 0, dropped 0" in rebuild(instance)  # nothing left to change
+
+
+@pytest.mark.parametrize("instance", ["postgresql"], indirect=True)
+def test_rebuild_mends_postgresql_tokens_that_disagree_with_their_text(
+    client, auth, catalog, instance
+):
+    odd = catalog["text"]
+    assert ids(client, auth, "odd") == [odd]
+    with open_catalog(instance) as session:
+        session.execute(sa.text("UPDATE dataset_text SET tokens = '#1' WHERE rowid = :id"),
+                        {"id": odd})  # fmt: skip
+    assert ids(client, auth, "odd") == []
+    assert "wrote 1, dropped 0" in rebuild(instance)
+    assert ids(client, auth, "odd") == [odd]
 
 
 def test_rebuild_goes_through_every_dataset_in_chunks_and_drops_strays_anywhere(
@@ -72,13 +88,14 @@ def test_rebuild_goes_through_every_dataset_in_chunks_and_drops_strays_anywhere(
     written = text_rows(instance)
     with open_catalog(instance) as session:
         session.execute(sa.text("DELETE FROM dataset_text"))
-        search.insert_text(session, [(0, "stray low", 1), (2**62, "stray high", 1)])
-    assert "of 5 dataset(s) with the catalog: wrote 5, dropped 2" in rebuild(instance)
+        strays = [(-(2**63), "stray lowest", 1), (0, "stray low", 1), (2**63 - 1, "stray", 1)]
+        search.insert_text(session, strays)
+    assert "of 5 dataset(s) with the catalog: wrote 5, dropped 3" in rebuild(instance)
     assert text_rows(instance) == written
     with open_catalog(instance) as session:
         events = session.exec(
             select(AuditEvent).where(
-                AuditEvent.object_type == "dataset", AuditEvent.action == "search.rebuild"
+                AuditEvent.object_type == "dataset_text", AuditEvent.action == "search.rebuild"
             )
         )
         chunks = [event.summary["datasets"] for event in events]  # fmt: skip
@@ -136,3 +153,28 @@ def test_rebuild_mends_fts5_indexes_that_disagree_with_their_rows(client, auth, 
     assert integrity_problem(instance, "dataset_text") is None
     assert ids(client, auth, "zzz") == [] and ids(client, auth, "Asylum") == [hot]
     assert ids(client, auth, "file:AFM_Topography") == [hot]
+
+
+@pytest.mark.parametrize("instance", ["postgresql"], indirect=True)
+def test_a_compaction_kept_waiting_says_the_rows_are_written_and_what_to_run(
+    client, auth, catalog, instance
+):
+    written = text_rows(instance)
+    with (instance / "config.toml").open("a") as config:
+        config.write("busy_timeout_ms = 300\n")
+    with open_catalog(instance) as session:
+        session.execute(sa.text("DELETE FROM dataset_text"))
+    # A search's lock on the table, held (a plain connection: the catalog's own take the
+    # writers' lock as they begin).
+    url = tomllib.loads((instance / "config.toml").read_text())["database"]
+    reader = sa.create_engine(url)
+    try:
+        with reader.connect() as search_running:
+            search_running.execute(sa.text("SELECT count(*) FROM dataset_text")).scalar()
+            done = CliRunner().invoke(main, ["--instance", str(instance), "db", "rebuild-search"])
+    finally:
+        reader.dispose()
+    assert done.exit_code == 1
+    assert "the rows were rewritten (5 written, 0 dropped)" in done.output
+    assert "run VACUUM (FULL, ANALYZE) dataset_text" in done.output
+    assert text_rows(instance) == written

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, func, literal
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
 from dataflow_lite.bootstrap import Runtime
 from dataflow_lite.services import audit
 from dataflow_lite.services.datasets import describe_all, visible_dataset
-from dataflow_lite.services.errors import Invalid, invalid
+from dataflow_lite.services.errors import Conflict, Invalid, invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.imports import NoProgress, Progress
 from dataflow_lite.services.policy import authorize, use_case
@@ -25,9 +26,13 @@ T = TypeVar("T")
 
 #: Datasets whose full-text rows one transaction of :func:`rebuild_search` compares.
 REBUILD_IDS = 10_000
-#: The range of ids a full-text row may have (SQLite's rowids, PostgreSQL's BIGINT); rows are
-#: compared past the first.
+#: The range of ids a full-text row may have (SQLite's rowids, PostgreSQL's BIGINT).
 FIRST_ROW_ID, LAST_ROW_ID = -(2**63), 2**63 - 1
+#: How many changed rows an audit event of the rebuild names (its counts say how many in all).
+AUDITED_IDS = 100
+#: The share of rows written or dropped past which PostgreSQL's table is written anew: below
+#: it, autovacuum's reuse of the space is enough, and searches need not wait for a rewrite.
+COMPACT_SHARE = 0.1
 
 
 def _searching(field: str, call: Callable[[], T]) -> T:
@@ -140,8 +145,8 @@ def rebuild_search(rt: Runtime, identity: Identity, progress: Progress | None = 
     (``search.reindex_table``; only that undoes a tokenizer change), and the server's writes
     wait for it. Then the rows are compared with the catalog ``REBUILD_IDS`` datasets per
     transaction, each that changed something recording one audit event: the server's writes
-    wait for one transaction at a time. On PostgreSQL a table whose rows were written again is
-    then written anew (``compact``), and searches wait for it.
+    wait for one transaction at a time. On PostgreSQL, when more than ``COMPACT_SHARE`` of the
+    rows changed, the table is then written anew (``compact``), and searches wait for it.
     """
     authorize(identity, "search.rebuild")
     progress = progress or NoProgress()
@@ -156,26 +161,39 @@ def rebuild_search(rt: Runtime, identity: Identity, progress: Progress | None = 
             search.reindex_table(work.session, table)
             audit.record(work, identity, "search.rebuild", "index", table, {"indexed": table})
     progress.phase("comparing", datasets)
-    after = FIRST_ROW_ID
-    while after < LAST_ROW_ID:
+    first = FIRST_ROW_ID
+    while True:
         with unit_of_work(rt.engine) as work:
-            newer = col(Dataset.id) > literal(after, BigInteger)  # BIGINT: see rewrite_texts
+            later = col(Dataset.id) >= literal(first, BigInteger)  # BIGINT: see rewrite_texts
             last = work.session.execute(
-                select(Dataset.id).where(newer).order_by(col(Dataset.id))
+                select(Dataset.id).where(later).order_by(col(Dataset.id))
                 .offset(REBUILD_IDS - 1).limit(1)
             ).scalar()  # fmt: skip
             # The last transaction runs to the end, for rows past the newest dataset.
             last = LAST_ROW_ID if last is None else last
-            done = search.rewrite_texts(work.session, after, last)
+            done = search.rewrite_texts(work.session, first, last)
             if done.written or done.dropped:
-                summary = {"datasets": done.datasets, "written": done.written,
-                           "dropped": done.dropped}  # fmt: skip
-                audit.record(work, identity, "search.rebuild", "dataset", done.ids, summary)
-        after = last
+                summary = {
+                    "datasets": done.datasets,
+                    "written": len(done.written),
+                    "dropped": len(done.dropped),
+                    "ids": sorted(done.written + done.dropped)[:AUDITED_IDS],
+                }
+                audit.record(work, identity, "search.rebuild", SEARCH_TABLE, None, summary)
         report.datasets += done.datasets
-        report.written += done.written
-        report.dropped += done.dropped
+        report.written += len(done.written)
+        report.dropped += len(done.dropped)
         progress.advance(done.datasets)
-    if report.written or report.dropped:
-        compact(rt.engine, SEARCH_TABLE)
+        if last == LAST_ROW_ID:
+            break
+        first = last + 1
+    if report.written + report.dropped > report.datasets * COMPACT_SHARE:
+        try:
+            compact(rt.engine, SEARCH_TABLE)
+        except OperationalError as error:
+            raise Conflict(
+                f"the rows were rewritten ({report.written} written, {report.dropped} dropped), "
+                f"but writing {SEARCH_TABLE} anew stopped ({error.orig}): run "
+                f"VACUUM (FULL, ANALYZE) {SEARCH_TABLE} when no search is running"
+            ) from None
     return report

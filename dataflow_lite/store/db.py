@@ -186,11 +186,12 @@ def refresh_statistics(engine: Engine, tables: Sequence[str]) -> None:
 
 
 def compact(engine: Engine, table: str) -> None:
-    """On PostgreSQL, write ``table`` anew once each of its rows was written again, and analyse
-    it (``VACUUM FULL``): the old versions would otherwise leave its pages half empty after
-    autovacuum, and reading a word's list along them slow (see ``0016_postgresql_spelled_text``).
-    It holds the table's lock while it runs (17 s for ``dataset_text`` at a million datasets):
-    searches wait for it. SQLite is left alone (its FTS5 tables are indexed again instead)."""
+    """On PostgreSQL, write ``table`` anew after many of its rows were written again, and
+    analyse it (``VACUUM FULL``): the old versions would otherwise leave its pages half empty
+    after autovacuum, and reading a word's list along them slow (see
+    ``0016_postgresql_spelled_text``). It holds the table's lock while it runs (17 s for
+    ``dataset_text`` at a million datasets): searches wait for it, and it waits for a running
+    search at most ``busy_timeout_ms`` (``lock_timeout``). SQLite is left alone."""
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql(f'VACUUM (FULL, ANALYZE) "{table}"')

@@ -29,7 +29,7 @@ from dataflow_lite.store.pg_pages import (
     dataset_page,
     stored_time,
 )
-from dataflow_lite.store.pg_words import TEXT_COLUMNS, append_text, text_row
+from dataflow_lite.store.pg_words import TEXT_COLUMNS, append_text, row_matches, text_row
 from dataflow_lite.store.query import Qualifier, Text
 from dataflow_lite.store.search_sql import (
     TRIGRAM,
@@ -42,7 +42,14 @@ from dataflow_lite.store.search_sql import (
 )
 
 # Re-exported: what :mod:`dataflow_lite.store.search` calls on a backend and other modules hold.
-__all__ = ["FTS_TABLES", "TEXT_COLUMNS", "append_text", "dataset_page", "text_row"]
+__all__ = [
+    "FTS_TABLES",
+    "TEXT_COLUMNS",
+    "append_text",
+    "dataset_page",
+    "row_matches",
+    "text_row",
+]
 
 #: Tables whose index is made apart from their rows: none (PostgreSQL's indexes hold what the
 #: rows hold, the tokens among them).

@@ -16,7 +16,9 @@ over 2,046 bytes and under 1 MB in all: a row whose spelled text is longer than
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session
@@ -77,10 +79,28 @@ def listed(tokens: Sequence[str]) -> list[str] | None:
     return sorted(found)
 
 
+def lexemes(tokens: Sequence[str], owner_id: int | str) -> list[str]:
+    """The lexemes of the ``tsvector`` of a full-text row of ``tokens``."""
+    found = listed(tokens)
+    return [*(found if found is not None else [MORE]), owner_lexeme(owner_id)]
+
+
 def vector(tokens: Sequence[str], owner_id: int | str) -> str:
     """The ``tsvector`` (as text) of a full-text row of ``tokens``."""
-    found = listed(tokens)
-    return quoted([*(found if found is not None else [MORE]), owner_lexeme(owner_id)])
+    return quoted(lexemes(tokens, owner_id))
+
+
+def row_matches(row: Sequence[Any], body: str, creator_id: int) -> bool:
+    """Whether a stored full-text row (its :data:`TEXT_COLUMNS`) holds what :func:`text_row`
+    makes of ``body``, its tokens in any order (a file added later appends its names)."""
+    held, owner, held_lexemes = row
+    found = sqlite_words.tokens(body)
+    return (
+        owner == search_sql.owner_text(creator_id)
+        and sorted(token for token in held.split(" ") if token) == sorted(found)
+        # PostgreSQL writes a tsvector out as its quoted lexemes (none holds a quote).
+        and sorted(re.findall(r"'([^']*)'", held_lexemes)) == sorted(lexemes(found, creator_id))
+    )
 
 
 def phrase(words: str, prefix: bool) -> tuple[str, int] | None:

@@ -79,7 +79,7 @@ def _facets_backend(session: Session) -> ModuleType:
 
 def reindex(session: Session, dataset_id: int) -> None:
     """Rebuild the full-text row of one dataset from the catalog."""
-    rewritten = rewrite_texts(session, dataset_id - 1, dataset_id)
+    rewritten = rewrite_texts(session, dataset_id, dataset_id)
     assert rewritten.datasets == 1, f"no dataset {dataset_id}"
 
 
@@ -89,20 +89,18 @@ class Rewritten:
 
     #: Datasets in the range, whose rows were compared with the catalog.
     datasets: int
-    #: Rows written, where the dataset's row was missing or said something else.
-    written: int
-    #: Rows deleted whose dataset is gone.
-    dropped: int
-    #: The ids of the datasets compared (``first-last``), or None.
-    ids: str | None
+    #: Ids of the rows written (missing, or holding other words or another owner).
+    written: list[int]
+    #: Ids of the rows deleted, whose dataset is gone.
+    dropped: list[int]
 
 
-def rewrite_texts(session: Session, after: int, last: int) -> Rewritten:
-    """Make the full-text rows of the dataset ids past ``after`` up to ``last`` say what the
-    catalog says: a missing row or one whose text or owner differs is written again, a row
-    whose dataset is gone is deleted, and the rest are left as they are."""
+def rewrite_texts(session: Session, first: int, last: int) -> Rewritten:
+    """Make the full-text rows of the ids ``first`` to ``last`` say what the catalog says: a
+    missing row, or one holding other words (in any order) or another owner, is written again,
+    a row whose dataset is gone is deleted, and the rest are left as they are."""
     # As BIGINT: PostgreSQL would bind them as the INTEGER the id columns are.
-    between = (literal(after + 1, BigInteger), literal(last, BigInteger))
+    between = (literal(first, BigInteger), literal(last, BigInteger))
     datasets = session.execute(
         select(Dataset.id, Dataset.name, Dataset.creator_id)
         .where(col(Dataset.id).between(*between))
@@ -122,33 +120,29 @@ def rewrite_texts(session: Session, after: int, last: int) -> Rewritten:
         .order_by(col(DatasetFile.dataset_id), col(DatasetFile.id))
     ):
         names.setdefault(ident, []).append(name)
-    text_row = _backend(session).text_row
     wanted = {
         ident: (text_body(name, values.get(ident, ()), names.get(ident, ())), creator)
         for ident, name, creator in datasets
     }
-    # A row's tokens (PostgreSQL) follow from its text: the text and the owner are compared.
-    held = {
-        ident: (body, owner)
-        for ident, body, owner in session.execute(
-            text(f"SELECT rowid, body, owner FROM {SEARCH_TABLE} "
-                 "WHERE rowid BETWEEN :first AND :last"),
-            {"first": after + 1, "last": last},
-        )
-    }  # fmt: skip
-    stale = {
-        ident for ident, row in held.items()
-        if ident not in wanted or row != text_row(*wanted[ident])[:2]
-    }  # fmt: skip
+    backend = _backend(session)
+    columns = ", ".join(text_columns(session.get_bind().dialect.name))
+    held = session.execute(
+        text(f"SELECT {columns} FROM {SEARCH_TABLE} WHERE rowid BETWEEN :first AND :last"),
+        {"first": first, "last": last},
+    ).all()
+    stale = [
+        ident for ident, *row in held
+        if ident not in wanted or not backend.row_matches(row, *wanted[ident])
+    ]  # fmt: skip
     if stale:
         session.execute(
             text(f"DELETE FROM {SEARCH_TABLE} WHERE rowid = :id"), [{"id": i} for i in stale]
         )
-    missing = [ident for ident in wanted if ident not in held or ident in stale]
-    if missing:
-        insert_text(session, [(ident, *wanted[ident]) for ident in missing])
-    ids = f"{datasets[0][0]}-{datasets[-1][0]}" if datasets else None
-    return Rewritten(len(datasets), len(missing), len(stale - wanted.keys()), ids)
+    present = {ident for ident, *_ in held}.difference(stale)
+    written = [ident for ident in wanted if ident not in present]
+    if written:
+        insert_text(session, [(ident, *wanted[ident]) for ident in written])
+    return Rewritten(len(datasets), written, [i for i in stale if i not in wanted])
 
 
 def fts_tables(session: Session) -> tuple[str, ...]:

@@ -74,6 +74,15 @@ def text_row(body: str, creator_id: int) -> tuple[str, str]:
     return body, search_sql.owner_text(creator_id)
 
 
+def row_matches(row: Sequence[Any], body: str, creator_id: int) -> bool:
+    """Whether a stored full-text row (its :data:`TEXT_COLUMNS`) holds what :func:`text_row`
+    makes of ``body``, its tokens in any order (a file added later appends its names)."""
+    held, owner = row
+    return owner == search_sql.owner_text(creator_id) and sorted(
+        sqlite_words.tokens(held)
+    ) == sorted(sqlite_words.tokens(body))
+
+
 def append_text(session: Session, dataset_id: int, names: str) -> bool:
     """Append ``names`` to a dataset's full-text row; False when it has none."""
     added = session.execute(
