@@ -78,7 +78,9 @@ def _facets_backend(session: Session) -> ModuleType:
 
 
 def reindex(session: Session, dataset_id: int) -> None:
-    """Rebuild the full-text row of one dataset from the catalog."""
+    """Rebuild the full-text row of one dataset from the catalog (written only when its tokens
+    differ, in any order: a change that only reorders words, a renaming, would need the row
+    written whatever it holds, and no service makes one)."""
     rewritten = rewrite_texts(session, dataset_id, dataset_id)
     assert rewritten.datasets == 1, f"no dataset {dataset_id}"
 
