@@ -150,7 +150,8 @@ def rewrite_texts(session: Session, first: int, last: int) -> Rewritten:
 def fts_tables(session: Session) -> tuple[str, ...]:
     """The tables whose index :func:`reindex_table` makes again from their rows: FTS5's on
     SQLite; none on PostgreSQL, whose indexes hold what its rows hold."""
-    return tuple(_backend(session).FTS_TABLES)
+    tables: tuple[str, ...] = _backend(session).FTS_TABLES
+    return tables
 
 
 def reindex_table(session: Session, table: str) -> None:
