@@ -10,16 +10,17 @@ import signal
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from slugify import slugify
 from sqlmodel import select
 
 from dataflow_lite.cli import main
 from dataflow_lite.services import import_lines, imports
-from dataflow_lite.store import layout, metadata
+from dataflow_lite.store import layout, metadata, sqlite_load
 from dataflow_lite.store.models import AuditEvent, Dataset, DatasetFile, MetadataValue
 
-from .conftest import catalog
+from .conftest import Cli, catalog
 
 SHA = hashlib.sha256(b"x").hexdigest()
 
@@ -285,3 +286,105 @@ def test_a_checking_process_killed_stops_the_import_in_one_line(
     assert "Error: a process checking the lines stopped" in said
     with catalog(instance) as session:
         assert session.exec(select(Dataset)).all() == []
+
+
+#: What a load leaves in a SQLite catalog, the endpoint's id (an instance's own) left out, and
+#: the indexes and triggers (a table's own statement lists its foreign keys in any order).
+LOADED = {
+    "dataset": "id, name, creator_id, instrument_id, folder, created_at FROM dataset",
+    "metadatavalue": "id, dataset_id, field_name, value, metadata_field_id, owner_id "
+    "FROM metadatavalue",
+    "datasetfile": "id, dataset_id, name, relative_path, is_directory, file_length, sha256 "
+    "FROM datasetfile",
+    "metadatakey": "creator_id, field_name, value_type, datasets FROM metadatakey",
+    "dataset_text": "rowid, body, owner FROM dataset_text",
+    "schema": "type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')",
+    "file names with 'can'": "rowid, 0 FROM file_name_text WHERE name MATCH 'can'",
+}
+
+
+def loaded(instance: Path) -> dict[str, list]:
+    with catalog(instance) as session:
+        tables = {
+            name: session.execute(sa.text(f"SELECT {query} ORDER BY 1, 2")).all()
+            for name, query in LOADED.items()
+        }
+        for fts in ("dataset_text", "file_name_text"):  # raises when the index is not its rows'
+            session.execute(sa.text(f"INSERT INTO {fts} ({fts}) VALUES ('integrity-check')"))
+    return tables
+
+
+def mixed_lines(count: int) -> list[dict]:
+    return [
+        line(
+            f"scan {n}",
+            creator=("ada", "bob")[n % 2],
+            metadata={
+                "Sample": {"Id": f"S-{n}", "Temperature": n * 1.5},
+                "Count": n % 4,
+                "Tags": ["a"] if n % 3 else None,
+                f"Only{n % 2}": "x",
+            },
+            files=[{"relative_path": f"raw/{n}", "name": f"scan{n}.ibw", "size": n, "sha256": SHA}],
+        )  # fmt: skip
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_an_empty_catalog_loads_in_one_go_and_ends_as_one_loaded_chunk_by_chunk(
+    cli, instance, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(imports, "CHUNK", 3)
+    used = []
+    monkeypatch.setattr(imports.sqlite_load, "indexes_after", spy(used, sqlite_load.indexes_after))
+    source = write(tmp_path / "in.jsonl", *mixed_lines(8))
+    other = Cli(tmp_path / "other")
+    for each in (cli, other):
+        each("init")
+        each.user_key("ada")
+        each.user_key("bob")
+    cli("import", str(source))
+    assert len(used) == 1
+    monkeypatch.setattr(imports, "_no_dataset", lambda session: False)
+    other("import", str(source))
+    assert len(used) == 1
+
+    in_one_go, chunk_by_chunk = loaded(instance), loaded(other.instance)
+    assert len(in_one_go["dataset"]) == 8 and len(in_one_go["file names with 'can'"]) == 8
+    keys = {(key, datasets) for _, key, _, datasets in in_one_go["metadatakey"]}
+    assert {("Only1", 4), ("Only0", 4), ("Sample-Id", 4)} <= keys
+    assert in_one_go == chunk_by_chunk
+
+
+def spy(calls: list, function):
+    def called(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    return called
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_a_load_in_one_go_that_fails_leaves_the_catalog_and_its_indexes_as_they_were(
+    cli, instance, tmp_path, monkeypatch
+):
+    cli.user_key("ada")
+    cli.user_key("bob")
+    before = loaded(instance)
+    monkeypatch.setattr(imports, "CHUNK", 3)
+    # The last statement of the load fails, after every row and index is in.
+    failing = dict(sqlite_load.TRIGGERS_IN_BULK, dataset_owner_insert="SELECT * FROM nowhere")
+    monkeypatch.setattr(sqlite_load, "TRIGGERS_IN_BULK", failing)
+    cli.fails("import", str(write(tmp_path / "in.jsonl", *mixed_lines(8))))
+    assert loaded(instance) == before
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_every_insert_trigger_of_the_loaded_tables_has_its_bulk_statement(instance):
+    with catalog(instance) as session:
+        triggers = session.execute(sa.text(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '% INSERT ON %' "
+            "AND tbl_name IN ('dataset', 'metadatavalue', 'datasetfile')"
+        )).scalars().all()  # fmt: skip
+    assert sorted(triggers) == sorted(sqlite_load.TRIGGERS_IN_BULK)
