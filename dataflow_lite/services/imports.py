@@ -250,7 +250,9 @@ def _load(
     with unit_of_work(rt.engine) as work:
         connection = work.session.connection()
         if connection.dialect.name == "sqlite" and _no_dataset(work.session):
-            with sqlite_load.indexes_after(connection, [table for table, _ in TABLES]):
+            with sqlite_load.indexes_after(
+                connection.connection.cursor(), [table for table, _ in TABLES]
+            ):
                 for chunk in chunks:
                     record(work, chunk)
     for chunk in chunks:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import Connection
+from sqlalchemy.engine.interfaces import DBAPICursor
 
 #: What each insert trigger on the loaded tables does, done once for all their rows (None: the
 #: loaded rows already hold what it would write).
@@ -42,39 +42,36 @@ TRIGGERS_IN_BULK = {
 
 
 @contextmanager
-def indexes_after(connection: Connection, tables: Sequence[str]) -> Iterator[None]:
+def indexes_after(db: DBAPICursor, tables: Sequence[str]) -> Iterator[None]:
     """Load ``tables`` in the block without their secondary indexes and insert triggers;
-    build and redo them when it ends. In the transaction of a write, in a catalog that had no
-    dataset when it began.
+    build and redo them when it ends. ``db`` is a cursor in the transaction of a write, in a
+    catalog that had no dataset when it began.
 
     A trigger not in :data:`TRIGGERS_IN_BULK` stays and fires for each row as usual.
     """
     created = []
     for table in tables:
-        for _, name, unique, origin, _ in connection.exec_driver_sql(
-            f'PRAGMA index_list("{table}")'
-        ).all():
+        db.execute(f'PRAGMA index_list("{table}")')
+        for _, name, unique, origin, _ in db.fetchall():
             if origin == "c" and not unique:  # made by CREATE INDEX, not a key or a constraint
                 created.append(name)
-    triggers = _sql_of(connection, "trigger", [name for name in TRIGGERS_IN_BULK])
-    indexes = _sql_of(connection, "index", created)
+    triggers = _sql_of(db, "trigger", list(TRIGGERS_IN_BULK))
+    indexes = _sql_of(db, "index", created)
     for kind, dropped in (("TRIGGER", triggers), ("INDEX", indexes)):
         for name in dropped:
-            connection.exec_driver_sql(f'DROP {kind} "{name}"')
+            db.execute(f'DROP {kind} "{name}"')
     yield
     for sql in (*indexes.values(), *triggers.values()):
-        connection.exec_driver_sql(sql)
+        db.execute(sql)
     for name in triggers:
         if bulk := TRIGGERS_IN_BULK[name]:
-            connection.exec_driver_sql(bulk)
+            db.execute(bulk)
 
 
-def _sql_of(connection: Connection, kind: str, names: list[str]) -> dict[str, str]:
+def _sql_of(db: DBAPICursor, kind: str, names: list[str]) -> dict[str, str]:
     """The statements that made the objects of ``kind`` named ``names`` that exist."""
     marks = ", ".join("?" * len(names))
-    return dict(
-        connection.exec_driver_sql(
-            f"SELECT name, sql FROM sqlite_master WHERE type = ? AND name IN ({marks})",
-            (kind, *names),
-        ).all()
+    db.execute(
+        f"SELECT name, sql FROM sqlite_master WHERE type = ? AND name IN ({marks})", (kind, *names)
     )
+    return dict(db.fetchall())
