@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import pickle
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import Connection, func
 from sqlmodel import Session, col, select
@@ -69,13 +70,15 @@ FOLDERS_PER_QUERY = 900
 #: the connection when the load ends.
 LOAD_CACHE_KIB = 256 << 10
 
-#: Each table the load fills, with its columns, in the order of the rows built for it.
+#: Each table the load fills, with its columns, in the order of the rows built for it (and,
+#: after them, the full-text rows).
 TABLES = (
     ("dataset", "id, name, creator_id, instrument_id, endpoint_id, folder, created_at"),
     ("metadatavalue", "dataset_id, field_name, value, metadata_field_id, owner_id"),
     ("datasetfile", "dataset_id, name, relative_path, is_directory, file_length, file_type, "
      "sha256, created_at"),
 )  # fmt: skip
+LOADED_TABLES = [table for table, _ in TABLES]
 
 
 class Progress(Protocol):
@@ -181,87 +184,86 @@ def _import(
         endpoint = _endpoint(work.session, endpoint_name)
         checker = Checker(rt, work.session, endpoint.id)
     report = ImportReport(endpoint=endpoint.name)
+    recorder = _Recorder(identity, source_name, endpoint.id, report)
+
+    def refused() -> bool:
+        return bool(report.bad) and not skip_bad
+
     progress.phase("checking", None)
-    digest = hashlib.sha256()
-    preparer = Preparer(checker, rt.engine.dialect)
-    parallel = source.stat().st_size >= PARALLEL_BYTES
-    # The checked rows wait on disk, not in memory: the spool is this process's own (made
-    # private and already unlinked), so it cannot change between the passes as the file could.
-    with source.open("rb") as lines, tempfile.TemporaryFile() as spool:
-        for number, same, outcome in checked(preparer, _lines(lines, digest), parallel):
-            report.lines += 1
-            if isinstance(outcome, str):
-                report.bad.append((number, outcome))
-            elif problem := checker.duplicate(number, same):
-                report.bad.append((number, problem))
-            else:
-                spool.write(outcome)
-            if report.lines % 1000 == 0:
-                progress.advance(1000)
-        progress.advance(report.lines % 1000)
-        report.sha256 = digest.hexdigest()
-        if report.bad and not skip_bad:
-            raise _refusal(report.bad, source_name)
-        good = report.lines - len(report.bad)
-        progress.phase("loading", good)
-        spool.seek(0)
-        _load(
-            rt, identity, (pickle.load(spool) for _ in range(good)), source_name, endpoint.id,
-            report, progress,
-        )  # fmt: skip
-    return report
-
-
-def _load(
-    rt: Runtime,
-    identity: Identity,
-    rows: Iterable[Prepared],
-    source_name: str,
-    endpoint_id: str,
-    report: ImportReport,
-    progress: Progress,
-) -> None:
-    """The second pass: the checked rows, ``CHUNK`` datasets per transaction; into an empty
-    SQLite catalog, all in one transaction with the indexes built after the rows."""
-    loader = _Loader(endpoint_id)
-
-    def record(work: UnitOfWork, chunk: list[Prepared]) -> None:
-        first, last = loader.load(work.session, chunk)
-        summary = {
-            "source": source_name,
-            "sha256": report.sha256,
-            "endpoint_id": endpoint_id,
-            "datasets": len(chunk),
-            "first_id": first,
-            "last_id": last,
-            "lines": f"{chunk[0].line}-{chunk[-1].line}",
-        }
-        audit.record(work, identity, "dataset.import", "dataset", f"{first}-{last}", summary)
-        report.first_id = report.first_id or first
-        report.last_id = last
-        report.imported += len(chunk)
-        progress.advance(len(chunk))
-        # With the collector off, a transaction's reference cycles (its session's) would stay.
-        # They are all younger than the last collection: a full one would also walk every
-        # object the process holds (95 ms a chunk here, against a few).
-        gc.collect(0)
-
-    chunks = _chunks(rows)
-    with unit_of_work(rt.engine) as work:
-        connection = work.session.connection()
-        if connection.dialect.name == "sqlite" and _no_dataset(work.session):
-            with sqlite_load.indexes_after(
-                connection.connection.cursor(), [table for table, _ in TABLES]
-            ):
-                for chunk in chunks:
-                    record(work, chunk)
-    for chunk in chunks:
+    with (
+        source.open("rb") as lines,
+        closing(_good(checker, lines, report, progress)) as good,
+    ):
+        # The checking processes start (fork) before the load's transaction does.
+        rows = chain(list(islice(good, CHUNK)), good)
         with unit_of_work(rt.engine) as work:
-            record(work, chunk)
+            connection = work.session.connection()
+            if in_one_go := connection.dialect.name == "sqlite" and _no_dataset(work.session):
+                # Nobody's datasets to keep waiting for: lines are loaded as they are checked.
+                progress.phase("checking and loading", None)
+                progress.advance(report.lines)
+                with sqlite_load.indexes_after(connection.connection.cursor(), LOADED_TABLES):
+                    for chunk in _chunks(map(pickle.loads, rows)):
+                        if not refused():  # the lines after a bad one are still checked
+                            recorder.load(work, chunk)
+                if refused():
+                    raise _refusal(report.bad, source_name)  # and the transaction rolls back
+                recorder.audit(work)
+        if not in_one_go:
+            _load_in_chunks(rt, recorder, rows, refused, progress)
     # The load's pooled connection goes, and with it the page cache it was given (LOAD_CACHE_KIB).
     rt.engine.dispose()
     if report.imported:
-        refresh_statistics(rt.engine, ["dataset", "metadatavalue", "datasetfile", SEARCH_TABLE])
+        refresh_statistics(rt.engine, [*LOADED_TABLES, SEARCH_TABLE])
+    return report
+
+
+def _good(
+    checker: Checker, lines: BinaryIO, report: ImportReport, progress: Progress
+) -> Generator[bytes]:
+    """The rows of each good line of ``lines`` (pickled), the bad ones noted in ``report``, and
+    its sha256 once they are all read."""
+    digest = hashlib.sha256()
+    preparer = Preparer(checker, checker.rt.engine.dialect)
+    parallel = os.fstat(lines.fileno()).st_size >= PARALLEL_BYTES
+    for number, same, outcome in checked(preparer, _lines(lines, digest), parallel):
+        report.lines += 1
+        if isinstance(outcome, str):
+            report.bad.append((number, outcome))
+        elif problem := checker.duplicate(number, same):
+            report.bad.append((number, problem))
+        else:
+            yield outcome
+        if report.lines % 1000 == 0:
+            progress.advance(1000)
+    progress.advance(report.lines % 1000)
+    report.sha256 = digest.hexdigest()
+
+
+def _load_in_chunks(
+    rt: Runtime,
+    recorder: _Recorder,
+    rows: Iterator[bytes],
+    refused: Callable[[], bool],
+    progress: Progress,
+) -> None:
+    """Every line checked first, then ``CHUNK`` datasets per transaction."""
+    # The checked rows wait on disk, not in memory: the spool is this process's own (made
+    # private and already unlinked), so it cannot change between the passes as the file could.
+    with tempfile.TemporaryFile() as spool:
+        count = 0
+        for row in rows:
+            spool.write(row)
+            count += 1
+        if refused():
+            raise _refusal(recorder.report.bad, recorder.source_name)
+        progress.phase("loading", count)
+        spool.seek(0)
+        for chunk in _chunks(pickle.load(spool) for _ in range(count)):
+            with unit_of_work(rt.engine) as work:
+                recorder.load(work, chunk)
+                recorder.audit(work)
+            progress.advance(len(chunk))
 
 
 def _chunks(rows: Iterable[Prepared]) -> Iterator[list[Prepared]]:
@@ -283,6 +285,48 @@ def _endpoint(session: Session, name: str | None) -> Endpoint:
     return (
         endpoints.named_endpoint(session, name) if name else user_settings.default_endpoint(session)
     )
+
+
+@dataclass
+class _Recorder:
+    """Loads chunks of checked rows, and records each in the audit trail: one event a chunk,
+    naming the source file, its sha256, the lines and the datasets' ids."""
+
+    identity: Identity
+    source_name: str
+    endpoint_id: str
+    report: ImportReport
+    #: (first id, last id, lines) of each chunk loaded, not yet recorded.
+    loaded: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def load(self, work: UnitOfWork, chunk: list[Prepared]) -> None:
+        first, last = _Loader(self.endpoint_id).load(work.session, chunk)
+        self.loaded.append((first, last, f"{chunk[0].line}-{chunk[-1].line}"))
+        self.report.first_id = self.report.first_id or first
+        self.report.last_id = last
+        self.report.imported += len(chunk)
+        # With the collector off, a transaction's reference cycles (its session's) would stay.
+        # They are all younger than the last collection: a full one would also walk every
+        # object the process holds (95 ms a chunk here, against a few).
+        gc.collect(0)
+
+    def audit(self, work: UnitOfWork) -> None:
+        """Record the chunks loaded (once the whole file is read, in one transaction: the
+        events name its sha256)."""
+        for first, last, lines in self.loaded:
+            summary = {
+                "source": self.source_name,
+                "sha256": self.report.sha256,
+                "endpoint_id": self.endpoint_id,
+                "datasets": last - first + 1,
+                "first_id": first,
+                "last_id": last,
+                "lines": lines,
+            }
+            audit.record(
+                work, self.identity, "dataset.import", "dataset", f"{first}-{last}", summary
+            )
+        self.loaded.clear()
 
 
 class _Loader:
