@@ -50,8 +50,11 @@ FILE_KEYS = frozenset({"relative_path", "name", "size", "sha256"})
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-#: Lines a checking process takes at a time, and how many such batches may wait per process.
-BATCH, BATCHES_PER_PROCESS = 1_000, 2
+#: Lines a checking process takes at a time, and how many such batches may wait per process:
+#: enough that the processes go on checking while the importing one loads a chunk of 10,000
+#: (with 2 a process, they sat idle for most of it: 200,000 datasets took 19.6 s against 17.4-18.9
+#: with 8 or 16), and few enough that memory stays bounded (about 1 KB a line).
+BATCH, BATCHES_PER_PROCESS = 1_000, 8
 DATASETS = SQLModel.metadata.tables["dataset"]
 VALUES = SQLModel.metadata.tables["metadatavalue"]
 
