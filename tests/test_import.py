@@ -374,7 +374,7 @@ def test_a_load_in_one_go_that_fails_leaves_the_catalog_and_its_indexes_as_they_
     before = loaded(instance)
     monkeypatch.setattr(imports, "CHUNK", 3)
     # The last statement of the load fails, after every row and index is in.
-    failing = dict(sqlite_load.TRIGGERS_IN_BULK, dataset_owner_insert="SELECT * FROM nowhere")
+    failing = dict(sqlite_load.TRIGGERS_IN_BULK, dataset_owner_insert=("SELECT * FROM nowhere",))
     monkeypatch.setattr(sqlite_load, "TRIGGERS_IN_BULK", failing)
     cli.fails("import", str(write(tmp_path / "in.jsonl", *mixed_lines(8))))
     assert loaded(instance) == before

@@ -19,11 +19,13 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine.interfaces import DBAPICursor
 
-#: What each insert trigger on the loaded tables does, done once for all their rows (None: the
-#: loaded rows already hold what it would write).
-TRIGGERS_IN_BULK = {
+from dataflow_lite.store.sqlite_search import FILE_TABLE, rebuild_statements
+
+#: What each insert trigger on the loaded tables does, done once for all their rows (nothing:
+#: the loaded rows already hold what it would write).
+TRIGGERS_IN_BULK: dict[str, tuple[str, ...]] = {
     # revision 0006: the trigram index of file names (FTS5 reads it again from ``datasetfile``)
-    "datasetfile_name_insert": "INSERT INTO file_name_text (file_name_text) VALUES ('rebuild')",
+    "datasetfile_name_insert": rebuild_statements(FILE_TABLE),
     # revision 0006: how many values each owner has under each key, per value type
     "metadatakey_insert": (
         "INSERT INTO metadatakey (creator_id, field_name, value_type, datasets) "
@@ -31,13 +33,13 @@ TRIGGERS_IN_BULK = {
         "FROM metadatavalue AS v JOIN dataset AS d ON d.id = v.dataset_id "
         "WHERE true GROUP BY 1, 2, 3 "  # WHERE: SQLite's upsert after a SELECT needs one
         "ON CONFLICT (creator_id, field_name, value_type) "
-        "DO UPDATE SET datasets = datasets + excluded.datasets"
+        "DO UPDATE SET datasets = datasets + excluded.datasets",
     ),
     # revision 0014: a value names its dataset's creator as its owner. The loader's values
     # already do (a test compares a load in one go with one whose triggers fired).
-    "metadatavalue_owner_insert": None,
+    "metadatavalue_owner_insert": (),
     # revision 0014: the same, for values inserted before their dataset (the loader's come after)
-    "dataset_owner_insert": None,
+    "dataset_owner_insert": (),
 }
 
 
@@ -64,8 +66,8 @@ def indexes_after(db: DBAPICursor, tables: Sequence[str]) -> Iterator[None]:
     for sql in (*indexes.values(), *triggers.values()):
         db.execute(sql)
     for name in triggers:
-        if bulk := TRIGGERS_IN_BULK[name]:
-            db.execute(bulk)
+        for statement in TRIGGERS_IN_BULK[name]:
+            db.execute(statement)
 
 
 def _sql_of(db: DBAPICursor, kind: str, names: list[str]) -> dict[str, str]:

@@ -40,6 +40,11 @@ __all__ = [
 FILE_TABLE = "file_name_text"
 #: The FTS5 tables, whose index :func:`reindex_table` makes again.
 FTS_TABLES = (SEARCH_TABLE, FILE_TABLE)
+#: How much FTS5 gathers in memory before it writes a segment of its index (``hashsize``) while
+#: ``rebuild`` reads every row, and what it takes again after (its default): at a million
+#: datasets, 64 MiB took the trigram index of 3,000,000 file names from 9.7 s to 4.6, the
+#: datasets' text from 5.7 s to 4.4.
+REBUILD_HASH_BYTES, HASH_BYTES = 64 << 20, 1 << 20
 #: A number value, as the typed number index (revision 0006) holds them, and as a dataset's own
 #: value is checked: values are stored as compact JSON text, so a number is exactly a value
 #: starting with ``-`` or a digit, and the check parses its JSON once, not twice. (SQLite's
@@ -98,7 +103,17 @@ def reindex_table(session: Session, table: str) -> None:
     took out the entries the new tokenizer makes of its text, not those the old one made: only
     this removes those."""
     assert table in FTS_TABLES
-    session.execute(text(f"INSERT INTO {table} ({table}) VALUES ('rebuild')"))
+    for statement in rebuild_statements(table):
+        session.execute(text(statement))
+
+
+def rebuild_statements(table: str) -> tuple[str, ...]:
+    """The statements that have FTS5 index every row of ``table`` again."""
+    return (
+        f"INSERT INTO {table} ({table}, rank) VALUES ('hashsize', {REBUILD_HASH_BYTES})",
+        f"INSERT INTO {table} ({table}) VALUES ('rebuild')",
+        f"INSERT INTO {table} ({table}, rank) VALUES ('hashsize', {HASH_BYTES})",
+    )
 
 
 def text_cond(
