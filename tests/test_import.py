@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,34 @@ def test_every_insert_trigger_of_the_loaded_tables_has_its_bulk_statement(instan
             "AND tbl_name IN ('dataset', 'metadatavalue', 'datasetfile')"
         )).scalars().all()  # fmt: skip
     assert sorted(triggers) == sorted(sqlite_load.TRIGGERS_IN_BULK)
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_while_a_load_in_one_go_runs_others_read_the_catalog_as_it_was(
+    cli, instance, tmp_path, monkeypatch
+):
+    cli.user_key("ada")
+    cli.user_key("bob")
+    monkeypatch.setattr(imports, "CHUNK", 3)
+    seen = []
+    load = imports._Recorder.load
+
+    def load_and_look(recorder, work, chunk):
+        load(recorder, work, chunk)
+        other = sqlite3.connect(instance / "dataflow.sqlite3", timeout=0)
+        try:
+            datasets = other.execute("SELECT count(*) FROM dataset").fetchone()[0]
+            plan = other.execute(  # the index the pages of newest datasets walk
+                "EXPLAIN QUERY PLAN SELECT id FROM dataset ORDER BY created_at DESC LIMIT 5"
+            ).fetchall()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            seen.append((datasets, "ix_dataset_created_at" in str(plan)))
+        finally:
+            other.close()
+
+    monkeypatch.setattr(imports._Recorder, "load", load_and_look)
+    cli("import", str(write(tmp_path / "in.jsonl", *mixed_lines(8))))
+    assert seen == [(0, True)] * 3
+    with catalog(instance) as session:
+        assert session.scalar(sa.text("SELECT count(*) FROM dataset")) == 8

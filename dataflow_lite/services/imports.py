@@ -1,20 +1,22 @@
 """Bulk import: a JSONL file of datasets (one per line) recorded in the catalog, no byte moved.
 
 For facilities moving an existing catalog (DataFlow, SciCat exports) into dataflow-lite: the
-files are already at the destination, and the import records them there. The first pass checks
-every line and prepares its rows (:mod:`.import_lines`; a large file's lines in a process per
+files are already at the destination, and the import records them there. Every line is
+checked and its rows prepared (:mod:`.import_lines`; a large file's lines in a process per
 CPU), keeping in memory only what the checks across lines need (a digest per dataset, to find
-duplicates) and the bad lines, and writes each checked dataset's rows to a private temporary
-file. When any line is bad nothing is written to the catalog and the refusal
-names the line numbers, unless ``skip_bad`` leaves those lines out. The second pass reads the
-rows back and inserts them with bulk ``INSERT``s (datasets, metadata values, files and folders,
-one full-text row each) in transactions of ``CHUNK`` datasets: each holds SQLite's write lock
-for about a second, so the server's own writes wait for one chunk, never for the whole file,
-and at most one chunk's rows are in memory. Each transaction records one audit event naming its
-datasets' ids (one per dataset would cost more than the import itself, see the README).
+duplicates) and the bad lines. When any line is bad nothing is imported and the refusal names
+the line numbers, unless ``skip_bad`` leaves those lines out. The rows go in with bulk
+``INSERT``s (datasets, metadata values, files and folders, one full-text row each), and each
+``CHUNK`` datasets record one audit event naming their ids (one per dataset would cost more
+than the import itself, see the README). How they are committed depends on the catalog:
 
-Rows on disk rather than in memory: at a million datasets the rows took 2.8 GB, and checking
-slowed as they piled up (see the README's bench).
+- One that holds datasets: the checked rows wait in a private temporary file until every line
+  is checked (at a million datasets they took 2.8 GB of memory, and checking slowed as they
+  piled up), then go in transactions of ``CHUNK`` datasets. Each holds SQLite's write lock for
+  about a second, so the server's own writes wait for one chunk, never for the whole file.
+- An empty SQLite catalog: one transaction, the rows loaded as their lines are checked, the
+  indexes built after them (:mod:`dataflow_lite.store.sqlite_load`), and rolled back if a line
+  is bad. The server's writes wait for all of it.
 """
 
 from __future__ import annotations
