@@ -420,3 +420,56 @@ def test_while_a_load_in_one_go_runs_others_read_the_catalog_as_it_was(
     assert seen == [(0, True)] * 3
     with catalog(instance) as session:
         assert session.scalar(sa.text("SELECT count(*) FROM dataset")) == 8
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_a_bad_line_after_chunks_loaded_in_one_go_rolls_them_back_before_any_index_is_built(
+    cli, instance, tmp_path, monkeypatch
+):
+    cli.user_key("ada")
+    cli.user_key("bob")
+    before = loaded(instance)
+    monkeypatch.setattr(imports, "CHUNK", 3)
+    built = dict(sqlite_load.TRIGGERS_IN_BULK, dataset_owner_insert=("SELECT * FROM nowhere",))
+    monkeypatch.setattr(sqlite_load, "TRIGGERS_IN_BULK", built)  # fails if it gets that far
+    source = write(tmp_path / "in.jsonl", *mixed_lines(8), "{bad", line("last", creator="x"))
+    said = cli.fails("import", str(source))
+    assert "2 bad line(s), nothing was imported" in said and "line 9, 10" in said
+    assert loaded(instance) == before
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_an_import_into_a_catalog_with_datasets_goes_in_chunks_and_counts_keys_once(
+    cli, instance, tmp_path, monkeypatch
+):
+    cli.user_key("ada")
+    cli.user_key("bob")
+    used = []
+    monkeypatch.setattr(imports.sqlite_load, "indexes_after", spy(used, sqlite_load.indexes_after))
+    lines = mixed_lines(8)
+    cli("import", str(write(tmp_path / "first.jsonl", *lines[:4])))
+    cli("import", str(write(tmp_path / "second.jsonl", *lines[4:])))
+    assert len(used) == 1
+    with catalog(instance) as session:
+        kept = session.execute(sa.text("SELECT * FROM metadatakey ORDER BY 1, 2, 3")).all()
+        counted = session.execute(sa.text(
+            "SELECT d.creator_id, v.field_name, coalesce(json_type(v.value), 'null'), count(*) "
+            "FROM metadatavalue AS v JOIN dataset AS d ON d.id = v.dataset_id "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )).all()  # fmt: skip
+    assert kept == counted and ("Sample-Id", 4) in {(key, n) for _, key, _, n in kept}
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_a_load_in_one_go_leaves_the_write_ahead_log_empty(cli, instance, tmp_path):
+    cli.user_key("ada")
+    cli.user_key("bob")
+    # The server's connection, idle: the log is not removed when the import's connection closes.
+    server = sqlite3.connect(instance / "dataflow.sqlite3")
+    try:
+        server.execute("SELECT count(*) FROM dataset").fetchone()
+        cli("import", str(write(tmp_path / "in.jsonl", *mixed_lines(50))))
+        assert server.execute("SELECT count(*) FROM dataset").fetchone() == (50,)
+        assert (instance / "dataflow.sqlite3-wal").stat().st_size == 0
+    finally:
+        server.close()

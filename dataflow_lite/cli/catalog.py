@@ -61,8 +61,9 @@ def import_command(file: Path, endpoint: str | None, skip_bad: bool) -> None:
 
     Each line: {"name", "creator" (username), "instrument" (name or id, optional),
     "created_at" (ISO 8601, UTC), "metadata" (nested object), "files": [{"relative_path",
-    "name", "size", "sha256"}]}. Every line is checked first: if any is bad, nothing is
-    imported and the bad lines are named (unless --skip-bad).
+    "name", "size", "sha256"}]}. Every line is checked: if any is bad, nothing is imported
+    and the bad lines are named (unless --skip-bad). Into a SQLite catalog with no dataset yet,
+    the whole file goes in one transaction, which the server's writes wait for.
     """
     began = time.perf_counter()
     with Bar() as bar:

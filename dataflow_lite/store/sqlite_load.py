@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import DBAPICursor
 
 from dataflow_lite.store.sqlite_search import FILE_TABLE, rebuild_statements
@@ -77,3 +78,14 @@ def _sql_of(db: DBAPICursor, kind: str, names: list[str]) -> dict[str, str]:
         f"SELECT name, sql FROM sqlite_master WHERE type = ? AND name IN ({marks})", (kind, *names)
     )
     return dict(db.fetchall())
+
+
+def truncate_log(engine: Engine) -> None:
+    """Give back the disk that a large transaction's pages took in the write-ahead log, which
+    otherwise keeps its size until the catalog's last connection closes (a checkpoint that
+    empties it; it waits ``busy_timeout_ms`` at most for readers still using the log)."""
+    connection = engine.raw_connection()
+    try:
+        connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
