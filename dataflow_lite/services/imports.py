@@ -46,6 +46,7 @@ from dataflow_lite.services.policy import authorize, use_case
 from dataflow_lite.store import search, sqlite_load
 from dataflow_lite.store.db import (
     UnitOfWork,
+    driver_errors,
     follow_explicit_ids,
     refresh_statistics,
     unit_of_work,
@@ -154,7 +155,7 @@ def import_datasets(
     is imported. ``endpoint_name`` is the endpoint's name or id (the default endpoint if None).
     """
     authorize(identity, "dataset.import")
-    with _no_collection():
+    with _no_collection(), driver_errors(rt.engine):
         return _import(rt, identity, source, source_name, endpoint_name, skip_bad, progress)
 
 

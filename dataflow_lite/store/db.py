@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import URL, Connection, Engine, event, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlmodel import Session, create_engine
 
 from dataflow_lite.settings import ConfigError
@@ -195,6 +195,17 @@ def compact(engine: Engine, table: str) -> None:
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql(f'VACUUM (FULL, ANALYZE) "{table}"')
+
+
+@contextmanager
+def driver_errors(engine: Engine) -> Iterator[None]:
+    """The errors of the driver's own cursors (bulk loads go round SQLAlchemy) raised as
+    SQLAlchemy's, as every other statement's are: a full disk ends a command in one line."""
+    dbapi = engine.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as error:
+        raise DBAPIError.instance(None, None, error, dbapi.Error) from error
 
 
 def reading(engine: Engine) -> Engine:
