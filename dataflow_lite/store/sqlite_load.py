@@ -4,8 +4,8 @@ Inserted rows land in every secondary index of their table at once, and the inse
 (the file-name index, metadata key counts, the values' owner) fire once per row: at a million
 datasets, that was half of SQLite's work in an import. :func:`indexes_after` drops the loaded
 tables' secondary indexes and their insert triggers for the length of one transaction, then
-builds the indexes again from the rows and does what each trigger would have done, in one
-statement each. Schema changes are transactional in SQLite: other connections read the catalog
+builds the indexes again from the rows and does, once for all of them, what each trigger would
+have done. Schema changes are transactional in SQLite: other connections read the catalog
 as it was, indexes and all, until the commit, and a failure rolls everything back.
 
 Only for a catalog with no dataset: the statements redo the triggers' work for every row of
