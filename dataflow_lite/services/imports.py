@@ -27,7 +27,7 @@ import os
 import pickle
 import tempfile
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -187,11 +187,7 @@ def _import(
         endpoint = _endpoint(work.session, endpoint_name)
         checker = Checker(rt, work.session, endpoint.id)
     report = ImportReport(endpoint=endpoint.name)
-    recorder = _Recorder(identity, source_name, endpoint.id, report)
-
-    def refused() -> bool:
-        return bool(report.bad) and not skip_bad
-
+    recorder = _Recorder(identity, source_name, endpoint.id, report, skip_bad)
     progress.phase("checking", None)
     with (
         source.open("rb") as lines,
@@ -200,12 +196,12 @@ def _import(
         # The checking processes start (fork) before the load's transaction does.
         rows = chain(list(islice(good, CHUNK)), good)
         try:
-            loaded = _load_in_one_go(rt, recorder, rows, refused, progress)
+            loaded = _load_in_one_go(rt, recorder, rows, progress)
         except _BadLine:  # rolled back; the rest of the lines are checked to name them all
             deque(rows, maxlen=0)
-            raise _refusal(report.bad, source_name) from None
+            raise recorder.refusal() from None
         if not loaded:
-            _load_in_chunks(rt, recorder, rows, refused, progress)
+            _load_in_chunks(rt, recorder, rows, progress)
     # The load's pooled connection goes, and with it the page cache it was given (LOAD_CACHE_KIB).
     rt.engine.dispose()
     if report.imported:
@@ -243,7 +239,6 @@ def _load_in_one_go(
     rt: Runtime,
     recorder: _Recorder,
     rows: Iterator[bytes],
-    refused: Callable[[], bool],
     progress: Progress,
 ) -> bool:
     """Into a SQLite catalog with no dataset: lines loaded as they are checked, in one
@@ -258,10 +253,10 @@ def _load_in_one_go(
         progress.advance(recorder.report.lines)
         with sqlite_load.indexes_after(connection.connection.cursor(), LOADED_TABLES):
             for chunk in _chunks(map(pickle.loads, rows)):
-                if refused():
+                if recorder.refused():
                     raise _BadLine
                 recorder.load(work, chunk)
-            if refused():
+            if recorder.refused():
                 raise _BadLine
         recorder.audit(work)
     sqlite_load.truncate_log(rt.engine)
@@ -272,7 +267,6 @@ def _load_in_chunks(
     rt: Runtime,
     recorder: _Recorder,
     rows: Iterator[bytes],
-    refused: Callable[[], bool],
     progress: Progress,
 ) -> None:
     """Every line checked first, then ``CHUNK`` datasets per transaction."""
@@ -283,8 +277,8 @@ def _load_in_chunks(
         for row in rows:
             spool.write(row)
             count += 1
-        if refused():
-            raise _refusal(recorder.report.bad, recorder.source_name)
+        if recorder.refused():
+            raise recorder.refusal()
         progress.phase("loading", count)
         spool.seek(0)
         for chunk in _chunks(pickle.load(spool) for _ in range(count)):
@@ -325,12 +319,21 @@ class _Recorder:
     source_name: str
     endpoint_id: str
     report: ImportReport
+    skip_bad: bool
     #: (first id, last id, lines) of each chunk loaded, not yet recorded.
     loaded: list[tuple[int, int, str]] = field(default_factory=list)
 
+    def refused(self) -> bool:
+        """Whether the import is refused: a line was bad, and bad lines are not skipped."""
+        return bool(self.report.bad) and not self.skip_bad
+
+    def refusal(self) -> Invalid:
+        """The refusal naming the bad lines."""
+        return _refusal(self.report.bad, self.source_name)
+
     def load(self, work: UnitOfWork, chunk: list[Prepared]) -> None:
         """Insert the rows of ``chunk``, and empty it."""
-        first, last = _Loader(self.endpoint_id).load(work.session, chunk)
+        first, last = _insert_rows(work.session, self.endpoint_id, chunk)
         self.loaded.append((first, last, f"{chunk[0].line}-{chunk[-1].line}"))
         self.report.first_id = self.report.first_id or first
         self.report.last_id = last
@@ -361,66 +364,62 @@ class _Recorder:
         self.loaded.clear()
 
 
-class _Loader:
-    """Inserts checked rows, numbering datasets and keeping their folders unique per endpoint.
+def _taken(session: Session, endpoint_id: str, folders: set[str]) -> set[str]:
+    """Which of ``folders`` datasets at the endpoint already have (asked of the catalog, by its
+    unique index, rather than remembering every folder imported so far)."""
+    wanted = list(folders)
+    taken: set[str] = set()
+    for start in range(0, len(wanted), FOLDERS_PER_QUERY):
+        taken.update(
+            session.exec(
+                select(Dataset.folder).where(
+                    Dataset.endpoint_id == endpoint_id,
+                    col(Dataset.folder).in_(wanted[start : start + FOLDERS_PER_QUERY]),
+                )
+            )
+        )
+    return taken
+
+
+def _insert_rows(session: Session, endpoint_id: str, rows: list[Prepared]) -> tuple[int, int]:
+    """Insert ``rows`` in ``session``'s transaction, numbering datasets and keeping their
+    folders unique per endpoint; the first and last dataset ids.
 
     The rows go to the driver (:func:`_insert`) as tuples, their values already converted by
     the columns' own types (dates, JSON): SQLAlchemy's per-row parameter handling cost three
     times the inserts themselves (see the README's bench).
     """
-
-    def __init__(self, endpoint_id: str) -> None:
-        self.endpoint_id = endpoint_id
-
-    def _taken(self, session: Session, folders: set[str]) -> set[str]:
-        """Which of ``folders`` datasets at the endpoint already have (asked of the catalog,
-        by its unique index, rather than remembering every folder imported so far)."""
-        wanted = list(folders)
-        taken: set[str] = set()
-        for start in range(0, len(wanted), FOLDERS_PER_QUERY):
-            taken.update(
-                session.exec(
-                    select(Dataset.folder).where(
-                        Dataset.endpoint_id == self.endpoint_id,
-                        col(Dataset.folder).in_(wanted[start : start + FOLDERS_PER_QUERY]),
-                    )
-                )
-            )
-        return taken
-
-    def load(self, session: Session, rows: list[Prepared]) -> tuple[int, int]:
-        """Insert ``rows`` in ``session``'s transaction; the first and last dataset ids."""
-        connection = session.connection()
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
-        next_id = (session.exec(select(func.max(Dataset.id))).one() or 0) + 1
-        first = next_id
-        taken = self._taken(session, {row.folder for row in rows})
-        dataset_rows: list[tuple[Any, ...]] = []
-        value_rows: list[tuple[Any, ...]] = []
-        file_rows: list[tuple[Any, ...]] = []
-        text_rows: list[tuple[Any, ...]] = []
-        for row in rows:
-            ident, next_id = next_id, next_id + 1
-            # Slugs never hold "-": a suffix with one cannot collide with another's folder,
-            # as a dataset created through the API is suffixed.
-            folder = row.folder if row.folder not in taken else f"{row.folder}-{ident}"
-            taken.add(folder)
-            dataset_rows.append((ident, *row.dataset, self.endpoint_id, folder, row.created_at))
-            owner = row.dataset[1]
-            value_rows += [(ident, *value, owner) for value in row.values]
-            file_rows += [(ident, *entry) for entry in row.files]
-            text_rows.append((ident, *row.text))
-        text_columns = ", ".join(search.text_columns(connection.dialect.name))
-        for (table, columns), table_rows in zip(
-            (*TABLES, (SEARCH_TABLE, text_columns)),
-            (dataset_rows, value_rows, file_rows, text_rows),
-            strict=True,
-        ):
-            if table_rows:
-                _insert(connection, table, columns, table_rows)
-        follow_explicit_ids(connection, "dataset")
-        return first, next_id - 1
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
+    next_id = (session.exec(select(func.max(Dataset.id))).one() or 0) + 1
+    first = next_id
+    taken = _taken(session, endpoint_id, {row.folder for row in rows})
+    dataset_rows: list[tuple[Any, ...]] = []
+    value_rows: list[tuple[Any, ...]] = []
+    file_rows: list[tuple[Any, ...]] = []
+    text_rows: list[tuple[Any, ...]] = []
+    for row in rows:
+        ident, next_id = next_id, next_id + 1
+        # Slugs never hold "-": a suffix with one cannot collide with another's folder,
+        # as a dataset created through the API is suffixed.
+        folder = row.folder if row.folder not in taken else f"{row.folder}-{ident}"
+        taken.add(folder)
+        dataset_rows.append((ident, *row.dataset, endpoint_id, folder, row.created_at))
+        owner = row.dataset[1]
+        value_rows += [(ident, *value, owner) for value in row.values]
+        file_rows += [(ident, *entry) for entry in row.files]
+        text_rows.append((ident, *row.text))
+    text_columns = ", ".join(search.text_columns(connection.dialect.name))
+    for (table, columns), table_rows in zip(
+        (*TABLES, (SEARCH_TABLE, text_columns)),
+        (dataset_rows, value_rows, file_rows, text_rows),
+        strict=True,
+    ):
+        if table_rows:
+            _insert(connection, table, columns, table_rows)
+    follow_explicit_ids(connection, "dataset")
+    return first, next_id - 1
 
 
 def _insert(connection: Connection, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:

@@ -96,8 +96,7 @@ def row_matches(row: Sequence[Any], body: str, creator_id: int) -> bool:
     held, owner, held_lexemes = row
     found = sqlite_words.tokens(body)
     return (
-        owner == search_sql.owner_text(creator_id)
-        and sorted(token for token in held.split(" ") if token) == sorted(found)
+        search_sql.same_row(owner, [token for token in held.split(" ") if token], found, creator_id)
         # PostgreSQL writes a tsvector out as its quoted lexemes (none holds a quote).
         and sorted(re.findall(r"'([^']*)'", held_lexemes)) == sorted(lexemes(found, creator_id))
     )

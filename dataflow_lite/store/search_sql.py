@@ -99,6 +99,12 @@ def owner_text(creator_id: int) -> str:
     return str(creator_id)
 
 
+def same_row(owner: str, tokens: Iterable[str], wanted: Iterable[str], creator_id: int) -> bool:
+    """Whether a stored full-text row's ``owner`` and ``tokens`` are the creator's and the
+    ``wanted`` tokens, in any order (a file added later appends its names)."""
+    return owner == owner_text(creator_id) and sorted(tokens) == sorted(wanted)
+
+
 def like_pattern(substring: str) -> str:
     """A LIKE pattern matching names that contain ``substring`` (``%``, ``_``, ``\\`` escaped)."""
     escaped = substring.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -83,9 +83,9 @@ def row_matches(row: Sequence[Any], body: str, creator_id: int) -> bool:
     """Whether a stored full-text row (its :data:`TEXT_COLUMNS`) holds what :func:`text_row`
     makes of ``body``, its tokens in any order (a file added later appends its names)."""
     held, owner = row
-    return owner == search_sql.owner_text(creator_id) and sorted(
-        sqlite_words.tokens(held)
-    ) == sorted(sqlite_words.tokens(body))
+    return search_sql.same_row(
+        owner, sqlite_words.tokens(held), sqlite_words.tokens(body), creator_id
+    )
 
 
 def append_text(session: Session, dataset_id: int, names: str) -> bool:
