@@ -468,3 +468,18 @@ def test_a_load_in_one_go_leaves_the_write_ahead_log_empty(cli, instance, tmp_pa
         assert (instance / "dataflow.sqlite3-wal").stat().st_size == 0
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_indexes_after_refuses_a_cursor_outside_a_transaction(instance):
+    # Each DROP would commit on its own: a failure during the load would lose the indexes.
+    db = sqlite3.connect(instance / "dataflow.sqlite3", isolation_level=None)
+    try:
+        indexes = "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+        before = db.execute(indexes).fetchone()
+        with pytest.raises(RuntimeError, match="inside a transaction"):
+            with sqlite_load.indexes_after(db.cursor(), imports.LOADED_TABLES):
+                pass
+        assert db.execute(indexes).fetchone() == before
+    finally:
+        db.close()

@@ -14,8 +14,10 @@ the tables, and an index built again reads every row, not only the new ones.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import DBAPICursor
@@ -52,6 +54,9 @@ def indexes_after(db: DBAPICursor, tables: Sequence[str]) -> Iterator[None]:
 
     A trigger not in :data:`TRIGGERS_IN_BULK` stays and fires for each row as usual.
     """
+    # Outside a transaction each DROP would commit on its own, and a failure lose the indexes.
+    if not cast(sqlite3.Cursor, db).connection.in_transaction:
+        raise RuntimeError("indexes_after needs a cursor inside a transaction")
     created = []
     for table in tables:
         db.execute(f'PRAGMA index_list("{table}")')
