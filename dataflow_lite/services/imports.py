@@ -32,7 +32,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, func
 from sqlmodel import Session, col, select
@@ -43,6 +43,7 @@ from dataflow_lite.services.errors import Invalid
 from dataflow_lite.services.identity import Identity
 from dataflow_lite.services.import_lines import Checker, Prepared, Preparer, checked
 from dataflow_lite.services.policy import authorize, use_case
+from dataflow_lite.services.progress import NoProgress, Progress
 from dataflow_lite.store import search, sqlite_load
 from dataflow_lite.store.db import (
     UnitOfWork,
@@ -83,26 +84,6 @@ TABLES = (
      "sha256, created_at"),
 )  # fmt: skip
 LOADED_TABLES = [table for table, _ in TABLES]
-
-
-class Progress(Protocol):
-    """Where an import reports how far it got (a progress bar, or nothing)."""
-
-    def phase(self, name: str, total: int | None) -> None:
-        """A new phase (``checking``, ``loading``) of ``total`` steps begins."""
-
-    def advance(self, steps: int) -> None:
-        """``steps`` more are done."""
-
-
-class NoProgress:
-    """Progress that nobody watches."""
-
-    def phase(self, name: str, total: int | None) -> None:
-        """Nothing to show."""
-
-    def advance(self, steps: int) -> None:
-        """Nothing to show."""
 
 
 @dataclass

@@ -15,8 +15,8 @@ from dataflow_lite.services import audit
 from dataflow_lite.services.datasets import describe_all, visible_dataset
 from dataflow_lite.services.errors import Conflict, Invalid, invalid
 from dataflow_lite.services.identity import Identity
-from dataflow_lite.services.imports import NoProgress, Progress
 from dataflow_lite.services.policy import authorize, use_case
+from dataflow_lite.services.progress import NoProgress, Progress
 from dataflow_lite.store import search
 from dataflow_lite.store.db import compact, unit_of_work
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
