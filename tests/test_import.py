@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -414,8 +415,7 @@ def test_while_a_load_in_one_go_runs_others_read_the_catalog_as_it_was(
 
     def load_and_look(recorder, work, chunk):
         load(recorder, work, chunk)
-        other = sqlite3.connect(instance / "dataflow.sqlite3", timeout=0)
-        try:
+        with closing(sqlite3.connect(instance / "dataflow.sqlite3", timeout=0)) as other:
             datasets = other.execute("SELECT count(*) FROM dataset").fetchone()[0]
             plan = other.execute(  # the index the pages of newest datasets walk
                 "EXPLAIN QUERY PLAN SELECT id FROM dataset ORDER BY created_at DESC LIMIT 5"
@@ -423,8 +423,6 @@ def test_while_a_load_in_one_go_runs_others_read_the_catalog_as_it_was(
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 other.execute("BEGIN IMMEDIATE")
             seen.append((datasets, "ix_dataset_created_at" in str(plan)))
-        finally:
-            other.close()
 
     monkeypatch.setattr(imports._Recorder, "load", load_and_look)
     cli("import", str(write(tmp_path / "in.jsonl", *mixed_lines(8))))
@@ -460,26 +458,20 @@ def test_a_load_in_one_go_leaves_the_write_ahead_log_empty(cli, instance, tmp_pa
     cli.user_key("ada")
     cli.user_key("bob")
     # The server's connection, idle: the log is not removed when the import's connection closes.
-    server = sqlite3.connect(instance / "dataflow.sqlite3")
-    try:
+    with closing(sqlite3.connect(instance / "dataflow.sqlite3")) as server:
         server.execute("SELECT count(*) FROM dataset").fetchone()
         cli("import", str(write(tmp_path / "in.jsonl", *mixed_lines(50))))
         assert server.execute("SELECT count(*) FROM dataset").fetchone() == (50,)
         assert (instance / "dataflow.sqlite3-wal").stat().st_size == 0
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
 def test_indexes_after_refuses_a_cursor_outside_a_transaction(instance):
     # Each DROP would commit on its own: a failure during the load would lose the indexes.
-    db = sqlite3.connect(instance / "dataflow.sqlite3", isolation_level=None)
-    try:
+    with closing(sqlite3.connect(instance / "dataflow.sqlite3", isolation_level=None)) as db:
         indexes = "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
         before = db.execute(indexes).fetchone()
         with pytest.raises(RuntimeError, match="inside a transaction"):
             with sqlite_load.indexes_after(db.cursor(), imports.LOADED_TABLES):
                 pass
         assert db.execute(indexes).fetchone() == before
-    finally:
-        db.close()
