@@ -432,6 +432,43 @@ def test_while_a_load_in_one_go_runs_others_read_the_catalog_as_it_was(
 
 
 @pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("flags", "between"),
+    [
+        ([], [(0, False)] * 3),  # one transaction: nothing seen, the write lock held throughout
+        (["--chunked"], [(0, True), (3, True), (6, True)]),
+    ],
+)
+def test_chunked_commits_each_chunk_into_an_empty_catalog_so_others_write_between(
+    cli, instance, tmp_path, monkeypatch, flags, between
+):
+    cli.user_key("ada")
+    cli.user_key("bob")
+    monkeypatch.setattr(imports, "CHUNK", 3)
+    seen = []
+    chunks = imports._chunks
+
+    def looked_at_before_each(rows):
+        for chunk in chunks(rows):
+            with closing(sqlite3.connect(instance / "dataflow.sqlite3", timeout=0)) as other:
+                datasets = other.execute("SELECT count(*) FROM dataset").fetchone()[0]
+                try:
+                    other.execute("BEGIN IMMEDIATE")
+                    other.execute("ROLLBACK")
+                    seen.append((datasets, True))
+                except sqlite3.OperationalError as error:
+                    assert "locked" in str(error)
+                    seen.append((datasets, False))
+            yield chunk
+
+    monkeypatch.setattr(imports, "_chunks", looked_at_before_each)
+    cli("import", *flags, str(write(tmp_path / "in.jsonl", *mixed_lines(8))))
+    assert seen == between
+    with catalog(instance) as session:
+        assert session.scalar(sa.text("SELECT count(*) FROM dataset")) == 8
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
 def test_an_import_into_a_catalog_with_datasets_goes_in_chunks_and_counts_keys_once(
     cli, instance, tmp_path, monkeypatch
 ):

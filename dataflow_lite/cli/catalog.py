@@ -56,19 +56,33 @@ class Bar:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--endpoint", default=None, help="The endpoint's name or id (default: the default).")
 @click.option("--skip-bad", is_flag=True, help="Import the good lines, naming the bad ones.")
-def import_command(file: Path, endpoint: str | None, skip_bad: bool) -> None:
+@click.option(
+    "--chunked",
+    is_flag=True,
+    help="Commit every 10,000 datasets, also into an empty SQLite catalog: a running server's "
+    "writes wait for one chunk, not the whole file (a million datasets load about 1.5x slower).",
+)
+def import_command(file: Path, endpoint: str | None, skip_bad: bool, chunked: bool) -> None:
     """Record the datasets of FILE (JSONL, one per line) at an endpoint; no file is moved.
 
     Each line: {"name", "creator" (username), "instrument" (name or id, optional),
     "created_at" (ISO 8601, UTC), "metadata" (nested object), "files": [{"relative_path",
     "name", "size", "sha256"}]}. Every line is checked: if any is bad, nothing is imported
     and the bad lines are named (unless --skip-bad). Into a SQLite catalog with no dataset yet,
-    the whole file goes in one transaction, which the server's writes wait for.
+    the whole file goes in one transaction, which the server's writes wait for (unless
+    --chunked).
     """
     began = time.perf_counter()
     with Bar() as bar:
         report = import_datasets(
-            runtime(), CLI, file, file.name, endpoint, skip_bad=skip_bad, progress=bar
+            runtime(),
+            CLI,
+            file,
+            file.name,
+            endpoint,
+            skip_bad=skip_bad,
+            chunked=chunked,
+            progress=bar,
         )
     for number, message in report.bad:
         echo_done(f"skipped line {number}: {message}")

@@ -16,7 +16,7 @@ than the import itself, see the README). How they are committed depends on the c
   about a second, so the server's own writes wait for one chunk, never for the whole file.
 - An empty SQLite catalog: one transaction, the rows loaded as their lines are checked, the
   indexes built after them (:mod:`dataflow_lite.store.sqlite_load`), and rolled back if a line
-  is bad. The server's writes wait for all of it.
+  is bad. The server's writes wait for all of it, unless ``chunked`` asks for the chunks.
 """
 
 from __future__ import annotations
@@ -128,16 +128,20 @@ def import_datasets(
     endpoint_name: str | None = None,
     *,
     skip_bad: bool = False,
+    chunked: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
     """Check every line of the file ``source`` (JSONL) and record its datasets at the endpoint.
 
     Invalid, naming the bad lines, when any is bad and ``skip_bad`` is not set: then nothing
     is imported. ``endpoint_name`` is the endpoint's name or id (the default endpoint if None).
+    ``chunked`` commits every ``CHUNK`` datasets even into an empty SQLite catalog.
     """
     authorize(identity, "dataset.import")
     with _no_collection(), driver_errors(rt.engine):
-        return _import(rt, identity, source, source_name, endpoint_name, skip_bad, progress)
+        return _import(
+            rt, identity, source, source_name, endpoint_name, skip_bad, chunked, progress
+        )
 
 
 @contextmanager
@@ -161,6 +165,7 @@ def _import(
     source_name: str,
     endpoint_name: str | None,
     skip_bad: bool,
+    chunked: bool,
     progress: Progress | None,
 ) -> ImportReport:
     progress = progress or NoProgress()
@@ -177,7 +182,7 @@ def _import(
         # The checking processes start (fork) before the load's transaction does.
         rows = chain(list(islice(good, CHUNK)), good)
         try:
-            loaded = _load_in_one_go(rt, recorder, rows, progress)
+            loaded = not chunked and _load_in_one_go(rt, recorder, rows, progress)
         except _BadLine:  # rolled back; the rest of the lines are checked to name them all
             deque(rows, maxlen=0)
             raise recorder.refusal() from None
