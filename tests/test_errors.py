@@ -441,6 +441,23 @@ def test_a_bad_query_argument_is_400(client, auth, instance, dataset, query, arg
     assert_error(response, 400, at=("query", argument))
 
 
+@pytest.mark.parametrize(
+    ("query", "argument"),
+    [
+        ("datasets/search?after=nonsense", "after"),
+        ("dataset-files/search?after=12x", "after"),
+        ("datasets/search?page=501", "page"),  # 20 a page: past the first 10,000 results
+        ("dataset-files/search?page=501", "page"),
+    ],
+)
+def test_a_cursor_naming_no_result_or_a_page_past_the_window_is_400_on_its_argument(
+    client, auth, instance, dataset, query, argument
+):
+    with nothing_changes(instance):
+        response = client.get(f"{API}/{query}", headers=auth)
+    assert set(assert_error(response, 400, at=(argument,))["errors"]) == {argument}
+
+
 def with_values(*values: object) -> dict:
     """A dataset body named Scan whose metadata list is ``values``."""
     return {"name": "Scan", "metadata_field_values_attributes": list(values)}

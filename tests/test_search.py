@@ -333,9 +333,14 @@ def test_pages_continue_with_after_and_stop_at_the_window(client, auth, monkeypa
     assert [d["id"] for d in third["results"]] == made[:1]
     assert (third["has_more"], third["next"]) == (False, None)
     deep = client.get("/api/v1/datasets/search?q=run&per_page=3&page=2", headers=auth)
-    assert deep.status_code == 400 and "after" in deep.json["message"]
+    assert deep.status_code == 400 and deep.json["errors"] == {
+        "page": ["page 2 at 3 a page lies past the first 5 results: continue from the previous "
+                 "page's 'next' with ?after=..."]
+    }  # fmt: skip
     bad = client.get("/api/v1/datasets/search?q=run&after=nonsense", headers=auth)
-    assert bad.status_code == 400 and bad.json["errors"]["page"]
+    assert bad.status_code == 400 and bad.json["errors"] == {
+        "after": ["after 'nonsense' is not a cursor from a page's 'next'"]
+    }
     monkeypatch.setattr(search_sql, "WINDOW", 10_000)
     exact = found(client, auth, "run", per_page=3, page=2)
     assert (exact["total"], exact["total_exact"]) == (7, True)

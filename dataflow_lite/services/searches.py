@@ -36,13 +36,14 @@ COMPACT_SHARE = 0.1
 
 
 def _searching(field: str, call: Callable[[], T]) -> T:
-    """Run a search, a malformed query or a page past the window as Invalid on its field."""
+    """Run a search, a malformed query, a page past the window or a cursor naming no result as
+    Invalid on its field."""
     try:
         page = call()
     except search.QueryError as error:
         raise Invalid(str(error), {field: [str(error)]}) from None
     except search.PageOutOfWindow as error:
-        raise Invalid(str(error), {"page": [str(error)]}) from None
+        raise Invalid(str(error), {error.field: [str(error)]}) from None
     return page
 
 

@@ -39,7 +39,12 @@ __all__ = ["Page", "PageOutOfWindow", "QueryError", "search_datasets", "search_f
 
 
 class PageOutOfWindow(ValueError):
-    """A page number whose results lie past the window (or a cursor that names no result)."""
+    """A page number whose results lie past the window (or a cursor that names no result):
+    ``field`` is the argument to blame, ``page`` or ``after``."""
+
+    def __init__(self, message: str, field: str = "page") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -220,18 +225,22 @@ def read_cursor(value: str) -> tuple[datetime, int]:
     """The position an ``after`` value names; PageOutOfWindow when it names none."""
     found = _CURSOR.fullmatch(value.strip())
     if found is None or int(found.group(2)) > 2**63 - 1:
-        raise PageOutOfWindow(f"after {value!r} is not a cursor from a page's 'next'")
+        raise _not_a_cursor(value)
     micros = int(found.group(1))
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
     return moment, int(found.group(2))
+
+
+def _not_a_cursor(value: str) -> PageOutOfWindow:
+    return PageOutOfWindow(f"after {value!r} is not a cursor from a page's 'next'", "after")
 
 
 def _offset(page: int, per_page: int) -> int:
     offset = (page - 1) * per_page
     if offset + per_page > search_sql.WINDOW and page > 1:
         raise PageOutOfWindow(
-            f"page {page} of {per_page} lies past the first {search_sql.WINDOW} results: continue "
-            "from the previous page's 'next' with ?after=..."
+            f"page {page} at {per_page} a page lies past the first {search_sql.WINDOW} results: "
+            "continue from the previous page's 'next' with ?after=..."
         )
     return offset
 
@@ -363,7 +372,7 @@ def search_files(
     start = 0
     if after:
         if not after.strip().isdigit() or int(after) > 2**63 - 1:
-            raise PageOutOfWindow(f"after {after!r} is not a cursor from a page's 'next'")
+            raise _not_a_cursor(after)
         start = int(after)
     offset = 0 if after else _offset(page, per_page)
     sql = search_sql.Sql()
