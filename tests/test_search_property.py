@@ -2,7 +2,10 @@
 page the store answers must be the one a plain Python filter over the same rows gives.
 
 Both ways of answering are exercised: a small window makes the newest-first walk answer (the
-terms list more datasets than the window), the real one the sorted short list.
+terms list more datasets than the window), the real one the sorted short list. Searches read as
+the server's do, never holding the write lock, so SQLite keeps the tokens of the words searched
+(``sqlite_prefixes``); each catalog is searched once half written, and the rows written after
+must add their tokens to those kept.
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ from dataflow_lite.store import (
     search_sql,
     sqlite_lists,
     sqlite_pages,
+    sqlite_prefixes,
     sqlite_search,
 )
 from dataflow_lite.store import query as grammar
+from dataflow_lite.store.db import reading
 from dataflow_lite.store.models import Dataset, DatasetFile, MetadataValue
 
 from .bare_catalog import bare_catalog
 
-WORDS = ["alpha", "alps", "beta", "gamma", "run"]
+WORDS = ["alpha", "alps", "alpine", "beta", "gamma", "run"]
 DAYS = [date(2024, 1, 1), date(2024, 1, 2), date(2024, 2, 10)]
 FILES = ["AFM_topo.png", "notes.txt", "raw_01.tif", "a.b"]
 INSTRUMENTS = {1: "Cypher", 2: "Bruker"}
@@ -78,7 +83,7 @@ comparable = st.one_of(numbers, days)
 comparisons = st.builds(lambda k, op, v: f"{k}{op}{v}", st.sampled_from(["Temp", "Day"]),
                         st.sampled_from([">", ">=", "<", "<="]), comparable)  # fmt: skip
 term = st.one_of(
-    st.sampled_from(WORDS + ["al", "gam", "ru"]),
+    st.sampled_from(WORDS + ["al", "alp", "gam", "ru"]),
     st.sampled_from(['"alpha beta"', '"beta alpha"', '"run"']),
     st.builds(lambda k, v: f"{k}:{v}", st.sampled_from(KEYS),
               st.one_of(comparable, st.sampled_from(["hot", "COLD", "true", "false", "soon"]))),
@@ -193,11 +198,20 @@ def _plain_matches(row: dict, term_: str) -> bool:
     return key in row["values"] and _value_matches(row["values"][key], op, raw)
 
 
-def _load(engine, rows: list[dict]) -> None:
+def _load(engine, rows: list[dict], searched_halfway: str | None = None) -> None:
+    """Write ``rows`` as the catalog's only datasets; ``searched_halfway`` is searched once half
+    of them are written, so that SQLite keeps its words' tokens (``sqlite_prefixes``) and the
+    rows written after must add theirs."""
     with Session(engine) as session:
         for statement in ("datasetfile", "metadatavalue", "dataset_text", "dataset"):
             session.execute(text(f"DELETE FROM {statement}"))
+        if engine.dialect.name == "sqlite":
+            sqlite_prefixes.forget(session)  # as every writer of many rows does
         for number, row in enumerate(rows, start=1):
+            if searched_halfway is not None and number == len(rows) // 2 + 1:
+                session.commit()
+                with Session(reading(engine)) as reader:
+                    search.search_datasets(reader, None, searched_halfway, 1, 1)
             moment = datetime.combine(row["day"], datetime.min.time(), UTC)
             moment += timedelta(seconds=row["second"])
             session.add(Dataset(id=number, name=row["name"], creator_id=row["owner"],
@@ -265,7 +279,7 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
     # PostgreSQL lists the tokens of rows up to a length (longer ones are matched in their
     # text): with 40 bytes, some rows are listed and some are not.
     monkeypatch.setattr(pg_words, "BODY_LIMIT", listed)
-    _load(engine, rows)
+    _load(engine, rows, searched_halfway=q)
     monkeypatch.setattr(search_sql, "WINDOW", window)
     # PostgreSQL reads a word's list along its table when a twentieth of the first 4 rows hold
     # it (so: when one does), and judges long lists by their first 2 datasets.
@@ -284,7 +298,7 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
         if (owner is None or row["owner"] == owner) and all(_matches(row, t) for t in terms)
     ]  # fmt: skip
     expected.sort(key=lambda row: (row["moment"], row["id"]), reverse=True)
-    with Session(engine) as session:
+    with Session(reading(engine)) as session:
         page = search.search_datasets(session, owner, q, 1, per_page)
         shown = [dataset.id for dataset in page.results]
         assert shown == [row["id"] for row in expected[:per_page]], (
@@ -340,7 +354,7 @@ def test_a_deep_page_by_number_is_the_brute_force_slice(engine, monkeypatch, row
         row["id"] for row in sorted(rows, key=lambda row: (row["moment"], row["id"]), reverse=True)
         if (owner is None or row["owner"] == owner) and all(_matches(row, t) for t in terms)
     ]  # fmt: skip
-    with Session(engine) as session:
+    with Session(reading(engine)) as session:
         found = search.search_datasets(session, owner, q, page, per_page)
     start = (page - 1) * per_page
     assert [d.id for d in found.results] == expected[start : start + per_page], q
@@ -384,7 +398,7 @@ def test_facets_count_what_brute_force_counts(engine, monkeypatch, rows, q, owne
         for key in KEYS:
             if key in row["values"]:
                 expected.setdefault(key, Counter())[_bucket_key(row["values"][key])] += 1
-    with Session(engine) as session:
+    with Session(reading(engine)) as session:
         found = search.facet_datasets(session, owner, q, ["instrument", "created", *KEYS], 50)
     assert (found.total, found.total_exact) == (min(len(matching), window), len(matching) <= window)
     for field, buckets in found.facets.items():

@@ -404,6 +404,7 @@ def _insert_rows(session: Session, endpoint_id: str, rows: list[Prepared]) -> tu
     ):
         if table_rows:
             _insert(connection, table, columns, table_rows)
+    search.texts_written(connection, [text[1] for text in text_rows])
     follow_explicit_ids(connection, "dataset")
     return first, next_id - 1
 

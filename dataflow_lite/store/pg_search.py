@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
+from sqlalchemy import Connection
 from sqlmodel import Session
 
 from dataflow_lite.store import pg_words
@@ -55,6 +56,12 @@ __all__ = [
 #: rows hold, the tokens among them).
 FTS_TABLES: tuple[str, ...] = ()
 
+
+def texts_written(db: Session | Connection, bodies: Sequence[str]) -> None:
+    """Nothing to keep: PostgreSQL's index answers a word's prefix as it answers a token, where
+    SQLite keeps the tokens each word searched begins (:mod:`sqlite_prefixes`)."""
+
+
 _VALUE = "(m.value::jsonb)"
 _KIND = f"jsonb_typeof({_VALUE})"
 _NUMBER = f"{_KIND} = 'number'"
@@ -79,7 +86,11 @@ def day_start(when: date) -> datetime:
 
 
 def text_cond(
-    sql: Sql, positive: Sequence[Text], negative: Sequence[Text], owner_id: int | None = None
+    session: Session,
+    sql: Sql,
+    positive: Sequence[Text],
+    negative: Sequence[Text],
+    owner_id: int | None = None,
 ) -> list[Cond]:
     """Full-text conditions: every positive term's tokens in the row, no negative term's.
 
@@ -87,7 +98,7 @@ def text_cond(
     term of several to the rows holding them all, whose text is then matched for them in a
     row (:func:`pg_words.pattern`); so is the text of a row whose tokens are not listed. The
     list of ids reads the GIN index of the tokens, narrowed to ``owner_id``'s rows by their
-    owner's lexeme (``owned_ids``).
+    owner's lexeme (``owned_ids``). ``session`` is not read: the index answers a prefix itself.
     """
     if not positive and not negative:
         return []

@@ -149,6 +149,7 @@ def rewrite_texts(session: Session, first: int, last: int) -> Rewritten:
     written = [ident for ident in wanted if ident not in present]
     if written:
         insert_text(session, [(ident, *wanted[ident]) for ident in written])
+        texts_written(session, [wanted[ident][0] for ident in written])
     return Rewritten(len(datasets), written, [i for i in stale if i not in wanted])
 
 
@@ -201,9 +202,19 @@ def add_names(session: Session, dataset_id: int, names: Sequence[str]) -> None:
     Appending costs the same however many files the dataset has, where rebuilding the row reads
     every one of them back; a name listed twice finds the same datasets.
     """
-    if not _backend(session).append_text(session, dataset_id, "".join("\n" + n for n in names)):
-        # no row yet (a catalog from before the index)
+    appended = "".join("\n" + n for n in names)
+    if _backend(session).append_text(session, dataset_id, appended):
+        texts_written(session, [appended])
+    else:  # no row yet (a catalog from before the index)
         reindex(session, dataset_id)
+
+
+def texts_written(db: Session | Connection, bodies: Sequence[str]) -> None:
+    """Every writer of full-text rows calls this with the text it wrote (or appended), in the
+    same transaction: SQLite keeps the tokens each word searched begins
+    (:mod:`dataflow_lite.store.sqlite_prefixes`)."""
+    dialect = (db.get_bind() if isinstance(db, Session) else db).dialect.name
+    backend_of(dialect).texts_written(db, bodies)
 
 
 def day_range(query: str) -> tuple[datetime, datetime] | None:
@@ -316,7 +327,7 @@ def plan(
     positive, negative = [t for t in words if not t.negated], [t for t in words if t.negated]
     values = [t for t in terms if isinstance(t, Qualifier) and not t.builtin]
     conds = [
-        *backend.text_cond(sql, positive, negative, owner),
+        *backend.text_cond(session, sql, positive, negative, owner),
         *(backend.value_cond(sql, term, owner) for term in values),
         *conds,
     ]

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlmodel import Session
 
-from dataflow_lite.store import search_sql, sqlite_words
+from dataflow_lite.store import search_sql, sqlite_prefixes, sqlite_words
 from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 from dataflow_lite.store.query import Qualifier, Text
 from dataflow_lite.store.search_sql import (
@@ -60,14 +60,32 @@ def day_start(when: date) -> str:
     return stored_time(datetime(when.year, when.month, when.day, tzinfo=UTC))
 
 
-def fts_words(term: Text, prefix: bool = True) -> str:
+def fts_words(
+    term: Text, prefix: bool = True, begun: dict[str, list[str] | None] | None = None
+) -> str:
     """An FTS5 phrase for a term: a bare word matches as a prefix, a phrase as it is.
 
-    The text is always one quoted FTS5 string (quotes doubled), so no FTS5 syntax (``OR``,
-    ``NEAR(``, ``*``, ``col:``) in a search reaches the index as syntax.
+    A bare word of one token that ``begun`` (:func:`sqlite_prefixes.searched`) lists the tokens
+    of is those tokens OR'ed together, which FTS5 seeks rather than merging them all first.
+    Each text is one quoted FTS5 string (quotes doubled), so no FTS5 syntax (``OR``, ``NEAR(``,
+    ``*``, ``col:``) in a search reaches the index as syntax.
     """
-    quoted = '"' + term.words.replace('"', '""') + '"'
-    return quoted if term.phrase or not prefix else quoted + "*"
+    quoted = _quoted(term.words)
+    if term.phrase or not prefix:
+        return quoted
+    if (token := _one_token(term)) is not None and (tokens := (begun or {}).get(token)):
+        return "(" + " OR ".join(map(_quoted, tokens)) + ")"
+    return quoted + "*"
+
+
+def _quoted(words: str) -> str:
+    return '"' + words.replace('"', '""') + '"'
+
+
+def _one_token(term: Text) -> str | None:
+    """The token a bare word is, when it is one (``S-16`` is two)."""
+    tokens = sqlite_words.tokens(term.words)
+    return tokens[0] if len(tokens) == 1 and not term.phrase else None
 
 
 #: The columns of a full-text row after its ``rowid``, as :func:`text_row` gives them.
@@ -105,6 +123,14 @@ def reindex_table(session: Session, table: str) -> None:
     assert table in FTS_TABLES
     for statement in rebuild_statements(table):
         session.execute(text(statement))
+    if table == SEARCH_TABLE:
+        sqlite_prefixes.forget(session)
+
+
+def texts_written(db: Session | Connection, bodies: Sequence[str]) -> None:
+    """Full-text rows were written (or appended to) with ``bodies``: keep the tokens each word
+    searched begins (:func:`sqlite_prefixes.note`)."""
+    sqlite_prefixes.note(db, bodies)
 
 
 def rebuild_statements(table: str) -> tuple[str, ...]:
@@ -117,7 +143,11 @@ def rebuild_statements(table: str) -> tuple[str, ...]:
 
 
 def text_cond(
-    sql: Sql, positive: Sequence[Text], negative: Sequence[Text], owner_id: int | None = None
+    session: Session,
+    sql: Sql,
+    positive: Sequence[Text],
+    negative: Sequence[Text],
+    owner_id: int | None = None,
 ) -> list[Cond]:
     """Full-text conditions: the positive words as one FTS5 query (minus the negative ones).
 
@@ -126,10 +156,14 @@ def text_cond(
     tokens, which FTS5 counts without merging every token a prefix begins. With ``owner_id``
     the list holds that user's datasets alone (revision 0012's ``owner`` column), so FTS5
     counts a user's matches without a dataset row or a call into Python per candidate. The
-    words are confined to ``body``: no search can reach the ``owner`` column.
+    words are confined to ``body``: no search can reach the ``owner`` column. A bare word is
+    asked as the tokens it begins once they are kept (:mod:`sqlite_prefixes`).
     """
     if not positive and not negative:
         return []
+    begun = sqlite_prefixes.searched(
+        session, [token for term in (*positive, *negative) if (token := _one_token(term))]
+    )
     words = sqlite_words.spec(
         [(term.words, not term.phrase) for term in positive],
         [(term.words, not term.phrase) for term in negative],
@@ -142,8 +176,10 @@ def text_cond(
         return [Cond(check, cost=WORDS_COST)]
 
     def listing(prefix: bool, owner: int | None = None) -> str:
-        match = " AND ".join(fts_words(term, prefix) for term in positive)
-        match = "(" + match + ")" + "".join(" NOT " + fts_words(term) for term in negative)
+        match = " AND ".join(fts_words(term, prefix, begun) for term in positive)
+        match = (
+            "(" + match + ")" + "".join(" NOT " + fts_words(term, begun=begun) for term in negative)
+        )
         match = "{body} : (" + match + ")"
         if owner is not None:
             match += ' AND {owner} : "' + search_sql.owner_text(owner) + '"'
