@@ -55,7 +55,11 @@ def test_a_words_second_search_asks_for_the_tokens_it_begins(client, auth, insta
     assert '("op3" OR "op30")' in asked
 
 
-def test_rows_written_after_a_word_is_kept_are_found(client, auth, instance, asked):
+@pytest.mark.parametrize("looked_up", [sqlite_prefixes._LOOKED_UP, 0])  # 0: every kept word read
+def test_rows_written_after_a_word_is_kept_are_found(
+    client, auth, instance, asked, monkeypatch, looked_up
+):
+    monkeypatch.setattr(sqlite_prefixes, "_LOOKED_UP", looked_up)
     alpha = create(client, auth, "run alpha")
     other = create(client, auth, "run other")
     assert ids(client, auth, "alp") == [alpha]
@@ -115,6 +119,39 @@ def test_a_search_meeting_the_write_lock_waits_for_no_one_and_keeps_nothing(clie
     assert kept(instance) == {}
     assert ids(client, auth, "op3") == [made]
     assert kept(instance) == {"op3": ["op3"]}
+
+
+def test_a_token_fts5_cut_inside_a_character_is_asked_as_a_prefix(client, auth, instance):
+    # FTS5 keeps a token's first 32,768 bytes: here the cut falls inside a two-byte character.
+    made = create(client, auth, "run", values=[("Notes", "datum" + "\u0436" * 20_000)])
+    for _ in range(2):
+        assert ids(client, auth, "datu") == [made]
+    assert kept(instance) == {"datu": None}
+
+
+def test_a_failure_to_keep_a_words_tokens_is_logged_and_the_search_answers(
+    client, auth, instance, monkeypatch, caplog
+):
+    made = create(client, auth, "scan op3")
+
+    def failing(connection, word):  # as a full disk or a damaged index would
+        connection.execute("SELECT * FROM nowhere")
+
+    monkeypatch.setattr(sqlite_prefixes, "_tokens", failing)
+    for _ in range(2):
+        assert ids(client, auth, "op3") == [made]
+    assert kept(instance) == {}
+    assert "the tokens of ['op3'] were not kept: no such table: nowhere" in caplog.text
+
+
+def test_no_more_than_max_kept_words_are_kept(client, auth, instance, monkeypatch):
+    monkeypatch.setattr(sqlite_prefixes, "MAX_KEPT", 2)
+    made = create(client, auth, "alpha beta gamma")
+    for word in ("alpha", "beta"):
+        assert ids(client, auth, word) == [made]
+    assert set(kept(instance)) == {"alpha", "beta"}
+    assert ids(client, auth, "gamma") == [made]
+    assert set(kept(instance)) == {"gamma"}
 
 
 @pytest.mark.parametrize(
