@@ -84,10 +84,11 @@ def test_a_word_beginning_many_tokens_is_asked_as_a_prefix(client, auth, instanc
     assert set(asked) == {'"man"*', '"man"'}
 
 
-def test_short_and_long_words_and_phrases_are_not_kept(client, auth, instance):
+def test_short_and_long_words_phrases_and_exclusions_alone_are_not_kept(client, auth, instance):
     create(client, auth, f"ab {'x' * 65} S-16 alpha")
     for q in ("ab", "x" * 65, "S-16", '"alpha"'):
         assert len(ids(client, auth, q)) == 1, q
+    assert ids(client, auth, "-alpha") == []  # checked row by row: FTS5 is not asked
     assert kept(instance) == {}
 
 

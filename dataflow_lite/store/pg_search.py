@@ -57,11 +57,6 @@ __all__ = [
 FTS_TABLES: tuple[str, ...] = ()
 
 
-def texts_written(db: Session | Connection, bodies: Sequence[str]) -> None:
-    """Nothing to keep: PostgreSQL's index answers a word's prefix as it answers a token, where
-    SQLite keeps the tokens each word searched begins (:mod:`sqlite_prefixes`)."""
-
-
 _VALUE = "(m.value::jsonb)"
 _KIND = f"jsonb_typeof({_VALUE})"
 _NUMBER = f"{_KIND} = 'number'"
@@ -83,6 +78,11 @@ TEXT_PREFIX = 200
 def day_start(when: date) -> datetime:
     """The first moment of a UTC day, as a time PostgreSQL compares with ``created_at``."""
     return datetime(when.year, when.month, when.day, tzinfo=UTC)
+
+
+def texts_written(db: Session | Connection, bodies: Sequence[str]) -> None:
+    """Nothing to keep: PostgreSQL's index answers a word's prefix as it answers a token, where
+    SQLite keeps the tokens each word searched begins (:mod:`sqlite_prefixes`)."""
 
 
 def text_cond(

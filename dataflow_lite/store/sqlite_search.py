@@ -161,9 +161,6 @@ def text_cond(
     """
     if not positive and not negative:
         return []
-    begun = sqlite_prefixes.searched(
-        session, [token for term in (*positive, *negative) if (token := _one_token(term))]
-    )
     words = sqlite_words.spec(
         [(term.words, not term.phrase) for term in positive],
         [(term.words, not term.phrase) for term in negative],
@@ -174,6 +171,9 @@ def text_cond(
     )
     if not positive:
         return [Cond(check, cost=WORDS_COST)]
+    begun = sqlite_prefixes.searched(
+        session, [token for term in (*positive, *negative) if (token := _one_token(term))]
+    )
 
     def listing(prefix: bool, owner: int | None = None) -> str:
         match = " AND ".join(fts_words(term, prefix, begun) for term in positive)
