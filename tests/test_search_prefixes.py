@@ -130,19 +130,37 @@ def test_a_token_fts5_cut_inside_a_character_is_asked_as_a_prefix(client, auth, 
     assert kept(instance) == {"datu": None}
 
 
+@pytest.mark.parametrize(
+    ("failing", "said"),
+    [
+        ("SELECT * FROM nowhere", "no such table: nowhere"),  # as a full disk or damaged index
+        ("SELECT ?", "Incorrect number of bindings"),  # the sqlite3 module's own: no error code
+    ],
+)
 def test_a_failure_to_keep_a_words_tokens_is_logged_and_the_search_answers(
-    client, auth, instance, monkeypatch, caplog
+    client, auth, instance, monkeypatch, caplog, failing, said
 ):
     made = create(client, auth, "scan op3")
-
-    def failing(connection, word):  # as a full disk or a damaged index would
-        connection.execute("SELECT * FROM nowhere")
-
-    monkeypatch.setattr(sqlite_prefixes, "_tokens", failing)
+    monkeypatch.setattr(
+        sqlite_prefixes, "_tokens", lambda connection, word: connection.execute(failing, ())
+    )
     for _ in range(2):
         assert ids(client, auth, "op3") == [made]
     assert kept(instance) == {}
-    assert "the tokens of ['op3'] were not kept: no such table: nowhere" in caplog.text
+    assert f"the tokens of ['op3'] were not kept: {said}" in caplog.text
+
+
+def test_a_word_beginning_a_very_long_token_is_asked_as_a_prefix(client, auth, instance):
+    short = create(client, auth, "datum")
+    assert ids(client, auth, "datu") == [short]
+    assert kept(instance) == {"datu": ["datum"]}
+    long = create(client, auth, "run", values=[("Notes", "datum" + "x" * 2_000)])  # noted
+    assert kept(instance) == {"datu": None}
+    assert ids(client, auth, "datu") == [short, long]
+    done = CliRunner().invoke(main, ["--instance", str(instance), "db", "rebuild-search"])
+    assert done.exit_code == 0, done.output
+    assert ids(client, auth, "datu") == [short, long]  # listed from FTS5's vocabulary
+    assert kept(instance) == {"datu": None}
 
 
 def test_no_more_than_max_kept_words_are_kept(client, auth, instance, monkeypatch):

@@ -19,8 +19,9 @@ it (and maybe tokens no row holds any more, which match nothing):
   forgets every kept word (:func:`forget`).
 
 A word shorter than :data:`SHORTEST` or longer than :data:`LONGEST` is asked as a prefix, and so
-is one that begins more than :data:`MANY` tokens, or a token FTS5 cut inside a character (kept
-as NULL). A migration that writes full-text rows must forget every kept word too.
+is one that begins more than :data:`MANY` tokens, a token longer than :data:`LONGEST_TOKEN`, or
+a token FTS5 cut inside a character (kept as NULL). A migration that writes full-text rows must
+forget every kept word too.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from dataflow_lite.store.migrations.baseline import SEARCH_TABLE
 TABLE = "dataset_text_prefix"
 #: The words whose tokens are kept: shorter ones begin too many, longer ones are rare.
 SHORTEST, LONGEST = 3, 64
-#: A word that begins more tokens than this is asked as a prefix.
-MANY = 16
+#: A word that begins more tokens than this, or a token longer than this, is asked as a prefix.
+MANY, LONGEST_TOKEN = 16, 1_000
 #: Rows written at once past which the writer forgets every kept word rather than note them.
 NOTED_ROWS = 100
 #: FTS5's vocabulary of the full-text table, one row per token: a table of the connection's own.
@@ -87,7 +88,9 @@ def _list(database: str, words: Sequence[str]) -> None:
         with closing(sqlite3.connect(database, timeout=0, isolation_level=None)) as connection:
             _list_holding_the_lock(connection, words)
     except sqlite3.Error as error:
-        if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+        # (an error of the sqlite3 module itself has no code; an extended code keeps the
+        # primary one in its low byte)
+        if getattr(error, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
             log.warning("the tokens of %s were not kept: %s", list(words), error)
 
 
@@ -134,7 +137,15 @@ def _tokens(connection: sqlite3.Connection, word: str) -> str | None:
         terms = [term.decode() for (term,) in rows]
     except UnicodeDecodeError:
         return None
-    return None if len(rows) > MANY else json.dumps([t for t in terms if t.startswith(word)])
+    return _listed([t for t in terms if t.startswith(word)], len(rows))
+
+
+def _listed(tokens: list[str], found: int) -> str | None:
+    """What is kept for a word: its tokens as JSON, or None when it begins more than MANY
+    (``found``) or a token so long that asking for it would cost more than the prefix."""
+    if found > MANY or any(len(token) > LONGEST_TOKEN for token in tokens):
+        return None
+    return json.dumps(tokens)
 
 
 def _next_character(char: str) -> str | None:
@@ -173,7 +184,7 @@ def note(db: Session | Connection, bodies: Sequence[str]) -> None:
             grown = known + added
             db.execute(
                 text(f"UPDATE {TABLE} SET tokens = :tokens WHERE prefix = :prefix"),
-                {"prefix": prefix, "tokens": None if len(grown) > MANY else json.dumps(grown)},
+                {"prefix": prefix, "tokens": _listed(grown, len(grown))},
             )
 
 
