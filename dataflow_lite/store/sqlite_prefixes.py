@@ -63,7 +63,8 @@ _KEPT = text(f"SELECT prefix, tokens FROM {TABLE} WHERE prefix IN :words").bindp
 
 def searched(session: Session, words: Iterable[str]) -> dict[str, list[str] | None]:
     """The tokens kept for each of ``words`` (each one token, as FTS5 makes it) that has them
-    (None: too many); the first search of the others lists theirs, for the searches after it."""
+    (None: asked as a prefix); the first search of the others lists theirs, for the searches
+    after it."""
     wanted = sorted({word for word in words if SHORTEST <= len(word) <= LONGEST})
     if not wanted:
         return {}
@@ -177,7 +178,7 @@ def note(db: Session | Connection, bodies: Sequence[str]) -> None:
         kept = list(db.execute(text(f"SELECT prefix, tokens FROM {TABLE}")))
     for prefix, listed in kept:
         if listed is None:
-            continue  # already too many: asked as a prefix
+            continue  # asked as a prefix whatever is added
         known = json.loads(listed)
         added = [token for token in _begun(tokens, prefix, MANY + 1) if token not in known]
         if added:
