@@ -72,14 +72,18 @@ def backend_of(dialect: str) -> ModuleType:
     return BACKENDS[dialect][0]
 
 
+def _dialect(db: Session | Connection) -> str:
+    return (db.get_bind() if isinstance(db, Session) else db).dialect.name
+
+
 def _backend(session: Session) -> ModuleType:
     """The search module of the session's database."""
-    return backend_of(session.get_bind().dialect.name)
+    return backend_of(_dialect(session))
 
 
 def _facets_backend(session: Session) -> ModuleType:
     """The facets module (``sqlite_facets`` or ``pg_facets``) of the session's database."""
-    return BACKENDS[session.get_bind().dialect.name][1]
+    return BACKENDS[_dialect(session)][1]
 
 
 def reindex(session: Session, dataset_id: int) -> None:
@@ -132,7 +136,7 @@ def rewrite_texts(session: Session, first: int, last: int) -> Rewritten:
         for ident, name, creator in datasets
     }
     backend = _backend(session)
-    columns = ", ".join(text_columns(session.get_bind().dialect.name))
+    columns = ", ".join(text_columns(_dialect(session)))
     held = session.execute(
         text(f"SELECT {columns} FROM {SEARCH_TABLE} WHERE rowid BETWEEN :first AND :last"),
         {"first": first, "last": last},
@@ -149,7 +153,6 @@ def rewrite_texts(session: Session, first: int, last: int) -> Rewritten:
     written = [ident for ident in wanted if ident not in present]
     if written:
         insert_text(session, [(ident, *wanted[ident]) for ident in written])
-        texts_written(session, [wanted[ident][0] for ident in written])
     return Rewritten(len(datasets), written, [i for i in stale if i not in wanted])
 
 
@@ -172,8 +175,9 @@ def text_columns(dialect: str) -> tuple[str, ...]:
 
 def insert_text(db: Session | Connection, rows: Sequence[tuple[int, str, int]]) -> None:
     """Write full-text rows (dataset id, text, creator id) as the database's backend lays them
-    out (SQLite: the text and owner; PostgreSQL: its tokens too)."""
-    dialect = (db.get_bind() if isinstance(db, Session) else db).dialect.name
+    out (SQLite: the text and owner; PostgreSQL: its tokens too), and tell it their text
+    (:func:`texts_written`)."""
+    dialect = _dialect(db)
     columns, row = text_columns(dialect), backend_of(dialect).text_row
     db.execute(
         text(f"INSERT INTO {SEARCH_TABLE} ({', '.join(columns)}) "
@@ -181,6 +185,7 @@ def insert_text(db: Session | Connection, rows: Sequence[tuple[int, str, int]]) 
         [dict(zip(columns, (ident, *row(body, creator)), strict=True))
          for ident, body, creator in rows],
     )  # fmt: skip
+    texts_written(db, [body for _, body, _ in rows])
 
 
 def text_body(name: str, values: Iterable[tuple[str, Any]], file_names: Iterable[str]) -> str:
@@ -213,8 +218,7 @@ def texts_written(db: Session | Connection, bodies: Sequence[str]) -> None:
     """Every writer of full-text rows calls this with the text it wrote (or appended), in the
     same transaction: SQLite keeps the tokens each word searched begins
     (:mod:`dataflow_lite.store.sqlite_prefixes`)."""
-    dialect = (db.get_bind() if isinstance(db, Session) else db).dialect.name
-    backend_of(dialect).texts_written(db, bodies)
+    backend_of(_dialect(db)).texts_written(db, bodies)
 
 
 def day_range(query: str) -> tuple[datetime, datetime] | None:
