@@ -214,6 +214,10 @@ def test_an_instance_of_the_previous_release_upgrades_with_everything_in_it(
         owners[row[1]] for row in after_rows["metadatavalue"]
     ]
     after_rows["metadatavalue"] = [row[:-1] for row in after_rows["metadatavalue"]]
+    # SQLite records from which dataset on ids follow creation order since 0018: the first here.
+    made_at = [(row[0], row[6]) for row in sorted(after_rows["dataset"])]
+    assert [when for _, when in made_at] == sorted(when for _, when in made_at)
+    assert after_rows.pop("dataset_order") == [(0, made_at[-1][1], made_at[-1][0])]
     assert after_rows == before_rows
     schema.upgrade(tmp_path / "new.sqlite3")
     assert clauses(instance / DATABASE) == clauses(tmp_path / "new.sqlite3")

@@ -198,15 +198,24 @@ def _plain_matches(row: dict, term_: str) -> bool:
     return key in row["values"] and _value_matches(row["values"][key], op, raw)
 
 
-def _load(engine, rows: list[dict], searched_halfway: str | None = None) -> None:
+def _load(
+    engine, rows: list[dict], searched_halfway: str | None = None, in_order: bool = False
+) -> None:
     """Write ``rows`` as the catalog's only datasets; ``searched_halfway`` is searched once half
     of them are written, so that SQLite keeps its words' tokens (``sqlite_prefixes``) and the
-    rows written after must add theirs."""
+    rows written after must add theirs. ``in_order``: numbered in the order of their times, so
+    that SQLite reads a word's pages from its list in id order (revision 0018) from the first,
+    where otherwise it does from the first dataset after the last one older than another."""
+    if in_order:
+        rows.sort(key=lambda row: (row["day"], row["second"]))
     with Session(engine) as session:
         for statement in ("datasetfile", "metadatavalue", "dataset_text", "dataset"):
             session.execute(text(f"DELETE FROM {statement}"))
         if engine.dialect.name == "sqlite":
             sqlite_prefixes.forget(session)  # as every writer of many rows does
+            # As in a new catalog, where no dataset was ever written.
+            session.execute(text("UPDATE dataset_order SET ordered_from = 0, newest_at = '', "
+                                 "last_id = 0"))  # fmt: skip
         for number, row in enumerate(rows, start=1):
             if searched_halfway is not None and number == len(rows) // 2 + 1:
                 session.commit()
@@ -241,29 +250,31 @@ def _load(engine, rows: list[dict], searched_halfway: str | None = None) -> None
     rows=[{"owner": 1, "name": "run", "day": DAYS[0], "second": 0, "instrument": None,
            "values": {"Temp": 2, "Day": "2024-01-02T08:00:00Z"}, "files": []}],
     q="Temp>=2 Day<=2024-01-02", owner=1, window=10_000, per_page=3, deep=False, listed=LISTED,
+    in_order=False,
 )  # fmt: skip
 @example(  # one term, the owner's own list of it longer than the window: walked, not listed
     rows=[{"owner": owner, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
            "values": {"Temp": 2}, "files": []} for owner, second in [(1, 0), (2, 1), (1, 2),
                                                                      (1, 3), (2, 4), (1, 5)]],
-    q="run", owner=1, window=2, per_page=1, deep=False, listed=40,
+    q="run", owner=1, window=2, per_page=1, deep=False, listed=40, in_order=False,
 )  # fmt: skip
 @example(  # the same, of a value
     rows=[{"owner": owner, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
            "values": {"Temp": 2}, "files": []} for owner, second in [(1, 0), (2, 1), (1, 2),
                                                                      (1, 3), (2, 4), (1, 5)]],
-    q="Temp>=2", owner=1, window=2, per_page=3, deep=True, listed=LISTED,
+    q="Temp>=2", owner=1, window=2, per_page=3, deep=True, listed=LISTED, in_order=False,
 )  # fmt: skip
 @example(  # a file name most datasets have, alone: counted along the walk
     rows=[{"owner": 1, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
            "values": {}, "files": ["AFM_topo.png"] if second % 3 else []} for second in range(7)],
     q="file:topo", owner=None, window=10_000, per_page=2, deep=False, listed=LISTED,
+    in_order=False,
 )  # fmt: skip
 @example(  # the first walked have it, then none, then more past the walk's cap: the list read
     rows=[{"owner": 1, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
            "values": {}, "files": ["AFM_topo.png"] if second in (0, 1, 9, 10, 11) else []}
           for second in range(12)],
-    q="file:topo", owner=1, window=2, per_page=2, deep=False, listed=40,
+    q="file:topo", owner=1, window=2, per_page=2, deep=False, listed=40, in_order=False,
 )  # fmt: skip
 @given(
     rows=datasets,
@@ -273,13 +284,14 @@ def _load(engine, rows: list[dict], searched_halfway: str | None = None) -> None
     per_page=st.sampled_from([1, 3, 50]),
     deep=st.booleans(),
     listed=st.sampled_from([LISTED, 40]),
+    in_order=st.booleans(),
 )
 def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owner, window,
-                                               per_page, deep, listed):  # fmt: skip
+                                               per_page, deep, listed, in_order):  # fmt: skip
     # PostgreSQL lists the tokens of rows up to a length (longer ones are matched in their
     # text): with 40 bytes, some rows are listed and some are not.
     monkeypatch.setattr(pg_words, "BODY_LIMIT", listed)
-    _load(engine, rows, searched_halfway=q)
+    _load(engine, rows, searched_halfway=q, in_order=in_order)
     monkeypatch.setattr(search_sql, "WINDOW", window)
     # PostgreSQL reads a word's list along its table when a twentieth of the first 4 rows hold
     # it (so: when one does), and judges long lists by their first 2 datasets.
@@ -339,13 +351,15 @@ def test_every_page_is_the_brute_force_answer(engine, monkeypatch, rows, q, owne
     owner=st.sampled_from([1, None]),
     per_page=st.sampled_from([1, 2, 3]),
     page=st.integers(1, 3),
+    in_order=st.booleans(),
 )  # fmt: skip
 def test_a_deep_page_by_number_is_the_brute_force_slice(engine, monkeypatch, rows, q, owner,
-                                                        per_page, page):  # fmt: skip
+                                                        per_page, page, in_order):  # fmt: skip
     """Pages by number past the window's counting, along the walk with the words' list looked
     up from the newest datasets' smallest id on (ids in any order of creation), taking as few
-    of them as the page's depth so that most pages take more before they are full."""
-    _load(engine, rows)
+    of them as the page's depth so that most pages take more before they are full; or, on
+    SQLite, from the word's list in id order."""
+    _load(engine, rows, in_order=in_order)
     monkeypatch.setattr(search_sql, "WINDOW", 9)
     monkeypatch.setattr(sqlite_pages, "DEEP_OFFSET", 0)
     monkeypatch.setattr(sqlite_lists, "DEEP_TAKEN", 1)

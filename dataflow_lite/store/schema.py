@@ -78,10 +78,12 @@ def target_metadata() -> MetaData:
     return SQLModel.metadata
 
 
-#: What no model describes: the full-text tables (and their shadow tables), and the expression
-#: indexes of typed metadata values (revision 0006), PostgreSQL's trigram indexes (0007) and
-#: tokens (0015), and the indexes of values by key and dataset, each catalog's own (0012, 0013).
-UNMODELLED_TABLES = (SEARCH_TABLE, "file_name_text")
+#: What no model describes: the full-text tables (and their shadow tables, and the tokens SQLite
+#: keeps for searched words, 0017), SQLite's record of where ids follow creation order (0018),
+#: and the expression indexes of typed metadata values (revision 0006), PostgreSQL's trigram
+#: indexes (0007) and tokens (0015), and the indexes of values by key and dataset, each
+#: catalog's own (0012, 0013).
+UNMODELLED_TABLES = (SEARCH_TABLE, "file_name_text", "dataset_order")
 UNMODELLED_INDEXES = (
     "ix_metadatavalue_key",
     "ix_metadatavalue_number",

@@ -11,7 +11,8 @@ datasets are walked newest first along an index on ``created_at`` (the user's ow
 instrument's) and each is checked against every term, cheapest check first, so a page costs
 about ``page size / share of datasets that match`` index steps. Counting stops at WINDOW + 1.
 A user's search of one term whose list of the user's own datasets (revisions 0012, 0014) is its
-whole answer counts that list alone.
+whole answer counts that list alone, and reads its page from a words list in descending id
+where ids follow creation order (revision 0018).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from dataflow_lite.store import search_sql
@@ -37,6 +39,8 @@ from dataflow_lite.store.sqlite_lists import (
 )
 
 _STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime into SQLite
+#: Where SQLite keeps from which dataset on ids follow creation order (revision 0018).
+ORDER_TABLE = "dataset_order"
 #: From this offset a page by number looks its words up in their list (``sqlite_lists.deep_page``).
 DEEP_OFFSET = 500
 #: A file name term alone is counted along the walk when its list holds more than FIRST_LENGTH
@@ -81,6 +85,9 @@ def dataset_page(
         # One term is the whole search, and the owner's own list of it its whole answer: that
         # list alone is counted (not everyone's first: ``scan -op3``, 4.6 ms of 10.)
         count = list_size(session, sql, mine)
+        if mine.ordered_ids:
+            if (ids := _by_id(session, sql, mine, after, offset, limit)) is not None:
+                return Found(ids, count)
         if count <= search_sql.WINDOW:
             passing = passing_rows(session, sql, route, [mine], mine, long=False, owned=True)
             return _paged(passing, after, offset, limit)
@@ -152,6 +159,50 @@ def dataset_page(
                                f"{' AND '.join([others, *seek])} {order} {page}")  # fmt: skip
                 return Found([row[0] for row in rows], count)
     return _walked(session, sql, route, conds, seek, offset, limit, count if sizes else None)
+
+
+def _by_id(
+    session: Session, sql: Sql, listed: Cond, after: tuple[datetime, int] | None, offset: int,
+    limit: int,
+) -> list[int] | None:  # fmt: skip
+    """A page of ``listed``, the whole answer, read from its list in descending id where ids
+    follow creation order (revision 0018): exact when every id read is at least ``ordered_from``
+    (None otherwise). FTS5 seeks a page by number in its own list: page 400 of a word in a fifth
+    of the datasets in 3 ms of SQL, where walking the newest 64,000 datasets took 36.
+
+    Those datasets are newer than all the others and follow each other in id order, so the
+    answer's newest are its largest ids. Past a cursor, they are the ids up to the newest dataset
+    before it (whatever dataset the cursor names, if any).
+    """
+    ordered_from = session.execute(text(f"SELECT ordered_from FROM {ORDER_TABLE}")).scalar()
+    if ordered_from is None:
+        return None
+    below = ""
+    if after is not None:
+        cursor = f"({sql.bind(stored_time(after[0]))}, {sql.bind(after[1])})"
+        before = sql.all(session, (
+            f"SELECT id FROM dataset WHERE (created_at, id) < {cursor} "
+            "ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))  # fmt: skip
+        if not before:
+            return []
+        if before[0][0] < ordered_from:
+            return None
+        below = f"WHERE id <= {sql.bind(before[0][0])}"
+    assert listed.ids is not None
+    rows = sql.all(session, (
+        f"SELECT id FROM ({listed.ids}) AS listed {below} "
+        f"ORDER BY id DESC LIMIT {int(limit)} OFFSET {int(offset)}"
+    ))  # fmt: skip
+    ids = [row[0] for row in rows]
+    if any(ident < ordered_from for ident in ids):
+        return None
+    # A full-text row whose dataset was deleted by hand (until ``db rebuild-search``): walked.
+    shown = ", ".join(sql.bind(ident) for ident in ids)
+    present = f"SELECT count(*) FROM dataset WHERE id IN ({shown})"
+    if ids and sql.scalar(session, present) < len(ids):
+        return None
+    return ids
 
 
 def _owners_own(route: Walk, conds: Sequence[Cond]) -> Cond | None:

@@ -192,10 +192,12 @@ def text_cond(
     # Only for counting a long list: joined with the owner's half-million entries, FTS5 reads
     # more than the words alone when they are few together (two dense words: 32 ms, not 7).
     if owner_id is None:
-        return [Cond(check, listing(prefix=True), whole, cost=WORDS_COST)]
+        return [Cond(check, listing(prefix=True), whole, cost=WORDS_COST, ordered_ids=True)]
     owned = listing(prefix=True, owner=owner_id)
     owned_lower = listing(prefix=False, owner=owner_id) if lower else None
-    return [Cond(check, listing(prefix=True), whole, WORDS_COST, owned, owned_lower)]
+    return [
+        Cond(check, listing(prefix=True), whole, WORDS_COST, owned, owned_lower, ordered_ids=True)
+    ]
 
 
 def _date_bounds(sql: Sql, value: str, low: date | None, high: date | None) -> str:
