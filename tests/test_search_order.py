@@ -79,7 +79,7 @@ def test_the_order_holds_until_a_dataset_is_older_or_numbered_before_another(eng
     assert order(engine) == (0, 0)
     for ident in (1, 2, 3):
         add(engine, ident, ident)
-    add(engine, 4, 4)  # the same minute as another is in order: ties go by id
+    add(engine, 4, 3)  # the same time as the one before is in order: ties go by id
     assert order(engine) == (0, 4)
     add(engine, 5, 0)  # older than those before it
     assert order(engine) == (6, 5)
@@ -95,11 +95,16 @@ def test_the_order_holds_until_a_dataset_is_older_or_numbered_before_another(eng
     with engine.begin() as connection:
         connection.execute(text("UPDATE dataset SET created_at = '2030-01-01' WHERE id = 9"))
     assert order(engine) == (10, 9)
-    add(engine, 10, 13)
-    with engine.begin() as connection:  # the newest deleted: its bounds stay, so an id written
-        connection.execute(text("DELETE FROM dataset WHERE id = 10"))  # again starts anew
-    add(engine, 10, 14)
+    add(engine, 10, 13)  # before the time 9 was given: still older than one before it
     assert order(engine) == (11, 10)
+    add(engine, 11, 60 * 24 * 365 * 7)
+    with engine.begin() as connection:  # the newest deleted: an id given again is the largest
+        connection.execute(text("DELETE FROM dataset WHERE id = 11"))
+    add(engine, 11, 60 * 24 * 365 * 7)
+    assert order(engine) == (11, 11)
+    with engine.begin() as connection:  # renumbered by its rowid
+        connection.execute(text("UPDATE dataset SET rowid = 20 WHERE id = 1"))
+    assert order(engine) == (21, 20)
 
 
 @pytest.mark.parametrize(
@@ -159,14 +164,24 @@ def test_a_cursor_naming_a_time_and_an_id_of_different_datasets_is_the_walks(eng
     assert all(read_by_id)
 
 
-def test_a_stray_full_text_row_is_walked_past(engine, read_by_id):
-    for ident in range(1, 6):
+def test_a_dataset_deleted_by_hand_takes_its_text_and_a_stray_row_is_walked_past(
+    engine, read_by_id
+):
+    for ident in range(1, 7):
         add(engine, ident, ident)
-    with engine.begin() as connection:  # a dataset deleted by hand, its text left behind
-        connection.execute(text("DELETE FROM dataset WHERE id = 5"))
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM dataset WHERE id IN (4, 6)"))
+    with Session(db.reading(engine)) as session:
+        pages = [search.search_datasets(session, 1, "run", n, 2).results for n in (1, 2, 3)]
+    assert [[d.id for d in page] for page in pages] == [[5, 3], [2, 1], []]
+    assert read_by_id == [True, True]
+    read_by_id.clear()
+    with Session(engine) as session:  # a full-text row written by hand for no dataset
+        search.insert_text(session, [(9, "run", 1)])
+        session.commit()
     with Session(db.reading(engine)) as session:
         page = search.search_datasets(session, 1, "run", 1, 2)
-    assert [d.id for d in page.results] == [4, 3] and read_by_id == [False]
+    assert [d.id for d in page.results] == [5, 3] and read_by_id == [False]
 
 
 def test_an_upgrade_records_the_order_of_the_datasets_already_there(tmp_path):
@@ -182,7 +197,7 @@ def test_an_upgrade_records_the_order_of_the_datasets_already_there(tmp_path):
         )
         connection.execute("INSERT INTO endpoint (id, name, adapter, options, is_default, "
                            "created_at) VALUES ('e', 'l', 'local', '{}', 1, '2020')")  # fmt: skip
-        for ident, minute in enumerate([1, 2, 3, 2, 5, 6], start=1):
+        for ident, minute in enumerate([1, 3, 1, 2, 5, 6], start=1):
             connection.execute(
                 "INSERT INTO dataset (id, name, creator_id, endpoint_id, folder, created_at) "
                 "VALUES (?, 'run', 1, 'e', ?, ?)",
@@ -191,7 +206,8 @@ def test_an_upgrade_records_the_order_of_the_datasets_already_there(tmp_path):
     schema.upgrade(database)
     with closing(sqlite3.connect(database)) as connection:
         state = connection.execute("SELECT * FROM dataset_order").fetchall()
-    assert state == [(5, "2024-01-01 00:06:00.000000", 6)]  # the 4th is older than the 3rd
+    # The 4th is newer than the 3rd but older than the 2nd.
+    assert state == [(5, "2024-01-01 00:06:00.000000", 6)]
 
 
 @pytest.mark.parametrize("instance", ["sqlite"], indirect=True)

@@ -44,7 +44,7 @@ TRIGGERS_IN_BULK: dict[str, tuple[str, ...]] = {
     # revision 0014: the same, for values inserted before their dataset (the loader's come after)
     "dataset_owner_insert": (),
 }
-#: Insert triggers that stay and fire for each loaded row: they read no other table, so they
+#: The insert triggers that stay and fire for each loaded row, as they read no other table and
 #: need no index (revision 0018: where ids follow creation order, 0.7 µs a row).
 TRIGGERS_KEPT = ("dataset_order_insert",)
 
@@ -55,7 +55,7 @@ def indexes_after(db: DBAPICursor, tables: Sequence[str]) -> Iterator[None]:
     build and redo them when it ends. ``db`` is a cursor in the transaction of a write, in a
     catalog that had no dataset when it began.
 
-    The triggers of :data:`TRIGGERS_KEPT` stay and fire for each row as usual.
+    A trigger not in :data:`TRIGGERS_IN_BULK` stays and fires for each row as usual.
     """
     # Outside a transaction each DROP would commit on its own, and a failure lose the indexes.
     if not cast(sqlite3.Cursor, db).connection.in_transaction:

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import text
 from sqlmodel import Session
 
 from dataflow_lite.store import search_sql
@@ -174,9 +173,10 @@ def _by_id(
     answer's newest are its largest ids. Past a cursor, they are the ids up to the newest dataset
     before it (whatever dataset the cursor names, if any).
     """
-    ordered_from = session.execute(text(f"SELECT ordered_from FROM {ORDER_TABLE}")).scalar()
-    if ordered_from is None:
+    recorded = sql.all(session, f"SELECT ordered_from, last_id FROM {ORDER_TABLE}")
+    if not recorded or recorded[0][0] > recorded[0][1]:  # no dataset follows the order
         return None
+    ordered_from = recorded[0][0]
     below = ""
     if after is not None:
         cursor = f"({sql.bind(stored_time(after[0]))}, {sql.bind(after[1])})"
@@ -197,7 +197,7 @@ def _by_id(
     ids = [row[0] for row in rows]
     if any(ident < ordered_from for ident in ids):
         return None
-    # A full-text row whose dataset was deleted by hand (until ``db rebuild-search``): walked.
+    # A full-text row written by hand for no dataset (until ``db rebuild-search``): walked.
     shown = ", ".join(sql.bind(ident) for ident in ids)
     present = f"SELECT count(*) FROM dataset WHERE id IN ({shown})"
     if ids and sql.scalar(session, present) < len(ids):
