@@ -11,8 +11,8 @@ datasets are walked newest first along an index on ``created_at`` (the user's ow
 instrument's) and each is checked against every term, cheapest check first, so a page costs
 about ``page size / share of datasets that match`` index steps. Counting stops at WINDOW + 1.
 A user's search of one term whose list of the user's own datasets (revisions 0012, 0014) is its
-whole answer counts that list alone, and reads its page from a words list in descending id
-where ids follow creation order (revision 0018).
+whole answer counts that list alone; past the first page of a long list, it reads its page
+from a words list in descending id where ids follow creation order (revision 0018).
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ def dataset_page(
         # One term is the whole search, and the owner's own list of it its whole answer: that
         # list alone is counted (not everyone's first: ``scan -op3``, 4.6 ms of 10.)
         count = list_size(session, sql, mine)
-        if mine.ordered_ids:
+        # From the list in id order where it can be, but for the first page of a long list
+        # (page 1, or after a cursor), which the walk finds as soon, reading a page over the
+        # term's share of the owner's datasets.
+        if mine.ordered_ids and (offset or count <= search_sql.WINDOW):
             if (ids := _by_id(session, sql, mine, after, offset, limit)) is not None:
                 return Found(ids, count)
         if count <= search_sql.WINDOW:
