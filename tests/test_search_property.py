@@ -391,6 +391,16 @@ def _bucket_key(value: object) -> object:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@example(  # one term, whose list of the owner's own datasets is read alone: no other's counted
+    rows=[{"owner": owner, "name": "run", "day": DAYS[owner], "second": 0, "instrument": owner,
+           "values": {"Temp": owner}, "files": []} for owner in (2, 1, 2)],
+    q="run", owner=1, window=10_000,
+)  # fmt: skip
+@example(  # the same, of a value
+    rows=[{"owner": owner, "name": "run", "day": DAYS[owner], "second": 0, "instrument": owner,
+           "values": {"Temp": owner}, "files": []} for owner in (2, 1, 2)],
+    q="Temp>0", owner=1, window=10_000,
+)  # fmt: skip
 @given(
     rows=datasets,
     q=queries,
