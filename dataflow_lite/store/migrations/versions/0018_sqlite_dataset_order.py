@@ -1,9 +1,10 @@
 """SQLite knows from which dataset on ids follow creation order (``dataset_order``).
 
 Datasets are shown newest first, by (``created_at``, ``id``). Where ids follow that order, a
-page of a word's list is read from FTS5 in descending row id (it seeks there, and skips a page's
-depth in its own list), instead of walking the user's datasets newest first and looking each up
-in the list (:func:`dataflow_lite.store.sqlite_pages.dataset_page`).
+page past the first of a user's one-word search is read from the word's FTS5 list in descending
+row id (FTS5 seeks there, and skips a page's depth in its own list), instead of walking the
+user's datasets newest first and looking each up in the list
+(:func:`dataflow_lite.store.sqlite_pages.dataset_page`).
 
 The one row of ``dataset_order`` holds ``ordered_from``: every dataset whose id is at least that
 is newer than every dataset with a smaller id, and they follow each other in id order. Beside it,
