@@ -215,6 +215,20 @@ def load(work: Path, count: int, postgresql: PostgreSQL | None) -> dict | None:
     return expected
 
 
+#: The classes whose page of ``op3`` is checked by name, and the page each asks for.
+OP3_PAGES = {"word ~1/5": 1, "page 50 by number (op3)": 50, "page 400 by number (op3)": 400,
+             "page 401 by `after` (op3)": 401}  # fmt: skip
+
+
+def op3_page(expected: dict, page: int, size: int) -> list[str]:
+    """The names on page ``page`` of alice's ``op3``, newest first: the datasets of lines
+    ``i`` with ``i % 10 == 8`` (alice's even lines, ``op3`` every fifth), each newer than the
+    line before."""
+    newest = 8 + 10 * (expected["word ~1/5"] - 1)
+    first = newest - 10 * size * (page - 1)
+    return [f"scan {i} of sample {i % 1000}" for i in range(first, -1, -10)][:size]
+
+
 def queries(instance: Path, expected: dict, runs: int, postgresql: bool) -> int:
     """Ask every query class ``runs`` times beside the trivial GET and a raw lookup."""
     key = cli(instance, "key", "create", "alice").strip()
@@ -280,6 +294,14 @@ def queries(instance: Path, expected: dict, runs: int, postgresql: bool) -> int:
             else:
                 count = f"WRONG: {answer.get('total')} (expected {expected[counted]})"
                 failed += 1
+            if answer["status"] == 200 and title in OP3_PAGES:
+                names = [dataset["name"] for dataset in answer.get("results", [])]
+                wanted = op3_page(expected, OP3_PAGES[title], len(names) or 20)
+                if names and names == wanted:
+                    count += ", page right"
+                else:
+                    count += f", WRONG page: {names[:1]} (expected {wanted[:1]})"
+                    failed += 1
             ratio = p95 / trivial_p95
             failed += ratio > limit
             print(f"| {title} | {p50:.1f} | {p95:.1f} | {ratio:.1f} "
