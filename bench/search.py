@@ -8,8 +8,9 @@ second, empty instance on the same backend, in the same run: sqlite3 multi-row `
 psycopg ``COPY`` into a second database of the same throwaway PostgreSQL cluster (the one the
 tests and `bench/catalog.py` start). Each query class is then asked 100 times as alice through
 the HTTP API beside a trivial authenticated GET and a raw index lookup on the same backend, and
-each answer's ``total`` is compared with a count made while generating. A query this server
-cannot answer (400) or answers with the wrong count is reported as such; the bench goes on.
+each answer's ``total`` is compared with a count made while generating, and the datasets on
+four pages of ``op3`` with the generated lines. A query this server cannot answer (400) or
+answers with the wrong count or page is reported as such; the bench goes on.
 
     .venv/bin/python bench/search.py --datasets 20000
     .venv/bin/python bench/search.py --database postgresql --datasets 20000
