@@ -184,6 +184,20 @@ def test_a_dataset_deleted_by_hand_takes_its_text_and_a_stray_row_is_walked_past
     assert [d.id for d in page.results] == [5, 3] and read_by_id == [False]
 
 
+def test_a_dataset_given_another_creator_by_hand_gives_its_text_that_owner(engine):
+    for ident in range(1, 5):
+        add(engine, ident, ident)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE dataset SET creator_id = 2 WHERE id IN (2, 4)"))
+    with Session(db.reading(engine)) as session:
+        for owner, owned in ((1, [3, 1]), (2, [4, 2])):
+            page = search.search_datasets(session, owner, "run", 1, 10)
+            assert ([d.id for d in page.results], page.total) == (owned, 2)
+            facets = search.facet_datasets(session, owner, "run", ["creator"], 10)
+            assert facets.total == 2
+            assert [(b["id"], b["count"]) for b in facets.facets["creator"]] == [(owner, 2)]
+
+
 def test_an_upgrade_records_the_order_of_the_datasets_already_there(tmp_path):
     database = tmp_path / "catalog.sqlite3"
     engine = db.make_engine(database, 5000)

@@ -258,6 +258,11 @@ def _load(
                                                                      (1, 3), (2, 4), (1, 5)]],
     q="run", owner=1, window=2, per_page=1, deep=False, listed=40, in_order=False,
 )  # fmt: skip
+@example(  # one term, its owner's list short and everyone's long: counted in the owner's alone
+    rows=[{"owner": owner, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
+           "values": {}, "files": []} for owner, second in [(2, 0), (1, 1), (2, 2), (2, 3)]],
+    q="run", owner=1, window=2, per_page=1, deep=False, listed=LISTED, in_order=True,
+)  # fmt: skip
 @example(  # the same, of a value
     rows=[{"owner": owner, "name": "run", "day": DAYS[0], "second": second, "instrument": None,
            "values": {"Temp": 2}, "files": []} for owner, second in [(1, 0), (2, 1), (1, 2),

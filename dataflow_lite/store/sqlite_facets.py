@@ -18,7 +18,6 @@ from sqlmodel import Session
 
 from dataflow_lite.store import search_sql
 from dataflow_lite.store.search_sql import Cond, Sql, Walk
-from dataflow_lite.store.sqlite_pages import owners_own
 
 _MONTH = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 
@@ -41,10 +40,6 @@ def matching_ids(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond])
 
 def _matching(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) -> list[int]:
     limit = search_sql.WINDOW + 1
-    if (mine := owners_own(route, conds)) is not None:
-        # One term whose list of the owner's datasets is the whole answer: its first entries,
-        # no dataset row read (``op3``'s facets: 26 ms in-process, 32 with each owner checked).
-        return _first(session, sql, mine, "1", joined=False)
     listed = [cond for cond in conds if cond.ids is not None]
     sizes = sorted(((search_sql.list_size(session, sql, c), i) for i, c in enumerate(listed)))
     walk = f"dataset AS d INDEXED BY {route.index}"
@@ -60,23 +55,12 @@ def _matching(session: Session, sql: Sql, route: Walk, conds: Sequence[Cond]) ->
     where = " AND ".join(
         ["1", *route.checks, *search_sql.by_cost(c for c in conds if c is not driver)]
     )
-    return _first(session, sql, driver, where, joined=True)
-
-
-def _first(session: Session, sql: Sql, driver: Cond, where: str, joined: bool) -> list[int]:
-    """The first WINDOW + 1 datasets of ``driver``'s list that pass ``where`` (on ``d``, the
-    dataset row when ``joined``, the list's ids otherwise).
-
-    Any WINDOW + 1 matches will do: the whole words' list (FTS5 need not merge every token a
-    prefix begins) is read first, and the full list only when it holds too few.
-    """
-    limit = search_sql.WINDOW + 1
+    # Any WINDOW + 1 matches will do: the whole words' list (FTS5 need not merge every token a
+    # prefix begins) is read first, and the full list only when it holds too few.
     for ids in (driver.lower_ids, driver.ids):
         if ids is None:
             continue
-        source = (
-            f"({ids}) AS s CROSS JOIN dataset AS d ON d.id = s.id" if joined else f"({ids}) AS d"
-        )
+        source = f"({ids}) AS s CROSS JOIN dataset AS d ON d.id = s.id"
         found = [
             row[0]
             for row in sql.all(session, f"SELECT d.id FROM {source} WHERE {where} LIMIT {limit}")

@@ -80,7 +80,7 @@ def dataset_page(
     seek = []
     if after is not None:
         seek = [f"(d.created_at, d.id) < ({sql.bind(stored_time(after[0]))}, {sql.bind(after[1])})"]
-    if (mine := owners_own(route, conds)) is not None:
+    if (mine := _owners_own(route, conds)) is not None:
         # One term is the whole search, and the owner's own list of it its whole answer: that
         # list alone is counted (not everyone's first: ``scan -op3``, 4.6 ms of 10.)
         count = list_size(session, sql, mine)
@@ -208,7 +208,7 @@ def _by_id(
     return ids
 
 
-def owners_own(route: Walk, conds: Sequence[Cond]) -> Cond | None:
+def _owners_own(route: Walk, conds: Sequence[Cond]) -> Cond | None:
     """The one term's list of the walk owner's datasets, when it alone is the whole search."""
     if len(conds) != 1 or route.owner_check is None or conds[0].owned_ids is None:
         return None

@@ -16,8 +16,10 @@ ordered run. A dataset the server creates takes its time under the write lock, s
 its time follow the others'. The triggers read no other table, so a bulk load without the
 dataset table's indexes (``sqlite_load``) keeps them firing, 0.7 µs a row.
 
-A dataset deleted by hand takes its full-text row with it, as a page read from the words' list
-must not count a row whose dataset is gone (``db rebuild-search`` drops any left from before).
+A page read from a user's words list trusts the list (revision 0012: each full-text row names
+its owner), so two changes by hand now reach the full-text row, as 0014's triggers make them
+reach the values: a dataset deleted takes its row with it, and a dataset given another creator
+gives its row that owner (``db rebuild-search`` mends any row left from before).
 
 A later migration that recreates ``dataset`` in batch mode must create them again
 (:data:`TRIGGERS`). Nothing is done on PostgreSQL, whose word lists are not read in id order.
@@ -53,6 +55,11 @@ TRIGGERS = {
     ),
     "dataset_text_dataset_delete": (
         "AFTER DELETE ON dataset BEGIN DELETE FROM dataset_text WHERE rowid = old.id; END"
+    ),
+    # The owner as ``search_sql.owner_text`` writes it.
+    "dataset_text_owner_update": (
+        "AFTER UPDATE OF creator_id ON dataset WHEN new.creator_id IS NOT old.creator_id BEGIN "
+        "UPDATE dataset_text SET owner = CAST(new.creator_id AS TEXT) WHERE rowid = new.id; END"
     ),
 }
 
