@@ -41,8 +41,6 @@ class Cond:
     #: The list (the walk owner's, if any) read along its table rather than through an index,
     #: from ``{rows}`` (``LIMIT n``: the first n rows only): cheaper when most rows are in it.
     scanned_ids: str | None = None
-    #: ``ids`` (and ``owned_ids``) read in descending id without sorting (FTS5's row ids).
-    ordered_ids: bool = False
 
 
 @dataclass

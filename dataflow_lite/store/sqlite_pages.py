@@ -27,6 +27,7 @@ from dataflow_lite.store import search_sql
 from dataflow_lite.store.search_sql import Cond, Found, Sql, Walk, bounded_count, list_size
 from dataflow_lite.store.sqlite_lists import (
     FILE_COST,
+    WORDS_COST,
     count_passing,
     counted_list,
     deep_page,
@@ -84,10 +85,10 @@ def dataset_page(
         # One term is the whole search, and the owner's own list of it its whole answer: that
         # list alone is counted (not everyone's first: ``scan -op3``, 4.6 ms of 10.)
         count = list_size(session, sql, mine)
-        # From the list in id order where it can be, but for the first page of a long list
-        # (page 1, or after a cursor), which the walk finds as soon, reading a page over the
-        # term's share of the owner's datasets.
-        if mine.ordered_ids and (offset or count <= search_sql.WINDOW):
+        # A words list (FTS5's, read in descending id without sorting) in id order where it
+        # can be, but for the first page of a long list (page 1, or after a cursor), which the
+        # walk finds as soon, reading a page over the term's share of the owner's datasets.
+        if mine.cost == WORDS_COST and (offset or count <= search_sql.WINDOW):
             if (ids := _by_id(session, sql, mine, after, offset, limit)) is not None:
                 return Found(ids, count)
         if count <= search_sql.WINDOW:
@@ -189,7 +190,7 @@ def _by_id(
         ))  # fmt: skip
         if not before:
             return []
-        if before[0][0] < ordered_from:
+        if before[0][0] < ordered_from:  # those before the cursor are not the ids up to it
             return None
         below = f"WHERE id <= {sql.bind(before[0][0])}"
     assert listed.ids is not None

@@ -192,12 +192,10 @@ def text_cond(
     # Only for counting a long list: joined with the owner's half-million entries, FTS5 reads
     # more than the words alone when they are few together (two dense words: 32 ms, not 7).
     if owner_id is None:
-        return [Cond(check, listing(prefix=True), whole, cost=WORDS_COST, ordered_ids=True)]
+        return [Cond(check, listing(prefix=True), whole, cost=WORDS_COST)]
     owned = listing(prefix=True, owner=owner_id)
     owned_lower = listing(prefix=False, owner=owner_id) if lower else None
-    return [
-        Cond(check, listing(prefix=True), whole, WORDS_COST, owned, owned_lower, ordered_ids=True)
-    ]
+    return [Cond(check, listing(prefix=True), whole, WORDS_COST, owned, owned_lower)]
 
 
 def _date_bounds(sql: Sql, value: str, low: date | None, high: date | None) -> str:
