@@ -6,6 +6,9 @@ import errno
 import hashlib
 import io
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import dataflow_lite_local
@@ -180,6 +183,30 @@ def test_a_dataset_folder_made_by_someone_else_is_never_taken_over(
     assert (refused.value.permanent, str(refused.value)) == (True, message)
     assert sorted(p.name for p in folder.iterdir()) == ([FOLDER_MARKER] if marker else [])
     untouched(outside)
+
+
+def test_writes_beside_the_first_wait_for_its_marker(adapter, root, staged, monkeypatch):
+    """A dataset's first write makes its folder and marks it; a transfer of the same dataset
+    that finds the folder meanwhile waits for the marker, and never reads it half-written."""
+    token = adapter.tree.token
+    marking = threading.Event()
+
+    def slow_token(relative: PurePosixPath) -> bytes:  # the marker's own write, slowed
+        if not marking.is_set():
+            marking.set()
+            time.sleep(0.5)
+        return token(relative)
+
+    monkeypatch.setattr(adapter.tree, "token", slow_token)
+    with ThreadPoolExecutor(1) as first:
+        metadata = first.submit(adapter.write_file, METADATA, b"{}", None)
+        assert marking.wait(5) and (root / FOLDER).is_dir()  # made, its marker being written
+        assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
+        metadata.result()
+    assert (root / FOLDER / FOLDER_MARKER).read_bytes() == token(FOLDER) + b"\n"
+    assert sorted(p.name for p in (root / FOLDER).iterdir()) == sorted(
+        [FOLDER_MARKER, "metadata.json", "raw"]
+    )
 
 
 def test_a_folder_an_earlier_release_made_is_marked_on_its_next_write(adapter, root, staged):

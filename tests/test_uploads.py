@@ -164,7 +164,7 @@ def test_parallel_uploads_to_one_dataset_all_land(live_server, cli, instance: Pa
         responses = list(pool.map(upload, contents))
     assert [r.status_code for r in responses] == [201] * len(contents), [r.text for r in responses]
     transfers = wait_for_transfers(live_server.api, key, dataset["id"])
-    assert {t["state"] for t in transfers} == {"done"}
+    assert {t["state"] for t in transfers} == {"done"}, [t["last_error"] for t in transfers]
     folder = Path(
         requests.get(
             f"{live_server.api}/datasets/{dataset['id']}",

@@ -26,7 +26,6 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -47,11 +46,10 @@ from dataflow_lite.adapter import (
     TransferJob,
     TransferStatus,
     abandoned,
-    lock_for_writing,
 )
 from dataflow_lite.store.instance_keys import load_or_create
 
-from .safe_paths import CREATE, LinkRefused, Tree, adapter_error
+from .safe_paths import LinkRefused, Tree, adapter_error, temporary_beside
 from .walk import walk
 
 CHUNK = 1 << 20
@@ -59,35 +57,6 @@ CHUNK = 1 << 20
 TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.part", re.DOTALL)
 # Signs the markers of dataset folders this server made (see safe_paths).
 KEY_FILE = "local-folders.key"
-
-
-@contextmanager
-def _temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterator[tuple[int, str]]:
-    """A new hidden file beside ``target`` in the open ``folder``, locked while it is written,
-    and removed at the end (linked into place by then, or given up).
-
-    The lock tells a worker's start-up sweep that the copy is alive; one whose worker was
-    killed holds none, and the sweep removes it.
-    """
-    while True:
-        name = f".{target.name}.{secrets.token_hex(4)}.part"
-        try:
-            fd = os.open(name, CREATE, 0o644, dir_fd=folder)
-        except FileExistsError:
-            continue
-        except OSError as error:  # a name too long for the file system, a full or read-only disk
-            raise adapter_error(f"cannot write {where}", error) from error
-        if lock_for_writing(fd, name, dir_fd=folder):
-            break
-        os.close(fd)  # a sweep removed it before the lock was taken: make another
-    try:
-        yield fd, name
-    finally:
-        try:
-            os.unlink(name, dir_fd=folder)
-        except FileNotFoundError:
-            pass
-        os.close(fd)
 
 
 def _copy_into(job: TransferJob, fd: int, where: Path) -> None:
@@ -220,7 +189,7 @@ class LocalAdapter(TransferAdapter):
                     raise adapter_error(f"cannot write {self._path(job.target)}", error) from error
                 how = "copy"
                 where = self._path(job.target)
-                with _temporary_beside(folder, job.target, where) as (fd, temporary):
+                with temporary_beside(folder, job.target, where) as (fd, temporary):
                     _copy_into(job, fd, where)
                     try:
                         os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
@@ -264,7 +233,7 @@ class LocalAdapter(TransferAdapter):
             # A rename would replace a planted link rather than follow it; refused all the same.
             self.tree.check_not_link(folder, target)
             where = self._path(target)
-            with _temporary_beside(folder, target, where) as (fd, temporary):
+            with temporary_beside(folder, target, where) as (fd, temporary):
                 try:
                     with os.fdopen(fd, "wb", closefd=False) as out:
                         out.write(content)

@@ -23,13 +23,19 @@ import errno
 import hashlib
 import hmac
 import os
+import secrets
 import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 
-from dataflow_lite.adapter import DATASET_FOLDER_DEPTH, PERMANENT_ERRNOS, AdapterError
+from dataflow_lite.adapter import (
+    DATASET_FOLDER_DEPTH,
+    PERMANENT_ERRNOS,
+    AdapterError,
+    lock_for_writing,
+)
 from dataflow_lite.store.layout import FOLDER_MARKER, METADATA_FILE
 
 DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -45,6 +51,35 @@ def adapter_error(what: str, error: OSError) -> AdapterError:
     return AdapterError(
         f"{what}: {error.strerror or error}", permanent=error.errno in PERMANENT_ERRNOS
     )
+
+
+@contextmanager
+def temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterator[tuple[int, str]]:
+    """A new hidden file beside ``target`` in the open ``folder``, locked while it is written,
+    and removed at the end (linked into place by then, or given up).
+
+    The lock tells a worker's start-up sweep that the copy is alive; one whose worker was
+    killed holds none, and the sweep removes it.
+    """
+    while True:
+        name = f".{target.name}.{secrets.token_hex(4)}.part"
+        try:
+            fd = os.open(name, CREATE, 0o644, dir_fd=folder)
+        except FileExistsError:
+            continue
+        except OSError as error:  # a name too long for the file system, a full or read-only disk
+            raise adapter_error(f"cannot write {where}", error) from error
+        if lock_for_writing(fd, name, dir_fd=folder):
+            break
+        os.close(fd)  # a sweep removed it before the lock was taken: make another
+    try:
+        yield fd, name
+    finally:
+        try:
+            os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 class LinkRefused(AdapterError):
@@ -148,16 +183,23 @@ class Tree:
         return self._open_folder(dir_fd, relative)
 
     def _leave_marker(self, parent_fd: int | None, folder_fd: int, relative: PurePosixPath) -> None:
+        """Mark the folder. The marker is written beside its name and linked into place whole:
+        a transfer of the dataset that finds the folder meanwhile sees no marker yet (and
+        waits), never an empty one."""
+        where = self.where(relative / FOLDER_MARKER)
         try:
-            fd = os.open(FOLDER_MARKER, CREATE, 0o644, dir_fd=folder_fd)
-            try:
+            with temporary_beside(folder_fd, PurePosixPath(FOLDER_MARKER), where) as (fd, name):
                 os.write(fd, self.token(relative) + b"\n")
                 os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as error:
-            if parent_fd is not None:  # empty, and ours: the next try makes it again
-                os.rmdir(relative.name, dir_fd=parent_fd)
+                os.link(name, FOLDER_MARKER, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except (OSError, AdapterError) as error:
+            if parent_fd is None and isinstance(error, FileExistsError):
+                return self._check_marker(folder_fd, relative)  # another transfer marked it
+            if parent_fd is not None:  # ours: the next try makes it again (if nobody wrote in it)
+                with suppress(OSError):
+                    os.rmdir(relative.name, dir_fd=parent_fd)
+            if isinstance(error, AdapterError):
+                raise
             raise adapter_error(f"cannot mark {self.where(relative)}", error) from error
 
     def _check_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
