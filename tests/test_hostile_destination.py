@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -13,9 +14,9 @@ from pathlib import Path, PurePosixPath
 
 import dataflow_lite_local
 import pytest
-from dataflow_lite_local import LocalAdapter
+from dataflow_lite_local import LocalAdapter, safe_paths
 
-from dataflow_lite.adapter import AdapterContext, AdapterError, TransferJob
+from dataflow_lite.adapter import AdapterContext, AdapterError, TransferJob, being_written
 from dataflow_lite.store.layout import FOLDER_MARKER, UnsafePath, check_file_name
 
 FOLDER = PurePosixPath("microscope/2026-12-01/101500_scan")
@@ -187,14 +188,16 @@ def test_a_dataset_folder_made_by_someone_else_is_never_taken_over(
 
 def test_writes_beside_the_first_wait_for_its_marker(adapter, root, staged, monkeypatch):
     """A dataset's first write makes its folder and marks it; a transfer of the same dataset
-    that finds the folder meanwhile waits for the marker, and never reads it half-written."""
+    that finds the folder meanwhile waits for the marker, never reads it half-written, and
+    waits past MARKER_WAIT while the marker is still being written (a slow sync)."""
+    monkeypatch.setattr(safe_paths, "MARKER_WAIT", 0.2)
     token = adapter.tree.token
     marking = threading.Event()
 
     def slow_token(relative: PurePosixPath) -> bytes:  # the marker's own write, slowed
         if not marking.is_set():
             marking.set()
-            time.sleep(0.5)
+            time.sleep(1)
         return token(relative)
 
     monkeypatch.setattr(adapter.tree, "token", slow_token)
@@ -207,6 +210,24 @@ def test_writes_beside_the_first_wait_for_its_marker(adapter, root, staged, monk
     assert sorted(p.name for p in (root / FOLDER).iterdir()) == sorted(
         [FOLDER_MARKER, "metadata.json", "raw"]
     )
+
+
+def test_a_neighbours_locked_file_holds_a_transfer_only_so_long(adapter, root, staged, monkeypatch):
+    """A neighbour's folder with a locked file named like a marker being written: refused once
+    MARKING_WAIT has passed, not waited for as long as the neighbour holds it."""
+    monkeypatch.setattr(safe_paths, "MARKER_WAIT", 0.1)
+    monkeypatch.setattr(safe_paths, "MARKING_WAIT", 0.5)
+    folder = root / FOLDER
+    folder.mkdir(parents=True)
+    planted = folder / f".{FOLDER_MARKER}.0123abcd.part"
+    with planted.open("wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert being_written(planted)
+        started = time.monotonic()
+        with pytest.raises(AdapterError, match="was not made by this dataset's transfers"):
+            adapter.submit(job_for(staged))
+        assert 0.5 <= time.monotonic() - started
+    assert not being_written(planted)  # its writer let go
 
 
 def test_a_folder_an_earlier_release_made_is_marked_on_its_next_write(adapter, root, staged):

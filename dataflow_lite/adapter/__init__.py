@@ -26,6 +26,7 @@ from dataflow_lite.adapter.base import (
 )
 from dataflow_lite.adapter.files import (
     abandoned,
+    being_written,
     fsync_directory,
     lock_for_writing,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "abandoned",
     "adapter_key_files",
     "adapter_settings",
+    "being_written",
     "discover_adapters",
     "fsync_directory",
     "lock_for_writing",

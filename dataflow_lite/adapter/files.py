@@ -1,5 +1,5 @@
-"""File-system helpers adapters share: a writer's lock, a sweeper's test for abandoned
-temporaries, and syncing a directory's names."""
+"""File-system helpers adapters share: a writer's lock, the tests for files being written and
+for abandoned ones, and syncing a directory's names."""
 
 from __future__ import annotations
 
@@ -56,6 +56,26 @@ def abandoned(path: Path | str, dir_fd: int | None = None) -> Iterator[bool]:
         except FileNotFoundError:
             same = False
         yield same
+    finally:
+        os.close(fd)
+
+
+def being_written(path: Path | str, dir_fd: int | None = None) -> bool:
+    """Whether ``path`` (relative to ``dir_fd`` if given) is a regular file that a live writer
+    holds (:func:`lock_for_writing`)."""
+    try:
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
     finally:
         os.close(fd)
 

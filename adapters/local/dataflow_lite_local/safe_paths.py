@@ -34,6 +34,7 @@ from dataflow_lite.adapter import (
     DATASET_FOLDER_DEPTH,
     PERMANENT_ERRNOS,
     AdapterError,
+    being_written,
     lock_for_writing,
 )
 from dataflow_lite.store.layout import FOLDER_MARKER, METADATA_FILE
@@ -42,8 +43,10 @@ DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted where a file belongs answers at once rather than block the reader.
 READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-# How long a second writer waits for the first to leave its marker in a folder it just made.
-MARKER_WAIT = 2.0
+# How long a second writer waits for the first to leave its marker in a folder it just made;
+# and, while it sees the marker being written (its temporary locked: a slow sync on a busy
+# disk), at most how long: a neighbour's locked file must not hold the dataset's transfers.
+MARKER_WAIT, MARKING_WAIT = 2.0, 60.0
 
 
 def adapter_error(what: str, error: OSError) -> AdapterError:
@@ -202,14 +205,27 @@ class Tree:
                 raise
             raise adapter_error(f"cannot mark {self.where(relative)}", error) from error
 
+    @staticmethod
+    def _being_marked(folder_fd: int) -> bool:
+        """Whether a live write is leaving the folder's marker (its temporary is locked)."""
+        prefix = f".{FOLDER_MARKER}."
+        with os.scandir(folder_fd) as entries:
+            return any(
+                entry.name.startswith(prefix) and being_written(entry.name, dir_fd=folder_fd)
+                for entry in entries
+            )
+
     def _check_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
-        deadline = time.monotonic() + MARKER_WAIT
+        start = time.monotonic()
         found = b""
         while True:
             try:
                 fd = os.open(FOLDER_MARKER, READ, dir_fd=folder_fd)
             except FileNotFoundError:
-                if time.monotonic() < deadline:
+                waited = time.monotonic() - start
+                if waited < MARKER_WAIT or (
+                    waited < MARKING_WAIT and self._being_marked(folder_fd)
+                ):
                     time.sleep(0.05)  # the dataset's first write may be leaving it right now
                     continue
                 break
