@@ -243,7 +243,7 @@ def test_the_local_adapter_removes_only_its_own_unlocked_temporaries(tmp_path: P
             }
         )
     assert sorted(removed) == sorted(
-        f"removed {path}: a copy cut off before it landed" for path in (stale, in_subfolder)
+        f"removed {path}: a write cut off before it landed" for path in (stale, in_subfolder)
     )
     assert copying.exists() and catalogued.exists() and (folder / "metadata.json").exists()
     assert (linked / STALE_TEMPORARY).exists()

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import dataflow_lite_local
 import pytest
 from dataflow_lite_local import LocalAdapter, safe_paths
+from dataflow_lite_local.safe_paths import LinkRefused
 
 from dataflow_lite.adapter import AdapterContext, AdapterError, TransferJob, being_written
 from dataflow_lite.store.layout import FOLDER_MARKER, UnsafePath, check_file_name
@@ -230,14 +231,170 @@ def test_a_neighbours_locked_file_holds_a_transfer_only_so_long(adapter, root, s
     assert not being_written(planted)  # its writer let go
 
 
-def test_a_folder_an_earlier_release_made_is_marked_on_its_next_write(adapter, root, staged):
+def earlier_releases_folder(root: Path) -> Path:
     folder = root / FOLDER
     folder.mkdir(parents=True)  # as releases before the marker made it, with its metadata.json
     (folder / "metadata.json").write_bytes(b"{}")
     os.utime(folder / "metadata.json", (1, 1))
+    return folder
+
+
+def test_a_folder_an_earlier_release_made_is_marked_on_its_next_write(adapter, root, staged):
+    folder = earlier_releases_folder(root)
     adapter.write_file(METADATA, b'{"again": true}', None)
     assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
     assert (folder / FOLDER_MARKER).read_bytes() == adapter.tree.token(FOLDER) + b"\n"
+
+
+def test_two_transfers_mark_an_earlier_releases_folder_at_once(adapter, root, staged, monkeypatch):
+    monkeypatch.setattr(safe_paths, "MARKER_WAIT", 0)  # the second marks too, not waits
+    monkeypatch.setattr(safe_paths, "MARKING_WAIT", 0)
+    earlier_releases_folder(root)
+    token = adapter.tree.token
+
+    def slow_token(relative: PurePosixPath) -> bytes:
+        time.sleep(0.3)
+        return token(relative)
+
+    monkeypatch.setattr(adapter.tree, "token", slow_token)
+    with ThreadPoolExecutor(1) as first:
+        metadata = first.submit(adapter.write_file, METADATA, b'{"again": true}', None)
+        time.sleep(0.1)
+        assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
+        metadata.result()
+    assert (root / FOLDER / FOLDER_MARKER).read_bytes() == token(FOLDER) + b"\n"
+
+
+@pytest.mark.parametrize("marker", ["empty", "folder", "fifo", "link"])
+def test_an_earlier_releases_folder_with_a_bad_marker_is_refused(
+    adapter, root, outside, staged, marker
+):
+    folder = earlier_releases_folder(root)
+    where = folder / FOLDER_MARKER
+    if marker == "empty":  # as a worker killed between making and writing it left it
+        where.write_bytes(b"")
+    elif marker == "folder":
+        where.mkdir()
+    elif marker == "fifo":
+        os.mkfifo(where)
+    else:
+        where.symlink_to(outside / "authorized_keys")
+    with pytest.raises(AdapterError) as refused:
+        adapter.submit(job_for(staged))
+    assert refused.value.permanent
+    assert "was not made by this dataset's transfers" in str(refused.value)
+    untouched(outside)
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> list:
+    """os.fsync that first runs the hooks put in the list, ``(prefix, hook)``, on the file
+    whose name begins with ``prefix`` (a temporary of the adapter's), each once."""
+    hooks: list = []
+    fsync = os.fsync
+
+    def hooked(fd: int) -> None:
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        for prefix, hook in list(hooks):
+            if name.startswith(prefix):
+                hooks.remove((prefix, hook))
+                hook(fd, name)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", hooked)
+    return hooks
+
+
+MARKING = f".{FOLDER_MARKER}."
+
+
+def test_a_temporary_swapped_for_a_link_never_links_its_target(
+    adapter, root, outside, staged, syncs
+):
+    """A neighbour who puts a link in the marker's temporary's place gets no hard link to the
+    file it names (the marker is never made through a link), and the folder is refused."""
+
+    def swap(fd: int, name: str) -> None:
+        folder = root / FOLDER
+        (folder / name).unlink()
+        (folder / name).symlink_to(outside / "authorized_keys")
+
+    syncs.append((MARKING, swap))
+    with pytest.raises(AdapterError) as refused:
+        adapter.submit(job_for(staged))
+    assert refused.value.permanent
+    assert os.stat(outside / "authorized_keys").st_nlink == 1
+    untouched(outside)
+
+
+@pytest.mark.parametrize("how", ["copy"], indirect=True)
+def test_a_copys_temporary_swapped_for_a_link_never_links_its_target(
+    adapter, root, outside, staged, syncs, how
+):
+    """The same for a file copied across file systems: what lands is the link, refused when
+    the file is verified, never a hard link to the file it names."""
+
+    def swap(fd: int, name: str) -> None:
+        (root / TARGET.parent / name).unlink()
+        (root / TARGET.parent / name).symlink_to(outside / "authorized_keys")
+
+    syncs.append((f".{TARGET.name}.", swap))
+    assert adapter.submit(job_for(staged)) == "copy"
+    assert (root / TARGET).is_symlink()
+    with pytest.raises(LinkRefused):
+        adapter.verify(job_for(staged), how)
+    assert os.stat(outside / "authorized_keys").st_nlink == 1
+    untouched(outside)
+
+
+def test_a_temporary_taken_away_or_a_failed_sync_is_tried_again(adapter, root, staged, syncs):
+    def remove(fd: int, name: str) -> None:
+        (root / FOLDER / name).unlink()
+
+    def fail(fd: int, name: str) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    for hook in (remove, fail):
+        syncs.append((MARKING, hook))
+        with pytest.raises(AdapterError) as failed:
+            adapter.submit(job_for(staged))
+        assert not failed.value.permanent, failed.value
+        assert not (root / FOLDER).exists()  # removed: the next try makes it again
+    assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
+
+
+def test_a_transfer_waiting_on_a_first_write_that_failed_tries_again(adapter, root, staged, syncs):
+    started = threading.Event()
+
+    def fail_slowly(fd: int, name: str) -> None:
+        started.set()
+        time.sleep(0.5)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    syncs.append((MARKING, fail_slowly))
+    with ThreadPoolExecutor(1) as first:
+        metadata = first.submit(adapter.write_file, METADATA, b"{}", None)
+        assert started.wait(5)
+        with pytest.raises(AdapterError) as failed:
+            adapter.submit(job_for(staged))  # waits on the folder its first write removes
+        assert not failed.value.permanent, failed.value
+        assert "was removed while its first write marked it" in str(failed.value)
+        with pytest.raises(AdapterError, match="Input/output error"):
+            metadata.result()
+    assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
+
+
+def test_a_file_system_without_locks_leaves_nothing_behind(adapter, root, staged, monkeypatch):
+    def no_locks(*args, **kwargs):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(safe_paths, "lock_for_writing", no_locks)
+    with pytest.raises(AdapterError, match="No locks available") as failed:
+        adapter.submit(job_for(staged))
+    assert not failed.value.permanent
+    assert not (root / FOLDER).exists()
+    monkeypatch.undo()
+    assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
 
 
 def test_a_neighbours_folder_is_not_taken_for_an_earlier_releases(adapter, root, staged):

@@ -192,7 +192,8 @@ class LocalAdapter(TransferAdapter):
                 with temporary_beside(folder, job.target, where) as (fd, temporary):
                     _copy_into(job, fd, where)
                     try:
-                        os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+                        os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder,
+                                follow_symlinks=False)  # fmt: skip
                     except FileExistsError:
                         earlier = self._already_there(job, folder)
                         if earlier is None:
@@ -281,7 +282,7 @@ class LocalAdapter(TransferAdapter):
                             if stale:
                                 os.unlink(entry.name, dir_fd=folder)
                                 where = self._path(relative / entry.name)
-                                removed.append(f"removed {where}: a copy cut off before it landed")
+                                removed.append(f"removed {where}: a write cut off before it landed")
             except AdapterError:
                 continue  # nothing landed there yet, or a link on the way: not ours to sweep
         return removed

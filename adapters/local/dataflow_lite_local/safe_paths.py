@@ -59,10 +59,11 @@ def adapter_error(what: str, error: OSError) -> AdapterError:
 @contextmanager
 def temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterator[tuple[int, str]]:
     """A new hidden file beside ``target`` in the open ``folder``, locked while it is written,
-    and removed at the end (linked into place by then, or given up).
+    and removed at the end (linked into place by then, or given up): a file's copy, a
+    ``metadata.json``, a folder's marker.
 
-    The lock tells a worker's start-up sweep that the copy is alive; one whose worker was
-    killed holds none, and the sweep removes it.
+    The lock tells a worker's start-up sweep, and a transfer waiting for a marker, that the
+    write is alive; one whose worker was killed holds none, and the sweep removes it.
     """
     while True:
         name = f".{target.name}.{secrets.token_hex(4)}.part"
@@ -72,7 +73,14 @@ def temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterato
             continue
         except OSError as error:  # a name too long for the file system, a full or read-only disk
             raise adapter_error(f"cannot write {where}", error) from error
-        if lock_for_writing(fd, name, dir_fd=folder):
+        try:
+            locked = lock_for_writing(fd, name, dir_fd=folder)
+        except OSError as error:  # no locks on this file system (NFS without lockd)
+            os.close(fd)
+            with suppress(OSError):
+                os.unlink(name, dir_fd=folder)
+            raise adapter_error(f"cannot write {where}", error) from error
+        if locked:
             break
         os.close(fd)  # a sweep removed it before the lock was taken: make another
     try:
@@ -171,39 +179,70 @@ class Tree:
         """Whether the dataset folder ``relative`` (open as ``folder_fd``) is this server's: its
         marker holds this path's HMAC, or an earlier release made it. Never waits, marks or
         raises: a walk reports the folders it will not trust."""
+        found = self._marker(folder_fd)
+        if found is None:
+            return self._made_before_marking(folder_fd)
+        return hmac.compare_digest(found, self.token(relative))
+
+    @staticmethod
+    def _marker(folder_fd: int) -> bytes | None:
+        """What the folder's marker holds: None when there is none, empty when it is not a
+        file this server can read (a link, a FIFO, a folder...)."""
         try:
             fd = os.open(FOLDER_MARKER, READ, dir_fd=folder_fd)
+        except FileNotFoundError:
+            return None
         except OSError:
-            return self._made_before_marking(folder_fd)
+            return b""
         try:
-            found = os.read(fd, 200).strip()
+            return os.read(fd, 200).strip() if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        except OSError:
+            return b""
         finally:
             os.close(fd)
-        return hmac.compare_digest(found, self.token(relative))
 
     def open_folder(self, dir_fd: int, relative: PurePosixPath) -> int:
         """A descriptor of the folder ``relative`` in folder ``dir_fd``; never through a link."""
         return self._open_folder(dir_fd, relative)
 
-    def _leave_marker(self, parent_fd: int | None, folder_fd: int, relative: PurePosixPath) -> None:
-        """Mark the folder. The marker is written beside its name and linked into place whole:
-        a transfer of the dataset that finds the folder meanwhile sees no marker yet (and
-        waits), never an empty one."""
+    def _leave_marker(self, parent_fd: int | None, folder_fd: int, relative: PurePosixPath) -> bool:
+        """Mark the folder; False if another transfer marked it first (only an earlier
+        release's folder, ``parent_fd`` None, is marked by two at once).
+
+        The marker is written beside its name and linked into place whole: a transfer of the
+        dataset that finds the folder meanwhile sees no marker yet (and waits), never an empty
+        one. A folder this write made (``parent_fd`` given) is removed when marking fails, so
+        the next try makes it again.
+        """
         where = self.where(relative / FOLDER_MARKER)
         try:
             with temporary_beside(folder_fd, PurePosixPath(FOLDER_MARKER), where) as (fd, name):
-                os.write(fd, self.token(relative) + b"\n")
+                with os.fdopen(fd, "wb", closefd=False) as out:
+                    out.write(self.token(relative) + b"\n")
                 os.fsync(fd)
-                os.link(name, FOLDER_MARKER, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+                # Never through a link: a neighbour may have put one in the temporary's place.
+                os.link(name, FOLDER_MARKER, src_dir_fd=folder_fd, dst_dir_fd=folder_fd,
+                        follow_symlinks=False)  # fmt: skip
+                marker = os.stat(FOLDER_MARKER, dir_fd=folder_fd, follow_symlinks=False)
+                if not os.path.samestat(os.fstat(fd), marker):
+                    raise AdapterError(
+                        f"{where} was replaced while it was written: a dataset's folder is "
+                        "never taken over",
+                        permanent=True,
+                    )
+            return True
         except (OSError, AdapterError) as error:
             if parent_fd is None and isinstance(error, FileExistsError):
-                return self._check_marker(folder_fd, relative)  # another transfer marked it
-            if parent_fd is not None:  # ours: the next try makes it again (if nobody wrote in it)
+                return False
+            if parent_fd is not None:
                 with suppress(OSError):
-                    os.rmdir(relative.name, dir_fd=parent_fd)
+                    os.rmdir(relative.name, dir_fd=parent_fd)  # unless someone wrote in it
             if isinstance(error, AdapterError):
                 raise
-            raise adapter_error(f"cannot mark {self.where(relative)}", error) from error
+            failed = adapter_error(f"cannot mark {self.where(relative)}", error)
+            # The temporary taken away before its link: the next try makes another.
+            failed.permanent &= not isinstance(error, FileNotFoundError)
+            raise failed from error
 
     @staticmethod
     def _being_marked(folder_fd: int) -> bool:
@@ -216,30 +255,25 @@ class Tree:
             )
 
     def _check_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
+        """Go on only into a folder with this server's marker for ``relative``, waiting for a
+        first write that is leaving it; an earlier release's folder is marked now."""
         start = time.monotonic()
-        found = b""
-        while True:
-            try:
-                fd = os.open(FOLDER_MARKER, READ, dir_fd=folder_fd)
-            except FileNotFoundError:
-                waited = time.monotonic() - start
-                if waited < MARKER_WAIT or (
-                    waited < MARKING_WAIT and self._being_marked(folder_fd)
-                ):
-                    time.sleep(0.05)  # the dataset's first write may be leaving it right now
-                    continue
+        while (found := self._marker(folder_fd)) is None:
+            if os.fstat(folder_fd).st_nlink == 0:  # its first write failed and removed it
+                raise AdapterError(
+                    f"{self.where(relative)} was removed while its first write marked it"
+                )
+            waited = time.monotonic() - start
+            if not (
+                waited < MARKER_WAIT or (waited < MARKING_WAIT and self._being_marked(folder_fd))
+            ):
                 break
-            except OSError:
-                break
-            try:
-                found = os.read(fd, 200).strip()
-            finally:
-                os.close(fd)
-            break
-        if not found and self._made_before_marking(folder_fd):
-            self._leave_marker(None, folder_fd, relative)
-            return
-        if not hmac.compare_digest(found, self.token(relative)):
+            time.sleep(0.05)  # the dataset's first write may be leaving it right now
+        if found is None and self._made_before_marking(folder_fd):
+            if self._leave_marker(None, folder_fd, relative):
+                return
+            found = self._marker(folder_fd)  # another transfer marked it just now
+        if found is None or not hmac.compare_digest(found, self.token(relative)):
             raise AdapterError(
                 f"{self.where(relative)} already exists and was not made by this dataset's "
                 "transfers: a dataset's folder is never taken over",
