@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import dataflow_lite_local
@@ -187,26 +188,52 @@ def test_a_dataset_folder_made_by_someone_else_is_never_taken_over(
     untouched(outside)
 
 
-def test_writes_beside_the_first_wait_for_its_marker(adapter, root, staged, monkeypatch):
+@dataclass
+class Waiting:
+    """What a transfer waiting for a marker saw when it asked whether one is being written."""
+
+    asked: threading.Event = field(default_factory=threading.Event)
+    saw_none: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def waiting(adapter: LocalAdapter, monkeypatch: pytest.MonkeyPatch) -> Waiting:
+    seen = Waiting()
+    being_marked = adapter.tree._being_marked
+
+    def watched(folder_fd: int) -> bool:
+        seen.asked.set()
+        answer = being_marked(folder_fd)
+        if not answer:
+            seen.saw_none.set()
+        return answer
+
+    monkeypatch.setattr(adapter.tree, "_being_marked", watched)
+    return seen
+
+
+def test_writes_beside_the_first_wait_for_its_marker(adapter, root, staged, monkeypatch, waiting):
     """A dataset's first write makes its folder and marks it; a transfer of the same dataset
-    that finds the folder meanwhile waits for the marker, never reads it half-written, and
-    waits past MARKER_WAIT while the marker is still being written (a slow sync)."""
+    that finds the folder meanwhile waits for the marker while it is being written (a slow
+    sync), past MARKER_WAIT, and never reads it half-written."""
     monkeypatch.setattr(safe_paths, "MARKER_WAIT", 0.2)
     token = adapter.tree.token
     marking = threading.Event()
 
-    def slow_token(relative: PurePosixPath) -> bytes:  # the marker's own write, slowed
+    def held_token(relative: PurePosixPath) -> bytes:  # the marker's write, held for the other
         if not marking.is_set():
             marking.set()
-            time.sleep(1)
+            waiting.asked.wait(10)
+            time.sleep(0.6)
         return token(relative)
 
-    monkeypatch.setattr(adapter.tree, "token", slow_token)
+    monkeypatch.setattr(adapter.tree, "token", held_token)
     with ThreadPoolExecutor(1) as first:
         metadata = first.submit(adapter.write_file, METADATA, b"{}", None)
         assert marking.wait(5) and (root / FOLDER).is_dir()  # made, its marker being written
         assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
         metadata.result()
+    assert waiting.asked.is_set()
     assert (root / FOLDER / FOLDER_MARKER).read_bytes() == token(FOLDER) + b"\n"
     assert sorted(p.name for p in (root / FOLDER).iterdir()) == sorted(
         [FOLDER_MARKER, "metadata.json", "raw"]
@@ -251,15 +278,17 @@ def test_two_transfers_mark_an_earlier_releases_folder_at_once(adapter, root, st
     monkeypatch.setattr(safe_paths, "MARKING_WAIT", 0)
     earlier_releases_folder(root)
     token = adapter.tree.token
+    both = threading.Barrier(2, timeout=10)
+    calls = iter(range(1000))
 
-    def slow_token(relative: PurePosixPath) -> bytes:
-        time.sleep(0.3)
+    def met_token(relative: PurePosixPath) -> bytes:  # both marks written before either links
+        if next(calls) < 2:
+            both.wait()
         return token(relative)
 
-    monkeypatch.setattr(adapter.tree, "token", slow_token)
+    monkeypatch.setattr(adapter.tree, "token", met_token)
     with ThreadPoolExecutor(1) as first:
         metadata = first.submit(adapter.write_file, METADATA, b'{"again": true}', None)
-        time.sleep(0.1)
         assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
         metadata.result()
     assert (root / FOLDER / FOLDER_MARKER).read_bytes() == token(FOLDER) + b"\n"
@@ -363,18 +392,29 @@ def test_a_temporary_taken_away_or_a_failed_sync_is_tried_again(adapter, root, s
     assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
 
 
-def test_a_transfer_waiting_on_a_first_write_that_failed_tries_again(adapter, root, staged, syncs):
-    started = threading.Event()
+def test_a_transfer_waiting_on_a_first_write_that_failed_tries_again(
+    adapter, root, staged, syncs, waiting, monkeypatch
+):
+    """The first write fails while another waits for its marker, and removes its folder, its
+    temporary a moment before: the waiting transfer, having seen no marker being written in
+    that moment, is tried again, not refused for good."""
+    monkeypatch.setattr(safe_paths, "MARKER_WAIT", 0.2)
+    rmdir = os.rmdir
 
-    def fail_slowly(fd: int, name: str) -> None:
-        started.set()
-        time.sleep(0.5)
+    def fail_once_waited_for(fd: int, name: str) -> None:
+        waiting.asked.wait(10)
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    syncs.append((MARKING, fail_slowly))
+    def rmdir_once_seen(path, *, dir_fd=None):  # the folder goes once its temporary was missed
+        waiting.saw_none.wait(10)
+        rmdir(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "rmdir", rmdir_once_seen)
+    syncs.append((MARKING, fail_once_waited_for))
     with ThreadPoolExecutor(1) as first:
         metadata = first.submit(adapter.write_file, METADATA, b"{}", None)
-        assert started.wait(5)
+        while not any(p.name.startswith(MARKING) for p in (root / FOLDER).glob(".*")):
+            time.sleep(0.01)  # the first write is marking the folder it made
         with pytest.raises(AdapterError) as failed:
             adapter.submit(job_for(staged))  # waits on the folder its first write removes
         assert not failed.value.permanent, failed.value

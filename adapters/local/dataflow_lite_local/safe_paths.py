@@ -43,9 +43,10 @@ DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted where a file belongs answers at once rather than block the reader.
 READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-# How long a second writer waits for the first to leave its marker in a folder it just made;
-# and, while it sees the marker being written (its temporary locked: a slow sync on a busy
-# disk), at most how long: a neighbour's locked file must not hold the dataset's transfers.
+# How long a second writer waits for the first to leave its marker in a folder it just made,
+# counted again from the last time it saw the marker being written (its temporary locked: a
+# slow sync on a busy disk); and for how long at most it counts so: a neighbour's locked file
+# must not hold the dataset's transfers.
 MARKER_WAIT, MARKING_WAIT = 2.0, 60.0
 
 
@@ -258,15 +259,17 @@ class Tree:
         """Go on only into a folder with this server's marker for ``relative``, waiting for a
         first write that is leaving it; an earlier release's folder is marked now."""
         start = time.monotonic()
+        deadline = start + MARKER_WAIT
         while (found := self._marker(folder_fd)) is None:
             if os.fstat(folder_fd).st_nlink == 0:  # its first write failed and removed it
                 raise AdapterError(
                     f"{self.where(relative)} was removed while its first write marked it"
                 )
-            waited = time.monotonic() - start
-            if not (
-                waited < MARKER_WAIT or (waited < MARKING_WAIT and self._being_marked(folder_fd))
-            ):
+            now = time.monotonic()
+            if now < start + MARKING_WAIT and self._being_marked(folder_fd):
+                deadline = now + MARKER_WAIT  # as long again once it ends: a failed write's
+                # temporary goes a moment before its folder does
+            if now >= deadline:
                 break
             time.sleep(0.05)  # the dataset's first write may be leaving it right now
         if found is None and self._made_before_marking(folder_fd):
