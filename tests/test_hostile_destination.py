@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import io
 import os
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,6 @@ from pathlib import Path, PurePosixPath
 import dataflow_lite_local
 import pytest
 from dataflow_lite_local import LocalAdapter, safe_paths
-from dataflow_lite_local.safe_paths import LinkRefused
 
 from dataflow_lite.adapter import AdapterContext, AdapterError, TransferJob, being_written
 from dataflow_lite.store.layout import FOLDER_MARKER, UnsafePath, check_file_name
@@ -201,9 +201,9 @@ def waiting(adapter: LocalAdapter, monkeypatch: pytest.MonkeyPatch) -> Waiting:
     seen = Waiting()
     being_marked = adapter.tree._being_marked
 
-    def watched(folder_fd: int) -> bool:
+    def watched(folder_fd: int, relative: PurePosixPath) -> bool:
         seen.asked.set()
-        answer = being_marked(folder_fd)
+        answer = being_marked(folder_fd, relative)
         if not answer:
             seen.saw_none.set()
         return answer
@@ -360,20 +360,72 @@ def test_a_temporary_swapped_for_a_link_never_links_its_target(
 def test_a_copys_temporary_swapped_for_a_link_never_links_its_target(
     adapter, root, outside, staged, syncs, how
 ):
-    """The same for a file copied across file systems: what lands is the link, refused when
-    the file is verified, never a hard link to the file it names."""
+    """The same for a file copied across file systems: the link put in its place is refused
+    and taken away, and no hard link is made to the file it names."""
 
     def swap(fd: int, name: str) -> None:
         (root / TARGET.parent / name).unlink()
         (root / TARGET.parent / name).symlink_to(outside / "authorized_keys")
 
     syncs.append((f".{TARGET.name}.", swap))
-    assert adapter.submit(job_for(staged)) == "copy"
-    assert (root / TARGET).is_symlink()
-    with pytest.raises(LinkRefused):
-        adapter.verify(job_for(staged), how)
+    with pytest.raises(AdapterError, match="was replaced while it was written") as refused:
+        adapter.submit(job_for(staged))
+    assert refused.value.permanent
+    assert not (root / TARGET).is_symlink() and not (root / TARGET).exists()
     assert os.stat(outside / "authorized_keys").st_nlink == 1
     untouched(outside)
+
+
+def test_temporaries_are_this_accounts_alone_until_they_land(adapter, root, staged, monkeypatch):
+    """No other account can open a temporary (to lock it before its writer does); what lands
+    is readable as before."""
+    modes = {}
+    lock_for_writing = safe_paths.lock_for_writing
+
+    def noted(fd: int, name: str, dir_fd: int | None = None) -> bool:
+        modes[name.split(".")[1]] = stat.S_IMODE(os.fstat(fd).st_mode)
+        return lock_for_writing(fd, name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(safe_paths, "lock_for_writing", noted)
+    adapter.write_file(METADATA, b"{}", None)
+    assert modes == {"": 0o600, "metadata": 0o600}  # ..dataflow-lite.*.part, .metadata.json.*
+    assert stat.S_IMODE((root / METADATA).stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / FOLDER / FOLDER_MARKER).stat().st_mode) == 0o644
+
+
+def test_a_marker_written_whole_by_a_killed_worker_is_taken_up(adapter, root, staged):
+    """A worker killed after writing the marker's temporary and before linking it leaves an
+    unmarked folder: its temporary, holding this path's HMAC, is linked into place by the next
+    transfer. One holding anything else is not, and the folder is refused."""
+    folder = root / FOLDER
+    folder.mkdir(parents=True)
+    (folder / f"{safe_paths.MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
+    assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
+    assert (folder / FOLDER_MARKER).read_bytes() == adapter.tree.token(FOLDER) + b"\n"
+    assert sorted(p.name for p in folder.iterdir()) == [FOLDER_MARKER, "raw"]
+    other = root / "microscope/2026-12-01/101501_other"
+    other.mkdir()
+    (other / f"{safe_paths.MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
+    with pytest.raises(AdapterError, match="was not made by this dataset's transfers"):
+        adapter.write_file(
+            PurePosixPath("microscope/2026-12-01/101501_other/metadata.json"), b"{}", None
+        )
+    assert not (other / FOLDER_MARKER).exists()
+
+
+def test_a_marker_that_cannot_be_read_now_is_tried_again(adapter, root, staged, monkeypatch):
+    adapter.write_file(METADATA, b"{}", None)
+    real_open = os.open
+
+    def failing(path, flags, *args, **kwargs):
+        if path == FOLDER_MARKER:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", failing)
+    with pytest.raises(AdapterError, match="Input/output error") as failed:
+        adapter.submit(job_for(staged))
+    assert not failed.value.permanent
 
 
 def test_a_temporary_taken_away_or_a_failed_sync_is_tried_again(adapter, root, staged, syncs):
@@ -418,7 +470,7 @@ def test_a_transfer_waiting_on_a_first_write_that_failed_tries_again(
         with pytest.raises(AdapterError) as failed:
             adapter.submit(job_for(staged))  # waits on the folder its first write removes
         assert not failed.value.permanent, failed.value
-        assert "was removed while its first write marked it" in str(failed.value)
+        assert "was removed while this transfer waited" in str(failed.value)
         with pytest.raises(AdapterError, match="Input/output error"):
             metadata.result()
     assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
@@ -428,12 +480,12 @@ def test_a_file_system_without_locks_leaves_nothing_behind(adapter, root, staged
     def no_locks(*args, **kwargs):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
-    monkeypatch.setattr(safe_paths, "lock_for_writing", no_locks)
-    with pytest.raises(AdapterError, match="No locks available") as failed:
-        adapter.submit(job_for(staged))
+    with monkeypatch.context() as patched:
+        patched.setattr(safe_paths, "lock_for_writing", no_locks)
+        with pytest.raises(AdapterError, match="No locks available") as failed:
+            adapter.submit(job_for(staged))
     assert not failed.value.permanent
     assert not (root / FOLDER).exists()
-    monkeypatch.undo()
     assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
 
 

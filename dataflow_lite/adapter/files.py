@@ -76,6 +76,8 @@ def being_written(path: Path | str, dir_fd: int | None = None) -> bool:
         return False
     except BlockingIOError:
         return True
+    except OSError:  # no locks here (ENOLCK): nobody can hold one
+        return False
     finally:
         os.close(fd)
 

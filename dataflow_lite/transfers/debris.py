@@ -1,7 +1,7 @@
 """What a crash leaves behind, removed when a transfer worker starts.
 
 A web worker killed mid-upload leaves its ``upload-*.part`` in the staging area; a transfer worker
-killed mid-copy leaves an adapter's hidden temporary at the destination. Neither is ever taken
+killed mid-write leaves an adapter's hidden temporary at the destination. Neither is ever taken
 up again. A file is debris only when no process holds it: uploads and adapters keep an exclusive
 ``flock`` on a file while they write it (the kernel drops it when they die), so an upload still
 arriving in a live web worker, or a copy running in another worker, is never touched. Staged files

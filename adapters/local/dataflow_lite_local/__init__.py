@@ -49,7 +49,14 @@ from dataflow_lite.adapter import (
 )
 from dataflow_lite.store.instance_keys import load_or_create
 
-from .safe_paths import LinkRefused, Tree, adapter_error, temporary_beside
+from .safe_paths import (
+    LinkRefused,
+    Tree,
+    adapter_error,
+    check_landed,
+    landing_error,
+    temporary_beside,
+)
 from .walk import walk
 
 CHUNK = 1 << 20
@@ -192,6 +199,7 @@ class LocalAdapter(TransferAdapter):
                 with temporary_beside(folder, job.target, where) as (fd, temporary):
                     _copy_into(job, fd, where)
                     try:
+                        os.fchmod(fd, 0o644)
                         os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder,
                                 follow_symlinks=False)  # fmt: skip
                     except FileExistsError:
@@ -199,6 +207,13 @@ class LocalAdapter(TransferAdapter):
                         if earlier is None:
                             raise DestinationExists(job.target) from None
                         return earlier
+                    except OSError as error:
+                        raise landing_error(where, error) from error
+                    try:
+                        check_landed(folder, name, fd, where)
+                    except AdapterError:
+                        os.unlink(name, dir_fd=folder)  # what was put in its place, not ours
+                        raise
             os.fsync(folder)
         return how
 
@@ -243,7 +258,7 @@ class LocalAdapter(TransferAdapter):
                         os.fsync(fd)
                     os.replace(temporary, target.name, src_dir_fd=folder, dst_dir_fd=folder)
                 except OSError as error:
-                    raise adapter_error(f"cannot write {where}", error) from error
+                    raise landing_error(where, error) from error
             os.fsync(folder)
 
     def open_file(self, target: PurePosixPath, credentials: Credentials | None) -> BinaryIO:

@@ -34,6 +34,7 @@ from dataflow_lite.adapter import (
     DATASET_FOLDER_DEPTH,
     PERMANENT_ERRNOS,
     AdapterError,
+    abandoned,
     being_written,
     lock_for_writing,
 )
@@ -48,6 +49,10 @@ CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # slow sync on a busy disk); and for how long at most it counts so: a neighbour's locked file
 # must not hold the dataset's transfers.
 MARKER_WAIT, MARKING_WAIT = 2.0, 60.0
+# The start of a marker's temporary's name (``temporary_beside``).
+MARKING = f".{FOLDER_MARKER}."
+# Why a marker cannot be opened when it is no file of this server's: a link, another account's.
+NOT_A_MARKER = frozenset({errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO})
 
 
 def adapter_error(what: str, error: OSError) -> AdapterError:
@@ -64,12 +69,14 @@ def temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterato
     ``metadata.json``, a folder's marker.
 
     The lock tells a worker's start-up sweep, and a transfer waiting for a marker, that the
-    write is alive; one whose worker was killed holds none, and the sweep removes it.
+    write is alive; one whose worker was killed holds none, and the sweep removes it. It is
+    made readable by this account alone (the caller opens it up before it lands), so no other
+    account can open it to lock it first.
     """
     while True:
         name = f".{target.name}.{secrets.token_hex(4)}.part"
         try:
-            fd = os.open(name, CREATE, 0o644, dir_fd=folder)
+            fd = os.open(name, CREATE, 0o600, dir_fd=folder)
         except FileExistsError:
             continue
         except OSError as error:  # a name too long for the file system, a full or read-only disk
@@ -91,7 +98,27 @@ def temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterato
             os.unlink(name, dir_fd=folder)
         except FileNotFoundError:
             pass
-        os.close(fd)
+        except OSError as error:
+            raise adapter_error(f"cannot remove {where.parent / name}", error) from error
+        finally:
+            os.close(fd)
+
+
+def landing_error(where: Path, error: OSError) -> AdapterError:
+    """Why a temporary could not land at ``where``; tried again when it was taken away."""
+    failed = adapter_error(f"cannot write {where}", error)
+    failed.permanent &= not isinstance(error, FileNotFoundError)
+    return failed
+
+
+def check_landed(folder: int, name: str, fd: int, where: Path) -> None:
+    """Refuse unless ``name`` in ``folder`` is the temporary open as ``fd``, just linked there
+    (never through a link): another account may have put something else in its place."""
+    if not os.path.samestat(os.fstat(fd), os.stat(name, dir_fd=folder, follow_symlinks=False)):
+        raise AdapterError(
+            f"{where} was replaced while it was written: its temporary was swapped by someone else",
+            permanent=True,
+        )
 
 
 class LinkRefused(AdapterError):
@@ -180,25 +207,29 @@ class Tree:
         """Whether the dataset folder ``relative`` (open as ``folder_fd``) is this server's: its
         marker holds this path's HMAC, or an earlier release made it. Never waits, marks or
         raises: a walk reports the folders it will not trust."""
-        found = self._marker(folder_fd)
+        try:
+            found = self._marker(folder_fd, relative)
+        except AdapterError:
+            return False
         if found is None:
             return self._made_before_marking(folder_fd)
         return hmac.compare_digest(found, self.token(relative))
 
-    @staticmethod
-    def _marker(folder_fd: int) -> bytes | None:
-        """What the folder's marker holds: None when there is none, empty when it is not a
-        file this server can read (a link, a FIFO, a folder...)."""
+    def _marker(self, folder_fd: int, relative: PurePosixPath) -> bytes | None:
+        """What the folder's marker holds: None when there is none, empty when it is nothing
+        this server may read as a file (a link, a FIFO, a folder, another account's file)."""
         try:
             fd = os.open(FOLDER_MARKER, READ, dir_fd=folder_fd)
         except FileNotFoundError:
             return None
-        except OSError:
-            return b""
+        except OSError as error:
+            if error.errno in NOT_A_MARKER:
+                return b""
+            raise adapter_error(f"cannot read {self.where(relative)}'s marker", error) from error
         try:
             return os.read(fd, 200).strip() if stat.S_ISREG(os.fstat(fd).st_mode) else b""
-        except OSError:
-            return b""
+        except OSError as error:
+            raise adapter_error(f"cannot read {self.where(relative)}'s marker", error) from error
         finally:
             os.close(fd)
 
@@ -220,17 +251,11 @@ class Tree:
             with temporary_beside(folder_fd, PurePosixPath(FOLDER_MARKER), where) as (fd, name):
                 with os.fdopen(fd, "wb", closefd=False) as out:
                     out.write(self.token(relative) + b"\n")
+                os.fchmod(fd, 0o644)
                 os.fsync(fd)
-                # Never through a link: a neighbour may have put one in the temporary's place.
                 os.link(name, FOLDER_MARKER, src_dir_fd=folder_fd, dst_dir_fd=folder_fd,
                         follow_symlinks=False)  # fmt: skip
-                marker = os.stat(FOLDER_MARKER, dir_fd=folder_fd, follow_symlinks=False)
-                if not os.path.samestat(os.fstat(fd), marker):
-                    raise AdapterError(
-                        f"{where} was replaced while it was written: a dataset's folder is "
-                        "never taken over",
-                        permanent=True,
-                    )
+                check_landed(folder_fd, FOLDER_MARKER, fd, where)
             return True
         except (OSError, AdapterError) as error:
             if parent_fd is None and isinstance(error, FileExistsError):
@@ -240,42 +265,79 @@ class Tree:
                     os.rmdir(relative.name, dir_fd=parent_fd)  # unless someone wrote in it
             if isinstance(error, AdapterError):
                 raise
-            failed = adapter_error(f"cannot mark {self.where(relative)}", error)
-            # The temporary taken away before its link: the next try makes another.
-            failed.permanent &= not isinstance(error, FileNotFoundError)
-            raise failed from error
+            raise landing_error(where, error) from error
+
+    def _marker_temporaries(self, folder_fd: int, relative: PurePosixPath) -> list[str]:
+        try:
+            with os.scandir(folder_fd) as entries:
+                return [entry.name for entry in entries if entry.name.startswith(MARKING)]
+        except OSError as error:
+            raise adapter_error(f"cannot list {self.where(relative)}", error) from error
+
+    def _being_marked(self, folder_fd: int, relative: PurePosixPath) -> bool:
+        """Whether a live write is leaving the folder's marker (its temporary is locked)."""
+        return any(
+            being_written(name, dir_fd=folder_fd)
+            for name in self._marker_temporaries(folder_fd, relative)
+        )
+
+    def _adopt_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
+        """Link into place a marker whose writer was killed after writing it whole: an
+        abandoned temporary holding this path's HMAC, which only this server makes."""
+        expected = self.token(relative) + b"\n"
+        for name in self._marker_temporaries(folder_fd, relative):
+            with abandoned(name, dir_fd=folder_fd) as stale:
+                if not stale:
+                    continue
+                try:
+                    fd = os.open(name, READ, dir_fd=folder_fd)
+                    try:
+                        if os.read(fd, len(expected) + 1) != expected:
+                            continue
+                        os.fchmod(fd, 0o644)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    os.link(name, FOLDER_MARKER, src_dir_fd=folder_fd, dst_dir_fd=folder_fd,
+                            follow_symlinks=False)  # fmt: skip
+                except OSError:
+                    continue  # marked meanwhile, or not this server's to adopt
+                with suppress(OSError):
+                    os.unlink(name, dir_fd=folder_fd)
+                return
 
     @staticmethod
-    def _being_marked(folder_fd: int) -> bool:
-        """Whether a live write is leaving the folder's marker (its temporary is locked)."""
-        prefix = f".{FOLDER_MARKER}."
-        with os.scandir(folder_fd) as entries:
-            return any(
-                entry.name.startswith(prefix) and being_written(entry.name, dir_fd=folder_fd)
-                for entry in entries
-            )
+    def _gone(parent_fd: int, folder_fd: int, name: str) -> bool:
+        """Whether the folder open as ``folder_fd`` is no longer at ``name`` in ``parent_fd``
+        (removed, or removed and made again)."""
+        try:
+            here = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            return not os.path.samestat(os.fstat(folder_fd), here)
+        except OSError:  # gone (ENOENT), or gone from another host's view (ESTALE)
+            return True
 
-    def _check_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
+    def _check_marker(self, parent_fd: int, folder_fd: int, relative: PurePosixPath) -> None:
         """Go on only into a folder with this server's marker for ``relative``, waiting for a
         first write that is leaving it; an earlier release's folder is marked now."""
         start = time.monotonic()
         deadline = start + MARKER_WAIT
-        while (found := self._marker(folder_fd)) is None:
-            if os.fstat(folder_fd).st_nlink == 0:  # its first write failed and removed it
-                raise AdapterError(
-                    f"{self.where(relative)} was removed while its first write marked it"
-                )
+        while (found := self._marker(folder_fd, relative)) is None:
             now = time.monotonic()
-            if now < start + MARKING_WAIT and self._being_marked(folder_fd):
+            if now < start + MARKING_WAIT and self._being_marked(folder_fd, relative):
                 deadline = now + MARKER_WAIT  # as long again once it ends: a failed write's
                 # temporary goes a moment before its folder does
-            if now >= deadline:
+            if now >= deadline or self._gone(parent_fd, folder_fd, relative.name):
                 break
             time.sleep(0.05)  # the dataset's first write may be leaving it right now
+        if found is None:
+            self._adopt_marker(folder_fd, relative)
+            found = self._marker(folder_fd, relative)
         if found is None and self._made_before_marking(folder_fd):
             if self._leave_marker(None, folder_fd, relative):
                 return
-            found = self._marker(folder_fd)  # another transfer marked it just now
+            found = self._marker(folder_fd, relative)  # another transfer marked it just now
+        if found is None and self._gone(parent_fd, folder_fd, relative.name):
+            raise AdapterError(f"{self.where(relative)} was removed while this transfer waited")
         if found is None or not hmac.compare_digest(found, self.token(relative)):
             raise AdapterError(
                 f"{self.where(relative)} already exists and was not made by this dataset's "
@@ -289,7 +351,11 @@ class Tree:
     ) -> Iterator[int]:
         """A descriptor of the folder ``relative``, made on the way when ``create``; a dataset
         folder on the way must be this server's (its marker), unless ``marked`` is False."""
-        if not self.root.is_dir():
+        try:
+            is_dir = self.root.is_dir()
+        except OSError as error:
+            raise adapter_error(f"cannot open {self.root}", error) from error
+        if not is_dir:
             # Never create the root itself: an unmounted share would fill the server's own disk.
             raise AdapterError(
                 f"the destination directory {self.root} does not exist (is it mounted?)",
@@ -318,7 +384,7 @@ class Tree:
                         if made:
                             self._leave_marker(fd, child, walked)
                         else:
-                            self._check_marker(child, walked)
+                            self._check_marker(fd, child, walked)
                 except BaseException:
                     os.close(child)
                     raise
