@@ -241,8 +241,9 @@ def test_writes_beside_the_first_wait_for_its_marker(adapter, root, staged, monk
 
 
 def test_a_neighbours_locked_file_holds_a_transfer_only_so_long(adapter, root, staged, monkeypatch):
-    """A neighbour's folder with a locked file named like a marker being written: refused once
-    MARKING_WAIT has passed, not waited for as long as the neighbour holds it."""
+    """A neighbour's folder with a locked file named like a marker being written: the transfer
+    gives up once MARKING_WAIT has passed (to be tried again, as a slow first write's would),
+    not waits for as long as the neighbour holds it; once let go, it is refused for good."""
     monkeypatch.setattr(safe_paths, "MARKER_WAIT", 0.1)
     monkeypatch.setattr(safe_paths, "MARKING_WAIT", 0.5)
     folder = root / FOLDER
@@ -252,10 +253,14 @@ def test_a_neighbours_locked_file_holds_a_transfer_only_so_long(adapter, root, s
         fcntl.flock(held, fcntl.LOCK_EX)
         assert being_written(planted)
         started = time.monotonic()
-        with pytest.raises(AdapterError, match="was not made by this dataset's transfers"):
+        with pytest.raises(AdapterError, match="is still being marked after 0.5 s") as gave_up:
             adapter.submit(job_for(staged))
         assert 0.5 <= time.monotonic() - started
+        assert not gave_up.value.permanent
     assert not being_written(planted)  # its writer let go
+    with pytest.raises(AdapterError, match="was not made by this dataset's transfers") as refused:
+        adapter.submit(job_for(staged))
+    assert refused.value.permanent
 
 
 def earlier_releases_folder(root: Path) -> Path:
@@ -411,6 +416,26 @@ def test_a_marker_written_whole_by_a_killed_worker_is_taken_up(adapter, root, st
             PurePosixPath("microscope/2026-12-01/101501_other/metadata.json"), b"{}", None
         )
     assert not (other / FOLDER_MARKER).exists()
+
+
+def test_the_start_up_sweep_takes_up_a_killed_workers_marker(adapter, root, staged):
+    """The killed worker's own retry comes after its start-up sweep: the sweep links the
+    marker into place rather than remove it, and sweeps what is left."""
+    folder = root / FOLDER
+    folder.mkdir(parents=True)
+    (folder / f"{safe_paths.MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
+    (folder / f"{safe_paths.MARKING}4567cdef.part").write_bytes(b"not this server's\n")
+    assert adapter.remove_debris({FOLDER: {"metadata.json"}}) == [
+        f"removed {folder}/{safe_paths.MARKING}4567cdef.part: a write cut off before it landed"
+    ]
+    assert (folder / FOLDER_MARKER).read_bytes() == adapter.tree.token(FOLDER) + b"\n"
+    assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
+
+
+@pytest.mark.parametrize("how", ["copy"], indirect=True)
+def test_a_copy_lands_readable_as_before(adapter, root, staged, how):
+    assert adapter.submit(job_for(staged)) == "copy"
+    assert stat.S_IMODE((root / TARGET).stat().st_mode) == 0o644
 
 
 def test_a_marker_that_cannot_be_read_now_is_tried_again(adapter, root, staged, monkeypatch):

@@ -46,14 +46,14 @@ def abandoned(path: Path | str, dir_fd: int | None = None) -> Iterator[bool]:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False  # its writer is alive
+        except OSError:  # its writer is alive (EWOULDBLOCK), or no lock can tell (ENOLCK)
+            yield False
             return
         try:
             same = os.path.samestat(
                 os.fstat(fd), os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
             )
-        except FileNotFoundError:
+        except OSError:
             same = False
         yield same
     finally:

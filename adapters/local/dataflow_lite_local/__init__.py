@@ -26,6 +26,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from contextlib import suppress
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -33,6 +34,7 @@ from typing import Any, BinaryIO
 from dataflow_lite.adapter import (
     ACTIVATION_FAILED,
     ALREADY_ACTIVATED,
+    DATASET_FOLDER_DEPTH,
     DONE,
     Activation,
     AdapterError,
@@ -212,7 +214,8 @@ class LocalAdapter(TransferAdapter):
                     try:
                         check_landed(folder, name, fd, where)
                     except AdapterError:
-                        os.unlink(name, dir_fd=folder)  # what was put in its place, not ours
+                        with suppress(OSError):
+                            os.unlink(name, dir_fd=folder)  # what was put in its place
                         raise
             os.fsync(folder)
         return how
@@ -290,6 +293,8 @@ class LocalAdapter(TransferAdapter):
                 # Reached without links; not judged by its marker: only this adapter's own
                 # unlocked temporaries go, wherever the catalog puts files.
                 with self.tree.folder(relative, create=False, marked=False) as folder:
+                    if len(relative.parts) == DATASET_FOLDER_DEPTH:
+                        self.tree.take_up_marker(folder, relative)  # before it is swept
                     for entry in os.scandir(folder):
                         if entry.name in known or not TEMPORARY_NAME.fullmatch(entry.name):
                             continue

@@ -91,15 +91,18 @@ def temporary_beside(folder: int, target: PurePosixPath, where: Path) -> Iterato
         if locked:
             break
         os.close(fd)  # a sweep removed it before the lock was taken: make another
+    failed = True
     try:
         yield fd, name
+        failed = False
     finally:
         try:
             os.unlink(name, dir_fd=folder)
         except FileNotFoundError:
             pass
         except OSError as error:
-            raise adapter_error(f"cannot remove {where.parent / name}", error) from error
+            if not failed:  # else the body's own error says more
+                raise adapter_error(f"cannot remove {where.parent / name}", error) from error
         finally:
             os.close(fd)
 
@@ -114,7 +117,11 @@ def landing_error(where: Path, error: OSError) -> AdapterError:
 def check_landed(folder: int, name: str, fd: int, where: Path) -> None:
     """Refuse unless ``name`` in ``folder`` is the temporary open as ``fd``, just linked there
     (never through a link): another account may have put something else in its place."""
-    if not os.path.samestat(os.fstat(fd), os.stat(name, dir_fd=folder, follow_symlinks=False)):
+    try:
+        landed = os.path.samestat(os.fstat(fd), os.stat(name, dir_fd=folder, follow_symlinks=False))
+    except OSError:
+        landed = False  # taken away at once
+    if not landed:
         raise AdapterError(
             f"{where} was replaced while it was written: its temporary was swapped by someone else",
             permanent=True,
@@ -281,7 +288,7 @@ class Tree:
             for name in self._marker_temporaries(folder_fd, relative)
         )
 
-    def _adopt_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
+    def take_up_marker(self, folder_fd: int, relative: PurePosixPath) -> None:
         """Link into place a marker whose writer was killed after writing it whole: an
         abandoned temporary holding this path's HMAC, which only this server makes."""
         expected = self.token(relative) + b"\n"
@@ -330,7 +337,7 @@ class Tree:
                 break
             time.sleep(0.05)  # the dataset's first write may be leaving it right now
         if found is None:
-            self._adopt_marker(folder_fd, relative)
+            self.take_up_marker(folder_fd, relative)
             found = self._marker(folder_fd, relative)
         if found is None and self._made_before_marking(folder_fd):
             if self._leave_marker(None, folder_fd, relative):
@@ -338,6 +345,10 @@ class Tree:
             found = self._marker(folder_fd, relative)  # another transfer marked it just now
         if found is None and self._gone(parent_fd, folder_fd, relative.name):
             raise AdapterError(f"{self.where(relative)} was removed while this transfer waited")
+        if found is None and self._being_marked(folder_fd, relative):
+            raise AdapterError(
+                f"{self.where(relative)} is still being marked after {MARKING_WAIT:g} s"
+            )
         if found is None or not hmac.compare_digest(found, self.token(relative)):
             raise AdapterError(
                 f"{self.where(relative)} already exists and was not made by this dataset's "
