@@ -2,9 +2,11 @@
 
 A web worker killed mid-upload leaves its ``upload-*.part`` in the staging area; a transfer worker
 killed mid-write leaves an adapter's hidden temporary at the destination. Neither is ever taken
-up again. A file is debris only when no process holds it: uploads and adapters keep an exclusive
-``flock`` on a file while they write it (the kernel drops it when they die), so an upload still
-arriving in a live web worker, or a copy running in another worker, is never touched. Staged files
+up again (save a dataset folder's marker written whole, which the local adapter links into
+place rather than remove). A file is debris only when no process holds it: uploads and adapters
+keep an exclusive ``flock`` on a file while they write it (the kernel drops it when they die), so
+an upload still arriving in a live web worker, or a copy running in another worker, is never
+touched. Staged files
 that a transfer names (queued, running, failed or cancelled, all of which may still move it) stay,
 and so do the bytes of resumable uploads that have not expired (``upload-tus-*.part``). Expired
 uploads are removed here too, row and bytes, at start-up and by the queue's periodic sweep.
