@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import dataflow_lite_local
 import pytest
 from dataflow_lite_local import LocalAdapter, safe_paths
+from dataflow_lite_local.safe_paths import MARKING
 
 from dataflow_lite.adapter import AdapterContext, AdapterError, TransferJob, being_written
 from dataflow_lite.store.layout import FOLDER_MARKER, UnsafePath, check_file_name
@@ -248,7 +249,7 @@ def test_a_neighbours_locked_file_holds_a_transfer_only_so_long(adapter, root, s
     monkeypatch.setattr(safe_paths, "MARKING_WAIT", 0.5)
     folder = root / FOLDER
     folder.mkdir(parents=True)
-    planted = folder / f".{FOLDER_MARKER}.0123abcd.part"
+    planted = folder / f"{MARKING}0123abcd.part"
     with planted.open("wb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         assert being_written(planted)
@@ -339,9 +340,6 @@ def syncs(monkeypatch: pytest.MonkeyPatch) -> list:
     return hooks
 
 
-MARKING = f".{FOLDER_MARKER}."
-
-
 def test_a_temporary_swapped_for_a_link_never_links_its_target(
     adapter, root, outside, staged, syncs
 ):
@@ -404,13 +402,13 @@ def test_a_marker_written_whole_by_a_killed_worker_is_taken_up(adapter, root, st
     transfer. One holding anything else is not, and the folder is refused."""
     folder = root / FOLDER
     folder.mkdir(parents=True)
-    (folder / f"{safe_paths.MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
+    (folder / f"{MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
     assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
     assert (folder / FOLDER_MARKER).read_bytes() == adapter.tree.token(FOLDER) + b"\n"
     assert sorted(p.name for p in folder.iterdir()) == [FOLDER_MARKER, "raw"]
     other = root / "microscope/2026-12-01/101501_other"
     other.mkdir()
-    (other / f"{safe_paths.MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
+    (other / f"{MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
     with pytest.raises(AdapterError, match="was not made by this dataset's transfers"):
         adapter.write_file(
             PurePosixPath("microscope/2026-12-01/101501_other/metadata.json"), b"{}", None
@@ -423,10 +421,10 @@ def test_the_start_up_sweep_takes_up_a_killed_workers_marker(adapter, root, stag
     marker into place rather than remove it, and sweeps what is left."""
     folder = root / FOLDER
     folder.mkdir(parents=True)
-    (folder / f"{safe_paths.MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
-    (folder / f"{safe_paths.MARKING}4567cdef.part").write_bytes(b"not this server's\n")
+    (folder / f"{MARKING}0123abcd.part").write_bytes(adapter.tree.token(FOLDER) + b"\n")
+    (folder / f"{MARKING}4567cdef.part").write_bytes(b"not this server's\n")
     assert adapter.remove_debris({FOLDER: {"metadata.json"}}) == [
-        f"removed {folder}/{safe_paths.MARKING}4567cdef.part: a write cut off before it landed"
+        f"removed {folder}/{MARKING}4567cdef.part: a write cut off before it landed"
     ]
     assert (folder / FOLDER_MARKER).read_bytes() == adapter.tree.token(FOLDER) + b"\n"
     assert adapter.verify(job_for(staged), adapter.submit(job_for(staged)))
@@ -490,7 +488,9 @@ def test_a_transfer_waiting_on_a_first_write_that_failed_tries_again(
     syncs.append((MARKING, fail_once_waited_for))
     with ThreadPoolExecutor(1) as first:
         metadata = first.submit(adapter.write_file, METADATA, b"{}", None)
+        deadline = time.monotonic() + 10
         while not any(p.name.startswith(MARKING) for p in (root / FOLDER).glob(".*")):
+            assert time.monotonic() < deadline, "the first write never began its marker"
             time.sleep(0.01)  # the first write is marking the folder it made
         with pytest.raises(AdapterError) as failed:
             adapter.submit(job_for(staged))  # waits on the folder its first write removes
