@@ -26,6 +26,23 @@ def lock_for_writing(fd: int, path: Path | str, dir_fd: int | None = None) -> bo
         return False
 
 
+def _open_regular(path: Path | str, dir_fd: int | None) -> int | None:
+    """A read descriptor of ``path`` if it is a regular file (never through a link), else None."""
+    try:
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
+    except OSError:  # gone already, or a symlink (ELOOP)
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
 @contextmanager
 def abandoned(path: Path | str, dir_fd: int | None = None) -> Iterator[bool]:
     """Whether ``path`` (relative to ``dir_fd`` if given) is a regular file that no live writer
@@ -33,17 +50,11 @@ def abandoned(path: Path | str, dir_fd: int | None = None) -> Iterator[bool]:
 
     While the block runs no writer can take the file up again, so it may be removed there.
     """
-    try:
-        fd = os.open(
-            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
-        )
-    except OSError:  # gone already, or a symlink (ELOOP): not ours to judge
+    fd = _open_regular(path, dir_fd)
+    if fd is None:  # not ours to judge
         yield False
         return
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            yield False
-            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # its writer is alive (EWOULDBLOCK), or no lock can tell (ENOLCK)
@@ -63,15 +74,10 @@ def abandoned(path: Path | str, dir_fd: int | None = None) -> Iterator[bool]:
 def being_written(path: Path | str, dir_fd: int | None = None) -> bool:
     """Whether ``path`` (relative to ``dir_fd`` if given) is a regular file that a live writer
     holds (:func:`lock_for_writing`)."""
-    try:
-        fd = os.open(
-            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
-        )
-    except OSError:
+    fd = _open_regular(path, dir_fd)
+    if fd is None:
         return False
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
     except BlockingIOError:
