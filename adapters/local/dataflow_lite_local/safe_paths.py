@@ -114,14 +114,18 @@ def landing_error(where: Path, error: OSError) -> AdapterError:
     return failed
 
 
+def _is_at(fd: int, folder: int, name: str) -> bool:
+    """Whether ``name`` in ``folder`` (not followed if a link) is the file open as ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(name, dir_fd=folder, follow_symlinks=False))
+    except OSError:  # gone (ENOENT), or gone from another host's view (ESTALE)
+        return False
+
+
 def check_landed(folder: int, name: str, fd: int, where: Path) -> None:
     """Refuse unless ``name`` in ``folder`` is the temporary open as ``fd``, just linked there
     (never through a link): another account may have put something else in its place."""
-    try:
-        landed = os.path.samestat(os.fstat(fd), os.stat(name, dir_fd=folder, follow_symlinks=False))
-    except OSError:
-        landed = False  # taken away at once
-    if not landed:
+    if not _is_at(fd, folder, name):
         raise AdapterError(
             f"{where} was replaced while it was written: its temporary was swapped by someone else",
             permanent=True,
@@ -313,16 +317,6 @@ class Tree:
                     os.unlink(name, dir_fd=folder_fd)
                 return
 
-    @staticmethod
-    def _gone(parent_fd: int, folder_fd: int, name: str) -> bool:
-        """Whether the folder open as ``folder_fd`` is no longer at ``name`` in ``parent_fd``
-        (removed, or removed and made again)."""
-        try:
-            here = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-            return not os.path.samestat(os.fstat(folder_fd), here)
-        except OSError:  # gone (ENOENT), or gone from another host's view (ESTALE)
-            return True
-
     def _check_marker(self, parent_fd: int, folder_fd: int, relative: PurePosixPath) -> None:
         """Go on only into a folder with this server's marker for ``relative``, waiting for a
         first write that is leaving it; an earlier release's folder is marked now."""
@@ -333,7 +327,7 @@ class Tree:
             if now < start + MARKING_WAIT and self._being_marked(folder_fd, relative):
                 deadline = now + MARKER_WAIT  # as long again once it ends: a failed write's
                 # temporary goes a moment before its folder does
-            if now >= deadline or self._gone(parent_fd, folder_fd, relative.name):
+            if now >= deadline or not _is_at(folder_fd, parent_fd, relative.name):
                 break
             time.sleep(0.05)  # the dataset's first write may be leaving it right now
         if found is None:
@@ -343,7 +337,7 @@ class Tree:
             if self._leave_marker(None, folder_fd, relative):
                 return
             found = self._marker(folder_fd, relative)  # another transfer marked it just now
-        if found is None and self._gone(parent_fd, folder_fd, relative.name):
+        if found is None and not _is_at(folder_fd, parent_fd, relative.name):
             raise AdapterError(f"{self.where(relative)} was removed while this transfer waited")
         if found is None and self._being_marked(folder_fd, relative):
             raise AdapterError(
